@@ -1,0 +1,350 @@
+//! Reading a GGUF file: header, metadata, the llama configuration, and checks that turn a
+//! malformed or unsupported file into a clear error before any weight is loaded.
+
+use std::collections::HashMap;
+use std::io::{Read, Seek, SeekFrom};
+
+use candle_core::quantized::gguf_file::{Content, Value};
+use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::Device;
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+
+/// Shape of a llama-architecture model, read from `llama.*` metadata.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Config {
+    pub name: String,
+    pub n_layers: usize,
+    pub d_model: usize,
+    pub n_heads: usize,
+    pub n_kv_heads: usize,
+    pub head_dim: usize,
+    pub ffn_dim: usize,
+    pub rms_eps: f64,
+    pub rope_theta: f32,
+    pub context_length: usize,
+}
+
+/// A parsed GGUF header plus the facts about the file that later steps need.
+pub struct ModelFile {
+    pub content: Content,
+    pub config: Config,
+    pub file_size: u64,
+}
+
+/// Names of ggml types candle does not know, for error messages (ggml.h numbering).
+fn ggml_type_name(id: u32) -> &'static str {
+    match id {
+        16 => "IQ2_XXS",
+        17 => "IQ2_XS",
+        18 => "IQ3_XXS",
+        19 => "IQ1_S",
+        20 => "IQ4_NL",
+        21 => "IQ3_S",
+        22 => "IQ2_S",
+        23 => "IQ4_XS",
+        24 => "I8",
+        25 => "I16",
+        26 => "I32",
+        27 => "I64",
+        28 => "F64",
+        29 => "IQ1_M",
+        34 => "TQ1_0",
+        35 => "TQ2_0",
+        39 => "MXFP4",
+        _ => "unknown",
+    }
+}
+
+fn is_supported(dtype: GgmlDType) -> bool {
+    !matches!(dtype, GgmlDType::Q8_1 | GgmlDType::Q8K)
+}
+
+/// The tensors a llama block needs, in file naming.
+pub const BLOCK_TENSORS: [&str; 9] = [
+    "attn_norm",
+    "attn_q",
+    "attn_k",
+    "attn_v",
+    "attn_output",
+    "ffn_norm",
+    "ffn_gate",
+    "ffn_up",
+    "ffn_down",
+];
+
+impl ModelFile {
+    /// Parses the header of a GGUF stream and checks it describes a llama model whose tensors
+    /// all lie inside the file.
+    pub fn read<R: Read + Seek>(reader: &mut R) -> Result<Self> {
+        let file_size = reader
+            .seek(SeekFrom::End(0))
+            .map_err(|e| Error::io("model", e))?;
+        reader
+            .seek(SeekFrom::Start(0))
+            .map_err(|e| Error::io("model", e))?;
+        let mut magic = [0u8; 4];
+        if file_size < 4 || reader.read_exact(&mut magic).is_err() {
+            return Err(Error::NotGguf(format!(
+                "the file is {file_size} bytes long, too short to hold a GGUF header"
+            )));
+        }
+        if &magic != b"GGUF" {
+            return Err(Error::NotGguf(format!(
+                "it starts with bytes {magic:02x?} instead of the magic 'GGUF' (is this a safetensors, PyTorch or HTML file?)"
+            )));
+        }
+        reader
+            .seek(SeekFrom::Start(0))
+            .map_err(|e| Error::io("model", e))?;
+        let content = Content::read(reader).map_err(|e| classify_header_error(e, file_size))?;
+        let config = llama_config(&content.metadata)?;
+        let file = Self {
+            content,
+            config,
+            file_size,
+        };
+        file.check_tensors()?;
+        Ok(file)
+    }
+
+    fn check_tensors(&self) -> Result<()> {
+        let c = &self.config;
+        let (d, hd) = (c.d_model, c.head_dim);
+        let mut expected: Vec<(String, Vec<usize>)> = vec![
+            ("token_embd.weight".into(), vec![0, d]),
+            ("output_norm.weight".into(), vec![d]),
+        ];
+        for i in 0..c.n_layers {
+            let shapes: [Vec<usize>; 9] = [
+                vec![d],
+                vec![c.n_heads * hd, d],
+                vec![c.n_kv_heads * hd, d],
+                vec![c.n_kv_heads * hd, d],
+                vec![d, c.n_heads * hd],
+                vec![d],
+                vec![c.ffn_dim, d],
+                vec![c.ffn_dim, d],
+                vec![d, c.ffn_dim],
+            ];
+            for (name, shape) in BLOCK_TENSORS.iter().zip(shapes) {
+                expected.push((format!("blk.{i}.{name}.weight"), shape));
+            }
+        }
+        for (name, shape) in &expected {
+            let info = self.content.tensor_infos.get(name).ok_or_else(|| {
+                Error::Metadata(format!("tensor '{name}' is missing from the file"))
+            })?;
+            let dims = info.shape.dims();
+            // token_embd's row count is the vocabulary size, checked against the tokenizer later.
+            let matches =
+                dims.len() == shape.len() && dims.iter().zip(shape).all(|(a, b)| *b == 0 || a == b);
+            if !matches {
+                return Err(Error::Metadata(format!(
+                    "tensor '{name}' has shape {dims:?}, the configuration implies {shape:?}"
+                )));
+            }
+        }
+        for (name, info) in &self.content.tensor_infos {
+            if !is_supported(info.ggml_dtype) {
+                return Err(Error::UnsupportedQuant(format!(
+                    "{:?} (tensor '{name}')",
+                    info.ggml_dtype
+                )));
+            }
+            let elems = info.shape.elem_count();
+            let block = info.ggml_dtype.block_size();
+            if elems % block != 0 {
+                return Err(Error::CorruptGguf(format!(
+                    "tensor '{name}' has {elems} elements, not a multiple of its {:?} block size {block}",
+                    info.ggml_dtype
+                )));
+            }
+            let bytes = (elems / block) as u64 * info.ggml_dtype.type_size() as u64;
+            let end = self
+                .content
+                .tensor_data_offset
+                .checked_add(info.offset)
+                .and_then(|s| s.checked_add(bytes));
+            match end {
+                Some(end) if end <= self.file_size => {}
+                _ => {
+                    return Err(Error::CorruptGguf(format!(
+                        "tensor '{name}' ends past the end of the file ({} bytes): the file is truncated (an interrupted download?)",
+                        self.file_size
+                    )))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn metadata(&self) -> &HashMap<String, Value> {
+        &self.content.metadata
+    }
+
+    /// Loads one tensor, still quantized.
+    pub fn tensor<R: Read + Seek>(&self, reader: &mut R, name: &str) -> Result<QTensor> {
+        self.content
+            .tensor(reader, name, &Device::Cpu)
+            .map_err(|e| Error::CorruptGguf(format!("tensor '{name}': {e}")))
+    }
+
+    pub fn has_tensor(&self, name: &str) -> bool {
+        self.content.tensor_infos.contains_key(name)
+    }
+
+    /// Quantization types in the file with their tensor counts, e.g. `Q4_1 ×210`.
+    pub fn quant_summary(&self) -> String {
+        let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
+        for info in self.content.tensor_infos.values() {
+            *counts.entry(format!("{:?}", info.ggml_dtype)).or_default() += 1;
+        }
+        counts
+            .iter()
+            .map(|(k, v)| format!("{k}×{v}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+/// Turns candle's header errors into ones that say what is wrong with the file.
+fn classify_header_error(e: candle_core::Error, file_size: u64) -> Error {
+    let msg = e.to_string();
+    if let Some(rest) = msg.strip_prefix("unknown dtype for tensor ") {
+        let id: u32 = rest.trim().parse().unwrap_or(u32::MAX);
+        return Error::UnsupportedQuant(format!("ggml type {id} ({})", ggml_type_name(id)));
+    }
+    if msg.contains("failed to fill whole buffer") || msg.contains("UnexpectedEof") {
+        return Error::CorruptGguf(format!(
+            "the header ends early: the file ({file_size} bytes) is truncated"
+        ));
+    }
+    Error::CorruptGguf(msg)
+}
+
+fn get<'a>(md: &'a HashMap<String, Value>, key: &str) -> Result<&'a Value> {
+    md.get(key)
+        .ok_or_else(|| Error::Metadata(format!("required key '{key}' is missing")))
+}
+
+fn get_usize(md: &HashMap<String, Value>, key: &str) -> Result<usize> {
+    let v = get(md, key)?;
+    let n = match v {
+        Value::U8(x) => *x as u64,
+        Value::U16(x) => *x as u64,
+        Value::U32(x) => *x as u64,
+        Value::U64(x) => *x,
+        Value::I8(x) if *x >= 0 => *x as u64,
+        Value::I16(x) if *x >= 0 => *x as u64,
+        Value::I32(x) if *x >= 0 => *x as u64,
+        Value::I64(x) if *x >= 0 => *x as u64,
+        other => {
+            return Err(Error::Metadata(format!(
+                "'{key}' should be a non-negative integer, found {other:?}"
+            )))
+        }
+    };
+    // Bounds that no real llama exceeds; they keep absurd files from driving allocations.
+    if n == 0 || n > 1 << 24 {
+        return Err(Error::Metadata(format!("'{key}' = {n} is out of range")));
+    }
+    Ok(n as usize)
+}
+
+fn get_f64(md: &HashMap<String, Value>, key: &str) -> Result<Option<f64>> {
+    Ok(match md.get(key) {
+        None => None,
+        Some(Value::F32(x)) => Some(*x as f64),
+        Some(Value::F64(x)) => Some(*x),
+        Some(other) => {
+            return Err(Error::Metadata(format!(
+                "'{key}' should be a float, found {other:?}"
+            )))
+        }
+    })
+}
+
+fn llama_config(md: &HashMap<String, Value>) -> Result<Config> {
+    let arch = match md.get("general.architecture") {
+        Some(Value::String(s)) => s.clone(),
+        Some(_) => {
+            return Err(Error::Metadata(
+                "'general.architecture' is not a string".into(),
+            ))
+        }
+        None => return Err(Error::Metadata("'general.architecture' is missing".into())),
+    };
+    if arch != "llama" {
+        return Err(Error::UnsupportedArchitecture(arch));
+    }
+    let name = match md.get("general.name") {
+        Some(Value::String(s)) => s.clone(),
+        _ => "unnamed llama".into(),
+    };
+    let d_model = get_usize(md, "llama.embedding_length")?;
+    let n_heads = get_usize(md, "llama.attention.head_count")?;
+    let n_kv_heads = if md.contains_key("llama.attention.head_count_kv") {
+        get_usize(md, "llama.attention.head_count_kv")?
+    } else {
+        n_heads
+    };
+    if d_model % n_heads != 0 || n_heads % n_kv_heads != 0 {
+        return Err(Error::Metadata(format!(
+            "d_model {d_model}, {n_heads} heads and {n_kv_heads} KV heads do not divide evenly"
+        )));
+    }
+    let head_dim = d_model / n_heads;
+    if head_dim % 2 != 0 {
+        return Err(Error::Metadata(format!("head dimension {head_dim} is odd")));
+    }
+    if md.contains_key("llama.rope.dimension_count")
+        && get_usize(md, "llama.rope.dimension_count")? != head_dim
+    {
+        return Err(Error::Metadata(
+            "partial rotary embeddings (rope.dimension_count ≠ head dimension) are not supported"
+                .into(),
+        ));
+    }
+    let rms_eps = get_f64(md, "llama.attention.layer_norm_rms_epsilon")?.unwrap_or(1e-5);
+    let rope_theta = get_f64(md, "llama.rope.freq_base")?.unwrap_or(10_000.0) as f32;
+    if !(rms_eps > 0.0 && rms_eps < 1.0) || !(rope_theta > 1.0 && rope_theta.is_finite()) {
+        return Err(Error::Metadata(format!(
+            "rms epsilon {rms_eps} or rope theta {rope_theta} is out of range"
+        )));
+    }
+    Ok(Config {
+        name,
+        n_layers: get_usize(md, "llama.block_count")?,
+        d_model,
+        n_heads,
+        n_kv_heads,
+        head_dim,
+        ffn_dim: get_usize(md, "llama.feed_forward_length")?,
+        rms_eps,
+        rope_theta,
+        context_length: get_usize(md, "llama.context_length")?,
+    })
+}
+
+/// sha256 of a whole stream, hex-encoded.
+pub fn sha256_hex<R: Read + Seek>(reader: &mut R) -> Result<String> {
+    reader
+        .seek(SeekFrom::Start(0))
+        .map_err(|e| Error::io("model", e))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = reader.read(&mut buf).map_err(|e| Error::io("model", e))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex(&hasher.finalize()))
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

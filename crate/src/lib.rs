@@ -1,0 +1,21 @@
+//! Probelab: linear probes for space and time on quantized llama models.
+//!
+//! The flow is one way: GGUF bytes → [`gguf::ModelFile`] → [`model::Llama`] + [`tokenizer::Tokenizer`];
+//! names + prompt → [`extract`] → activations `[layers + 1, entities, d_model]` → [`acts`] files.
+//! Layer 0 is the embedding output; layer i (1..=L) is the residual stream after block i.
+
+pub mod acts;
+pub mod data;
+pub mod error;
+pub mod extract;
+pub mod gguf;
+pub mod load;
+pub mod metrics;
+pub mod model;
+pub mod probe;
+pub mod tokenizer;
+
+#[cfg(target_arch = "wasm32")]
+pub mod web;
+
+pub use error::{Error, Result};

@@ -1,0 +1,296 @@
+//! The llama forward pass on the CPU (candle), with the residual stream captured at every layer.
+//!
+//! Read top to bottom: weights, one block, the whole model. Weights stay quantized as GGUF blocks;
+//! a linear layer dequantizes its matrix to f32 and runs one GEMM for the whole batch (candle's
+//! quantized matmul would take a scalar Q4_1 path and is built for one token at a time). When
+//! the f32 copies fit the budget in [`LoadOptions`], they are kept between batches.
+//!
+//! Layer convention: layer 0 is the embedding output; layer i (1..=L) is the residual stream
+//! after block i. Nothing passes through the final norm unless logits are asked for.
+
+use std::io::{Read, Seek};
+use std::sync::OnceLock;
+
+use candle_core::quantized::QTensor;
+use candle_core::{DType, Device, Tensor};
+
+use crate::error::{Error, Result};
+use crate::gguf::{Config, ModelFile};
+
+pub struct LoadOptions {
+    /// Keep dequantized f32 weights between batches while their total stays under this many
+    /// bytes. Faster for small models; 0 keeps only the quantized blocks.
+    pub f32_cache_bytes: usize,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self {
+            f32_cache_bytes: if cfg!(target_arch = "wasm32") {
+                768 << 20
+            } else {
+                2 << 30
+            },
+        }
+    }
+}
+
+/// A weight matrix `[out, in]` kept as GGUF blocks.
+struct Linear {
+    weight: QTensor,
+    cached: Option<OnceLock<Tensor>>,
+}
+
+impl Linear {
+    fn new(weight: QTensor, cache: bool) -> Self {
+        Self {
+            weight,
+            cached: cache.then(OnceLock::new),
+        }
+    }
+
+    fn dequantized(&self) -> Result<Tensor> {
+        match &self.cached {
+            Some(cell) => {
+                if let Some(t) = cell.get() {
+                    return Ok(t.clone());
+                }
+                let t = self.weight.dequantize(&Device::Cpu)?;
+                Ok(cell.get_or_init(|| t).clone())
+            }
+            None => Ok(self.weight.dequantize(&Device::Cpu)?),
+        }
+    }
+
+    /// `x [n, in] → [n, out]`.
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let w = self.dequantized()?;
+        Ok(x.matmul(&w.t()?)?)
+    }
+}
+
+struct Block {
+    attn_norm: Tensor,
+    wq: Linear,
+    wk: Linear,
+    wv: Linear,
+    wo: Linear,
+    ffn_norm: Tensor,
+    w_gate: Linear,
+    w_up: Linear,
+    w_down: Linear,
+}
+
+pub struct Llama {
+    pub config: Config,
+    pub vocab_size: usize,
+    embedding: QTensor,
+    blocks: Vec<Block>,
+    output_norm: Tensor,
+    /// `output.weight`, or `None` when the head is tied to the embedding.
+    output: Option<QTensor>,
+}
+
+fn vector<R: Read + Seek>(file: &ModelFile, r: &mut R, name: &str) -> Result<Tensor> {
+    Ok(file.tensor(r, name)?.dequantize(&Device::Cpu)?)
+}
+
+impl Llama {
+    /// Loads the weights tensor by tensor from `reader` (the stream `file` was parsed from).
+    pub fn load<R: Read + Seek>(
+        file: &ModelFile,
+        reader: &mut R,
+        opts: &LoadOptions,
+    ) -> Result<Self> {
+        let c = &file.config;
+        let linear_params = c.n_layers
+            * (c.d_model * (c.n_heads + 2 * c.n_kv_heads) * c.head_dim
+                + c.d_model * c.n_heads * c.head_dim
+                + 3 * c.d_model * c.ffn_dim);
+        let cache = linear_params * 4 <= opts.f32_cache_bytes;
+        let mut blocks = Vec::with_capacity(c.n_layers);
+        for i in 0..c.n_layers {
+            let mut lin = |n: &str| -> Result<Linear> {
+                Ok(Linear::new(
+                    file.tensor(reader, &format!("blk.{i}.{n}.weight"))?,
+                    cache,
+                ))
+            };
+            let (wq, wk, wv, wo) = (
+                lin("attn_q")?,
+                lin("attn_k")?,
+                lin("attn_v")?,
+                lin("attn_output")?,
+            );
+            let (w_gate, w_up, w_down) = (lin("ffn_gate")?, lin("ffn_up")?, lin("ffn_down")?);
+            blocks.push(Block {
+                attn_norm: vector(file, reader, &format!("blk.{i}.attn_norm.weight"))?,
+                ffn_norm: vector(file, reader, &format!("blk.{i}.ffn_norm.weight"))?,
+                wq,
+                wk,
+                wv,
+                wo,
+                w_gate,
+                w_up,
+                w_down,
+            });
+        }
+        let embedding = file.tensor(reader, "token_embd.weight")?;
+        let vocab_size = embedding.shape().dims()[0];
+        let output = if file.has_tensor("output.weight") {
+            Some(file.tensor(reader, "output.weight")?)
+        } else {
+            None
+        };
+        Ok(Self {
+            config: c.clone(),
+            vocab_size,
+            embedding,
+            blocks,
+            output_norm: vector(file, reader, "output_norm.weight")?,
+            output,
+        })
+    }
+
+    /// Runs a batch of token sequences (right-padded internally) and calls `on_layer(layer,
+    /// hidden)` for layer 0..=L with `hidden` of shape `[batch, max_len, d_model]`. Rows past a
+    /// sequence's length are padding and hold nothing meaningful. Causal attention means
+    /// right-padding never changes the rows of real tokens.
+    pub fn forward_layers(
+        &self,
+        sequences: &[Vec<u32>],
+        mut on_layer: impl FnMut(usize, &Tensor) -> Result<()>,
+    ) -> Result<()> {
+        let c = &self.config;
+        let b = sequences.len();
+        let len = sequences.iter().map(Vec::len).max().unwrap_or(0);
+        if b == 0 || len == 0 {
+            return Err(Error::Input(
+                "an empty batch or an empty token sequence".into(),
+            ));
+        }
+        if len > c.context_length {
+            return Err(Error::Input(format!(
+                "a prompt of {len} tokens exceeds the model's context of {}",
+                c.context_length
+            )));
+        }
+        let mut ids = Vec::with_capacity(b * len);
+        for s in sequences {
+            if let Some(&bad) = s.iter().find(|&&t| t as usize >= self.vocab_size) {
+                return Err(Error::Input(format!(
+                    "token id {bad} is outside the vocabulary of {}",
+                    self.vocab_size
+                )));
+            }
+            ids.extend_from_slice(s);
+            ids.extend(std::iter::repeat_n(0u32, len - s.len()));
+        }
+        let ids = Tensor::from_vec(ids, b * len, &Device::Cpu)?;
+        let mut x = self.embedding.embedding(&ids)?; // [b*len, d]
+        on_layer(0, &x.reshape((b, len, c.d_model))?)?;
+
+        let (cos, sin) = rope_tables(c, len)?;
+        let mask = causal_mask(len, c.n_heads / c.n_kv_heads)?;
+        for (i, block) in self.blocks.iter().enumerate() {
+            x = self.block_forward(block, &x, b, len, &cos, &sin, &mask)?;
+            on_layer(i + 1, &x.reshape((b, len, c.d_model))?)?;
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn block_forward(
+        &self,
+        blk: &Block,
+        x: &Tensor,
+        b: usize,
+        len: usize,
+        cos: &Tensor,
+        sin: &Tensor,
+        mask: &Tensor,
+    ) -> Result<Tensor> {
+        let c = &self.config;
+        let (h, kv, hd) = (c.n_heads, c.n_kv_heads, c.head_dim);
+        let group = h / kv;
+        let eps = c.rms_eps as f32;
+
+        // Attention. Heads h = kv_head * group + g share a KV head (llama.cpp's layout), so
+        // queries reshape to [b, kv, group * len, hd] and meet their KV head without copies.
+        let xn = candle_nn::ops::rms_norm(x, &blk.attn_norm, eps)?;
+        let heads = |t: Tensor, n: usize| -> Result<Tensor> {
+            Ok(t.reshape((b, len, n, hd))?.transpose(1, 2)?.contiguous()?)
+        };
+        let q = heads(blk.wq.forward(&xn)?, h)?;
+        let k = heads(blk.wk.forward(&xn)?, kv)?;
+        let v = heads(blk.wv.forward(&xn)?, kv)?;
+        let q = candle_nn::rotary_emb::rope_i(&q, cos, sin)?;
+        let k = candle_nn::rotary_emb::rope_i(&k, cos, sin)?;
+        let q = q.reshape((b, kv, group * len, hd))?;
+        let scores = (q.matmul(&k.t()?)? / (hd as f64).sqrt())?;
+        let probs = candle_nn::ops::softmax_last_dim(&scores.broadcast_add(mask)?)?;
+        let attn = probs
+            .matmul(&v)?
+            .reshape((b, h, len, hd))?
+            .transpose(1, 2)?
+            .reshape((b * len, h * hd))?;
+        let x = (x + blk.wo.forward(&attn)?)?;
+
+        // SwiGLU feed-forward.
+        let xn = candle_nn::ops::rms_norm(&x, &blk.ffn_norm, eps)?;
+        let gated = (candle_nn::ops::silu(&blk.w_gate.forward(&xn)?)? * blk.w_up.forward(&xn)?)?;
+        Ok((x + blk.w_down.forward(&gated)?)?)
+    }
+
+    /// Logits for the token after `tokens` (final norm + LM head, last position only).
+    pub fn next_token_logits(&self, tokens: &[u32]) -> Result<Vec<f32>> {
+        let mut last = None;
+        let n_layers = self.config.n_layers;
+        self.forward_layers(&[tokens.to_vec()], |layer, hidden| {
+            if layer == n_layers {
+                last = Some(hidden.get(0)?.get(tokens.len() - 1)?.unsqueeze(0)?);
+            }
+            Ok(())
+        })?;
+        let last = last.ok_or_else(|| Error::Compute("no final layer".into()))?;
+        let xn = candle_nn::ops::rms_norm(&last, &self.output_norm, self.config.rms_eps as f32)?;
+        let head = self.output.as_ref().unwrap_or(&self.embedding);
+        let w = head.dequantize(&Device::Cpu)?;
+        Ok(xn.matmul(&w.t()?)?.squeeze(0)?.to_vec1::<f32>()?)
+    }
+}
+
+/// cos/sin of the rotary angles `pos * theta^(-2i/hd)`, shape `[len, hd/2]`.
+fn rope_tables(c: &Config, len: usize) -> Result<(Tensor, Tensor)> {
+    let half = c.head_dim / 2;
+    let mut cos = Vec::with_capacity(len * half);
+    let mut sin = Vec::with_capacity(len * half);
+    for pos in 0..len {
+        for i in 0..half {
+            let freq = 1.0 / (c.rope_theta as f64).powf(2.0 * i as f64 / c.head_dim as f64);
+            let angle = pos as f64 * freq;
+            cos.push(angle.cos() as f32);
+            sin.push(angle.sin() as f32);
+        }
+    }
+    Ok((
+        Tensor::from_vec(cos, (len, half), &Device::Cpu)?,
+        Tensor::from_vec(sin, (len, half), &Device::Cpu)?,
+    ))
+}
+
+/// Additive causal mask `[group * len, len]`: row r is query position r % len.
+fn causal_mask(len: usize, group: usize) -> Result<Tensor> {
+    let mask: Vec<f32> = (0..group * len)
+        .flat_map(|r| {
+            let q = r % len;
+            (0..len).map(move |k| if k > q { f32::NEG_INFINITY } else { 0.0 })
+        })
+        .collect();
+    Ok(Tensor::from_vec(mask, (group * len, len), &Device::Cpu)?.to_dtype(DType::F32)?)
+}
+
+/// Rows of `hidden [b, len, d]` as one flat f32 vector (row-major).
+pub fn to_flat(hidden: &Tensor) -> Result<Vec<f32>> {
+    Ok(hidden.flatten_all()?.to_vec1::<f32>()?)
+}
