@@ -1,0 +1,214 @@
+//! Probe metrics: R², Spearman correlation, great-circle errors, proximity error, and year errors.
+//!
+//! Positions are [`LatLon`] values in degrees with named fields, so latitude and longitude cannot
+//! be swapped silently at a call site. Functions take `(truth, prediction)` in that order, like
+//! scikit-learn's `(y_true, y_pred)`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+fn input_err(msg: impl Into<String>) -> Error {
+    Error::Input(msg.into())
+}
+
+fn check_same_len(what: &str, a: usize, b: usize) -> Result<()> {
+    if a != b {
+        return Err(input_err(format!(
+            "{what}: truth has {a} values but prediction has {b}"
+        )));
+    }
+    if a == 0 {
+        return Err(input_err(format!("{what}: no values")));
+    }
+    Ok(())
+}
+
+/// R² of each target column (`y_true`, `y_pred` row-major `n × n_targets`), with scikit-learn's
+/// `r2_score` conventions: a perfect prediction scores 1 even for a constant target, an
+/// imperfect prediction of a constant target scores 0 (`force_finite=True`).
+pub fn r2_score_per_target(y_true: &[f64], y_pred: &[f64], n_targets: usize) -> Result<Vec<f64>> {
+    check_same_len("r2_score", y_true.len(), y_pred.len())?;
+    if n_targets == 0 || !y_true.len().is_multiple_of(n_targets) {
+        return Err(input_err(format!(
+            "r2_score: {} values do not split into {n_targets} target columns",
+            y_true.len()
+        )));
+    }
+    let n = y_true.len() / n_targets;
+    if n < 2 {
+        return Err(input_err(
+            "r2_score is not defined for fewer than two samples",
+        ));
+    }
+    Ok((0..n_targets)
+        .map(|t| {
+            let col = |v: &[f64]| -> Vec<f64> { (0..n).map(|i| v[i * n_targets + t]).collect() };
+            let (yt, yp) = (col(y_true), col(y_pred));
+            let mean = yt.iter().sum::<f64>() / n as f64;
+            let ss_res: f64 = yt.iter().zip(&yp).map(|(a, b)| (a - b) * (a - b)).sum();
+            let ss_tot: f64 = yt.iter().map(|a| (a - mean) * (a - mean)).sum();
+            if ss_res == 0.0 {
+                1.0
+            } else if ss_tot == 0.0 {
+                0.0
+            } else {
+                1.0 - ss_res / ss_tot
+            }
+        })
+        .collect())
+}
+
+/// R² averaged uniformly over target columns (scikit-learn's `multioutput="uniform_average"`).
+pub fn r2_score(y_true: &[f64], y_pred: &[f64], n_targets: usize) -> Result<f64> {
+    let per = r2_score_per_target(y_true, y_pred, n_targets)?;
+    Ok(per.iter().sum::<f64>() / per.len() as f64)
+}
+
+/// 1-based ranks with ties given their average rank (scipy's `rankdata(method="average")`).
+/// NaN is not allowed.
+pub fn average_ranks(x: &[f64]) -> Result<Vec<f64>> {
+    if x.iter().any(|v| v.is_nan()) {
+        return Err(input_err("cannot rank NaN values"));
+    }
+    let mut order: Vec<usize> = (0..x.len()).collect();
+    order.sort_by(|&a, &b| x[a].total_cmp(&x[b]));
+    let mut ranks = vec![0.0; x.len()];
+    let mut start = 0;
+    while start < order.len() {
+        let mut end = start + 1;
+        // -0.0 and 0.0 are equal values, so compare with ==, not total order.
+        while end < order.len() && x[order[end]] == x[order[start]] {
+            end += 1;
+        }
+        // Positions start..end hold ranks start+1..=end; their mean is (start + 1 + end) / 2.
+        let rank = (start + 1 + end) as f64 / 2.0;
+        for &i in &order[start..end] {
+            ranks[i] = rank;
+        }
+        start = end;
+    }
+    Ok(ranks)
+}
+
+fn pearson(a: &[f64], b: &[f64]) -> f64 {
+    let n = a.len() as f64;
+    let (ma, mb) = (a.iter().sum::<f64>() / n, b.iter().sum::<f64>() / n);
+    let (mut sab, mut saa, mut sbb) = (0.0, 0.0, 0.0);
+    for (x, y) in a.iter().zip(b) {
+        let (dx, dy) = (x - ma, y - mb);
+        sab += dx * dy;
+        saa += dx * dx;
+        sbb += dy * dy;
+    }
+    if saa == 0.0 || sbb == 0.0 {
+        return f64::NAN;
+    }
+    (sab / (saa.sqrt() * sbb.sqrt())).clamp(-1.0, 1.0)
+}
+
+/// Spearman rank correlation: Pearson correlation of average ranks (ties share their mean rank),
+/// as `scipy.stats.spearmanr`. NaN when either input is constant; needs two or more values.
+pub fn spearman(x: &[f64], y: &[f64]) -> Result<f64> {
+    check_same_len("spearman", x.len(), y.len())?;
+    if x.len() < 2 {
+        return Err(input_err("spearman needs at least two values"));
+    }
+    Ok(pearson(&average_ranks(x)?, &average_ranks(y)?))
+}
+
+/// Mean Earth radius (IUGG R1 = (2a + b)/3), km.
+pub const EARTH_RADIUS_KM: f64 = 6371.0088;
+
+/// A position in degrees: latitude north-positive in [-90, 90], longitude east-positive.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LatLon {
+    pub lat: f64,
+    pub lon: f64,
+}
+
+/// Great-circle distance in km by the haversine formula on a sphere of [`EARTH_RADIUS_KM`].
+pub fn great_circle_km(a: LatLon, b: LatLon) -> f64 {
+    let (phi1, phi2) = (a.lat.to_radians(), b.lat.to_radians());
+    let dphi = phi2 - phi1;
+    let dlambda = (b.lon - a.lon).to_radians();
+    let h = (dphi / 2.0).sin().powi(2) + phi1.cos() * phi2.cos() * (dlambda / 2.0).sin().powi(2);
+    // Rounding can push h a hair above 1 for antipodal points.
+    2.0 * EARTH_RADIUS_KM * h.sqrt().min(1.0).asin()
+}
+
+/// Great-circle error of each prediction, km.
+pub fn km_errors(truth: &[LatLon], pred: &[LatLon]) -> Result<Vec<f64>> {
+    check_same_len("km_errors", truth.len(), pred.len())?;
+    Ok(truth
+        .iter()
+        .zip(pred)
+        .map(|(&t, &p)| great_circle_km(t, p))
+        .collect())
+}
+
+/// Mean great-circle error, km.
+pub fn mean_km_error(truth: &[LatLon], pred: &[LatLon]) -> Result<f64> {
+    let e = km_errors(truth, pred)?;
+    Ok(e.iter().sum::<f64>() / e.len() as f64)
+}
+
+/// Median great-circle error, km (mean of the two middle values for an even count, as numpy).
+pub fn median_km_error(truth: &[LatLon], pred: &[LatLon]) -> Result<f64> {
+    median(km_errors(truth, pred)?)
+}
+
+fn median(mut v: Vec<f64>) -> Result<f64> {
+    if v.is_empty() || v.iter().any(|x| x.is_nan()) {
+        return Err(input_err("median of no values or of NaN"));
+    }
+    v.sort_by(f64::total_cmp);
+    let m = v.len() / 2;
+    Ok(if v.len() % 2 == 1 {
+        v[m]
+    } else {
+        0.5 * (v[m - 1] + v[m])
+    })
+}
+
+/// Proximity error of each entity: for entity `i`, the fraction of the OTHER entities `j` whose
+/// true position is strictly closer to `i`'s true position than `i`'s predicted position is
+/// (great-circle distances). 0 is perfect; it is scale-free, so a dense region is judged by its
+/// neighbours rather than by raw km. Needs at least two entities.
+pub fn proximity_errors(truth: &[LatLon], pred: &[LatLon]) -> Result<Vec<f64>> {
+    check_same_len("proximity_errors", truth.len(), pred.len())?;
+    let n = truth.len();
+    if n < 2 {
+        return Err(input_err("proximity error needs at least two entities"));
+    }
+    Ok((0..n)
+        .map(|i| {
+            let miss = great_circle_km(truth[i], pred[i]);
+            let closer = (0..n)
+                .filter(|&j| j != i && great_circle_km(truth[i], truth[j]) < miss)
+                .count();
+            closer as f64 / (n - 1) as f64
+        })
+        .collect())
+}
+
+/// Mean of [`proximity_errors`].
+pub fn mean_proximity_error(truth: &[LatLon], pred: &[LatLon]) -> Result<f64> {
+    let e = proximity_errors(truth, pred)?;
+    Ok(e.iter().sum::<f64>() / e.len() as f64)
+}
+
+/// Mean absolute error in years.
+pub fn mean_absolute_error_years(truth_years: &[f64], pred_years: &[f64]) -> Result<f64> {
+    check_same_len(
+        "mean_absolute_error_years",
+        truth_years.len(),
+        pred_years.len(),
+    )?;
+    Ok(truth_years
+        .iter()
+        .zip(pred_years)
+        .map(|(t, p)| (t - p).abs())
+        .sum::<f64>()
+        / truth_years.len() as f64)
+}
