@@ -212,8 +212,12 @@ impl ModelFile {
 /// Turns candle's header errors into ones that say what is wrong with the file.
 fn classify_header_error(e: candle_core::Error, file_size: u64) -> Error {
     let msg = e.to_string();
-    if let Some(rest) = msg.strip_prefix("unknown dtype for tensor ") {
-        let id: u32 = rest.trim().parse().unwrap_or(u32::MAX);
+    if let Some(at) = msg.find("unknown dtype for tensor ") {
+        let digits: String = msg[at + 25..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        let id: u32 = digits.parse().unwrap_or(u32::MAX);
         return Error::UnsupportedQuant(format!("ggml type {id} ({})", ggml_type_name(id)));
     }
     if msg.contains("failed to fill whole buffer") || msg.contains("UnexpectedEof") {

@@ -1,1 +1,164 @@
-//! The browser shell (wasm-bindgen).
+//! The browser shell: a thin wasm-bindgen API the Web Worker drives batch by batch, so the
+//! worker can report progress and honour Cancel between batches. All logic is in the core.
+
+use std::io::Cursor;
+
+use wasm_bindgen::prelude::*;
+
+use crate::acts::{self, ActsMeta, StoreAs};
+use crate::data;
+use crate::extract::{self, Activations, EntityTokens, Pool, Template};
+use crate::load::LoadedModel;
+use crate::model::LoadOptions;
+
+fn js_err(e: crate::Error) -> JsError {
+    JsError::new(&e.to_string())
+}
+
+#[wasm_bindgen(start)]
+pub fn start() {
+    console_error_panic_hook::set_once();
+}
+
+/// A loaded model plus the current extraction job.
+#[wasm_bindgen]
+pub struct Lab {
+    loaded: LoadedModel,
+    names: Vec<String>,
+    template: String,
+    pool: Pool,
+    entities: Vec<EntityTokens>,
+    /// Entity indices in processing order (sorted by length), cut into batches.
+    batches: Vec<Vec<usize>>,
+    acts: Option<Activations>,
+}
+
+#[wasm_bindgen]
+impl Lab {
+    /// Parses and loads a GGUF model from its bytes.
+    #[wasm_bindgen(constructor)]
+    pub fn new(bytes: Vec<u8>) -> Result<Lab, JsError> {
+        let mut cursor = Cursor::new(bytes);
+        let loaded = LoadedModel::read(&mut cursor, &LoadOptions::default()).map_err(js_err)?;
+        Ok(Lab {
+            loaded,
+            names: Vec::new(),
+            template: extract::DEFAULT_TEMPLATE.into(),
+            pool: Pool::Last,
+            entities: Vec::new(),
+            batches: Vec::new(),
+            acts: None,
+        })
+    }
+
+    /// The model's shape, quantization, tokenizer and hash, as a plain object.
+    pub fn info(&self) -> Result<JsValue, JsError> {
+        let m = &self.loaded;
+        let info = serde_json::json!({
+            "name": m.model.config.name,
+            "n_layers": m.model.config.n_layers,
+            "d_model": m.model.config.d_model,
+            "context_length": m.model.config.context_length,
+            "vocab_size": m.model.vocab_size,
+            "quantization": m.quant_summary,
+            "file_size": m.file_size,
+            "sha256": m.sha256,
+            "tokenizer": m.tokenizer.kind,
+            "warnings": m.tokenizer.warnings,
+            "layer_convention": acts::LAYER_CONVENTION,
+        });
+        serde_wasm_bindgen::to_value(&info).map_err(|e| JsError::new(&e.to_string()))
+    }
+
+    /// Tokenizes the entities and plans batches. Returns the number of batches.
+    pub fn prepare(
+        &mut self,
+        names: Vec<String>,
+        template: &str,
+        pool: &str,
+        batch_size: usize,
+    ) -> Result<usize, JsError> {
+        let template = Template::new(template).map_err(js_err)?;
+        let pool: Pool = pool.parse().map_err(js_err)?;
+        let entities = extract::tokenize_entities(
+            &self.loaded.tokenizer,
+            &names,
+            &template,
+            self.loaded.model.config.context_length,
+        )
+        .map_err(js_err)?;
+        let mut order: Vec<usize> = (0..entities.len()).collect();
+        order.sort_by_key(|&i| entities[i].ids.len());
+        self.batches = order
+            .chunks(batch_size.max(1))
+            .map(<[usize]>::to_vec)
+            .collect();
+        let c = &self.loaded.model.config;
+        self.acts = Some(Activations::zeros(c.n_layers, entities.len(), c.d_model));
+        self.entities = entities;
+        self.names = names;
+        self.template = template.text;
+        self.pool = pool;
+        Ok(self.batches.len())
+    }
+
+    /// Runs batch `i`; returns [entities in the batch, tokens in the batch].
+    pub fn run_batch(&mut self, i: usize) -> Result<Vec<u32>, JsError> {
+        let which = self
+            .batches
+            .get(i)
+            .ok_or_else(|| JsError::new(&format!("no batch {i}")))?;
+        let acts = self
+            .acts
+            .as_mut()
+            .ok_or_else(|| JsError::new("call prepare() first"))?;
+        extract::extract_batch(&self.loaded.model, &self.entities, which, self.pool, acts)
+            .map_err(js_err)?;
+        let tokens: usize = which.iter().map(|&e| self.entities[e].ids.len()).sum();
+        Ok(vec![which.len() as u32, tokens as u32])
+    }
+
+    /// Activations `[layers + 1][entities][d_model]`, flat.
+    pub fn activations(&self) -> Result<Vec<f32>, JsError> {
+        Ok(self
+            .acts
+            .as_ref()
+            .ok_or_else(|| JsError::new("nothing extracted yet"))?
+            .data
+            .clone())
+    }
+
+    /// The activations as a safetensors file (f32), with their metadata.
+    pub fn safetensors(&self, dataset_name: &str) -> Result<Vec<u8>, JsError> {
+        let acts = self
+            .acts
+            .as_ref()
+            .ok_or_else(|| JsError::new("nothing extracted yet"))?;
+        let meta = ActsMeta {
+            model_name: self.loaded.model.config.name.clone(),
+            model_sha256: self.loaded.sha256.clone(),
+            dataset_name: dataset_name.into(),
+            dataset_hash: data::names_hash(&self.names),
+            prompt_template: self.template.clone(),
+            pool: format!("{:?}", self.pool).to_lowercase(),
+            names: self.names.clone(),
+        };
+        acts::to_safetensors(acts, &meta, StoreAs::F32).map_err(js_err)
+    }
+
+    /// Token ids of a text as the model sees it (with BOS where the model adds one).
+    pub fn tokenize(&self, text: &str) -> Result<Vec<u32>, JsError> {
+        Ok(self
+            .loaded
+            .tokenizer
+            .encode_prompt(text)
+            .map_err(js_err)?
+            .ids)
+    }
+}
+
+/// Entity names from CSV bytes (a 'name' column, or one name per line).
+#[wasm_bindgen]
+pub fn parse_names_csv(bytes: &[u8]) -> Result<Vec<String>, JsError> {
+    data::read_names_csv(bytes).map_err(js_err)
+}
