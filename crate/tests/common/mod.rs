@@ -218,11 +218,35 @@ pub fn byte_vocab() -> (Vec<String>, Vec<String>) {
     (tokens, merges)
 }
 
+/// Tokenizer metadata of a byte-level BPE ("gpt2") vocabulary and its size.
+pub fn gpt2_tokenizer_meta() -> (Vec<(&'static str, Meta)>, usize) {
+    let (tokens, merges) = byte_vocab();
+    let n = tokens.len();
+    (
+        vec![
+            ("tokenizer.ggml.model", Meta::Str("gpt2".into())),
+            ("tokenizer.ggml.pre", Meta::Str("smollm".into())),
+            ("tokenizer.ggml.tokens", Meta::Strs(tokens)),
+            ("tokenizer.ggml.merges", Meta::Strs(merges)),
+            ("tokenizer.ggml.add_bos_token", Meta::Bool(false)),
+        ],
+        n,
+    )
+}
+
 /// A small random llama GGUF with every weight matrix in `dtype` (norms F32).
 pub fn tiny_llama(dtype: GgmlDType, arch: &str, seed: u64) -> Vec<u8> {
+    tiny_llama_with(dtype, arch, seed, gpt2_tokenizer_meta())
+}
+
+/// [`tiny_llama`] with the given tokenizer metadata and vocabulary size.
+pub fn tiny_llama_with(
+    dtype: GgmlDType,
+    arch: &str,
+    seed: u64,
+    (tokenizer_meta, vocab): (Vec<(&'static str, Meta)>, usize),
+) -> Vec<u8> {
     let s = TINY;
-    let (tokens, merges) = byte_vocab();
-    let vocab = tokens.len();
     let hd = s.d / s.heads;
     let mut rng = Rng(seed);
     let mut matrix = |rows: usize, cols: usize, scale: f32| -> Vec<f32> {
@@ -310,7 +334,7 @@ pub fn tiny_llama(dtype: GgmlDType, arch: &str, seed: u64) -> Vec<u8> {
             dtype,
         );
     }
-    let meta = vec![
+    let mut meta = vec![
         ("general.architecture", Meta::Str(arch.into())),
         ("general.name", Meta::Str("tiny test llama".into())),
         ("llama.block_count", Meta::U32(s.layers as u32)),
@@ -324,11 +348,7 @@ pub fn tiny_llama(dtype: GgmlDType, arch: &str, seed: u64) -> Vec<u8> {
         ("llama.attention.layer_norm_rms_epsilon", Meta::F32(1e-5)),
         ("llama.rope.freq_base", Meta::F32(10000.0)),
         ("llama.context_length", Meta::U32(s.context as u32)),
-        ("tokenizer.ggml.model", Meta::Str("gpt2".into())),
-        ("tokenizer.ggml.pre", Meta::Str("smollm".into())),
-        ("tokenizer.ggml.tokens", Meta::Strs(tokens)),
-        ("tokenizer.ggml.merges", Meta::Strs(merges)),
-        ("tokenizer.ggml.add_bos_token", Meta::Bool(false)),
     ];
+    meta.extend(tokenizer_meta);
     write_gguf(&meta, &tensors)
 }
