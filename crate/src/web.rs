@@ -3,6 +3,7 @@
 
 use std::io::Cursor;
 
+use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
 use crate::acts::{self, ActsMeta, StoreAs};
@@ -67,7 +68,9 @@ impl Lab {
             "warnings": m.tokenizer.warnings,
             "layer_convention": acts::LAYER_CONVENTION,
         });
-        serde_wasm_bindgen::to_value(&info).map_err(|e| JsError::new(&e.to_string()))
+        // JSON-compatible: objects become plain JS objects, not Maps.
+        info.serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+            .map_err(|e| JsError::new(&e.to_string()))
     }
 
     /// Tokenizes the entities and plans batches. Returns the number of batches.

@@ -1,0 +1,92 @@
+// Shared by the end-to-end tests: start the lab's server, launch Debian's Chromium, read files.
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+export const MODEL = path.join(ROOT, 'models/SmolLM2-135M-Instruct.Q4_1.gguf');
+
+async function freePort() {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)); });
+  });
+}
+
+/** Starts scripts/serve.py on a free port; returns { url, stop }. */
+export async function startServer() {
+  const port = await freePort();
+  const proc = spawn('python3', [path.join(ROOT, 'scripts/serve.py'), '--port', String(port)], {
+    env: { ...process.env, PROBELAB_SERVE_QUIET: '1' }, stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  await new Promise((resolve, reject) => {
+    proc.stdout.on('data', (d) => { if (String(d).includes('Probelab is at')) resolve(); });
+    proc.on('exit', (code) => reject(new Error(`server exited with ${code}`)));
+  });
+  return { url: `http://127.0.0.1:${port}/`, stop: () => proc.kill() };
+}
+
+/** Headless Chromium; webgpu: true adds the flag that exposes SwiftShader's WebGPU adapter. */
+export async function launch({ webgpu = false } = {}) {
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    args: [
+      '--no-sandbox', '--disable-background-networking', '--disable-component-update',
+      '--disable-sync', '--no-first-run', '--disable-quic',
+      ...(webgpu ? ['--enable-unsafe-webgpu'] : []),
+    ],
+  });
+}
+
+/** Opens the lab and waits until the default model is loaded. */
+export async function openLab(browser, url, query = '') {
+  const page = await browser.newPage();
+  const pageErrors = [];
+  page.on('pageerror', (e) => pageErrors.push(String(e)));
+  page.on('console', (m) => { if (m.type() === 'error') pageErrors.push(m.text()); });
+  await page.goto(url + query);
+  await page.waitForFunction(() => window.probelab && window.probelab.info, null, { timeout: 120_000 });
+  return { page, pageErrors };
+}
+
+/** Types names, runs an extraction and returns the page's activations. */
+export async function extractInPage(page, names, { template = '{name}', pool = 'last' } = {}) {
+  await page.fill('#names', names.join('\n'));
+  await page.fill('#template', template);
+  await page.selectOption('#pool', pool);
+  await page.evaluate(() => { window.probelab.lastRun = null; });
+  await page.click('#extract');
+  await page.waitForFunction(() => window.probelab.lastRun, null, { timeout: 300_000 });
+  return page.evaluate(() => {
+    const r = window.probelab.lastRun;
+    return { nLayers: r.nLayers, nEntities: r.nEntities, dModel: r.dModel, data: Array.from(r.data) };
+  });
+}
+
+/** Reads one tensor of a safetensors file as Float32Array plus its shape and the metadata. */
+export function readSafetensors(file, name = 'activations') {
+  const buf = readFileSync(file);
+  const n = Number(buf.readBigUInt64LE(0));
+  const header = JSON.parse(buf.subarray(8, 8 + n).toString('utf8'));
+  const t = header[name];
+  const [s, e] = t.data_offsets;
+  const bytes = buf.subarray(8 + n + s, 8 + n + e);
+  const data = new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length));
+  return { shape: t.shape, data, metadata: header.__metadata__ };
+}
+
+/** The native command-line binary (built by the test script). */
+export function nativeBinary() {
+  const p = process.env.PROBELAB_BIN;
+  if (!p) throw new Error('set PROBELAB_BIN to the native probelab binary (scripts/test does)');
+  return p;
+}
+
+/** Waits for the page's error box and returns its text. */
+export async function pageError(page, timeout = 120_000) {
+  await page.waitForSelector('#error:not([hidden])', { timeout });
+  return page.textContent('#error');
+}
