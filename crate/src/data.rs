@@ -73,6 +73,37 @@ pub fn read_names_csv(bytes: &[u8]) -> Result<Vec<String>> {
     Ok(names)
 }
 
+/// Reads a plain list of names, one per line (no CSV quoting: commas stay in the name, as in
+/// "Cambridge, United Kingdom"). Trailing blank lines are ignored; a blank line between names is
+/// an error naming its line.
+pub fn read_names_list(bytes: &[u8]) -> Result<Vec<String>> {
+    let text = std::str::from_utf8(bytes)
+        .map_err(|e| Error::Dataset(format!("the file is not UTF-8 text ({e})")))?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let lines: Vec<&str> = text.lines().collect();
+    let last = lines.iter().rposition(|l| !l.trim().is_empty());
+    let Some(last) = last else {
+        return Err(Error::Dataset("the file is empty".into()));
+    };
+    lines[..=last]
+        .iter()
+        .enumerate()
+        .map(|(i, l)| match l.trim() {
+            "" => Err(Error::Dataset(format!("line {}: empty name", i + 1))),
+            name => Ok(name.to_string()),
+        })
+        .collect()
+}
+
+/// Names from a file: CSV (a name column) when the file name ends in `.csv`, else one per line.
+pub fn read_names(file_name: &str, bytes: &[u8]) -> Result<Vec<String>> {
+    if file_name.to_lowercase().ends_with(".csv") {
+        read_names_csv(bytes)
+    } else {
+        read_names_list(bytes)
+    }
+}
+
 /// A stable hash of an entity list (names joined by newlines).
 pub fn names_hash(names: &[String]) -> String {
     let mut h = Sha256::new();

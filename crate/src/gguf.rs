@@ -313,7 +313,7 @@ fn llama_config(md: &HashMap<String, Value>) -> Result<Config> {
     }
     let rms_eps = get_f64(md, "llama.attention.layer_norm_rms_epsilon")?.unwrap_or(1e-5);
     let rope_theta = get_f64(md, "llama.rope.freq_base")?.unwrap_or(10_000.0) as f32;
-    if !(rms_eps > 0.0 && rms_eps < 1.0) || !(rope_theta > 1.0 && rope_theta.is_finite()) {
+    if !(rms_eps > 0.0 && rms_eps < 1.0 && rope_theta > 1.0 && rope_theta.is_finite()) {
         return Err(Error::Metadata(format!(
             "rms epsilon {rms_eps} or rope theta {rope_theta} is out of range"
         )));

@@ -260,6 +260,108 @@ impl Llama {
     }
 }
 
+impl Llama {
+    /// A model of the same architecture whose every tensor is redrawn at random with that
+    /// tensor's own mean and standard deviation (seeded), then stored in the tensor's own
+    /// quantization type: the "random-initialised model" control. It keeps the tokenizer and
+    /// shapes, so anything it scores comes from architecture and token identity alone.
+    pub fn random_like(&self, seed: u64) -> Result<Self> {
+        // Each tensor gets its own stream, seeded from the model seed and the tensor's order.
+        let mut next_seed = Normal::new(seed);
+        let mut redraw = |q: &QTensor| -> Result<QTensor> {
+            let t = q.dequantize(&Device::Cpu)?;
+            let values = random_values(&t, &mut Normal::new(next_seed.next_u64()))?;
+            let r = Tensor::from_vec(values, t.shape(), &Device::Cpu)?;
+            Ok(QTensor::quantize(&r, q.dtype())?)
+        };
+        let redraw_vector = |t: &Tensor, seed: u64| -> Result<Tensor> {
+            let values = random_values(t, &mut Normal::new(seed))?;
+            Ok(Tensor::from_vec(values, t.shape(), &Device::Cpu)?)
+        };
+        let mut blocks = Vec::with_capacity(self.blocks.len());
+        for b in &self.blocks {
+            let lin = |l: &Linear,
+                       redraw: &mut dyn FnMut(&QTensor) -> Result<QTensor>|
+             -> Result<Linear> {
+                Ok(Linear::new(redraw(&l.weight)?, l.cached.is_some()))
+            };
+            blocks.push(Block {
+                attn_norm: redraw_vector(&b.attn_norm, seed ^ 0xA77E_0000 ^ blocks.len() as u64)?,
+                wq: lin(&b.wq, &mut redraw)?,
+                wk: lin(&b.wk, &mut redraw)?,
+                wv: lin(&b.wv, &mut redraw)?,
+                wo: lin(&b.wo, &mut redraw)?,
+                ffn_norm: redraw_vector(&b.ffn_norm, seed ^ 0xFF0E_0000 ^ blocks.len() as u64)?,
+                w_gate: lin(&b.w_gate, &mut redraw)?,
+                w_up: lin(&b.w_up, &mut redraw)?,
+                w_down: lin(&b.w_down, &mut redraw)?,
+            });
+        }
+        Ok(Self {
+            config: self.config.clone(),
+            vocab_size: self.vocab_size,
+            embedding: redraw(&self.embedding)?,
+            output_norm: redraw_vector(&self.output_norm, seed ^ 0x0E0E_0000)?,
+            output: match &self.output {
+                Some(o) => Some(redraw(o)?),
+                None => None,
+            },
+            blocks,
+        })
+    }
+}
+
+/// Values drawn from N(mean(t), std(t)).
+fn random_values(t: &Tensor, rng: &mut Normal) -> Result<Vec<f32>> {
+    let v = t.flatten_all()?.to_vec1::<f32>()?;
+    let n = v.len().max(1) as f64;
+    let mean = v.iter().map(|x| *x as f64).sum::<f64>() / n;
+    let var = v.iter().map(|x| (*x as f64 - mean).powi(2)).sum::<f64>() / n;
+    let std = var.sqrt();
+    Ok(v.iter()
+        .map(|_| (mean + std * rng.sample()) as f32)
+        .collect())
+}
+
+/// Standard normal numbers from splitmix64 + Box-Muller: seeded, the same on every platform.
+struct Normal {
+    state: u64,
+    spare: Option<f64>,
+}
+
+impl Normal {
+    fn new(seed: u64) -> Self {
+        Self {
+            state: seed,
+            spare: None,
+        }
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn uniform(&mut self) -> f64 {
+        // In (0, 1]: never 0, so the logarithm below is finite.
+        ((self.next_u64() >> 11) + 1) as f64 / (1u64 << 53) as f64
+    }
+
+    fn sample(&mut self) -> f64 {
+        if let Some(s) = self.spare.take() {
+            return s;
+        }
+        let (u, v) = (self.uniform(), self.uniform());
+        let r = (-2.0 * u.ln()).sqrt();
+        let theta = 2.0 * std::f64::consts::PI * v;
+        self.spare = Some(r * theta.sin());
+        r * theta.cos()
+    }
+}
+
 /// cos/sin of the rotary angles `pos * theta^(-2i/hd)`, shape `[len, hd/2]`.
 fn rope_tables(c: &Config, len: usize) -> Result<(Tensor, Tensor)> {
     let half = c.head_dim / 2;

@@ -133,3 +133,13 @@ fn good_run_writes_the_file() {
     let (code, err) = cli_extract(&p, "name\nthe cat\nan ant\n");
     assert_eq!(code, 0, "{err}");
 }
+
+#[test]
+fn plain_name_lists_keep_commas() {
+    let names =
+        probelab::data::read_names("places.txt", b"Cambridge, United Kingdom\nParis\n\n").unwrap();
+    assert_eq!(names, ["Cambridge, United Kingdom", "Paris"]);
+    let e = probelab::data::read_names("places.txt", b"Paris\n \nLima\n").unwrap_err();
+    assert!(e.to_string().contains("line 2: empty name"), "{e}");
+    assert!(probelab::data::read_names("places.txt", b"\n\n").is_err());
+}

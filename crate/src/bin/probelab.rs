@@ -30,7 +30,7 @@ enum Command {
         /// A llama-architecture GGUF file.
         #[arg(long)]
         model: PathBuf,
-        /// CSV with a 'name' column (or a plain list of names, one per line).
+        /// A .csv file with a 'name' column, or any other file with one name per line.
         #[arg(long)]
         dataset: PathBuf,
         /// Prompt template; {name} is replaced by each name.
@@ -101,7 +101,7 @@ fn run(cli: Cli) -> Result<()> {
             let template = Template::new(&prompt)?;
             let bytes =
                 std::fs::read(&dataset).map_err(|e| Error::io(dataset.display().to_string(), e))?;
-            let names = data::read_names_csv(&bytes)
+            let names = data::read_names(&dataset.to_string_lossy(), &bytes)
                 .map_err(|e| Error::Dataset(format!("{}: {e}", dataset.display())))?;
             let m = load(&model)?;
             let entities = extract::tokenize_entities(
