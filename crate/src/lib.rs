@@ -9,6 +9,10 @@ pub mod data;
 pub mod error;
 pub mod extract;
 pub mod gguf;
+pub mod geo;
+#[cfg(feature = "gpu")]
+pub mod gpu;
+pub mod render;
 pub mod load;
 pub mod metrics;
 pub mod model;

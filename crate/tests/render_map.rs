@@ -1,0 +1,435 @@
+//! The Equal Earth projection against its closed form and its equal-area property, the
+//! embedded Natural Earth outlines, and the map scene rasterized: land where land is, ocean
+//! where ocean is, no antimeridian streaks, points in their group colours at their places.
+
+use probelab::geo::{self, EQUAL_EARTH_ASPECT, EQUAL_EARTH_X_MAX, EQUAL_EARTH_Y_MAX};
+use probelab::render::{
+    self, map_scene, parse_color, ColorBy, MapFrame, MapOptions, MapPoint, Raster, LAND, OCEAN,
+};
+
+fn close(a: f64, b: f64, tol: f64) -> bool {
+    (a - b).abs() <= tol
+}
+
+#[test]
+fn equal_earth_matches_closed_form_values() {
+    // Reference values from the published formulas (Šavrič, Patterson & Jenny 2018), evaluated
+    // independently in float64 Python.
+    let cases = [
+        ((90.0, 45.0), (1.1598544991029835, 0.8602310855220102)),
+        ((-120.0, -30.0), (-1.6878011172181764, -0.592935119848017)),
+        ((30.0, 60.0), (0.33984334792859316, 1.0883008355053196)),
+        ((10.0, 10.0), (0.1492758459205874, 0.20204243960029805)),
+        ((180.0, 89.9), (1.6035956578493802, 1.317359775282731)),
+    ];
+    for ((lon, lat), (x, y)) in cases {
+        let (px, py) = geo::equal_earth(lon, lat);
+        assert!(
+            close(px, x, 1e-12) && close(py, y, 1e-12),
+            "({lon},{lat}) -> ({px},{py}), want ({x},{y})"
+        );
+    }
+    assert_eq!(geo::equal_earth(0.0, 0.0), (0.0, 0.0));
+    let (x, y) = geo::equal_earth(180.0, 0.0);
+    assert!(close(x, EQUAL_EARTH_X_MAX, 1e-12) && y == 0.0);
+    // x_max = 2√3π / (3 A1); y_max = θ(A1 + A2θ² + θ⁶(A3 + A4θ²)) at θ = π/3
+    let a1 = 1.340264;
+    assert!(close(
+        EQUAL_EARTH_X_MAX,
+        2.0 * 3f64.sqrt() * std::f64::consts::PI / (3.0 * a1),
+        1e-12
+    ));
+    let (_, ypole) = geo::equal_earth(37.0, 90.0);
+    assert!(close(ypole, EQUAL_EARTH_Y_MAX, 1e-12));
+    assert!(close(EQUAL_EARTH_ASPECT, 2.0546, 1e-4));
+}
+
+#[test]
+fn equal_earth_is_symmetric_and_monotone_with_straight_parallels() {
+    for lon in [-170.0, -95.5, -30.0, 0.0, 12.0, 77.0, 179.0] {
+        for lat in [-89.0, -60.0, -12.5, 0.0, 33.0, 71.0, 88.0] {
+            let (x, y) = geo::equal_earth(lon, lat);
+            let (xm, ym) = geo::equal_earth(-lon, lat);
+            let (xs, ys) = geo::equal_earth(lon, -lat);
+            assert!(close(x, -xm, 1e-14) && close(y, ym, 1e-14));
+            assert!(close(x, xs, 1e-14) && close(y, -ys, 1e-14));
+            // parallels are straight: y does not depend on longitude
+            assert!(close(y, geo::equal_earth(0.0, lat).1, 1e-15));
+        }
+    }
+    for lat in [-80.0, -40.0, 0.0, 40.0, 80.0] {
+        let xs: Vec<f64> = (-180..=180)
+            .map(|l| geo::equal_earth(l as f64, lat).0)
+            .collect();
+        assert!(
+            xs.windows(2).all(|w| w[1] > w[0]),
+            "x not increasing with longitude at lat {lat}"
+        );
+    }
+    let ys: Vec<f64> = (-90..=90)
+        .map(|l| geo::equal_earth(50.0, l as f64).1)
+        .collect();
+    assert!(ys.windows(2).all(|w| w[1] > w[0]));
+    // meridians converge towards the poles but the poles are lines, not points
+    assert!(geo::equal_earth(180.0, 60.0).0 < geo::equal_earth(180.0, 30.0).0);
+    assert!(geo::equal_earth(180.0, 90.0).0 > 1.0);
+}
+
+/// Shoelace area of a ring of (x, y).
+fn area(r: &[(f64, f64)]) -> f64 {
+    let n = r.len();
+    (0..n)
+        .map(|i| {
+            let (a, b) = (r[i], r[(i + 1) % n]);
+            a.0 * b.1 - b.0 * a.1
+        })
+        .sum::<f64>()
+        .abs()
+        / 2.0
+}
+
+#[test]
+fn equal_earth_preserves_area() {
+    // The whole unit sphere, 4π, and the band from the equator to latitude φ, 2π·sin φ.
+    let mut outline: Vec<(f64, f64)> = Vec::new();
+    let n = 20000;
+    for i in 0..=n {
+        outline.push(geo::equal_earth(180.0, 90.0 - 180.0 * i as f64 / n as f64));
+    }
+    for i in 0..=n {
+        outline.push(geo::equal_earth(
+            -180.0,
+            -90.0 + 180.0 * i as f64 / n as f64,
+        ));
+    }
+    let whole = area(&outline);
+    assert!(
+        close(whole, 4.0 * std::f64::consts::PI, 4e-4),
+        "map area {whole}, sphere 4π"
+    );
+    for phi in [20.0f64, 45.0, 70.0] {
+        let mut band = vec![geo::equal_earth(-180.0, 0.0), geo::equal_earth(180.0, 0.0)];
+        for i in 0..=n {
+            band.push(geo::equal_earth(180.0, phi * i as f64 / n as f64));
+        }
+        for i in 0..=n {
+            band.push(geo::equal_earth(-180.0, phi - phi * i as f64 / n as f64));
+        }
+        let a = area(&band);
+        let want = 2.0 * std::f64::consts::PI * phi.to_radians().sin();
+        assert!(close(a, want, 4e-4), "band to {phi}: {a}, want {want}");
+    }
+}
+
+#[test]
+fn inverse_round_trips_and_rejects_points_off_the_globe() {
+    for lon in [-179.5, -100.0, -1.0, 0.0, 45.0, 133.3, 179.5] {
+        for lat in [-85.0, -45.0, -0.5, 0.0, 30.0, 66.6, 85.0] {
+            let [u, v] = geo::project(lon, lat);
+            assert!((0.0..=1.0).contains(&u) && (0.0..=1.0).contains(&v));
+            let (l2, p2) = geo::unproject(u, v).unwrap();
+            assert!(
+                close(l2, lon, 1e-8) && close(p2, lat, 1e-8),
+                "({lon},{lat}) -> ({l2},{p2})"
+            );
+        }
+    }
+    // north is up: a northern place has a smaller v
+    assert!(geo::project(0.0, 60.0)[1] < geo::project(0.0, -60.0)[1]);
+    assert!(geo::project(-90.0, 0.0)[0] < geo::project(90.0, 0.0)[0]);
+    assert!(
+        geo::unproject(0.01, 0.02).is_none(),
+        "the top-left corner is off the globe"
+    );
+    assert!(geo::unproject(0.5, -0.1).is_none());
+}
+
+#[test]
+fn outlines_are_complete_and_never_cross_the_antimeridian() {
+    let cs = geo::countries();
+    assert_eq!(cs.len(), 177);
+    let mut points = 0;
+    for c in cs {
+        for p in &c.polygons {
+            for r in &p.rings {
+                assert!(r.len() >= 3, "{}: degenerate ring", c.name);
+                points += r.len();
+                for i in 0..r.len() {
+                    let (a, b) = (r[i], r[(i + 1) % r.len()]);
+                    assert!(
+                        a[0].abs() <= 180.0 && a[1].abs() <= 90.0,
+                        "{}: {:?}",
+                        c.name,
+                        a
+                    );
+                    // Antarctica's closing edge runs along the pole line, which is a line in
+                    // Equal Earth; every other edge stays well under 180° of longitude.
+                    let along_pole = a[1] == -90.0 && b[1] == -90.0;
+                    assert!(
+                        (a[0] - b[0]).abs() < 90.0 || along_pole,
+                        "{}: edge {:?} -> {:?} jumps across the map",
+                        c.name,
+                        a,
+                        b
+                    );
+                }
+            }
+        }
+    }
+    assert!(points > 9000 && points < 20000, "{points} points");
+    let names: Vec<&str> = cs.iter().map(|c| c.name.as_str()).collect();
+    for n in [
+        "Brazil",
+        "Russia",
+        "Fiji",
+        "Antarctica",
+        "France",
+        "Australia",
+    ] {
+        assert!(names.contains(&n), "{n} missing");
+    }
+    // Russia and Fiji straddle the antimeridian and now have pieces on both edges
+    for n in ["Russia", "Fiji"] {
+        let c = cs.iter().find(|c| c.name == n).unwrap();
+        let lons: Vec<f32> = c
+            .polygons
+            .iter()
+            .flat_map(|p| p.rings[0].iter().map(|q| q[0]))
+            .collect();
+        assert!(lons.contains(&180.0) && lons.contains(&-180.0), "{n}");
+    }
+}
+
+#[test]
+fn land_lookup_knows_the_continents() {
+    assert_eq!(
+        geo::country_at(2.35, 48.85).map(|c| c.name.as_str()),
+        Some("France")
+    );
+    assert_eq!(
+        geo::country_at(-47.9, -15.8).map(|c| c.name.as_str()),
+        Some("Brazil")
+    );
+    assert_eq!(
+        geo::country_at(100.0, 60.0).map(|c| c.name.as_str()),
+        Some("Russia")
+    );
+    assert_eq!(
+        geo::country_at(178.0, -17.8).map(|c| c.name.as_str()),
+        Some("Fiji")
+    );
+    assert_eq!(
+        geo::country_at(28.2, -29.5).map(|c| c.name.as_str()),
+        Some("Lesotho")
+    );
+    assert_eq!(
+        geo::country_at(25.0, -30.0).map(|c| c.name.as_str()),
+        Some("South Africa")
+    );
+    assert!(geo::is_land(0.0, -85.0), "Antarctica reaches the pole");
+    for (lon, lat) in [
+        (-150.0, 0.0),
+        (-30.0, 30.0),
+        (80.0, -30.0),
+        (-150.0, 50.0),
+        (0.0, -60.0),
+    ] {
+        assert!(!geo::is_land(lon, lat), "({lon},{lat}) should be sea");
+    }
+}
+
+fn rgb(r: &Raster, p: [f64; 2]) -> [u8; 3] {
+    let px = r.pixel(p[0] as u32, p[1] as u32).unwrap();
+    [px[0], px[1], px[2]]
+}
+
+fn hex(c: &str) -> [u8; 3] {
+    let [r, g, b, _] = parse_color(c).unwrap();
+    [r, g, b]
+}
+
+fn near(a: [u8; 3], b: [u8; 3], tol: i32) -> bool {
+    a.iter()
+        .zip(b)
+        .all(|(x, y)| (*x as i32 - y as i32).abs() <= tol)
+}
+
+fn place(
+    name: &str,
+    lat: f64,
+    lon: f64,
+    plat: f64,
+    plon: f64,
+    group: &str,
+    is_test: bool,
+) -> MapPoint {
+    MapPoint {
+        name: name.into(),
+        true_lat: lat,
+        true_lon: lon,
+        pred_lat: plat,
+        pred_lon: plon,
+        group: group.into(),
+        is_test,
+    }
+}
+
+#[test]
+fn map_has_land_ocean_and_points_where_they_belong() {
+    let opts = MapOptions {
+        width: 1000.0,
+        height: 560.0,
+        title: "test map".into(),
+        ..MapOptions::default()
+    };
+    let points = vec![
+        place("Paris", 48.85, 2.35, 45.0, 10.0, "Europe", true),
+        place("Tokyo", 35.7, 139.7, 30.0, 120.0, "Asia", true),
+        place("Manaus", -3.1, -60.0, -20.0, -50.0, "South America", false),
+    ];
+    let scene = map_scene(&points, &opts);
+    let r = render::rasterize(&scene, 1.0).unwrap();
+    assert_eq!((r.width, r.height), (1000, 560));
+    let f = MapFrame::for_options(&opts);
+    let land = hex(LAND);
+    let ocean = hex(OCEAN);
+    // land: centre of Africa, Brazil, Siberia, Australia, Antarctica
+    for (lon, lat) in [
+        (23.0, -3.0),
+        (17.0, 15.0),
+        (-52.0, -10.0),
+        (100.0, 62.0),
+        (134.0, -24.0),
+        (40.0, -82.0),
+    ] {
+        assert!(
+            near(rgb(&r, f.to_px(lon, lat)), land, 2),
+            "({lon},{lat}) not land: {:?}",
+            rgb(&r, f.to_px(lon, lat))
+        );
+    }
+    // ocean (off the 30° graticule): mid-Pacific, mid-Atlantic, Indian Ocean, and where antimeridian streaks would run
+    // (Russia's band at 50–70°N, Fiji's at 16.5°S, Antarctica's rim)
+    for (lon, lat) in [
+        (-140.0, 5.0),
+        (-35.0, 20.0),
+        (80.0, -25.0),
+        (-145.0, 50.0),
+        (-35.0, 58.0),
+        (-100.0, -16.5),
+        (10.0, -58.0),
+        (170.0, 50.0),
+    ] {
+        assert!(
+            near(rgb(&r, f.to_px(lon, lat)), ocean, 2),
+            "({lon},{lat}) not ocean: {:?}",
+            rgb(&r, f.to_px(lon, lat))
+        );
+    }
+    // outside the globe: page background
+    assert_eq!(rgb(&r, [f.x + 3.0, f.y + 3.0]), [255, 255, 255]);
+    // test points in their continent colours at their true places
+    assert!(near(rgb(&r, f.to_px(2.35, 48.85)), hex("#0072b2"), 8));
+    assert!(near(rgb(&r, f.to_px(139.7, 35.7)), hex("#d55e00"), 8));
+    // the training point is hidden unless asked for
+    assert!(near(rgb(&r, f.to_px(-60.0, -3.1)), land, 2));
+    let with_train = map_scene(
+        &points,
+        &MapOptions {
+            show_train: true,
+            ..opts.clone()
+        },
+    );
+    let r2 = render::rasterize(&with_train, 1.0).unwrap();
+    let c = rgb(&r2, f.to_px(-60.0, -3.1));
+    assert!(
+        !near(c, land, 4) && c[0] > c[1],
+        "faded pink training dot, got {c:?}"
+    );
+}
+
+#[test]
+fn map_coloured_by_longitude_uses_the_ramp() {
+    let opts = MapOptions {
+        width: 800.0,
+        height: 420.0,
+        color_by: ColorBy::ByTrueLongitude,
+        ..MapOptions::default()
+    };
+    let pts = vec![
+        place("A", 10.0, -100.0, 12.0, -98.0, "x", true),
+        place("B", 50.0, 30.0, 50.0, 35.0, "x", true),
+    ];
+    let r = render::rasterize(&map_scene(&pts, &opts), 1.0).unwrap();
+    let f = MapFrame::for_options(&opts);
+    for p in &pts {
+        let want = hex(&render::longitude_color(p.true_lon));
+        assert!(near(rgb(&r, f.to_px(p.true_lon, p.true_lat)), want, 8));
+    }
+    assert_eq!(
+        render::longitude_color(-180.0),
+        render::longitude_color(180.0)
+    );
+}
+
+#[test]
+fn map_scene_json_round_trips_and_writes_a_sample_png() {
+    // a sample with many points: every 7th of the built-in 6,000 places, predictions shrunk
+    // towards (20°N, 20°E) with a deterministic wobble, as a weak probe would
+    let csv = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../datasets/world_places.csv"
+    ))
+    .unwrap();
+    let mut rdr = csv::Reader::from_reader(csv.as_bytes());
+    let mut pts = Vec::new();
+    for (i, rec) in rdr.records().enumerate() {
+        let rec = rec.unwrap();
+        if i % 7 != 0 {
+            continue;
+        }
+        let lat: f64 = rec[1].parse().unwrap();
+        let lon: f64 = rec[2].parse().unwrap();
+        let w = (i as f64 * 12.9898).sin() * 8.0;
+        pts.push(place(
+            &rec[0],
+            lat,
+            lon,
+            0.7 * lat + 6.0 + w,
+            0.75 * lon + 5.0 - w,
+            &rec[4],
+            i % 5 == 0,
+        ));
+    }
+    let opts = MapOptions {
+        width: 1100.0,
+        height: 600.0,
+        title: "Where the probe puts places — layer 18, test split (R² 0.74)".into(),
+        show_train: true,
+        ..MapOptions::default()
+    };
+    let scene = map_scene(&pts, &opts);
+    let json = scene.to_json();
+    assert!(json.len() < 2_000_000, "{} bytes of JSON", json.len());
+    let back = render::Scene::from_json(&json).unwrap();
+    assert_eq!(back, scene);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["items"][0]["kind"], "poly");
+    let png = render::to_png(&scene).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    let dir = std::env::temp_dir();
+    std::fs::write(dir.join("probelab_map.png"), &png).unwrap();
+    let lon_scene = map_scene(
+        &pts,
+        &MapOptions {
+            color_by: ColorBy::ByTrueLongitude,
+            show_train: false,
+            ..opts
+        },
+    );
+    std::fs::write(
+        dir.join("probelab_map_longitude.png"),
+        render::to_png(&lon_scene).unwrap(),
+    )
+    .unwrap();
+}
