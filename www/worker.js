@@ -1,5 +1,6 @@
-// The model runs here, off the page's thread. Messages in: load, extract, cancel.
-// Messages out: progress, loaded, extracted, error. The page never waits on this worker.
+// One model worker: holds a wasm Lab and runs extraction batch by batch, off the page's thread.
+// Messages in: load, check, extract, cancel, safetensors. Out: progress, loaded, checked,
+// extracted, cancelled, safetensors, error. www/pool.js drives several of these.
 import init, { Lab } from './pkg/probelab.js';
 
 let lab = null;
@@ -7,73 +8,47 @@ let cancelled = false;
 const ready = init();
 
 const post = (msg, transfer) => self.postMessage(msg, transfer || []);
-const fail = (phase, e) => post({ type: 'error', phase, message: String(e && e.message ? e.message : e) });
-
-async function fetchWithProgress(url) {
-  const res = await fetch(url);
-  if (!res.ok) throw new Error(`could not fetch ${url}: HTTP ${res.status} ${res.statusText}`);
-  const total = Number(res.headers.get('content-length')) || 0;
-  if (!res.body) return new Uint8Array(await res.arrayBuffer());
-  const reader = res.body.getReader();
-  const chunks = [];
-  let loaded = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    chunks.push(value);
-    loaded += value.length;
-    post({ type: 'progress', phase: 'download', loaded, total });
-  }
-  const bytes = new Uint8Array(loaded);
-  let at = 0;
-  for (const c of chunks) { bytes.set(c, at); at += c.length; }
-  return bytes;
-}
 
 async function load(msg) {
   await ready;
-  const bytes = msg.file ? new Uint8Array(await msg.file.arrayBuffer()) : await fetchWithProgress(msg.url);
-  post({ type: 'progress', phase: 'parse', loaded: bytes.length, total: bytes.length });
+  const bytes = msg.bytes ? new Uint8Array(msg.bytes) : new Uint8Array(await msg.file.arrayBuffer());
   // A file that fails to load leaves the current model in place.
   const next = new Lab(bytes);
   if (lab) lab.free();
   lab = next;
-  post({ type: 'loaded', info: lab.info(), source: msg.file ? msg.file.name : msg.url });
+  post({ type: 'loaded', info: lab.info(), source: msg.source });
 }
 
 async function extract(msg) {
   if (!lab) throw new Error('load a model first');
   cancelled = false;
   const nBatches = lab.prepare(msg.names, msg.template, msg.pool, msg.batchSize);
-  const start = performance.now();
   let done = 0, tokens = 0;
   for (let i = 0; i < nBatches; i++) {
     // Yield so a Cancel message can arrive between batches.
     await new Promise((r) => setTimeout(r, 0));
-    if (cancelled) { post({ type: 'cancelled', done, total: msg.names.length }); return; }
+    if (cancelled) { post({ type: 'cancelled', done }); return; }
     const [n, t] = lab.run_batch(i);
     done += n; tokens += t;
-    post({ type: 'progress', phase: 'extract', done, total: msg.names.length, tokens, seconds: (performance.now() - start) / 1000 });
+    post({ type: 'progress', phase: 'extract', done, tokens });
   }
   const data = lab.activations();
-  const info = lab.info();
-  post({
-    type: 'extracted', data, nLayers: info.n_layers, nEntities: msg.names.length, dModel: info.d_model,
-    tokens, seconds: (performance.now() - start) / 1000,
-  }, [data.buffer]);
+  const tokensPerEntity = lab.tokens_per_entity();
+  post({ type: 'extracted', data, tokensPerEntity, tokens }, [data.buffer]);
 }
 
 self.onmessage = async (ev) => {
   const msg = ev.data;
   try {
     if (msg.type === 'load') await load(msg);
+    else if (msg.type === 'check') { lab.check(msg.names, msg.template); post({ type: 'checked' }); }
     else if (msg.type === 'extract') await extract(msg);
     else if (msg.type === 'cancel') cancelled = true;
     else if (msg.type === 'safetensors') {
-      const bytes = lab.safetensors(msg.datasetName);
+      const bytes = lab.safetensors(msg.data, msg.names, msg.tokensPerEntity, msg.template, msg.pool, msg.datasetName);
       post({ type: 'safetensors', bytes }, [bytes.buffer]);
     }
   } catch (e) {
-    fail(msg.type, e);
+    post({ type: 'error', phase: msg.type, message: String(e && e.message ? e.message : e) });
   }
 };

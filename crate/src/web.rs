@@ -25,8 +25,6 @@ pub fn start() {
 #[wasm_bindgen]
 pub struct Lab {
     loaded: LoadedModel,
-    names: Vec<String>,
-    template: String,
     pool: Pool,
     entities: Vec<EntityTokens>,
     /// Entity indices in processing order (sorted by length), cut into batches.
@@ -43,8 +41,6 @@ impl Lab {
         let loaded = LoadedModel::read(&mut cursor, &LoadOptions::default()).map_err(js_err)?;
         Ok(Lab {
             loaded,
-            names: Vec::new(),
-            template: extract::DEFAULT_TEMPLATE.into(),
             pool: Pool::Last,
             entities: Vec::new(),
             batches: Vec::new(),
@@ -99,10 +95,28 @@ impl Lab {
         let c = &self.loaded.model.config;
         self.acts = Some(Activations::zeros(c.n_layers, entities.len(), c.d_model));
         self.entities = entities;
-        self.names = names;
-        self.template = template.text;
         self.pool = pool;
         Ok(self.batches.len())
+    }
+
+    /// Checks that every name can be used with the template (empty names, names longer than
+    /// the context), numbering problems by their place in the whole list. The page calls this
+    /// before it splits the list across workers.
+    pub fn check(&self, names: Vec<String>, template: &str) -> Result<(), JsError> {
+        let template = Template::new(template).map_err(js_err)?;
+        extract::tokenize_entities(
+            &self.loaded.tokenizer,
+            &names,
+            &template,
+            self.loaded.model.config.context_length,
+        )
+        .map(|_| ())
+        .map_err(js_err)
+    }
+
+    /// Tokens in each prepared entity's prompt.
+    pub fn tokens_per_entity(&self) -> Vec<u32> {
+        self.entities.iter().map(|e| e.ids.len() as u32).collect()
     }
 
     /// Runs batch `i`; returns [entities in the batch, tokens in the batch].
@@ -131,22 +145,41 @@ impl Lab {
             .clone())
     }
 
-    /// The activations as a safetensors file (f32), with their metadata.
-    pub fn safetensors(&self, dataset_name: &str) -> Result<Vec<u8>, JsError> {
-        let acts = self
-            .acts
-            .as_ref()
-            .ok_or_else(|| JsError::new("nothing extracted yet"))?;
+    /// A safetensors file (f32) of activations `[layers + 1][names][d_model]` gathered by the
+    /// page (possibly from several workers), with this model's identity in the metadata.
+    #[allow(clippy::too_many_arguments)]
+    pub fn safetensors(
+        &self,
+        data: Vec<f32>,
+        names: Vec<String>,
+        tokens_per_entity: Vec<u32>,
+        template: &str,
+        pool: &str,
+        dataset_name: &str,
+    ) -> Result<Vec<u8>, JsError> {
+        let c = &self.loaded.model.config;
+        if data.len() != (c.n_layers + 1) * names.len() * c.d_model
+            || tokens_per_entity.len() != names.len()
+        {
+            return Err(JsError::new("activations do not match the names and the model"));
+        }
+        let acts = Activations {
+            n_layers: c.n_layers,
+            n_entities: names.len(),
+            d_model: c.d_model,
+            data,
+            tokens_per_entity,
+        };
         let meta = ActsMeta {
-            model_name: self.loaded.model.config.name.clone(),
+            model_name: c.name.clone(),
             model_sha256: self.loaded.sha256.clone(),
             dataset_name: dataset_name.into(),
-            dataset_hash: data::names_hash(&self.names),
-            prompt_template: self.template.clone(),
-            pool: format!("{:?}", self.pool).to_lowercase(),
-            names: self.names.clone(),
+            dataset_hash: data::names_hash(&names),
+            prompt_template: template.into(),
+            pool: pool.into(),
+            names,
         };
-        acts::to_safetensors(acts, &meta, StoreAs::F32).map_err(js_err)
+        acts::to_safetensors(&acts, &meta, StoreAs::F32).map_err(js_err)
     }
 
     /// Token ids of a text as the model sees it (with BOS where the model adds one).

@@ -1,0 +1,97 @@
+// A pool of model workers: the page's way to use every core without shared memory. Each worker
+// holds its own copy of the model; an extraction is split into contiguous shards, one per
+// worker, and the shards' activations are stitched back in order.
+
+export class EnginePool {
+  constructor(size) {
+    this.workers = Array.from({ length: size }, () =>
+      new Worker(new URL('./worker.js', import.meta.url), { type: 'module' }));
+    this.listeners = new Set();
+    this.workers.forEach((w, i) => {
+      w.onmessage = (ev) => this.listeners.forEach((f) => f(i, ev.data));
+      w.onerror = (e) => this.listeners.forEach((f) => f(i, { type: 'error', phase: 'worker', message: e.message || 'the worker failed' }));
+    });
+  }
+
+  get size() { return this.workers.length; }
+
+  /** Workers that hold the current model: all of them, or one when the model is large. */
+  get active() { return this.activeCount || 1; }
+
+  /** Sends a message to worker i and resolves with the first reply whose type is in `done`. */
+  request(i, msg, done, onOther = () => {}, transfer = []) {
+    return new Promise((resolve, reject) => {
+      const listener = (from, m) => {
+        if (from !== i) return;
+        if (m.type === 'error') { this.listeners.delete(listener); reject(Object.assign(new Error(m.message), { phase: m.phase })); }
+        else if (done.includes(m.type)) { this.listeners.delete(listener); resolve(m); }
+        else onOther(m);
+      };
+      this.listeners.add(listener);
+      this.workers[i].postMessage(msg, transfer);
+    });
+  }
+
+  /** Loads the model bytes into every worker (a copy each). Resolves with the model's info. */
+  async load(bytes, source) {
+    // Each worker keeps its own copy (plus f32 weights): only small models get several.
+    const count = bytes.length > EnginePool.COPY_LIMIT_BYTES ? 1 : this.size;
+    const replies = await Promise.all(this.workers.slice(0, count).map((_, i) => {
+      const copy = i === count - 1 ? bytes : bytes.slice();
+      return this.request(i, { type: 'load', bytes: copy, source }, ['loaded'], () => {}, [copy.buffer]);
+    }));
+    this.activeCount = count;
+    return replies[0].info;
+  }
+
+  /**
+   * Extracts activations for `names`; onProgress({done, total, tokens, seconds}).
+   * Resolves with {data, tokensPerEntity, tokens, seconds, nLayers, dModel} or {cancelled}.
+   */
+  async extract(names, opts, info, onProgress) {
+    // Problems are numbered against the whole list, so check it whole before splitting.
+    await this.request(0, { type: 'check', names, template: opts.template }, ['checked']);
+    const n = Math.min(this.active, names.length);
+    const bounds = Array.from({ length: n + 1 }, (_, k) => Math.round((k * names.length) / n));
+    const done = new Array(n).fill(0);
+    const tokens = new Array(n).fill(0);
+    const start = performance.now();
+    const shards = await Promise.all(Array.from({ length: n }, (_, k) =>
+      this.request(k, { type: 'extract', ...opts, names: names.slice(bounds[k], bounds[k + 1]) },
+        ['extracted', 'cancelled'], (m) => {
+          if (m.type !== 'progress') return;
+          done[k] = m.done; tokens[k] = m.tokens;
+          onProgress({
+            done: done.reduce((a, b) => a + b), total: names.length,
+            tokens: tokens.reduce((a, b) => a + b), seconds: (performance.now() - start) / 1000,
+          });
+        })));
+    const seconds = (performance.now() - start) / 1000;
+    if (shards.some((s) => s.type === 'cancelled')) {
+      this.cancel();
+      return { cancelled: true, done: done.reduce((a, b) => a + b), total: names.length };
+    }
+    // Each shard is [layers + 1][shard entities][d]; interleave them into [layers + 1][N][d].
+    const L = info.n_layers + 1, d = info.d_model;
+    const data = new Float32Array(L * names.length * d);
+    shards.forEach((s, k) => {
+      const m = bounds[k + 1] - bounds[k];
+      for (let l = 0; l < L; l++) {
+        data.set(s.data.subarray(l * m * d, (l + 1) * m * d), (l * names.length + bounds[k]) * d);
+      }
+    });
+    const tokensPerEntity = shards.flatMap((s) => Array.from(s.tokensPerEntity));
+    return { data, tokensPerEntity, tokens: tokens.reduce((a, b) => a + b), seconds, nLayers: info.n_layers, dModel: d };
+  }
+
+  cancel() { this.workers.forEach((w) => w.postMessage({ type: 'cancel' })); }
+
+  /** A safetensors file of gathered activations, made by worker 0's core. */
+  async safetensors(args) {
+    const m = await this.request(0, { type: 'safetensors', ...args }, ['safetensors']);
+    return m.bytes;
+  }
+}
+
+/** Models above this size run in one worker only (each worker holds a full copy). */
+EnginePool.COPY_LIMIT_BYTES = 300e6;
