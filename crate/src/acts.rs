@@ -46,14 +46,18 @@ pub fn to_safetensors(acts: &Activations, meta: &ActsMeta, store: StoreAs) -> Re
                 .collect(),
         ),
     };
-    let tokens: Vec<u8> = acts
-        .tokens_per_entity
-        .iter()
-        .flat_map(|v| v.to_le_bytes())
-        .collect();
+    let u32_bytes = |v: &[u32]| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
+    let tokens = u32_bytes(&acts.tokens_per_entity);
+    let first = u32_bytes(&acts.first_token_ids);
     let view = TensorView::new(dtype, shape, &bytes).map_err(|e| Error::Compute(e.to_string()))?;
     let tokens_view = TensorView::new(Dtype::U32, vec![acts.n_entities], &tokens)
         .map_err(|e| Error::Compute(e.to_string()))?;
+    let mut views = vec![("activations", view), ("tokens_per_entity", tokens_view)];
+    if acts.first_token_ids.len() == acts.n_entities {
+        let first_view = TensorView::new(Dtype::U32, vec![acts.n_entities], &first)
+            .map_err(|e| Error::Compute(e.to_string()))?;
+        views.push(("first_token_ids", first_view));
+    }
     let mut md = HashMap::new();
     md.insert("model_name".into(), meta.model_name.clone());
     md.insert("model_sha256".into(), meta.model_sha256.clone());
@@ -66,11 +70,7 @@ pub fn to_safetensors(acts: &Activations, meta: &ActsMeta, store: StoreAs) -> Re
         "names".into(),
         serde_json::to_string(&meta.names).map_err(|e| Error::Compute(e.to_string()))?,
     );
-    safetensors::serialize(
-        [("activations", view), ("tokens_per_entity", tokens_view)],
-        &Some(md),
-    )
-    .map_err(|e| Error::Compute(e.to_string()))
+    safetensors::serialize(views, &Some(md)).map_err(|e| Error::Compute(e.to_string()))
 }
 
 /// Reads a file written by [`to_safetensors`] back (f16 is widened to f32).
@@ -107,14 +107,17 @@ pub fn from_safetensors(bytes: &[u8]) -> Result<(Activations, ActsMeta)> {
             .collect(),
         other => return Err(bad(format!("dtype {other:?} is not f32 or f16"))),
     };
-    let tokens_per_entity = match st.tensor("tokens_per_entity") {
-        Ok(t) => t
+    let u32s = |name: &str| -> Option<Vec<u32>> {
+        let t = st.tensor(name).ok()?;
+        let v: Vec<u32> = t
             .data()
             .chunks_exact(4)
             .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect(),
-        Err(_) => vec![0; shape[1]],
+            .collect();
+        (t.dtype() == Dtype::U32 && v.len() == shape[1]).then_some(v)
     };
+    let tokens_per_entity = u32s("tokens_per_entity").unwrap_or_else(|| vec![0; shape[1]]);
+    let first_token_ids = u32s("first_token_ids").unwrap_or_default();
     let names: Vec<String> =
         serde_json::from_str(&field("names")?).map_err(|e| bad(format!("names: {e}")))?;
     let meta = ActsMeta {
@@ -133,6 +136,7 @@ pub fn from_safetensors(bytes: &[u8]) -> Result<(Activations, ActsMeta)> {
             d_model: shape[2],
             data,
             tokens_per_entity,
+            first_token_ids,
         },
         meta,
     ))

@@ -31,6 +31,10 @@ pub enum Error {
     },
     #[error("tensor computation failed: {0}")]
     Compute(String),
+    /// The GPU engine cannot run (no adapter, an unsupported tensor, a lost device): the caller
+    /// can fall back to the CPU engine.
+    #[error("GPU engine: {0}")]
+    Gpu(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

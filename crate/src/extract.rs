@@ -126,6 +126,8 @@ pub struct Activations {
     pub d_model: usize,
     pub data: Vec<f32>,
     pub tokens_per_entity: Vec<u32>,
+    /// Each entity name's first token id (the control task's input); empty when unknown.
+    pub first_token_ids: Vec<u32>,
 }
 
 impl Activations {
@@ -136,6 +138,7 @@ impl Activations {
             d_model,
             data: vec![0.0; (n_layers + 1) * n_entities * d_model],
             tokens_per_entity: vec![0; n_entities],
+            first_token_ids: vec![0; n_entities],
         }
     }
 
@@ -233,6 +236,7 @@ pub fn extract_batch(
     })?;
     for &e in which {
         acts.tokens_per_entity[e] = entities[e].ids.len() as u32;
+        acts.first_token_ids[e] = entities[e].ids[entities[e].span.start];
     }
     Ok(())
 }

@@ -5,9 +5,11 @@
 //! Layer 0 is the embedding output; layer i (1..=L) is the residual stream after block i.
 
 pub mod acts;
+pub mod analysis;
 pub mod data;
 pub mod error;
 pub mod extract;
+pub mod figures;
 pub mod gguf;
 pub mod geo;
 #[cfg(feature = "gpu")]
@@ -17,6 +19,7 @@ pub mod load;
 pub mod metrics;
 pub mod model;
 pub mod probe;
+pub mod run;
 pub mod tokenizer;
 
 #[cfg(target_arch = "wasm32")]

@@ -161,7 +161,9 @@ impl Lab {
         if data.len() != (c.n_layers + 1) * names.len() * c.d_model
             || tokens_per_entity.len() != names.len()
         {
-            return Err(JsError::new("activations do not match the names and the model"));
+            return Err(JsError::new(
+                "activations do not match the names and the model",
+            ));
         }
         let acts = Activations {
             n_layers: c.n_layers,
@@ -169,6 +171,7 @@ impl Lab {
             d_model: c.d_model,
             data,
             tokens_per_entity,
+            first_token_ids: Vec::new(),
         };
         let meta = ActsMeta {
             model_name: c.name.clone(),

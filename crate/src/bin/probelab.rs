@@ -7,10 +7,12 @@ use std::time::Instant;
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use probelab::acts::{self, ActsMeta, StoreAs};
+use probelab::analysis::AnalysisOptions;
+use probelab::data::OnBadRows;
 use probelab::extract::{self, ExtractOptions, Pool, Template};
 use probelab::load::LoadedModel;
 use probelab::model::LoadOptions;
-use probelab::{data, Error, Result};
+use probelab::{data, figures, run, Error, Result};
 
 #[derive(Parser)]
 #[command(
@@ -49,6 +51,42 @@ enum Command {
         #[arg(long)]
         f16: bool,
     },
+    /// Extract, fit the probes with every control, and write report.json, predictions.csv,
+    /// map.png (or time.png) and layers.png, plus the activations for later re-fits.
+    Run {
+        #[arg(long)]
+        model: PathBuf,
+        /// A built-in dataset (world-places, world-places-200, historical-years,
+        /// historical-years-200) or a CSV file with name + latitude/longitude or year columns.
+        #[arg(long)]
+        dataset: String,
+        #[arg(long, default_value = extract::DEFAULT_TEMPLATE)]
+        prompt: String,
+        #[command(flatten)]
+        fit: FitArgs,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value = "last")]
+        pool: String,
+        #[arg(long, default_value_t = 64)]
+        batch_size: usize,
+        /// Skip the random-initialised model control (halves the extraction time).
+        #[arg(long)]
+        no_random_init: bool,
+    },
+    /// Re-fit probes on saved activations (no model run): a new split, new options.
+    Fit {
+        /// acts.safetensors written by `run` (acts_random_init.safetensors beside it is used
+        /// for the random-init control when present).
+        acts: PathBuf,
+        /// The dataset the activations were extracted for; default: the name stored in the file.
+        #[arg(long)]
+        dataset: Option<String>,
+        #[command(flatten)]
+        fit: FitArgs,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Describe a GGUF model: shape, quantization, tokenizer.
     Info {
         #[arg(long)]
@@ -66,6 +104,131 @@ enum Command {
         model: PathBuf,
         text: String,
     },
+}
+
+#[derive(clap::Args)]
+struct FitArgs {
+    /// random[:fraction] | column[:is_test] | group:COLUMN (leave each group out) |
+    /// group:COLUMN=VALUE (hold one group out).
+    #[arg(long, default_value = "random")]
+    split: String,
+    /// Shuffles for the permutation null (max over layers).
+    #[arg(long, default_value_t = 100)]
+    permutations: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Fit on raw activations instead of standardized ones.
+    #[arg(long)]
+    raw: bool,
+    /// Skip bad CSV rows (listed with their line numbers) instead of stopping.
+    #[arg(long)]
+    skip_bad_rows: bool,
+}
+
+impl FitArgs {
+    fn options(&self) -> AnalysisOptions {
+        AnalysisOptions {
+            n_permutations: self.permutations,
+            seed: self.seed,
+            standardize: !self.raw,
+            ..AnalysisOptions::default()
+        }
+    }
+}
+
+/// A built-in dataset's name, or a CSV path.
+fn dataset_arg(arg: &str, skip_bad_rows: bool) -> Result<data::Dataset> {
+    let on_bad = if skip_bad_rows {
+        OnBadRows::Skip
+    } else {
+        OnBadRows::Stop
+    };
+    let path = Path::new(arg);
+    let (dataset, problems) = if data::builtin(arg).is_some() {
+        run::dataset_from(arg, None, on_bad)?
+    } else if path.exists() {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(arg, e))?;
+        let name = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        run::dataset_from(&name, Some(&bytes), on_bad)
+            .map_err(|e| Error::Dataset(format!("{arg}: {e}")))?
+    } else {
+        return Err(Error::Dataset(format!(
+            "'{arg}' is neither a built-in dataset ({}) nor a file",
+            data::BUILTIN_NAMES.join(", ")
+        )));
+    };
+    if !problems.is_empty() {
+        eprintln!(
+            "skipped {} bad rows:\n{}",
+            problems.len(),
+            data::list_problems(&problems)
+        );
+    }
+    eprintln!(
+        "dataset {}: {} entities ({:?})",
+        dataset.name,
+        dataset.len(),
+        dataset.kind
+    );
+    Ok(dataset)
+}
+
+/// A progress bar that follows a run's stages.
+fn stage_bar() -> (ProgressBar, impl FnMut(&str, usize, usize) -> bool) {
+    let bar = ProgressBar::new(1).with_style(
+        ProgressStyle::with_template(
+            "{msg:32} {bar:40} {pos}/{len} [{elapsed_precise} < {eta_precise}]",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let b = bar.clone();
+    let mut current = String::new();
+    (bar, move |stage: &str, done: usize, total: usize| {
+        if stage != current {
+            current = stage.to_string();
+            b.reset();
+            b.set_message(current.clone());
+        }
+        b.set_length(total as u64);
+        b.set_position(done as u64);
+        true
+    })
+}
+
+/// Writes `files` into `dir` all or nothing: first into a temporary folder beside it.
+fn write_all(dir: &Path, files: &[(&str, Vec<u8>)]) -> Result<()> {
+    let tmp = dir.with_extension("partial");
+    let io = |p: &Path, e| Error::io(p.display().to_string(), e);
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).map_err(|e| io(&tmp, e))?;
+    for (name, bytes) in files {
+        let p = tmp.join(name);
+        std::fs::write(&p, bytes).map_err(|e| io(&p, e))?;
+    }
+    std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+    for (name, _) in files {
+        std::fs::rename(tmp.join(name), dir.join(name)).map_err(|e| io(&dir.join(name), e))?;
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+    Ok(())
+}
+
+fn print_summary(report: &probelab::analysis::Report, out: &Path) {
+    let s = &report.selected;
+    eprintln!(
+        "selected layer {} ({}): test R² {:.3}, p = {} (max over layers, {} shuffles); layer 0 R² {:.3}, n-gram baseline R² {}",
+        s.layer,
+        s.chosen_by,
+        s.r2_test,
+        s.p_value.map(|p| format!("{p:.3}")).unwrap_or_else(|| "n/a".into()),
+        s.n_permutations,
+        report.baselines.layer0_r2_test,
+        report.baselines.ngram_r2_test.map(|v| format!("{v:.3}")).unwrap_or_else(|| "n/a".into()),
+    );
+    eprintln!("wrote {}", out.display());
 }
 
 fn load(path: &Path) -> Result<LoadedModel> {
@@ -158,6 +321,113 @@ fn run(cli: Cli) -> Result<()> {
                 acts.n_layers,
                 acts.d_model
             );
+        }
+        Command::Run {
+            model,
+            dataset,
+            prompt,
+            fit,
+            out,
+            pool,
+            batch_size,
+            no_random_init,
+        } => {
+            // Check every argument before the slow work starts.
+            let pool: Pool = pool.parse()?;
+            let template = Template::new(&prompt)?;
+            let split = run::parse_split(&fit.split, fit.seed)?;
+            let dataset = dataset_arg(&dataset, fit.skip_bad_rows)?;
+            let m = load(&model)?;
+            let (bar, mut progress) = stage_bar();
+            let opts = ExtractOptions { pool, batch_size };
+            let (real, random) = run::extract_both(
+                &m,
+                &dataset,
+                &template,
+                &opts,
+                !no_random_init,
+                &mut progress,
+            )?;
+            let meta = ActsMeta {
+                model_name: m.model.config.name.clone(),
+                model_sha256: m.sha256.clone(),
+                dataset_name: dataset.name.clone(),
+                dataset_hash: data::dataset_hash(&dataset),
+                prompt_template: template.text.clone(),
+                pool: format!("{pool:?}").to_lowercase(),
+                names: dataset.names.clone(),
+            };
+            let report = run::fit(
+                &real,
+                &meta,
+                random.as_ref(),
+                &dataset,
+                &split,
+                &fit.options(),
+                &mut progress,
+            )?;
+            bar.finish_and_clear();
+            let mut files = figures::run_files(&report)?;
+            files.push((
+                "acts.safetensors",
+                acts::to_safetensors(&real, &meta, StoreAs::F32)?,
+            ));
+            if let Some(r) = &random {
+                files.push((
+                    "acts_random_init.safetensors",
+                    acts::to_safetensors(r, &meta, StoreAs::F32)?,
+                ));
+            }
+            write_all(&out, &files)?;
+            print_summary(&report, &out);
+        }
+        Command::Fit {
+            acts: path,
+            dataset,
+            fit,
+            out,
+        } => {
+            let split = run::parse_split(&fit.split, fit.seed)?;
+            let read = |p: &Path| -> Result<_> {
+                let bytes = std::fs::read(p).map_err(|e| Error::io(p.display().to_string(), e))?;
+                acts::from_safetensors(&bytes)
+            };
+            let (real, meta) = read(&path)?;
+            let random_path = path.with_file_name("acts_random_init.safetensors");
+            let random = if random_path.exists() {
+                let (r, r_meta) = read(&random_path)?;
+                if r_meta.model_sha256 != meta.model_sha256 || r_meta.names != meta.names {
+                    return Err(Error::Input(format!(
+                        "{} is not the random-init twin of {}",
+                        random_path.display(),
+                        path.display()
+                    )));
+                }
+                Some(r)
+            } else {
+                eprintln!(
+                    "no {} beside the activations: the random-init control is skipped",
+                    random_path.display()
+                );
+                None
+            };
+            let dataset = dataset_arg(
+                dataset.as_deref().unwrap_or(&meta.dataset_name),
+                fit.skip_bad_rows,
+            )?;
+            let (bar, mut progress) = stage_bar();
+            let report = run::fit(
+                &real,
+                &meta,
+                random.as_ref(),
+                &dataset,
+                &split,
+                &fit.options(),
+                &mut progress,
+            )?;
+            bar.finish_and_clear();
+            write_all(&out, &figures::run_files(&report)?)?;
+            print_summary(&report, &out);
         }
         Command::Info { model } => {
             let m = load(&model)?;

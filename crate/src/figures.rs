@@ -1,0 +1,173 @@
+//! Report → figures: the scenes a run draws (map or time scatter, and score by layer with every
+//! control beside the probe) and the files a run writes. The browser draws the same scenes on a
+//! canvas; the command line writes them as PNG.
+
+use crate::analysis::{self, Report};
+use crate::data::TargetKind;
+use crate::error::{Error, Result};
+use crate::render::{
+    self, ColorBy, LayerCurve, MapOptions, MapPoint, Scene, Series, SeriesStyle, TimeScatterOptions,
+};
+
+fn fmt_p(p: Option<f64>) -> String {
+    match p {
+        Some(p) => format!("p = {p:.3}"),
+        None => "p not computed".into(),
+    }
+}
+
+/// Score by layer: the probe's held-out R² with every control on the same axes.
+pub fn layer_scene(report: &Report) -> Scene {
+    let layers: Vec<usize> = report.layers.iter().map(|l| l.layer).collect();
+    let per_layer = |f: &dyn Fn(&analysis::LayerReport) -> Option<f64>| -> Vec<Option<f64>> {
+        report.layers.iter().map(f).collect()
+    };
+    let constant = |v: Option<f64>| vec![v; layers.len()];
+    let n_perm = report.selected.n_permutations;
+    let mut series = vec![
+        Series {
+            label: format!("shuffled targets (mean to max of {n_perm})"),
+            values: per_layer(&|l| l.controls.shuffled_r2_mean),
+            style: SeriesStyle::Band {
+                lower: per_layer(&|l| l.controls.shuffled_r2_mean),
+                upper: per_layer(&|l| l.controls.shuffled_r2_max),
+            },
+            color: "#9aa3b2".into(),
+        },
+        Series {
+            label: "probe, held-out test R²".into(),
+            values: per_layer(&|l| Some(l.r2_test)),
+            style: SeriesStyle::Line,
+            color: "#0072b2".into(),
+        },
+        Series {
+            label: "control task (first token → random target)".into(),
+            values: per_layer(&|l| l.controls.control_task_r2),
+            style: SeriesStyle::Dashed,
+            color: "#cc79a7".into(),
+        },
+        Series {
+            label: "random-init model".into(),
+            values: per_layer(&|l| l.controls.random_init_r2),
+            style: SeriesStyle::Dashed,
+            color: "#009e73".into(),
+        },
+        Series {
+            label: "layer 0 (token embeddings)".into(),
+            values: constant(Some(report.baselines.layer0_r2_test)),
+            style: SeriesStyle::Dashed,
+            color: "#e69f00".into(),
+        },
+        Series {
+            label: "names only (character n-grams, no model)".into(),
+            values: constant(report.baselines.ngram_r2_test),
+            style: SeriesStyle::Dashed,
+            color: "#d55e00".into(),
+        },
+    ];
+    // A control that was not run has no line; leave it out of the legend too.
+    series.retain(|s| s.values.iter().any(Option::is_some));
+    let curve = LayerCurve {
+        layers,
+        series,
+        selected_layer: Some(report.selected.layer),
+        y_label: "R² on held-out entities".into(),
+        x_label: "layer".into(),
+        title: format!(
+            "{}: layer {} selected, test R² {:.2}, {} after choosing the layer",
+            report.dataset.name,
+            report.selected.layer,
+            report.selected.r2_test,
+            fmt_p(report.selected.p_value)
+        ),
+        y_range: None,
+    };
+    render::layer_curve_scene(&curve, 960.0, 480.0)
+}
+
+/// Space: true places and the probe's predictions at the selected layer on a world map.
+pub fn map_scene(report: &Report, show_train: bool, color_by: ColorBy) -> Result<Scene> {
+    if report.dataset.target != TargetKind::Space {
+        return Err(Error::Input(
+            "a map needs a space (latitude/longitude) dataset".into(),
+        ));
+    }
+    let points: Vec<MapPoint> = report
+        .entities
+        .iter()
+        .filter(|e| e.truth.len() == 2 && e.predicted.len() == 2)
+        .map(|e| MapPoint {
+            name: e.name.clone(),
+            true_lat: e.truth[0],
+            true_lon: e.truth[1],
+            pred_lat: e.predicted[0],
+            pred_lon: e.predicted[1],
+            group: e.group.clone().unwrap_or_default(),
+            is_test: e.split == "test",
+        })
+        .collect();
+    let s = &report.selected;
+    let opts = MapOptions {
+        width: 1100.0,
+        height: 600.0,
+        color_by,
+        show_train,
+        title: format!(
+            "Where the probe puts {} places: layer {}, test R² {:.2}, median error {:.0} km",
+            points.iter().filter(|p| p.is_test).count(),
+            s.layer,
+            s.r2_test,
+            s.km_median.unwrap_or(f64::NAN)
+        ),
+    };
+    Ok(render::map_scene(&points, &opts))
+}
+
+/// Time: predicted against true year for the held-out entities at the selected layer.
+pub fn time_scene(report: &Report) -> Result<Scene> {
+    if report.dataset.target != TargetKind::Time {
+        return Err(Error::Input(
+            "a time scatter needs a time (year) dataset".into(),
+        ));
+    }
+    let points: Vec<(f64, f64, String)> = report
+        .entities
+        .iter()
+        .filter(|e| e.split == "test" && !e.truth.is_empty() && !e.predicted.is_empty())
+        .map(|e| (e.truth[0], e.predicted[0], e.name.clone()))
+        .collect();
+    let s = &report.selected;
+    let opts = TimeScatterOptions {
+        title: format!(
+            "Predicted against true year: layer {}, test R² {:.2}, mean error {:.0} years",
+            s.layer,
+            s.r2_test,
+            s.years_mae.unwrap_or(f64::NAN)
+        ),
+        label_outliers: 8,
+        ..TimeScatterOptions::default()
+    };
+    Ok(render::time_scatter_scene(&points, &opts))
+}
+
+/// The files a run writes, by name: report.json, predictions.csv, layers.png, and map.png
+/// (space) or time.png (time).
+pub fn run_files(report: &Report) -> Result<Vec<(&'static str, Vec<u8>)>> {
+    let json = serde_json::to_vec_pretty(report).map_err(|e| Error::Compute(e.to_string()))?;
+    let mut files = vec![
+        ("report.json", json),
+        (
+            "predictions.csv",
+            analysis::predictions_csv(report)?.into_bytes(),
+        ),
+        ("layers.png", render::to_png(&layer_scene(report))?),
+    ];
+    match report.dataset.target {
+        TargetKind::Space => files.push((
+            "map.png",
+            render::to_png(&map_scene(report, true, ColorBy::ByGroup)?)?,
+        )),
+        TargetKind::Time => files.push(("time.png", render::to_png(&time_scene(report)?)?)),
+    }
+    Ok(files)
+}

@@ -1,0 +1,163 @@
+//! A whole run, shared by the command line and the browser: dataset + model → activations (real
+//! and random-initialised) → report. Each stage can be re-entered: `fit` starts from saved
+//! activations and skips the model.
+
+use crate::acts::ActsMeta;
+use crate::analysis::{self, AnalysisOptions, ControlInputs, Report, ReportContext, SplitSpec};
+use crate::data::{self, Dataset, OnBadRows, RowProblem};
+use crate::error::{Error, Result};
+use crate::extract::{self, Activations, ExtractOptions, Template};
+use crate::load::LoadedModel;
+
+/// Seed of the random-initialised control model (fixed, so runs are reproducible).
+pub const RANDOM_INIT_SEED: u64 = 0x5EED_0001;
+
+/// Parses a split: `random`, `random:0.3`, `column` / `column:is_test`, `group:continent`
+/// (leave each group out in turn) or `group:continent=Europe` (hold one group out).
+pub fn parse_split(text: &str, seed: u64) -> Result<SplitSpec> {
+    let bad = |why: &str| {
+        Error::Input(format!(
+            "split '{text}': {why}; use random[:fraction], column[:is_test], group:COLUMN or group:COLUMN=VALUE"
+        ))
+    };
+    let (kind, arg) = match text.split_once(':') {
+        Some((k, a)) => (k.trim(), Some(a.trim())),
+        None => (text.trim(), None),
+    };
+    match (kind, arg) {
+        ("random", None) => Ok(SplitSpec::Random {
+            test_fraction: 0.2,
+            seed,
+        }),
+        ("random", Some(f)) => match f.parse::<f64>() {
+            Ok(f) if f > 0.0 && f < 1.0 => Ok(SplitSpec::Random {
+                test_fraction: f,
+                seed,
+            }),
+            _ => Err(bad("the test fraction must be a number between 0 and 1")),
+        },
+        ("column", None) => Ok(SplitSpec::Column),
+        ("column", Some(c)) if c.eq_ignore_ascii_case("is_test") => Ok(SplitSpec::Column),
+        ("column", Some(_)) => Err(bad("the split column must be named is_test")),
+        ("group", Some(spec)) if !spec.is_empty() => Ok(match spec.split_once('=') {
+            Some((c, g)) => SplitSpec::Group {
+                column: c.trim().to_lowercase(),
+                held_out: Some(g.trim().to_string()),
+            },
+            None => SplitSpec::Group {
+                column: spec.to_lowercase(),
+                held_out: None,
+            },
+        }),
+        _ => Err(bad("unknown form")),
+    }
+}
+
+/// A built-in dataset by name, or CSV bytes. Bad rows are skipped or stop the run, as asked;
+/// skipped rows come back so the shell can list them.
+pub fn dataset_from(
+    name: &str,
+    csv: Option<&[u8]>,
+    on_bad: OnBadRows,
+) -> Result<(Dataset, Vec<RowProblem>)> {
+    match csv {
+        None => Ok((data::load_builtin(name)?, Vec::new())),
+        Some(bytes) => data::read_dataset_csv(name, bytes, on_bad),
+    }
+}
+
+/// Progress of a run's stages: `(stage, done, total)`; return false to cancel.
+pub type Progress<'a> = dyn FnMut(&str, usize, usize) -> bool + 'a;
+
+/// Extracts activations for every entity of `dataset` with `model`.
+pub fn extract_dataset(
+    model: &crate::model::Llama,
+    loaded: &LoadedModel,
+    dataset: &Dataset,
+    template: &Template,
+    opts: &ExtractOptions,
+    stage: &str,
+    progress: &mut Progress,
+) -> Result<Activations> {
+    let entities = extract::tokenize_entities(
+        &loaded.tokenizer,
+        &dataset.names,
+        template,
+        loaded.model.config.context_length,
+    )?;
+    extract::extract(model, &entities, opts, &mut |done, total, _| {
+        progress(stage, done, total)
+    })
+}
+
+/// Both extractions a run needs: the model's, and (unless skipped) the random-initialised
+/// control model's.
+pub fn extract_both(
+    loaded: &LoadedModel,
+    dataset: &Dataset,
+    template: &Template,
+    opts: &ExtractOptions,
+    with_random_init: bool,
+    progress: &mut Progress,
+) -> Result<(Activations, Option<Activations>)> {
+    let real = extract_dataset(
+        &loaded.model,
+        loaded,
+        dataset,
+        template,
+        opts,
+        "extract",
+        progress,
+    )?;
+    let random = if with_random_init {
+        let random_model = loaded.model.random_like(RANDOM_INIT_SEED)?;
+        Some(extract_dataset(
+            &random_model,
+            loaded,
+            dataset,
+            template,
+            opts,
+            "extract (random-init model)",
+            progress,
+        )?)
+    } else {
+        None
+    };
+    Ok((real, random))
+}
+
+/// Fits the probes and every control on saved or fresh activations.
+pub fn fit(
+    acts: &Activations,
+    meta: &ActsMeta,
+    random_init: Option<&Activations>,
+    dataset: &Dataset,
+    split: &SplitSpec,
+    opts: &AnalysisOptions,
+    progress: &mut Progress,
+) -> Result<Report> {
+    analysis::check_matches(meta, dataset, None)?;
+    let controls = ControlInputs {
+        first_token_ids: if acts.first_token_ids.len() == acts.n_entities {
+            acts.first_token_ids.clone()
+        } else {
+            Vec::new()
+        },
+        random_init,
+    };
+    let ctx = ReportContext {
+        model_name: meta.model_name.clone(),
+        model_sha256: meta.model_sha256.clone(),
+        prompt_template: meta.prompt_template.clone(),
+        dataset_name: dataset.name.clone(),
+    };
+    analysis::analyze(
+        acts,
+        dataset,
+        split,
+        opts,
+        &controls,
+        &ctx,
+        &mut |s, d, t| progress(s, d, t),
+    )
+}
