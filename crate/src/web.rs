@@ -201,3 +201,113 @@ impl Lab {
 pub fn parse_names_csv(bytes: &[u8]) -> Result<Vec<String>, JsError> {
     data::read_names_csv(bytes).map_err(js_err)
 }
+
+/// Fits the probes with every control on activations `[layers + 1][entities][d_model]` (from
+/// the page's extraction, or any other source) for a built-in dataset or CSV bytes, and returns
+/// report.json's text. `random_init` (same shape) enables the random-init control; an empty
+/// `first_token_ids` skips the control task.
+#[wasm_bindgen]
+#[allow(clippy::too_many_arguments)]
+pub fn fit_probes(
+    data: Vec<f32>,
+    n_layers: usize,
+    d_model: usize,
+    random_init: Option<Vec<f32>>,
+    first_token_ids: Vec<u32>,
+    dataset_name: &str,
+    csv: Option<Vec<u8>>,
+    split: &str,
+    permutations: usize,
+    seed: u64,
+    model_name: &str,
+    model_sha256: &str,
+    prompt: &str,
+) -> Result<String, JsError> {
+    let (dataset, _) =
+        crate::run::dataset_from(dataset_name, csv.as_deref(), data::OnBadRows::Skip)
+            .map_err(js_err)?;
+    let n = dataset.len();
+    let shaped = |v: Vec<f32>, what: &str| -> Result<Activations, JsError> {
+        if v.len() != (n_layers + 1) * n * d_model {
+            return Err(JsError::new(&format!(
+                "{what}: {} values, expected (layers+1) {} × entities {n} × d {d_model}",
+                v.len(),
+                n_layers + 1
+            )));
+        }
+        Ok(Activations {
+            n_layers,
+            n_entities: n,
+            d_model,
+            data: v,
+            tokens_per_entity: vec![0; n],
+            first_token_ids: first_token_ids.clone(),
+        })
+    };
+    let acts = shaped(data, "activations")?;
+    let random = random_init
+        .map(|r| shaped(r, "random-init activations"))
+        .transpose()?;
+    let meta = ActsMeta {
+        model_name: model_name.into(),
+        model_sha256: model_sha256.into(),
+        dataset_name: dataset.name.clone(),
+        dataset_hash: data::dataset_hash(&dataset),
+        prompt_template: prompt.into(),
+        pool: "last".into(),
+        names: dataset.names.clone(),
+    };
+    let split = crate::run::parse_split(split, seed).map_err(js_err)?;
+    let opts = crate::analysis::AnalysisOptions {
+        n_permutations: permutations,
+        seed,
+        ..Default::default()
+    };
+    let report = crate::run::fit(
+        &acts,
+        &meta,
+        random.as_ref(),
+        &dataset,
+        &split,
+        &opts,
+        &mut |_, _, _| true,
+    )
+    .map_err(js_err)?;
+    serde_json::to_string(&report).map_err(|e| JsError::new(&e.to_string()))
+}
+
+/// The scenes of a report (its JSON text): `{"layers": scene, "map" | "time": scene}`, each in
+/// the scene format of `render.rs`, for drawing on a canvas.
+#[wasm_bindgen]
+pub fn report_scenes(report_json: &str) -> Result<String, JsError> {
+    let report: crate::analysis::Report =
+        serde_json::from_str(report_json).map_err(|e| JsError::new(&format!("report: {e}")))?;
+    let layers = crate::figures::layer_scene(&report);
+    let second = match report.dataset.target {
+        data::TargetKind::Space => (
+            "map",
+            crate::figures::map_scene(&report, true, crate::render::ColorBy::ByGroup)
+                .map_err(js_err)?,
+        ),
+        data::TargetKind::Time => ("time", crate::figures::time_scene(&report).map_err(js_err)?),
+    };
+    Ok(format!(
+        "{{\"layers\":{},\"{}\":{}}}",
+        layers.to_json(),
+        second.0,
+        second.1.to_json()
+    ))
+}
+
+/// The built-in datasets: `[{name, n, target}]` JSON.
+#[wasm_bindgen]
+pub fn builtin_datasets() -> Result<String, JsError> {
+    let list: Vec<serde_json::Value> = data::BUILTIN_NAMES
+        .iter()
+        .map(|name| {
+            let d = data::load_builtin(name).map_err(js_err)?;
+            Ok(serde_json::json!({"name": name, "n": d.len(), "target": format!("{:?}", d.kind).to_lowercase(), "names": d.names}))
+        })
+        .collect::<Result<_, JsError>>()?;
+    serde_json::to_string(&list).map_err(|e| JsError::new(&e.to_string()))
+}
