@@ -7,6 +7,7 @@
 pub mod acts;
 pub mod analysis;
 pub mod data;
+pub mod engine;
 pub mod error;
 pub mod extract;
 pub mod figures;
