@@ -2,6 +2,8 @@
 // Nothing here computes; the workers (and the wasm core inside them) do.
 import { DEFAULT_MODEL_URL } from './config.js';
 import { EnginePool } from './pool.js';
+import { drawScene } from './scene.js';
+import init, { builtin_datasets } from './pkg/probelab.js';
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -114,11 +116,14 @@ async function runExtraction() {
       return;
     }
     state.lastRun = { ...r, nEntities: names.length, names, opts };
+    state.report = null;
     $('extract-status').textContent =
       `Done: ${names.length} entities, ${r.tokens} tokens in ${r.seconds.toFixed(2)} s (${(r.tokens / r.seconds).toFixed(0)} tokens/s).`;
     $('result').hidden = false;
     $('result-summary').textContent =
       `Activations: ${r.nLayers + 1} layers × ${names.length} entities × ${r.dModel} dimensions.`;
+    const dataset = $('dataset').value;
+    if (dataset !== 'custom') await fitProbes(dataset, r, opts);
   } catch (e) {
     pool.cancel();
     showError(`Extraction failed: ${e.message}`);
@@ -126,6 +131,41 @@ async function runExtraction() {
   } finally {
     state.extracting = false; setBusy();
   }
+}
+
+const fmt = (v, d = 2) => (v === null || v === undefined || Number.isNaN(v) ? 'n/a' : v.toFixed(d));
+
+/** Fits the probes and controls on the extraction `r` and draws the figures. */
+async function fitProbes(dataset, r, opts) {
+  const permutations = Number(params.get('permutations')) || 100;
+  $('probe-panel').hidden = false;
+  $('probe-status').textContent = `Fitting ridge probes on ${r.nLayers + 1} layers with ${permutations} shuffled-target refits…`;
+  const t = performance.now();
+  const { report, scenes } = await pool.fit({
+    data: r.data.slice(), nLayers: r.nLayers, dModel: r.dModel, randomInit: undefined,
+    firstTokenIds: r.firstTokenIds, dataset, split: params.get('split') || 'random', permutations,
+    modelName: state.info.name, modelSha256: state.info.sha256, template: opts.template,
+  });
+  state.report = JSON.parse(report);
+  const sc = JSON.parse(scenes);
+  drawScene($('layers-canvas'), sc.layers);
+  drawScene($('map-canvas'), sc.map || sc.time);
+  $('probe-status').textContent = `Fitted in ${((performance.now() - t) / 1000).toFixed(1)} s.`;
+  $('summary').textContent = summarize(state.report);
+}
+
+/** "What survives the controls", in words. */
+function summarize(rep) {
+  const s = rep.selected, b = rep.baselines;
+  const what = rep.dataset.target === 'space' ? 'latitude and longitude' : 'the year';
+  const err = rep.dataset.target === 'space' ? `median error ${fmt(s.km_median, 0)} km` : `mean error ${fmt(s.years_mae, 0)} years`;
+  const worst = [...rep.by_group].filter((g) => g.r2_test !== null).sort((a, c) => a.r2_test - c.r2_test)[0];
+  return `Layer ${s.layer} (chosen on the training set's validation folds) predicts ${what} of held-out entities with R² ${fmt(s.r2_test)} (${err}); `
+    + `p = ${fmt(s.p_value, 3)} against ${s.n_permutations} shuffles, paying for the choice of layer. `
+    + `Baselines: layer 0 (token embeddings) R² ${fmt(b.layer0_r2_test)}, names alone (character n-grams) R² ${fmt(b.ngram_r2_test)}; `
+    + `control-task selectivity ${fmt(s.selectivity)}. `
+    + (worst ? `Worst served: ${worst.group} (R² ${fmt(worst.r2_test)}, ${worst.n_test} test entities). ` : '')
+    + 'The random-initialised model control runs on the command line (probelab run).';
 }
 
 async function downloadActivations() {
@@ -169,6 +209,27 @@ $('cancel').addEventListener('click', () => pool.cancel());
 $('download-acts').addEventListener('click', downloadActivations);
 
 $('engine').textContent = 'Engine: CPU (WebAssembly). The WebGPU engine is not built yet.';
+
+// Built-in datasets: choosing one fills the names; typing names switches to "my own names".
+const builtins = init().then(() => JSON.parse(builtin_datasets()));
+builtins.then((list) => {
+  for (const d of list) {
+    const o = document.createElement('option');
+    o.value = d.name; o.textContent = `${d.name} (${d.n} entities, ${d.target})`;
+    $('dataset').append(o);
+  }
+  const wanted = params.get('dataset') || 'world-places-200';
+  if (list.some((d) => d.name === wanted)) { $('dataset').value = wanted; showDataset(); }
+});
+async function showDataset() {
+  const name = $('dataset').value;
+  if (name === 'custom') { $('dataset-note').textContent = 'Extraction only: probes need targets (a built-in dataset).'; return; }
+  const d = (await builtins).find((x) => x.name === name);
+  $('names').value = d.names.join('\n');
+  $('dataset-note').textContent = `${d.n} entities with ${d.target === 'space' ? 'latitude and longitude' : 'years'}; probes and controls run after extraction.`;
+}
+$('dataset').addEventListener('change', showDataset);
+$('names').addEventListener('input', () => { $('dataset').value = 'custom'; showDataset(); });
 
 // Load the default model on arrival, unless the URL asks for another (?model=URL).
 const initial = params.get('model') || DEFAULT_MODEL_URL;

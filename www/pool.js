@@ -81,10 +81,17 @@ export class EnginePool {
       }
     });
     const tokensPerEntity = shards.flatMap((s) => Array.from(s.tokensPerEntity));
-    return { data, tokensPerEntity, tokens: tokens.reduce((a, b) => a + b), seconds, nLayers: info.n_layers, dModel: d };
+    const firstTokenIds = Uint32Array.from(shards.flatMap((s) => Array.from(s.firstTokenIds)));
+    return { data, tokensPerEntity, firstTokenIds, tokens: tokens.reduce((a, b) => a + b), seconds, nLayers: info.n_layers, dModel: d };
   }
 
   cancel() { this.workers.forEach((w) => w.postMessage({ type: 'cancel' })); }
+
+  /** Fits the probes and controls in worker 0; resolves with {report, scenes} (JSON texts). */
+  async fit(args) {
+    const m = await this.request(0, { type: 'fit', ...args }, ['fitted']);
+    return { report: m.report, scenes: m.scenes };
+  }
 
   /** A safetensors file of gathered activations, made by worker 0's core. */
   async safetensors(args) {

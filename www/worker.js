@@ -1,7 +1,7 @@
 // One model worker: holds a wasm Lab and runs extraction batch by batch, off the page's thread.
 // Messages in: load, check, extract, cancel, safetensors. Out: progress, loaded, checked,
 // extracted, cancelled, safetensors, error. www/pool.js drives several of these.
-import init, { Lab } from './pkg/probelab.js';
+import init, { Lab, fit_probes, report_scenes } from './pkg/probelab.js';
 
 let lab = null;
 let cancelled = false;
@@ -34,7 +34,8 @@ async function extract(msg) {
   }
   const data = lab.activations();
   const tokensPerEntity = lab.tokens_per_entity();
-  post({ type: 'extracted', data, tokensPerEntity, tokens }, [data.buffer]);
+  const firstTokenIds = lab.first_token_ids();
+  post({ type: 'extracted', data, tokensPerEntity, firstTokenIds, tokens }, [data.buffer]);
 }
 
 self.onmessage = async (ev) => {
@@ -44,6 +45,12 @@ self.onmessage = async (ev) => {
     else if (msg.type === 'check') { lab.check(msg.names, msg.template); post({ type: 'checked' }); }
     else if (msg.type === 'extract') await extract(msg);
     else if (msg.type === 'cancel') cancelled = true;
+    else if (msg.type === 'fit') {
+      await ready;
+      const report = fit_probes(msg.data, msg.nLayers, msg.dModel, msg.randomInit, msg.firstTokenIds,
+        msg.dataset, undefined, msg.split, msg.permutations, 0n, msg.modelName, msg.modelSha256, msg.template);
+      post({ type: 'fitted', report, scenes: report_scenes(report) });
+    }
     else if (msg.type === 'safetensors') {
       const bytes = lab.safetensors(msg.data, msg.names, msg.tokensPerEntity, msg.template, msg.pool, msg.datasetName);
       post({ type: 'safetensors', bytes }, [bytes.buffer]);

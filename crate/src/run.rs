@@ -5,6 +5,7 @@
 use crate::acts::ActsMeta;
 use crate::analysis::{self, AnalysisOptions, ControlInputs, Report, ReportContext, SplitSpec};
 use crate::data::{self, Dataset, OnBadRows, RowProblem};
+use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::extract::{self, Activations, ExtractOptions, Template};
 use crate::load::LoadedModel;
@@ -69,9 +70,13 @@ pub fn dataset_from(
 /// Progress of a run's stages: `(stage, done, total)`; return false to cancel.
 pub type Progress<'a> = dyn FnMut(&str, usize, usize) -> bool + 'a;
 
-/// Extracts activations for every entity of `dataset` with `model`.
+/// Extracts activations for every entity of `dataset` with `model`;
+/// `engine` runs `model` when given (the GPU engine holds its own copy of the file's weights, so
+/// it serves only the file's model, never the random-initialised one).
+#[allow(clippy::too_many_arguments)]
 pub fn extract_dataset(
     model: &crate::model::Llama,
+    engine: Option<&Engine>,
     loaded: &LoadedModel,
     dataset: &Dataset,
     template: &Template,
@@ -85,15 +90,18 @@ pub fn extract_dataset(
         template,
         loaded.model.config.context_length,
     )?;
-    extract::extract(model, &entities, opts, &mut |done, total, _| {
-        progress(stage, done, total)
-    })
+    let mut report = |done, total, _| progress(stage, done, total);
+    match engine {
+        Some(engine) => engine.extract(model, &entities, opts, &mut report),
+        None => extract::extract(model, &entities, opts, &mut report),
+    }
 }
 
-/// Both extractions a run needs: the model's, and (unless skipped) the random-initialised
-/// control model's.
+/// Both extractions a run needs: the model's (on `engine`), and unless skipped the
+/// random-initialised control model's (on the CPU).
 pub fn extract_both(
     loaded: &LoadedModel,
+    engine: &Engine,
     dataset: &Dataset,
     template: &Template,
     opts: &ExtractOptions,
@@ -102,6 +110,7 @@ pub fn extract_both(
 ) -> Result<(Activations, Option<Activations>)> {
     let real = extract_dataset(
         &loaded.model,
+        Some(engine),
         loaded,
         dataset,
         template,
@@ -113,6 +122,7 @@ pub fn extract_both(
         let random_model = loaded.model.random_like(RANDOM_INIT_SEED)?;
         Some(extract_dataset(
             &random_model,
+            None,
             loaded,
             dataset,
             template,

@@ -119,6 +119,11 @@ impl Lab {
         self.entities.iter().map(|e| e.ids.len() as u32).collect()
     }
 
+    /// The first token id of each prepared entity's name (the control task's input).
+    pub fn first_token_ids(&self) -> Vec<u32> {
+        self.entities.iter().map(|e| e.ids[e.span.start]).collect()
+    }
+
     /// Runs batch `i`; returns [entities in the batch, tokens in the batch].
     pub fn run_batch(&mut self, i: usize) -> Result<Vec<u32>, JsError> {
         let which = self

@@ -9,6 +9,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use probelab::acts::{self, ActsMeta, StoreAs};
 use probelab::analysis::AnalysisOptions;
 use probelab::data::OnBadRows;
+use probelab::engine::{Engine, EngineChoice};
 use probelab::extract::{self, ExtractOptions, Pool, Template};
 use probelab::load::LoadedModel;
 use probelab::model::LoadOptions;
@@ -50,6 +51,9 @@ enum Command {
         /// Store f16 instead of f32.
         #[arg(long)]
         f16: bool,
+        /// gpu (wgpu: Vulkan/Metal/DX12), cpu, or auto (a hardware GPU when there is one).
+        #[arg(long, default_value = "auto")]
+        engine: String,
     },
     /// Extract, fit the probes with every control, and write report.json, predictions.csv,
     /// map.png (or time.png) and layers.png, plus the activations for later re-fits.
@@ -73,6 +77,9 @@ enum Command {
         /// Skip the random-initialised model control (halves the extraction time).
         #[arg(long)]
         no_random_init: bool,
+        /// gpu, cpu or auto, as for `extract` (the random-init control always runs on the CPU).
+        #[arg(long, default_value = "auto")]
+        engine: String,
     },
     /// Re-fit probes on saved activations (no model run): a new split, new options.
     Fit {
@@ -259,7 +266,9 @@ fn run(cli: Cli) -> Result<()> {
             pool,
             batch_size,
             f16,
+            engine,
         } => {
+            let choice: EngineChoice = engine.parse()?;
             let pool: Pool = pool.parse()?;
             let template = Template::new(&prompt)?;
             let bytes =
@@ -281,8 +290,10 @@ fn run(cli: Cli) -> Result<()> {
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
             );
             let start = Instant::now();
+            let engine = Engine::open(choice, &model)?;
+            eprintln!("{}", engine.note);
             let opts = ExtractOptions { pool, batch_size };
-            let acts = extract::extract(&m.model, &entities, &opts, &mut |done, _, tokens| {
+            let acts = engine.extract(&m.model, &entities, &opts, &mut |done, _, tokens| {
                 bar.set_position(done as u64);
                 bar.set_message(format!(
                     "{:.0} tokens/s",
@@ -331,17 +342,22 @@ fn run(cli: Cli) -> Result<()> {
             pool,
             batch_size,
             no_random_init,
+            engine,
         } => {
             // Check every argument before the slow work starts.
+            let choice: EngineChoice = engine.parse()?;
             let pool: Pool = pool.parse()?;
             let template = Template::new(&prompt)?;
             let split = run::parse_split(&fit.split, fit.seed)?;
             let dataset = dataset_arg(&dataset, fit.skip_bad_rows)?;
             let m = load(&model)?;
+            let engine = Engine::open(choice, &model)?;
+            eprintln!("{}", engine.note);
             let (bar, mut progress) = stage_bar();
             let opts = ExtractOptions { pool, batch_size };
             let (real, random) = run::extract_both(
                 &m,
+                &engine,
                 &dataset,
                 &template,
                 &opts,
