@@ -16,6 +16,11 @@ fn fmt_p(p: Option<f64>) -> String {
     }
 }
 
+/// A longitude in [-180, 180).
+fn wrap_longitude(lon: f64) -> f64 {
+    (lon + 180.0).rem_euclid(360.0) - 180.0
+}
+
 /// Score by layer: the probe's held-out R² with every control on the same axes.
 pub fn layer_scene(report: &Report) -> Scene {
     let layers: Vec<usize> = report.layers.iter().map(|l| l.layer).collect();
@@ -100,8 +105,9 @@ pub fn map_scene(report: &Report, show_train: bool, color_by: ColorBy) -> Result
             name: e.name.clone(),
             true_lat: e.truth[0],
             true_lon: e.truth[1],
-            pred_lat: e.predicted[0],
-            pred_lon: e.predicted[1],
+            // The probe's raw output can overshoot the globe: clamp latitude, wrap longitude.
+            pred_lat: e.predicted[0].clamp(-90.0, 90.0),
+            pred_lon: wrap_longitude(e.predicted[1]),
             group: e.group.clone().unwrap_or_default(),
             is_test: e.split == "test",
         })
