@@ -15,8 +15,11 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use probelab::analysis::{Analysis, AnalysisOptions, ReportContext, SplitSpec};
+use probelab::analysis::{
+    analyze, Analysis, AnalysisOptions, ControlInputs, ReportContext, SplitSpec,
+};
 use probelab::data::{Dataset, TargetKind};
+use probelab::extract::Activations;
 use probelab::probe::SplitMix64;
 
 fn vm_hwm_mib() -> Option<f64> {
@@ -177,6 +180,43 @@ fn run(n: usize, d: usize, n_layers: usize, layers_to_time: usize, random_init: 
             s.random_init_r2,
             report.baselines.layer0_r2_test,
             report.baselines.ngram_r2_test
+        );
+        // The same work through `analyze()`, which fits layers on every core natively.
+        let gen_all = |signal_layer: usize, seed: u64| -> Activations {
+            let mut data = Vec::with_capacity((n_layers + 1) * n * d);
+            for l in 0..=n_layers {
+                data.extend(layer(&ds, d, l, signal_layer, seed));
+            }
+            Activations {
+                n_layers,
+                n_entities: n,
+                d_model: d,
+                data,
+                tokens_per_entity: vec![1; n],
+                first_token_ids: tokens.clone(),
+            }
+        };
+        let acts = gen_all(signal, 11);
+        let random = random_init.then(|| gen_all(usize::MAX / 2, 99));
+        let controls = ControlInputs {
+            first_token_ids: tokens.clone(),
+            random_init: random.as_ref(),
+        };
+        let t = Instant::now();
+        analyze(
+            &acts,
+            &ds,
+            &split,
+            &opts,
+            &controls,
+            &ctx,
+            &mut |_, _, _| true,
+        )
+        .unwrap();
+        println!(
+            "  TOTAL analyze() with layers on {} threads: {:.2} s",
+            std::thread::available_parallelism().map_or(1, |n| n.get()),
+            t.elapsed().as_secs_f64()
         );
     } else {
         println!(

@@ -33,6 +33,8 @@
 //! Nothing here uses threads, files, clocks or OS randomness (seeded [`SplitMix64`] only), so
 //! the same code runs in wasm32. [`Analysis`] processes one layer at a time, so callers can
 //! stream layers that do not fit in memory together, or (natively) run layers on threads.
+// Index loops here follow the formulas' subscripts (targets t, alphas a, rows i).
+#![allow(clippy::needless_range_loop)]
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -1549,7 +1551,7 @@ impl Scaled {
         let mut scale = vec![0.0; k];
         for t in 0..k {
             let (m, s) = mean_std(train.iter().map(|&i| values[i * k + t]));
-            if !(s > 0.0) || s <= 1e-12 * m.abs() {
+            if s.is_nan() || s <= 0.0 || s <= 1e-12 * m.abs() {
                 return Err(input_err(format!(
                     "target '{}' is constant ({m}) over the {} training entities; a probe cannot \
                      be fitted or scored on it",
@@ -3148,22 +3150,78 @@ pub fn analyze(
         return Err(Error::Cancelled);
     }
     let total = acts.n_layers + 1;
-    let mut outcomes = Vec::with_capacity(total);
-    for l in 0..total {
-        outcomes.push(analysis.layer(
-            l,
-            acts.layer(l),
-            controls.random_init.map(|r| r.layer(l)),
-        )?);
-        if !progress("layers", l + 1, total) {
-            return Err(Error::Cancelled);
-        }
-    }
+    let fit_layer =
+        |l: usize| analysis.layer(l, acts.layer(l), controls.random_init.map(|r| r.layer(l)));
+    let outcomes = fit_layers(total, &fit_layer, progress)?;
     let report = analysis.finish(ctx, outcomes)?;
     if !progress("report", 1, 1) {
         return Err(Error::Cancelled);
     }
     Ok(report)
+}
+
+/// Fits every layer, in order in wasm and on as many threads as the machine has natively
+/// (layers are independent; results come back in layer order). Progress and cancellation are
+/// handled on the calling thread.
+fn fit_layers(
+    total: usize,
+    fit_layer: &(dyn Fn(usize) -> Result<LayerOutcome> + Sync),
+    progress: &mut ProgressFn<'_>,
+) -> Result<Vec<LayerOutcome>> {
+    let threads = if cfg!(target_arch = "wasm32") {
+        1
+    } else {
+        std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(total)
+    };
+    if threads <= 1 {
+        let mut outcomes = Vec::with_capacity(total);
+        for l in 0..total {
+            outcomes.push(fit_layer(l)?);
+            if !progress("layers", l + 1, total) {
+                return Err(Error::Cancelled);
+            }
+        }
+        return Ok(outcomes);
+    }
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let mut slots: Vec<Option<LayerOutcome>> = (0..total).map(|_| None).collect();
+    std::thread::scope(|scope| -> Result<()> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        for _ in 0..threads {
+            let tx = tx.clone();
+            let (next, stop) = (&next, &stop);
+            scope.spawn(move || loop {
+                let l = next.fetch_add(1, Ordering::SeqCst);
+                if l >= total || stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                if tx.send((l, fit_layer(l))).is_err() {
+                    break;
+                }
+            });
+        }
+        drop(tx);
+        let mut done = 0;
+        for (l, outcome) in rx {
+            let outcome = outcome.inspect_err(|_| stop.store(true, Ordering::SeqCst))?;
+            slots[l] = Some(outcome);
+            done += 1;
+            if !progress("layers", done, total) {
+                stop.store(true, Ordering::SeqCst);
+                return Err(Error::Cancelled);
+            }
+        }
+        Ok(())
+    })?;
+    slots
+        .into_iter()
+        .enumerate()
+        .map(|(l, o)| o.ok_or_else(|| Error::Compute(format!("layer {l} was not fitted"))))
+        .collect()
 }
 
 // =============================================================================================
