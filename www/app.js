@@ -2,7 +2,7 @@
 // Nothing here computes; the workers (and the wasm core inside them) do.
 import { DEFAULT_MODEL_URL } from './config.js';
 import { EnginePool } from './pool.js';
-import { drawScene } from './scene.js';
+import { showResults } from './results.js';
 import init, { builtin_datasets } from './pkg/probelab.js';
 
 const $ = (id) => document.getElementById(id);
@@ -123,6 +123,11 @@ async function runExtraction() {
     $('result-summary').textContent =
       `Activations: ${r.nLayers + 1} layers × ${names.length} entities × ${r.dModel} dimensions.`;
     const dataset = $('dataset').value;
+    // The page state lives in the URL, so a link reproduces the view.
+    const url = new URL(location.href);
+    url.searchParams.set('dataset', dataset);
+    url.searchParams.set('prompt', opts.template);
+    history.replaceState(null, '', url);
     if (dataset !== 'custom') await fitProbes(dataset, r, opts);
   } catch (e) {
     pool.cancel();
@@ -146,10 +151,7 @@ async function fitProbes(dataset, r, opts) {
     firstTokenIds: r.firstTokenIds, dataset, split: params.get('split') || 'random', permutations,
     modelName: state.info.name, modelSha256: state.info.sha256, template: opts.template,
   });
-  state.report = JSON.parse(report);
-  const sc = JSON.parse(scenes);
-  drawScene($('layers-canvas'), sc.layers);
-  drawScene($('map-canvas'), sc.map || sc.time);
+  state.report = showResults(report, JSON.parse(scenes), params.has('layer') ? Number(params.get('layer')) : undefined);
   $('probe-status').textContent = `Fitted in ${((performance.now() - t) / 1000).toFixed(1)} s.`;
   $('summary').textContent = summarize(state.report);
 }
@@ -232,6 +234,7 @@ $('dataset').addEventListener('change', showDataset);
 $('names').addEventListener('input', () => { $('dataset').value = 'custom'; showDataset(); });
 
 // Load the default model on arrival, unless the URL asks for another (?model=URL).
+if (params.has('prompt')) $('template').value = params.get('prompt');
 const initial = params.get('model') || DEFAULT_MODEL_URL;
 $('model-url').value = initial;
 loadModel({ url: initial });

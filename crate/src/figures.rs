@@ -129,6 +129,70 @@ pub fn map_scene(report: &Report, show_train: bool, color_by: ColorBy) -> Result
     Ok(render::map_scene(&points, &opts))
 }
 
+/// Space, one layer: the held-out places and where that layer's probe puts them (from
+/// `report.layer_predictions`), for a layer slider. `None` when the report has no per-layer
+/// predictions or no such layer.
+pub fn map_scene_at_layer(
+    report: &Report,
+    layer: usize,
+    color_by: ColorBy,
+) -> Result<Option<Scene>> {
+    if report.dataset.target != TargetKind::Space {
+        return Err(Error::Input(
+            "a map needs a space (latitude/longitude) dataset".into(),
+        ));
+    }
+    let (Some(lp), Some(lr)) = (
+        report.layer_predictions.as_ref(),
+        report.layers.iter().find(|l| l.layer == layer),
+    ) else {
+        return Ok(None);
+    };
+    let Some(rows) = report
+        .layers
+        .iter()
+        .position(|l| l.layer == layer)
+        .and_then(|i| lp.predicted.get(i))
+    else {
+        return Ok(None);
+    };
+    let points: Vec<MapPoint> = lp
+        .entities
+        .iter()
+        .zip(rows)
+        .filter_map(|(&i, pred)| {
+            let e = report.entities.iter().find(|e| e.index == i)?;
+            (e.truth.len() == 2 && pred.len() == 2).then(|| MapPoint {
+                name: e.name.clone(),
+                true_lat: e.truth[0],
+                true_lon: e.truth[1],
+                pred_lat: pred[0],
+                pred_lon: pred[1],
+                group: e.group.clone().unwrap_or_default(),
+                is_test: true,
+            })
+        })
+        .collect();
+    let opts = MapOptions {
+        width: 1100.0,
+        height: 600.0,
+        color_by,
+        show_train: false,
+        title: format!(
+            "Layer {layer}{}: {} held-out places, test R² {:.2}, median error {:.0} km",
+            if layer == report.selected.layer {
+                " (selected)"
+            } else {
+                ""
+            },
+            points.len(),
+            lr.r2_test,
+            lr.km_median.unwrap_or(f64::NAN)
+        ),
+    };
+    Ok(Some(render::map_scene(&points, &opts)))
+}
+
 /// Time: predicted against true year for the held-out entities at the selected layer.
 pub fn time_scene(report: &Report) -> Result<Scene> {
     if report.dataset.target != TargetKind::Time {

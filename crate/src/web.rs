@@ -304,6 +304,34 @@ pub fn report_scenes(report_json: &str) -> Result<String, JsError> {
     ))
 }
 
+/// The map at one layer (scene JSON) for the layer slider; empty when there is none.
+#[wasm_bindgen]
+pub fn layer_map_scene(
+    report_json: &str,
+    layer: usize,
+    color_by_longitude: bool,
+) -> Result<String, JsError> {
+    let report: crate::analysis::Report =
+        serde_json::from_str(report_json).map_err(|e| JsError::new(&format!("report: {e}")))?;
+    let color_by = if color_by_longitude {
+        crate::render::ColorBy::ByTrueLongitude
+    } else {
+        crate::render::ColorBy::ByGroup
+    };
+    Ok(crate::figures::map_scene_at_layer(&report, layer, color_by)
+        .map_err(js_err)?
+        .map(|s| s.to_json())
+        .unwrap_or_default())
+}
+
+/// predictions.csv for a report (its JSON text), as the command line writes it.
+#[wasm_bindgen]
+pub fn report_predictions_csv(report_json: &str) -> Result<String, JsError> {
+    let report: crate::analysis::Report =
+        serde_json::from_str(report_json).map_err(|e| JsError::new(&format!("report: {e}")))?;
+    crate::analysis::predictions_csv(&report).map_err(js_err)
+}
+
 /// The built-in datasets: `[{name, n, target}]` JSON.
 #[wasm_bindgen]
 pub fn builtin_datasets() -> Result<String, JsError> {

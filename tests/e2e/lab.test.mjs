@@ -1,6 +1,7 @@
 // The lab end to end: the page loads the default model and the built-in world dataset on its
 // own, extracts, fits the probes with their controls, and draws the figures.
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { after, before, test } from 'node:test';
 import { launch, openLab, startServer } from './harness.mjs';
 
@@ -36,6 +37,34 @@ test('200 places: extraction, probes, summary, chart and map', async () => {
   assert.ok(counts.land > counts.total * 0.05, `land pixels: ${JSON.stringify(counts)}`);
   assert.ok(counts.ocean > counts.total * 0.1, `ocean pixels: ${JSON.stringify(counts)}`);
   assert.ok(counts.saturated > 200, `point pixels: ${JSON.stringify(counts)}`);
+
+  // The layer slider redraws the map for that layer and records it in the URL.
+  const before = await page.evaluate(() => document.getElementById('map-canvas').toDataURL());
+  await page.evaluate(() => { const s = document.getElementById('layer'); s.value = '3'; s.dispatchEvent(new Event('input')); });
+  const afterSlide = await page.evaluate(() => document.getElementById('map-canvas').toDataURL());
+  assert.notEqual(before, afterSlide, 'the map did not change with the layer');
+  assert.equal(new URL(page.url()).searchParams.get('layer'), '3');
+  assert.equal(new URL(page.url()).searchParams.get('dataset'), 'world-places-200');
+
+  // Exports: their contents match the report the page shows.
+  const save = async (button) => {
+    const [dl] = await Promise.all([page.waitForEvent('download'), page.click(button)]);
+    const path = await dl.path();
+    return { name: dl.suggestedFilename(), bytes: readFileSync(path) };
+  };
+  const json = await save('#export-report');
+  assert.equal(json.name, 'report.json');
+  assert.deepEqual(JSON.parse(json.bytes.toString('utf8')), rep);
+  const csv = await save('#export-csv');
+  const lines = csv.bytes.toString('utf8').trim().split('\n');
+  assert.equal(lines.length, 1 + rep.entities.length);
+  assert.match(lines[0], /^name,split,true_latitude,true_longitude,predicted_latitude,predicted_longitude,error_km/);
+  const first = rep.entities[0];
+  assert.ok(lines[1].startsWith(`${first.name.includes(',') ? '"' + first.name + '"' : first.name},${first.split},`), lines[1]);
+  for (const b of ['#export-map', '#export-layers']) {
+    const png = await save(b);
+    assert.deepEqual([...png.bytes.subarray(0, 8)], [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a], `${png.name} is not a PNG`);
+  }
   assert.deepEqual(pageErrors, []);
   await page.close();
 });
