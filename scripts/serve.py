@@ -12,6 +12,9 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WWW = os.path.join(ROOT, "www")
 MODELS = os.path.join(ROOT, "models")
+CSP = ("default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; worker-src 'self'; "
+       "style-src 'self'; img-src 'self' blob: data:; connect-src 'self' https: http:; "
+       "object-src 'none'; base-uri 'none'; form-action 'none'")
 
 
 class Handler(http.server.SimpleHTTPRequestHandler):
@@ -32,6 +35,9 @@ class Handler(http.server.SimpleHTTPRequestHandler):
         return super().translate_path(path)
 
     def end_headers(self):
+        # No inline script or eval anywhere: only the page's own files, and wasm compilation.
+        # connect-src stays open to http(s) because a user may load a model from any URL.
+        self.send_header("Content-Security-Policy", CSP)
         self.send_header("Cache-Control", "no-cache")
         self.send_header("X-Content-Type-Options", "nosniff")
         super().end_headers()
