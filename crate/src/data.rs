@@ -26,9 +26,7 @@ const MAX_LISTED_PROBLEMS: usize = 20;
 /// Reads entity names from CSV bytes: the column named like a name (see `NAME_ALIASES`), or
 /// the only column. Empty files and files without such a column are errors that say so.
 pub fn read_names_csv(bytes: &[u8]) -> Result<Vec<String>> {
-    let text = std::str::from_utf8(bytes)
-        .map_err(|e| Error::Dataset(format!("the file is not UTF-8 text ({e})")))?;
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let text = utf8_text(bytes)?;
     if text.trim().is_empty() {
         return Err(Error::Dataset("the file is empty".into()));
     }
@@ -77,9 +75,7 @@ pub fn read_names_csv(bytes: &[u8]) -> Result<Vec<String>> {
 /// "Cambridge, United Kingdom"). Trailing blank lines are ignored; a blank line between names is
 /// an error naming its line.
 pub fn read_names_list(bytes: &[u8]) -> Result<Vec<String>> {
-    let text = std::str::from_utf8(bytes)
-        .map_err(|e| Error::Dataset(format!("the file is not UTF-8 text ({e})")))?;
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let text = utf8_text(bytes)?;
     let lines: Vec<&str> = text.lines().collect();
     let last = lines.iter().rposition(|l| !l.trim().is_empty());
     let Some(last) = last else {
@@ -804,6 +800,17 @@ fn find_columns(headers: &[String], header_line: usize) -> Result<Columns> {
 }
 
 fn utf8_text(bytes: &[u8]) -> Result<&str> {
+    // UTF-16 (what some spreadsheets call "Unicode text") is valid UTF-8 byte by byte when it
+    // is ASCII, with a NUL after every letter: catch it before it reads as "n a m e".
+    let nuls = bytes.iter().take(4096).filter(|&&b| b == 0).count();
+    if bytes.starts_with(&[0xff, 0xfe])
+        || bytes.starts_with(&[0xfe, 0xff])
+        || nuls * 4 > bytes.len().min(4096)
+    {
+        return Err(Error::Dataset(
+            "the file looks like UTF-16 text, not UTF-8; save it as UTF-8 (spreadsheets: 'CSV UTF-8')".into(),
+        ));
+    }
     let text = std::str::from_utf8(bytes).map_err(|e| {
         let at = e.valid_up_to();
         let line = bytes[..at].iter().filter(|&&b| b == b'\n').count() + 1;
