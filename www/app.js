@@ -28,10 +28,30 @@ function setBusy() {
 
 const mb = (n) => (n / 1e6).toFixed(1) + ' MB';
 
-async function fetchWithProgress(url, onProgress) {
+/**
+ * The browser's CPU engine keeps the GGUF's blocks plus f32 copies of the weights inside
+ * WebAssembly's 4 GiB memory: refuse a model that cannot fit before anything is allocated.
+ */
+const MAX_MODEL_BYTES = 2 ** 31;
+function checkSize(bytes) {
+  if (bytes > MAX_MODEL_BYTES) {
+    const gb = (n) => (n / 2 ** 30).toFixed(1) + ' GiB';
+    throw new Error(`the model is ${gb(bytes)}; the browser engine holds models up to ${gb(MAX_MODEL_BYTES)} `
+      + '(WebAssembly has 4 GiB of memory for the weights and their working copies). '
+      + 'Use a smaller quantization, or the command line (probelab run), which has no such limit.');
+  }
+}
+
+async function fetchWithProgress(url, checkTotal, onProgress) {
   const res = await fetch(url);
   if (!res.ok) throw new Error(`could not fetch ${url}: HTTP ${res.status} ${res.statusText}`);
   const total = Number(res.headers.get('content-length')) || 0;
+  try {
+    checkTotal(total);
+  } catch (e) {
+    res.body.cancel();
+    throw e;
+  }
   const reader = res.body.getReader();
   const chunks = [];
   let loaded = 0;
@@ -55,11 +75,12 @@ async function loadModel(source) {
   try {
     let bytes;
     if (source.file) {
+      checkSize(source.file.size);
       $('model-status').textContent = `Reading ${source.file.name}…`;
       bytes = new Uint8Array(await source.file.arrayBuffer());
     } else {
       bar.hidden = false;
-      bytes = await fetchWithProgress(source.url, (loaded, total) => {
+      bytes = await fetchWithProgress(source.url, checkSize, (loaded, total) => {
         bar.max = total || 1; bar.value = total ? loaded : 0;
         $('model-status').textContent = total
           ? `Downloading: ${mb(loaded)} of ${mb(total)} (${Math.round((100 * loaded) / total)}%)`

@@ -28,6 +28,25 @@ function drawLayer(layer) {
   history.replaceState(null, '', url);
 }
 
+/** The per-group breakdown with counts, so thin coverage is visible. All cells are text. */
+function fillGroupTable(rep) {
+  const space = rep.dataset.target === 'space';
+  $('by-group-error').textContent = space ? 'mean error (km)' : 'mean error (years)';
+  const body = $('by-group').querySelector('tbody');
+  body.replaceChildren(...rep.by_group.map((g) => {
+    const tr = document.createElement('tr');
+    const cells = [g.group, g.n_train, g.n_test, g.r2_test === null ? 'n/a' : g.r2_test.toFixed(2),
+      space ? (g.km_mean === null ? 'n/a' : g.km_mean.toFixed(0)) : (g.years_mae === null ? 'n/a' : g.years_mae.toFixed(0))];
+    for (const c of cells) {
+      const td = document.createElement('td');
+      td.textContent = String(c);
+      tr.append(td);
+    }
+    return tr;
+  }));
+  $('by-group').hidden = rep.by_group.length === 0;
+}
+
 /** Shows a fitted report: `reportJson` (text) and `scenes` ({layers, map | time}). */
 export function showResults(reportJson, scenes, initialLayer) {
   current = { reportJson, report: JSON.parse(reportJson), scenes };
@@ -39,6 +58,7 @@ export function showResults(reportJson, scenes, initialLayer) {
   slider.value = String(start);
   $('map-controls').hidden = rep.dataset.target !== 'space';
   drawScene($('layers-canvas'), scenes.layers);
+  fillGroupTable(rep);
   if (rep.dataset.target === 'space') drawLayer(start);
   else drawScene($('map-canvas'), scenes.time);
   return current.report;

@@ -2,7 +2,7 @@
 // input — in real headless Chromium, through the page's own controls.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, ftruncateSync, mkdtempSync, openSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
@@ -86,6 +86,25 @@ test('bad models and bad names give clear messages in the page, and the page kee
   const ok = await extractInPage(page, ['Paris', 'Lima']);
   assert.equal(ok.nEntities, 2);
   await page.close();
+});
+
+test('a model too large for the browser is refused up front, with the numbers', async () => {
+  // A sparse 5 GB file: the server would stream it, but the page must refuse it from its size.
+  const huge = path.join(path.dirname(MODEL), `huge-test-${process.pid}.gguf`);
+  const fd = openSync(huge, 'w');
+  ftruncateSync(fd, 5_000_000_000);
+  closeSync(fd);
+  try {
+    const { page } = await openLab(browser, server.url);
+    await page.fill('#model-url', `models/${path.basename(huge)}`);
+    await page.click('#model-load-url');
+    const msg = await pageError(page, 30_000);
+    assert.match(msg, /the model is 4\.7 GiB; the browser engine holds models up to 2\.0 GiB/);
+    assert.match(await page.textContent('#model-status'), /Still using/);
+    await page.close();
+  } finally {
+    unlinkSync(huge);
+  }
 });
 
 /** The same GGUF with general.architecture changed to another name of the same length. */

@@ -19,6 +19,12 @@ test('200 places: extraction, probes, summary, chart and map', async () => {
   assert.equal(rep.layers.length, 31);
   assert.match(await page.textContent('#summary'), /Layer \d+ .* R² -?\d/);
   assert.match(await page.textContent('#engine'), /CPU \(WebAssembly/);
+  // The per-continent table lists every group with its counts, as text.
+  const rows = await page.$$eval('#by-group tbody tr', (trs) => trs.map((tr) => [...tr.children].map((td) => td.textContent)));
+  assert.equal(rows.length, rep.by_group.length);
+  assert.ok(rows.length >= 6, `groups: ${JSON.stringify(rows)}`);
+  assert.deepEqual(rows.map((r) => r[0]), rep.by_group.map((g) => g.group));
+  assert.deepEqual(rows.map((r) => Number(r[2])), rep.by_group.map((g) => g.n_test));
 
   // The map canvas shows land, ocean and coloured points: count pixels by colour family.
   const counts = await page.evaluate(() => {
