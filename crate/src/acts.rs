@@ -30,6 +30,23 @@ pub enum StoreAs {
     F16,
 }
 
+/// The safetensors metadata for `meta`.
+fn metadata_map(meta: &ActsMeta) -> Result<HashMap<String, String>> {
+    let mut md = HashMap::new();
+    md.insert("model_name".into(), meta.model_name.clone());
+    md.insert("model_sha256".into(), meta.model_sha256.clone());
+    md.insert("dataset_name".into(), meta.dataset_name.clone());
+    md.insert("dataset_hash".into(), meta.dataset_hash.clone());
+    md.insert("prompt_template".into(), meta.prompt_template.clone());
+    md.insert("pool".into(), meta.pool.clone());
+    md.insert("layer_convention".into(), LAYER_CONVENTION.into());
+    md.insert(
+        "names".into(),
+        serde_json::to_string(&meta.names).map_err(|e| Error::Compute(e.to_string()))?,
+    );
+    Ok(md)
+}
+
 /// Serializes activations and their metadata to safetensors bytes.
 pub fn to_safetensors(acts: &Activations, meta: &ActsMeta, store: StoreAs) -> Result<Vec<u8>> {
     let shape = vec![acts.n_layers + 1, acts.n_entities, acts.d_model];
@@ -58,18 +75,7 @@ pub fn to_safetensors(acts: &Activations, meta: &ActsMeta, store: StoreAs) -> Re
             .map_err(|e| Error::Compute(e.to_string()))?;
         views.push(("first_token_ids", first_view));
     }
-    let mut md = HashMap::new();
-    md.insert("model_name".into(), meta.model_name.clone());
-    md.insert("model_sha256".into(), meta.model_sha256.clone());
-    md.insert("dataset_name".into(), meta.dataset_name.clone());
-    md.insert("dataset_hash".into(), meta.dataset_hash.clone());
-    md.insert("prompt_template".into(), meta.prompt_template.clone());
-    md.insert("pool".into(), meta.pool.clone());
-    md.insert("layer_convention".into(), LAYER_CONVENTION.into());
-    md.insert(
-        "names".into(),
-        serde_json::to_string(&meta.names).map_err(|e| Error::Compute(e.to_string()))?,
-    );
+    let md = metadata_map(meta)?;
     safetensors::serialize(views, &Some(md)).map_err(|e| Error::Compute(e.to_string()))
 }
 
@@ -140,4 +146,131 @@ pub fn from_safetensors(bytes: &[u8]) -> Result<(Activations, ActsMeta)> {
         },
         meta,
     ))
+}
+
+/// Writes an activation file entity chunk by entity chunk, so a dataset far larger than memory
+/// can be extracted: the file is laid out up front (the same format as [`to_safetensors`]) and
+/// each chunk's vectors are written at their places. The file appears under its name only when
+/// [`ActsWriter::finish`] succeeds.
+#[cfg(not(target_arch = "wasm32"))]
+pub struct ActsWriter {
+    file: std::fs::File,
+    tmp: std::path::PathBuf,
+    path: std::path::PathBuf,
+    n_layers: usize,
+    n_entities: usize,
+    d_model: usize,
+    store: StoreAs,
+    data_start: u64,
+    tokens_per_entity: Vec<u32>,
+    first_token_ids: Vec<u32>,
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl ActsWriter {
+    pub fn create(
+        path: &std::path::Path,
+        n_layers: usize,
+        n_entities: usize,
+        d_model: usize,
+        meta: &ActsMeta,
+        store: StoreAs,
+    ) -> Result<Self> {
+        use std::io::Write;
+        let elem = match store {
+            StoreAs::F32 => 4,
+            StoreAs::F16 => 2,
+        };
+        let acts_bytes = ((n_layers + 1) * n_entities * d_model * elem) as u64;
+        let u32_bytes = (n_entities * 4) as u64;
+        let header = serde_json::json!({
+            "activations": {"dtype": if elem == 4 { "F32" } else { "F16" },
+                "shape": [n_layers + 1, n_entities, d_model], "data_offsets": [0, acts_bytes]},
+            "tokens_per_entity": {"dtype": "U32", "shape": [n_entities],
+                "data_offsets": [acts_bytes, acts_bytes + u32_bytes]},
+            "first_token_ids": {"dtype": "U32", "shape": [n_entities],
+                "data_offsets": [acts_bytes + u32_bytes, acts_bytes + 2 * u32_bytes]},
+            "__metadata__": metadata_map(meta)?,
+        });
+        let mut json = serde_json::to_vec(&header).map_err(|e| Error::Compute(e.to_string()))?;
+        // safetensors pads the header with spaces to a multiple of 8 bytes.
+        json.resize(json.len().div_ceil(8) * 8, b' ');
+        let tmp = path.with_extension("safetensors.partial");
+        let io = |e| Error::io(tmp.display().to_string(), e);
+        let mut file = std::fs::File::create(&tmp).map_err(io)?;
+        file.write_all(&(json.len() as u64).to_le_bytes())
+            .map_err(io)?;
+        file.write_all(&json).map_err(io)?;
+        let data_start = 8 + json.len() as u64;
+        file.set_len(data_start + acts_bytes + 2 * u32_bytes)
+            .map_err(io)?;
+        Ok(Self {
+            file,
+            tmp: tmp.clone(),
+            path: path.to_path_buf(),
+            n_layers,
+            n_entities,
+            d_model,
+            store,
+            data_start,
+            tokens_per_entity: vec![0; n_entities],
+            first_token_ids: vec![0; n_entities],
+        })
+    }
+
+    /// Writes a chunk: `chunk` holds entities `first..first + chunk.n_entities`.
+    pub fn write_chunk(&mut self, first: usize, chunk: &Activations) -> Result<()> {
+        use std::io::{Seek, SeekFrom, Write};
+        if chunk.n_layers != self.n_layers
+            || chunk.d_model != self.d_model
+            || first + chunk.n_entities > self.n_entities
+        {
+            return Err(Error::Compute(
+                "a chunk does not fit the activation file".into(),
+            ));
+        }
+        let elem = if self.store == StoreAs::F32 { 4 } else { 2 };
+        let io = |e| Error::io(self.tmp.display().to_string(), e);
+        for layer in 0..=self.n_layers {
+            let rows = chunk.layer(layer);
+            let bytes: Vec<u8> = match self.store {
+                StoreAs::F32 => rows.iter().flat_map(|v| v.to_le_bytes()).collect(),
+                StoreAs::F16 => rows
+                    .iter()
+                    .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
+                    .collect(),
+            };
+            let at =
+                self.data_start + ((layer * self.n_entities + first) * self.d_model * elem) as u64;
+            self.file.seek(SeekFrom::Start(at)).map_err(io)?;
+            self.file.write_all(&bytes).map_err(io)?;
+        }
+        self.tokens_per_entity[first..first + chunk.n_entities]
+            .copy_from_slice(&chunk.tokens_per_entity);
+        if chunk.first_token_ids.len() == chunk.n_entities {
+            self.first_token_ids[first..first + chunk.n_entities]
+                .copy_from_slice(&chunk.first_token_ids);
+        }
+        Ok(())
+    }
+
+    /// Writes the per-entity token tables and moves the file to its name.
+    pub fn finish(mut self) -> Result<()> {
+        use std::io::{Seek, SeekFrom, Write};
+        let elem = if self.store == StoreAs::F32 { 4 } else { 2 };
+        let at =
+            self.data_start + ((self.n_layers + 1) * self.n_entities * self.d_model * elem) as u64;
+        let tables: Vec<u8> = self
+            .tokens_per_entity
+            .iter()
+            .chain(&self.first_token_ids)
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let io = |e| Error::io(self.tmp.display().to_string(), e);
+        self.file.seek(SeekFrom::Start(at)).map_err(io)?;
+        self.file.write_all(&tables).map_err(io)?;
+        self.file.sync_all().map_err(io)?;
+        std::fs::rename(&self.tmp, &self.path)
+            .map_err(|e| Error::io(self.path.display().to_string(), e))
+    }
 }

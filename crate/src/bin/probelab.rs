@@ -293,18 +293,10 @@ fn run(cli: Cli) -> Result<()> {
             let engine = Engine::open(choice, &model)?;
             eprintln!("{}", engine.note);
             let opts = ExtractOptions { pool, batch_size };
-            let acts = engine.extract(&m.model, &entities, &opts, &mut |done, _, tokens| {
-                bar.set_position(done as u64);
-                bar.set_message(format!(
-                    "{:.0} tokens/s",
-                    tokens as f64 / start.elapsed().as_secs_f64().max(1e-9)
-                ));
-                true
-            })?;
-            bar.finish();
-            let secs = start.elapsed().as_secs_f64();
+            let c = &m.model.config;
+            let n = names.len();
             let meta = ActsMeta {
-                model_name: m.model.config.name.clone(),
+                model_name: c.name.clone(),
                 model_sha256: m.sha256.clone(),
                 dataset_name: dataset
                     .file_stem()
@@ -316,21 +308,37 @@ fn run(cli: Cli) -> Result<()> {
                 names,
             };
             let store = if f16 { StoreAs::F16 } else { StoreAs::F32 };
-            let bytes = acts::to_safetensors(&acts, &meta, store)?;
-            // Write to a temporary name first so a failure never leaves half a file.
-            let tmp = out.with_extension("safetensors.partial");
-            std::fs::write(&tmp, bytes).map_err(|e| Error::io(tmp.display().to_string(), e))?;
-            std::fs::rename(&tmp, &out).map_err(|e| Error::io(out.display().to_string(), e))?;
+            // Entities are extracted and written in chunks whose activations stay under
+            // CHUNK_BYTES, so memory does not grow with the dataset.
+            const CHUNK_BYTES: usize = 256 << 20;
+            let per_entity = (c.n_layers + 1) * c.d_model * 4;
+            let chunk = (CHUNK_BYTES / per_entity).max(batch_size).max(1);
+            let mut writer =
+                acts::ActsWriter::create(&out, c.n_layers, n, c.d_model, &meta, store)?;
+            let (mut first, mut tokens_before) = (0, 0);
+            for part in entities.chunks(chunk) {
+                let acts = engine.extract(&m.model, part, &opts, &mut |done, _, tokens| {
+                    bar.set_position((first + done) as u64);
+                    bar.set_message(format!(
+                        "{:.0} tokens/s",
+                        (tokens_before + tokens) as f64 / start.elapsed().as_secs_f64().max(1e-9)
+                    ));
+                    true
+                })?;
+                writer.write_chunk(first, &acts)?;
+                first += part.len();
+                tokens_before += part.iter().map(|e| e.ids.len()).sum::<usize>();
+            }
+            writer.finish()?;
+            bar.finish();
+            let secs = start.elapsed().as_secs_f64();
             eprintln!(
-                "{} entities, {} tokens in {:.2}s ({:.0} tokens/s, {:.1} entities/s) → {} [{} layers + embedding, d_model {}]",
-                acts.n_entities,
-                total_tokens,
-                secs,
+                "{n} entities, {total_tokens} tokens in {secs:.2}s ({:.0} tokens/s, {:.1} entities/s) → {} [{} layers + embedding, d_model {}]",
                 total_tokens as f64 / secs,
-                acts.n_entities as f64 / secs,
+                n as f64 / secs,
                 out.display(),
-                acts.n_layers,
-                acts.d_model
+                c.n_layers,
+                c.d_model
             );
         }
         Command::Run {
