@@ -53,11 +53,11 @@ build_wasm() {
   local flags='--cfg getrandom_backend="wasm_js" -C target-feature=+simd128'
   if have_rustup_wasm; then
     (cd "$ROOT" && CARGO_TARGET_DIR="$WASM_TARGET_DIR" RUSTFLAGS="$flags" \
-      cargo build --release --lib -p probelab --no-default-features --target wasm32-unknown-unknown)
+      cargo build --release --lib -p probelab --no-default-features --features gpu --target wasm32-unknown-unknown)
   else
     (cd "$ROOT" && PATH=/usr/bin:$PATH RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR="$WASM_TARGET_DIR" \
       CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER=wasm-ld-16 RUSTFLAGS="$flags" \
-      /usr/bin/cargo build --release --lib -p probelab --no-default-features \
+      /usr/bin/cargo build --release --lib -p probelab --no-default-features --features gpu \
       --target wasm32-unknown-unknown -Zbuild-std=std,panic_abort)
   fi
   wasm-bindgen --target web --out-dir "$ROOT/www/pkg" \

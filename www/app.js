@@ -9,6 +9,8 @@ const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 const poolSize = Math.max(1, Math.min(Number(params.get('workers')) || navigator.hardwareConcurrency || 2, 4));
 const pool = new EnginePool(poolSize);
+// ?engine=cpu|gpu|auto: auto (the default) takes WebGPU when the browser offers an adapter.
+const engineChoice = ['cpu', 'gpu', 'auto'].includes(params.get('engine')) ? params.get('engine') : 'auto';
 
 const state = { info: null, lastRun: null, extracting: false, loading: false };
 // Exposed for end-to-end tests and for people poking at the page from the console.
@@ -89,12 +91,13 @@ async function loadModel(source) {
     }
     $('model-status').textContent = `Reading ${mb(bytes.length)} of weights…`;
     const name = source.file ? source.file.name : source.url;
-    const i = await pool.load(bytes, name);
+    const i = await pool.load(bytes, name, engineChoice);
     state.info = i;
     $('model-status').textContent =
       `${i.name}: ${i.n_layers} layers, d_model ${i.d_model}, ${i.quantization}, ${mb(i.file_size)}, sha256 ${i.sha256.slice(0, 12)}… (from ${name})`
       + (i.warnings.length ? ` — warning: ${i.warnings.join('; ')}` : '');
-    $('engine').textContent = `Engine: CPU (WebAssembly, ${pool.active} worker${pool.active > 1 ? 's' : ''}). The WebGPU engine is not built yet.`;
+    showEngine();
+    if (engineChoice === 'gpu' && !pool.onGpu) showError(`WebGPU was asked for (?engine=gpu) but is not available: ${pool.gpu ? pool.gpu.reason : 'unknown'}. Extraction runs on the CPU.`);
   } catch (e) {
     $('model-status').textContent = state.info ? `Still using ${state.info.name}.` : 'No model loaded.';
     showError(`Could not load the model: ${e.message}`);
@@ -102,6 +105,22 @@ async function loadModel(source) {
     bar.hidden = true;
     state.loading = false; setBusy();
   }
+}
+
+function cpuText() {
+  return `CPU (WebAssembly, ${pool.active} worker${pool.active > 1 ? 's' : ''})`;
+}
+
+/** Says which engine extraction runs on, and why. */
+function showEngine() {
+  const g = pool.gpu;
+  let text;
+  if (pool.gpuFailed) text = `Engine: ${cpuText()} — the WebGPU engine failed (${pool.gpuFailed}); extraction fell back to the CPU.`;
+  else if (pool.onGpu) {
+    text = `Engine: WebGPU (${g.name}${g.software ? ', a software adapter: correct but slower than a real GPU' : ''}), one worker.`;
+  } else if (engineChoice === 'cpu') text = `Engine: ${cpuText()}, as asked (?engine=cpu).`;
+  else text = `Engine: ${cpuText()} — no WebGPU: ${g ? g.reason : 'not tried'}.`;
+  $('engine').textContent = text;
 }
 
 function currentRequest() {
@@ -113,6 +132,9 @@ function currentRequest() {
     opts: {
       template: $('template').value, pool: $('pool').value,
       batchSize: Math.max(1, Number($('batch-size').value) || 32),
+      // For tests of the fallback: the GPU's device is destroyed before this batch.
+      ...(params.has('gpu_batch') ? { gpuBatch: Number(params.get('gpu_batch')) } : {}),
+      ...(params.has('gpu_fail_after') ? { failGpuAfter: Number(params.get('gpu_fail_after')) } : {}),
     },
   };
 }
@@ -126,6 +148,11 @@ async function runExtraction() {
   $('extract-progress').value = 0;
   try {
     const r = await pool.extract(names, opts, state.info, (p) => {
+      if (p.gpuFailed) {
+        showEngine();
+        $('extract-status').textContent = `The GPU failed after ${p.batchesOnGpu} of ${p.batches} batches: the rest run on the CPU.`;
+        return;
+      }
       $('extract-progress').max = p.total; $('extract-progress').value = p.done;
       const rate = p.tokens / Math.max(p.seconds, 1e-6);
       const left = p.done ? (p.seconds / p.done) * (p.total - p.done) : 0;
@@ -138,8 +165,9 @@ async function runExtraction() {
     }
     state.lastRun = { ...r, nEntities: names.length, names, opts };
     state.report = null;
+    const on = { gpu: ' on WebGPU', cpu: ' on the CPU', 'gpu+cpu': ' (WebGPU, then the CPU after the GPU failed)' }[r.engine];
     $('extract-status').textContent =
-      `Done: ${names.length} entities, ${r.tokens} tokens in ${r.seconds.toFixed(2)} s (${(r.tokens / r.seconds).toFixed(0)} tokens/s).`;
+      `Done${on}: ${names.length} entities, ${r.tokens} tokens in ${r.seconds.toFixed(2)} s (${(r.tokens / r.seconds).toFixed(0)} tokens/s).`;
     $('result').hidden = false;
     $('result-summary').textContent =
       `Activations: ${r.nLayers + 1} layers × ${names.length} entities × ${r.dModel} dimensions.`;
@@ -231,7 +259,7 @@ $('extract').addEventListener('click', runExtraction);
 $('cancel').addEventListener('click', () => pool.cancel());
 $('download-acts').addEventListener('click', downloadActivations);
 
-$('engine').textContent = 'Engine: CPU (WebAssembly). The WebGPU engine is not built yet.';
+$('engine').textContent = 'Engine: starting…';
 
 // Built-in datasets: choosing one fills the names; typing names switches to "my own names".
 const builtins = init().then(() => JSON.parse(builtin_datasets()));

@@ -32,17 +32,27 @@ export class EnginePool {
     });
   }
 
-  /** Loads the model bytes into every worker (a copy each). Resolves with the model's info. */
-  async load(bytes, source) {
+  /**
+   * Loads the model bytes into every worker (a copy each). With `engine` 'gpu' or 'auto',
+   * worker 0 also puts the weights on the GPU through WebGPU; `this.gpu` then says whether
+   * extraction runs there ({ok, name, software, reason}). Resolves with the model's info.
+   */
+  async load(bytes, source, engine = 'auto') {
     // Each worker keeps its own copy (plus f32 weights): only small models get several.
     const count = bytes.length > EnginePool.COPY_LIMIT_BYTES ? 1 : this.size;
+    const wantGpu = engine !== 'cpu';
     const replies = await Promise.all(this.workers.slice(0, count).map((_, i) => {
       const copy = i === count - 1 ? bytes : bytes.slice();
-      return this.request(i, { type: 'load', bytes: copy, source }, ['loaded'], () => {}, [copy.buffer]);
+      return this.request(i, { type: 'load', bytes: copy, source, gpu: wantGpu && i === 0 }, ['loaded'], () => {}, [copy.buffer]);
     }));
     this.activeCount = count;
+    this.gpu = replies[0].engine;
+    this.gpuFailed = null;
     return replies[0].info;
   }
+
+  /** Whether the next extraction runs on the GPU (in worker 0 alone). */
+  get onGpu() { return Boolean(this.gpu && this.gpu.ok && !this.gpuFailed); }
 
   /**
    * Extracts activations for `names`; onProgress({done, total, tokens, seconds}).
@@ -51,7 +61,11 @@ export class EnginePool {
   async extract(names, opts, info, onProgress) {
     // Problems are numbered against the whole list, so check it whole before splitting.
     await this.request(0, { type: 'check', names, template: opts.template }, ['checked']);
-    const n = Math.min(this.active, names.length);
+    const gpu = this.onGpu;
+    // The GPU wants wide batches; one worker drives it.
+    if (gpu) opts = { ...opts, engine: 'gpu', batchSize: opts.gpuBatch || Math.max(opts.batchSize, EnginePool.GPU_BATCH) };
+    const n = gpu ? 1 : Math.min(this.active, names.length);
+    let batchesOnGpu = null;
     const bounds = Array.from({ length: n + 1 }, (_, k) => Math.round((k * names.length) / n));
     const done = new Array(n).fill(0);
     const tokens = new Array(n).fill(0);
@@ -59,6 +73,12 @@ export class EnginePool {
     const shards = await Promise.all(Array.from({ length: n }, (_, k) =>
       this.request(k, { type: 'extract', ...opts, names: names.slice(bounds[k], bounds[k + 1]) },
         ['extracted', 'cancelled'], (m) => {
+          if (m.type === 'gpu-failed') {
+            this.gpuFailed = m.message;
+            batchesOnGpu = m.batchesOnGpu;
+            onProgress({ gpuFailed: m.message, batchesOnGpu: m.batchesOnGpu, batches: m.batches });
+            return;
+          }
           if (m.type !== 'progress') return;
           done[k] = m.done; tokens[k] = m.tokens;
           onProgress({
@@ -82,7 +102,11 @@ export class EnginePool {
     });
     const tokensPerEntity = shards.flatMap((s) => Array.from(s.tokensPerEntity));
     const firstTokenIds = Uint32Array.from(shards.flatMap((s) => Array.from(s.firstTokenIds)));
-    return { data, tokensPerEntity, firstTokenIds, tokens: tokens.reduce((a, b) => a + b), seconds, nLayers: info.n_layers, dModel: d };
+    return {
+      data, tokensPerEntity, firstTokenIds, tokens: tokens.reduce((a, b) => a + b), seconds,
+      nLayers: info.n_layers, dModel: d, engine: gpu ? (shards[0].gpuFailed ? 'gpu+cpu' : 'gpu') : 'cpu',
+      gpuFailed: gpu ? shards[0].gpuFailed : null, batchesOnGpu,
+    };
   }
 
   cancel() { this.workers.forEach((w) => w.postMessage({ type: 'cancel' })); }
@@ -99,6 +123,9 @@ export class EnginePool {
     return m.bytes;
   }
 }
+
+/** Entities per GPU batch at least (one submission each). */
+EnginePool.GPU_BATCH = 256;
 
 /** Models above this size run in one worker only (each worker holds a full copy). */
 EnginePool.COPY_LIMIT_BYTES = 300e6;

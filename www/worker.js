@@ -1,13 +1,57 @@
 // One model worker: holds a wasm Lab and runs extraction batch by batch, off the page's thread.
 // Messages in: load, check, extract, cancel, safetensors. Out: progress, loaded, checked,
-// extracted, cancelled, safetensors, error. www/pool.js drives several of these.
-import init, { Lab, fit_probes, report_scenes } from './pkg/probelab.js';
+// extracted, cancelled, safetensors, gpu-failed, error. www/pool.js drives several of these.
+// A worker asked to (`gpu` in its load message) also puts the weights on the GPU through
+// WebGPU and then runs batches there, dropping to its CPU copy if the GPU fails.
+import init, * as wasm from './pkg/probelab.js';
 
+const { Lab, fit_probes, report_scenes } = wasm;
 let lab = null;
+let gpu = null;        // wasm GpuModel, when extraction runs on the GPU
+let gpuFailed = null;  // why the GPU was dropped mid-run
 let cancelled = false;
 const ready = init();
 
 const post = (msg, transfer) => self.postMessage(msg, transfer || []);
+
+/** The WebGPU adapter as the browser describes it, or why there is none. */
+async function probeAdapter() {
+  if (!self.navigator || !navigator.gpu) return { reason: 'this browser has no navigator.gpu' };
+  let adapter;
+  try {
+    adapter = await navigator.gpu.requestAdapter({ powerPreference: 'high-performance' });
+  } catch (e) {
+    return { reason: `requestAdapter failed: ${e.message || e}` };
+  }
+  if (!adapter) return { reason: 'navigator.gpu.requestAdapter() returned no adapter (WebGPU is off or blocked here)' };
+  const info = adapter.info || {};
+  const software = Boolean(info.isFallbackAdapter ?? adapter.isFallbackAdapter);
+  const name = [info.vendor, info.architecture, info.device, info.description]
+    .filter((s) => s && String(s).trim()).join(' ') || 'unnamed adapter';
+  const limits = {
+    maxStorageBufferBindingSize: adapter.limits.maxStorageBufferBindingSize,
+    maxComputeWorkgroupStorageSize: adapter.limits.maxComputeWorkgroupStorageSize,
+    maxComputeInvocationsPerWorkgroup: adapter.limits.maxComputeInvocationsPerWorkgroup,
+    maxStorageBuffersPerShaderStage: adapter.limits.maxStorageBuffersPerShaderStage,
+  };
+  // The kernels use 256-thread workgroups, up to 8 storage buffers and 16 KiB of workgroup
+  // memory; the weights are split to fit the binding size.
+  if (limits.maxComputeInvocationsPerWorkgroup < 256) return { name, software, limits, reason: `${name}: at most ${limits.maxComputeInvocationsPerWorkgroup} invocations per workgroup (need 256)` };
+  if (limits.maxStorageBufferBindingSize < 64 << 20) return { name, software, limits, reason: `${name}: storage bindings of at most ${limits.maxStorageBufferBindingSize} bytes` };
+  return { name, software, limits };
+}
+
+async function loadGpu(bytes) {
+  gpu?.free(); gpu = null; gpuFailed = null;
+  const adapter = await probeAdapter();
+  if (adapter.reason) return { ok: false, ...adapter };
+  try {
+    gpu = await wasm.GpuModel.load(bytes);
+    return { ok: true, ...adapter, wgpu: gpu.report(), maxBatchTokens: gpu.max_batch_tokens() };
+  } catch (e) {
+    return { ok: false, ...adapter, reason: `${adapter.name}: ${e.message || e}` };
+  }
+}
 
 async function load(msg) {
   await ready;
@@ -16,26 +60,42 @@ async function load(msg) {
   const next = new Lab(bytes);
   if (lab) lab.free();
   lab = next;
-  post({ type: 'loaded', info: lab.info(), source: msg.source });
+  let engine = null;
+  if (msg.gpu) {
+    engine = wasm.GpuModel ? await loadGpu(bytes) : { ok: false, reason: 'this build has no GPU engine' };
+  } else if (gpu) { gpu.free(); gpu = null; }
+  post({ type: 'loaded', info: lab.info(), source: msg.source, engine });
 }
 
 async function extract(msg) {
   if (!lab) throw new Error('load a model first');
   cancelled = false;
+  const useGpu = msg.engine === 'gpu' && gpu && !gpuFailed;
   const nBatches = lab.prepare(msg.names, msg.template, msg.pool, msg.batchSize);
   let done = 0, tokens = 0;
   for (let i = 0; i < nBatches; i++) {
     // Yield so a Cancel message can arrive between batches.
     await new Promise((r) => setTimeout(r, 0));
     if (cancelled) { post({ type: 'cancelled', done }); return; }
-    const [n, t] = lab.run_batch(i);
+    let n, t;
+    if (useGpu && !gpuFailed) {
+      if (msg.failGpuAfter !== undefined && i === msg.failGpuAfter) gpu.destroy_device_for_tests();
+      try {
+        [n, t] = await lab.run_batch_gpu(gpu, i);
+      } catch (e) {
+        // Batches already done stay; this one and the rest run on the CPU.
+        gpuFailed = String(e && e.message ? e.message : e);
+        post({ type: 'gpu-failed', message: gpuFailed, batchesOnGpu: i, batches: nBatches });
+      }
+    }
+    if (n === undefined) [n, t] = lab.run_batch(i);
     done += n; tokens += t;
     post({ type: 'progress', phase: 'extract', done, tokens });
   }
   const data = lab.activations();
   const tokensPerEntity = lab.tokens_per_entity();
   const firstTokenIds = lab.first_token_ids();
-  post({ type: 'extracted', data, tokensPerEntity, firstTokenIds, tokens }, [data.buffer]);
+  post({ type: 'extracted', data, tokensPerEntity, firstTokenIds, tokens, gpuFailed: useGpu ? gpuFailed : null }, [data.buffer]);
 }
 
 self.onmessage = async (ev) => {

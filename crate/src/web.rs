@@ -1,7 +1,9 @@
 //! The browser shell: a thin wasm-bindgen API the Web Worker drives batch by batch, so the
 //! worker can report progress and honour Cancel between batches. All logic is in the core.
 
+use std::cell::RefCell;
 use std::io::Cursor;
+use std::rc::Rc;
 
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
@@ -26,10 +28,11 @@ pub fn start() {
 pub struct Lab {
     loaded: LoadedModel,
     pool: Pool,
-    entities: Vec<EntityTokens>,
+    /// Shared with batches running on the GPU (their futures outlive any borrow of the Lab).
+    entities: Rc<Vec<EntityTokens>>,
     /// Entity indices in processing order (sorted by length), cut into batches.
     batches: Vec<Vec<usize>>,
-    acts: Option<Activations>,
+    acts: Rc<RefCell<Option<Activations>>>,
 }
 
 #[wasm_bindgen]
@@ -42,9 +45,9 @@ impl Lab {
         Ok(Lab {
             loaded,
             pool: Pool::Last,
-            entities: Vec::new(),
+            entities: Rc::new(Vec::new()),
             batches: Vec::new(),
-            acts: None,
+            acts: Rc::new(RefCell::new(None)),
         })
     }
 
@@ -93,8 +96,8 @@ impl Lab {
             .map(<[usize]>::to_vec)
             .collect();
         let c = &self.loaded.model.config;
-        self.acts = Some(Activations::zeros(c.n_layers, entities.len(), c.d_model));
-        self.entities = entities;
+        *self.acts.borrow_mut() = Some(Activations::zeros(c.n_layers, entities.len(), c.d_model));
+        self.entities = Rc::new(entities);
         self.pool = pool;
         Ok(self.batches.len())
     }
@@ -130,8 +133,8 @@ impl Lab {
             .batches
             .get(i)
             .ok_or_else(|| JsError::new(&format!("no batch {i}")))?;
-        let acts = self
-            .acts
+        let mut acts = self.acts.borrow_mut();
+        let acts = acts
             .as_mut()
             .ok_or_else(|| JsError::new("call prepare() first"))?;
         extract::extract_batch(&self.loaded.model, &self.entities, which, self.pool, acts)
@@ -140,10 +143,46 @@ impl Lab {
         Ok(vec![which.len() as u32, tokens as u32])
     }
 
+    /// Runs batch `i` on the GPU model (see [`GpuModel`]) without blocking: one submission, one
+    /// read-back. The promise resolves with [entities in the batch, tokens in the batch] once
+    /// the batch's rows are stored, or rejects with the GPU's error (the caller may then run the
+    /// same batch on the CPU with `run_batch`: finished batches are kept).
+    #[cfg(feature = "gpu")]
+    pub fn run_batch_gpu(&self, gpu: &GpuModel, i: usize) -> Result<js_sys::Promise, JsError> {
+        let which = self
+            .batches
+            .get(i)
+            .ok_or_else(|| JsError::new(&format!("no batch {i}")))?
+            .clone();
+        if self.acts.borrow().is_none() {
+            return Err(JsError::new("call prepare() first"));
+        }
+        let (model, entities, acts, pool) = (
+            gpu.model.clone(),
+            self.entities.clone(),
+            self.acts.clone(),
+            self.pool,
+        );
+        Ok(wasm_bindgen_futures::future_to_promise(async move {
+            let got = model
+                .forward_capture_async(&entities, &which, pool)
+                .await
+                .map_err(|e| JsValue::from(js_err(e)))?;
+            let mut acts = acts.borrow_mut();
+            let acts = acts
+                .as_mut()
+                .ok_or_else(|| JsValue::from(JsError::new("the job was replaced")))?;
+            crate::gpu::store(&got, &entities, &which, acts);
+            let tokens: usize = which.iter().map(|&e| entities[e].ids.len()).sum();
+            Ok(js_sys::Array::of2(&(which.len() as u32).into(), &(tokens as u32).into()).into())
+        }))
+    }
+
     /// Activations `[layers + 1][entities][d_model]`, flat.
     pub fn activations(&self) -> Result<Vec<f32>, JsError> {
         Ok(self
             .acts
+            .borrow()
             .as_ref()
             .ok_or_else(|| JsError::new("nothing extracted yet"))?
             .data
@@ -199,6 +238,70 @@ impl Lab {
             .map_err(js_err)?
             .ids)
     }
+}
+
+/// The model's weights on the browser's GPU (WebGPU through wgpu), for [`Lab::run_batch_gpu`].
+#[cfg(feature = "gpu")]
+#[wasm_bindgen]
+pub struct GpuModel {
+    model: Rc<crate::gpu::GpuLlama>,
+}
+
+#[cfg(feature = "gpu")]
+#[wasm_bindgen]
+impl GpuModel {
+    /// Requests a WebGPU adapter and device and uploads the GGUF model's weights from its bytes.
+    /// Fails (rejects) when there is no adapter, its limits are too small, or a tensor's type is
+    /// beyond the GPU kernels: the caller then stays on the CPU.
+    pub async fn load(bytes: Vec<u8>) -> Result<GpuModel, JsError> {
+        use crate::gpu::{GpuEngine, GpuLlama, GpuOptions};
+        let engine = GpuEngine::new_async().await.map_err(js_err)?;
+        let mut cursor = Cursor::new(bytes);
+        let file = crate::gguf::ModelFile::read(&mut cursor).map_err(js_err)?;
+        let model = GpuLlama::load(
+            &file,
+            &mut cursor,
+            std::sync::Arc::new(engine),
+            &GpuOptions::default(),
+        )
+        .map_err(js_err)?;
+        Ok(GpuModel {
+            model: Rc::new(model),
+        })
+    }
+
+    /// The adapter as wgpu reports it: `{name, backend, device_type, driver, is_fallback, ...}`.
+    pub fn report(&self) -> Result<JsValue, JsError> {
+        self.model
+            .engine()
+            .report()
+            .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+            .map_err(|e| JsError::new(&e.to_string()))
+    }
+
+    /// The most tokens one GPU submission holds.
+    pub fn max_batch_tokens(&self) -> usize {
+        self.model.max_batch_tokens()
+    }
+
+    /// Destroys the device, as a driver reset would: for tests of the CPU fallback.
+    pub fn destroy_device_for_tests(&self) {
+        self.model.engine().destroy_device_for_tests();
+    }
+}
+
+/// Whether wgpu finds a WebGPU adapter and device here: the adapter's report, or
+/// `{error: reason}`.
+#[cfg(feature = "gpu")]
+#[wasm_bindgen]
+pub async fn gpu_probe() -> JsValue {
+    let value = match crate::gpu::GpuEngine::new_async().await {
+        Ok(engine) => serde_json::to_value(engine.report()).unwrap_or_default(),
+        Err(e) => serde_json::json!({ "error": e.to_string() }),
+    };
+    value
+        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+        .unwrap_or(JsValue::NULL)
 }
 
 /// Entity names from CSV bytes (a 'name' column, or one name per line).

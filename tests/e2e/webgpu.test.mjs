@@ -1,0 +1,95 @@
+// The browser's WebGPU engine: with Chromium's --enable-unsafe-webgpu (SwiftShader, a software
+// adapter) the page extracts on the GPU and its vectors match the native CPU binary; without
+// the flag it says why it stays on the CPU and still extracts; a GPU lost mid-run falls back to
+// the CPU without losing finished batches.
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import {
+  MODEL, extractInPage, launch, nativeBinary, openLab, readSafetensors, startServer,
+} from './harness.mjs';
+
+const NAMES = ['Paris', 'São Paulo', '東京', 'Kraków', "Côte d'Ivoire", 'Reykjavík', 'New York City', 'Lagos'];
+const tmp = mkdtempSync(path.join(tmpdir(), 'probelab-webgpu-'));
+let server, gpuBrowser, plainBrowser, native;
+
+before(async () => {
+  server = await startServer();
+  gpuBrowser = await launch({ webgpu: true });
+  plainBrowser = await launch();
+  const csv = path.join(tmp, 'names.csv');
+  writeFileSync(csv, 'name\n' + NAMES.map((n) => `"${n}"`).join('\n') + '\n');
+  const out = path.join(tmp, 'native.safetensors');
+  execFileSync(nativeBinary(), ['extract', '--model', MODEL, '--dataset', csv, '--prompt', '{name}',
+    '--pool', 'last', '--engine', 'cpu', '--out', out], { stdio: ['ignore', 'ignore', 'inherit'] });
+  native = readSafetensors(out);
+});
+after(async () => { await gpuBrowser?.close(); await plainBrowser?.close(); server?.stop(); });
+
+/** Worst per-vector cosine and relative error of the page's vectors against the native ones. */
+function compare(web) {
+  assert.deepEqual([web.nLayers + 1, web.nEntities, web.dModel], native.shape);
+  const d = web.dModel;
+  let minCos = 1, maxRel = 0;
+  for (let v = 0; v < native.data.length / d; v++) {
+    let dot = 0, na = 0, nb = 0, diff = 0;
+    for (let j = 0; j < d; j++) {
+      const a = web.data[v * d + j], b = native.data[v * d + j];
+      dot += a * b; na += a * a; nb += b * b; diff += (a - b) ** 2;
+    }
+    minCos = Math.min(minCos, dot / Math.sqrt(Math.max(na * nb, 1e-30)));
+    maxRel = Math.max(maxRel, Math.sqrt(diff / Math.max(nb, 1e-30)));
+  }
+  return { minCos, maxRel };
+}
+
+test('with WebGPU the page extracts on the GPU and matches the native binary', async () => {
+  const { page, pageErrors } = await openLab(gpuBrowser, server.url);
+  const engine = await page.textContent('#engine');
+  console.log(`  ${engine}`);
+  assert.match(engine, /WebGPU \(/);
+  assert.match(engine, /software adapter/);
+  const web = await extractInPage(page, NAMES);
+  assert.match(await page.textContent('#extract-status'), /Done on WebGPU/);
+  const { minCos, maxRel } = compare(web);
+  console.log(`  WebGPU vs native CPU: worst cosine ${minCos.toFixed(7)}, worst relative error ${maxRel.toExponential(2)}`);
+  assert.ok(minCos >= 0.9999, `cosine ${minCos}`);
+  assert.ok(maxRel <= 1e-3, `relative error ${maxRel}`);
+  assert.deepEqual(pageErrors, []);
+  await page.close();
+});
+
+test('a GPU lost mid-run falls back to the CPU and keeps the finished batches', async () => {
+  // Four GPU batches of two names; the device is destroyed before the third.
+  const { page } = await openLab(gpuBrowser, server.url, '?engine=gpu&gpu_batch=2&gpu_fail_after=2');
+  assert.match(await page.textContent('#engine'), /WebGPU/);
+  const web = await extractInPage(page, NAMES);
+  assert.match(await page.textContent('#engine'), /CPU.*WebGPU engine failed/);
+  assert.match(await page.textContent('#extract-status'), /then the CPU after the GPU failed/);
+  assert.equal(await page.evaluate(() => window.probelab.lastRun.batchesOnGpu), 2);
+  const { minCos, maxRel } = compare(web);
+  assert.ok(minCos >= 0.9999 && maxRel <= 1e-3, `after the fallback: cosine ${minCos}, relative error ${maxRel}`);
+  await page.close();
+});
+
+test('without WebGPU the page says so, stays on the CPU and still extracts', async () => {
+  const { page, pageErrors } = await openLab(plainBrowser, server.url);
+  const engine = await page.textContent('#engine');
+  console.log(`  ${engine}`);
+  assert.match(engine, /CPU \(WebAssembly.*no WebGPU: .+/);
+  const web = await extractInPage(page, NAMES);
+  assert.match(await page.textContent('#extract-status'), /Done on the CPU/);
+  const { minCos, maxRel } = compare(web);
+  assert.ok(minCos >= 0.9999 && maxRel <= 1e-4, `cosine ${minCos}, relative error ${maxRel}`);
+  assert.deepEqual(pageErrors, []);
+  await page.close();
+});
+
+test('?engine=cpu keeps the CPU even where WebGPU is offered', async () => {
+  const { page } = await openLab(gpuBrowser, server.url, '?engine=cpu');
+  assert.match(await page.textContent('#engine'), /CPU \(WebAssembly.*as asked/);
+  await page.close();
+});
