@@ -1252,7 +1252,12 @@ impl GpuLlama {
 }
 
 /// Writes captured vectors into their entities' rows of `acts`.
-pub(crate) fn store(got: &Captured, entities: &[EntityTokens], which: &[usize], acts: &mut Activations) {
+pub(crate) fn store(
+    got: &Captured,
+    entities: &[EntityTokens],
+    which: &[usize],
+    acts: &mut Activations,
+) {
     let d = acts.d_model;
     for layer in 0..=acts.n_layers {
         for (i, &e) in which.iter().enumerate() {

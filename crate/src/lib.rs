@@ -11,15 +11,15 @@ pub mod engine;
 pub mod error;
 pub mod extract;
 pub mod figures;
-pub mod gguf;
 pub mod geo;
+pub mod gguf;
 #[cfg(feature = "gpu")]
 pub mod gpu;
-pub mod render;
 pub mod load;
 pub mod metrics;
 pub mod model;
 pub mod probe;
+pub mod render;
 pub mod run;
 pub mod tokenizer;
 
