@@ -286,4 +286,14 @@ $('names').addEventListener('input', () => { $('dataset').value = 'custom'; show
 if (params.has('prompt')) $('template').value = params.get('prompt');
 const initial = params.get('model') || DEFAULT_MODEL_URL;
 $('model-url').value = initial;
-loadModel({ url: initial });
+const loaded = loadModel({ url: initial });
+
+// Embedded (?embed=1, e.g. in a blog post's iframe): a compact view that runs on its own —
+// progress, then the summary, the chart and the map; the inputs stay hidden.
+if (params.has('embed')) {
+  document.body.classList.add('embed');
+  Promise.all([loaded, builtins]).then(async () => {
+    await showDataset();
+    if (state.info && $('dataset').value !== 'custom') runExtraction();
+  });
+}
