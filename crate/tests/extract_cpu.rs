@@ -8,65 +8,12 @@ use probelab::extract::{self, ExtractOptions, Pool, Template};
 use probelab::load::LoadedModel;
 use probelab::model::LoadOptions;
 
-fn city_names() -> Vec<String> {
-    [
-        "Paris",
-        "São Paulo",
-        "東京",
-        "Kraków",
-        "Côte d'Ivoire",
-        "Reykjavík",
-        "New York City",
-        "Lagos",
-        "Cairo",
-        "Mumbai",
-        "Buenos Aires",
-        "Sydney",
-        "Ulaanbaatar",
-        "Lima",
-        "Nairobi",
-        "Zürich",
-        "Ōsaka",
-        "Москва",
-        "القاهرة",
-        "Wellington",
-        "Anchorage",
-        "Kinshasa",
-        "Jakarta",
-        "Tehran",
-        "Bogotá",
-        "Helsinki",
-        "Dakar",
-        "Hanoi",
-        "Perth",
-        "Quito",
-        "Oslo",
-        "Accra",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
-}
-
-fn rel_diff(a: &[f32], b: &[f32]) -> f64 {
-    let num: f64 = a.iter().zip(b).map(|(x, y)| ((x - y) as f64).powi(2)).sum();
-    let den: f64 = b.iter().map(|y| (*y as f64).powi(2)).sum();
-    (num / den.max(1e-30)).sqrt()
-}
-
-fn cosine(a: &[f32], b: &[f32]) -> f64 {
-    let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
-    let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
-    let nb: f64 = b.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
-    dot / (na * nb)
-}
-
 #[test]
 fn batching_does_not_change_the_vectors() {
     let m = LoadedModel::open(&default_model(), &LoadOptions::default()).unwrap();
     // 64 entities of varied lengths, some prompts padded a lot within the batch.
-    let mut names = city_names();
-    names.extend(city_names().iter().map(|n| format!("the old town of {n}")));
+    let mut names = place_names();
+    names.extend(place_names().iter().map(|n| format!("the old town of {n}")));
     assert_eq!(names.len(), 64);
     let template = Template::new("{name}").unwrap();
     let ents = extract::tokenize_entities(&m.tokenizer, &names, &template, 8192).unwrap();
@@ -121,7 +68,7 @@ fn entity_span_covers_only_the_name() {
 fn cancelling_stops_between_batches() {
     let m = LoadedModel::open(&default_model(), &LoadOptions::default()).unwrap();
     let t = Template::new("{name}").unwrap();
-    let ents = extract::tokenize_entities(&m.tokenizer, &city_names(), &t, 8192).unwrap();
+    let ents = extract::tokenize_entities(&m.tokenizer, &place_names(), &t, 8192).unwrap();
     let mut calls = 0;
     let r = extract::extract(
         &m.model,

@@ -10,13 +10,6 @@ use probelab::load::LoadedModel;
 use probelab::model::LoadOptions;
 use serde_json::Value;
 
-fn cosine(a: &[f32], b: &[f32]) -> f64 {
-    let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
-    let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
-    let nb: f64 = b.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
-    dot / (na * nb)
-}
-
 #[test]
 fn every_layer_matches_the_numpy_reference() {
     let m = LoadedModel::open(&default_model(), &LoadOptions::default()).unwrap();

@@ -45,23 +45,6 @@ fn engine() -> Option<Arc<GpuEngine>> {
         .clone()
 }
 
-fn cosine(a: &[f32], b: &[f32]) -> f64 {
-    let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
-    let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
-    let nb: f64 = b.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
-    dot / (na * nb).max(1e-300)
-}
-
-fn rel_err(got: &[f32], want: &[f32]) -> f64 {
-    let num: f64 = got
-        .iter()
-        .zip(want)
-        .map(|(x, y)| ((x - y) as f64).powi(2))
-        .sum();
-    let den: f64 = want.iter().map(|y| (*y as f64).powi(2)).sum();
-    (num / den.max(1e-30)).sqrt()
-}
-
 /// The worst agreement seen over many vector pairs, and where.
 #[derive(Debug)]
 struct Worst {
@@ -90,7 +73,7 @@ impl Worst {
             "non-finite GPU value at {}",
             at()
         );
-        let (c, r) = (cosine(got, want), rel_err(got, want));
+        let (c, r) = (cosine(got, want), rel_diff(got, want));
         if c < self.cos {
             self.cos = c;
             self.cos_at = at();
@@ -185,48 +168,20 @@ fn check_all_rows(what: &str, cpu: &Llama, gpu: &GpuLlama, seqs: &[Vec<u32>]) ->
     worst
 }
 
+/// The shared place names plus people and events.
 fn place_names() -> Vec<String> {
-    [
-        "Paris",
-        "São Paulo",
-        "東京",
-        "Kraków",
-        "Côte d'Ivoire",
-        "Reykjavík",
-        "New York City",
-        "Lagos",
-        "Cairo",
-        "Mumbai",
-        "Buenos Aires",
-        "Sydney",
-        "Ulaanbaatar",
-        "Lima",
-        "Nairobi",
-        "Zürich",
-        "Ōsaka",
-        "Москва",
-        "القاهرة",
-        "Wellington",
-        "Anchorage",
-        "Kinshasa",
-        "Jakarta",
-        "Tehran",
-        "Bogotá",
-        "Helsinki",
-        "Dakar",
-        "Hanoi",
-        "Perth",
-        "Quito",
-        "Oslo",
-        "Accra",
-        "Abraham Lincoln",
-        "the Treaty of Westphalia",
-        "Marie Curie",
-        "the fall of the Berlin Wall",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
+    let mut names = common::place_names();
+    names.extend(
+        [
+            "Abraham Lincoln",
+            "the Treaty of Westphalia",
+            "Marie Curie",
+            "the fall of the Berlin Wall",
+        ]
+        .iter()
+        .map(|s| s.to_string()),
+    );
+    names
 }
 
 fn open_pair(bytes: &[u8], engine: Arc<GpuEngine>, opts: &GpuOptions) -> (Llama, GpuLlama) {
@@ -426,7 +381,7 @@ fn a_vector_does_not_depend_on_what_it_is_packed_with() {
                 max_diff = max_diff.max((x - y).abs());
             }
             assert!(
-                cosine(a, b) >= 0.999_999 && rel_err(b, a) <= 1e-6,
+                cosine(a, b) >= 0.999_999 && rel_diff(b, a) <= 1e-6,
                 "layer {layer}: the vector changed with its batch neighbours"
             );
         }

@@ -352,3 +352,63 @@ pub fn tiny_llama_with(
     meta.extend(tokenizer_meta);
     write_gguf(&meta, &tensors)
 }
+
+/// Cosine similarity in f64.
+pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
+    let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    dot / (na * nb).max(1e-300)
+}
+
+/// ‖got − want‖ / ‖want‖ in f64.
+pub fn rel_diff(got: &[f32], want: &[f32]) -> f64 {
+    let num: f64 = got
+        .iter()
+        .zip(want)
+        .map(|(x, y)| ((x - y) as f64).powi(2))
+        .sum();
+    let den: f64 = want.iter().map(|y| (*y as f64).powi(2)).sum();
+    (num / den.max(1e-30)).sqrt()
+}
+
+/// 32 place names from every continent and script the tokenizer meets.
+pub fn place_names() -> Vec<String> {
+    [
+        "Paris",
+        "São Paulo",
+        "東京",
+        "Kraków",
+        "Côte d'Ivoire",
+        "Reykjavík",
+        "New York City",
+        "Lagos",
+        "Cairo",
+        "Mumbai",
+        "Buenos Aires",
+        "Sydney",
+        "Ulaanbaatar",
+        "Lima",
+        "Nairobi",
+        "Zürich",
+        "Ōsaka",
+        "Москва",
+        "القاهرة",
+        "Wellington",
+        "Anchorage",
+        "Kinshasa",
+        "Jakarta",
+        "Tehran",
+        "Bogotá",
+        "Helsinki",
+        "Dakar",
+        "Hanoi",
+        "Perth",
+        "Quito",
+        "Oslo",
+        "Accra",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
