@@ -47,22 +47,25 @@ fn metadata_map(meta: &ActsMeta) -> Result<HashMap<String, String>> {
     Ok(md)
 }
 
+/// Little-endian bytes of `values` as stored.
+fn encode(values: &[f32], store: StoreAs) -> Vec<u8> {
+    match store {
+        StoreAs::F32 => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        StoreAs::F16 => values
+            .iter()
+            .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
+            .collect(),
+    }
+}
+
 /// Serializes activations and their metadata to safetensors bytes.
 pub fn to_safetensors(acts: &Activations, meta: &ActsMeta, store: StoreAs) -> Result<Vec<u8>> {
     let shape = vec![acts.n_layers + 1, acts.n_entities, acts.d_model];
-    let (dtype, bytes): (Dtype, Vec<u8>) = match store {
-        StoreAs::F32 => (
-            Dtype::F32,
-            acts.data.iter().flat_map(|v| v.to_le_bytes()).collect(),
-        ),
-        StoreAs::F16 => (
-            Dtype::F16,
-            acts.data
-                .iter()
-                .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
-                .collect(),
-        ),
+    let dtype = match store {
+        StoreAs::F32 => Dtype::F32,
+        StoreAs::F16 => Dtype::F16,
     };
+    let bytes = encode(&acts.data, store);
     let u32_bytes = |v: &[u32]| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
     let tokens = u32_bytes(&acts.tokens_per_entity);
     let first = u32_bytes(&acts.first_token_ids);
@@ -233,13 +236,7 @@ impl ActsWriter {
         let io = |e| Error::io(self.tmp.display().to_string(), e);
         for layer in 0..=self.n_layers {
             let rows = chunk.layer(layer);
-            let bytes: Vec<u8> = match self.store {
-                StoreAs::F32 => rows.iter().flat_map(|v| v.to_le_bytes()).collect(),
-                StoreAs::F16 => rows
-                    .iter()
-                    .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
-                    .collect(),
-            };
+            let bytes = encode(rows, self.store);
             let at =
                 self.data_start + ((layer * self.n_entities + first) * self.d_model * elem) as u64;
             self.file.seek(SeekFrom::Start(at)).map_err(io)?;

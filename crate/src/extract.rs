@@ -68,6 +68,24 @@ pub struct EntityTokens {
     pub span: std::ops::Range<usize>,
 }
 
+impl EntityTokens {
+    /// The first token of the name (not of the prompt): the control task's input.
+    pub fn first_token(&self) -> u32 {
+        self.ids[self.span.start]
+    }
+}
+
+/// Batches of entity indices, shortest prompts first, so that padding within a batch stays
+/// small. Every engine runs entities in this order; results land in input order regardless.
+pub fn plan_batches(entities: &[EntityTokens], batch_size: usize) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..entities.len()).collect();
+    order.sort_by_key(|&i| entities[i].ids.len());
+    order
+        .chunks(batch_size.max(1))
+        .map(<[usize]>::to_vec)
+        .collect()
+}
+
 /// Tokenizes every entity; names that cannot be used are errors naming the entity.
 pub fn tokenize_entities(
     tok: &Tokenizer,
@@ -186,11 +204,9 @@ pub fn extract(
     progress: &mut Progress,
 ) -> Result<Activations> {
     let mut acts = Activations::zeros(model.config.n_layers, entities.len(), model.config.d_model);
-    let mut order: Vec<usize> = (0..entities.len()).collect();
-    order.sort_by_key(|&i| entities[i].ids.len());
     let mut done = 0;
     let mut tokens = 0;
-    for chunk in order.chunks(opts.batch_size.max(1)) {
+    for chunk in &plan_batches(entities, opts.batch_size) {
         extract_batch(model, entities, chunk, opts.pool, &mut acts)?;
         done += chunk.len();
         tokens += chunk.iter().map(|&i| entities[i].ids.len()).sum::<usize>();
@@ -236,7 +252,7 @@ pub fn extract_batch(
     })?;
     for &e in which {
         acts.tokens_per_entity[e] = entities[e].ids.len() as u32;
-        acts.first_token_ids[e] = entities[e].ids[entities[e].span.start];
+        acts.first_token_ids[e] = entities[e].first_token();
     }
     Ok(())
 }

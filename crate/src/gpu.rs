@@ -1134,10 +1134,8 @@ impl GpuLlama {
     ) -> Result<Activations> {
         let c = &self.config;
         let mut acts = Activations::zeros(c.n_layers, entities.len(), c.d_model);
-        let mut order: Vec<usize> = (0..entities.len()).collect();
-        order.sort_by_key(|&i| entities[i].ids.len());
         let (mut done, mut tokens) = (0, 0);
-        for chunk in order.chunks(opts.batch_size.max(1)) {
+        for chunk in &crate::extract::plan_batches(entities, opts.batch_size) {
             let got = self
                 .forward_capture_async(entities, chunk, opts.pool)
                 .await?;

@@ -89,12 +89,7 @@ impl Lab {
             self.loaded.model.config.context_length,
         )
         .map_err(js_err)?;
-        let mut order: Vec<usize> = (0..entities.len()).collect();
-        order.sort_by_key(|&i| entities[i].ids.len());
-        self.batches = order
-            .chunks(batch_size.max(1))
-            .map(<[usize]>::to_vec)
-            .collect();
+        self.batches = extract::plan_batches(&entities, batch_size);
         let c = &self.loaded.model.config;
         *self.acts.borrow_mut() = Some(Activations::zeros(c.n_layers, entities.len(), c.d_model));
         self.entities = Rc::new(entities);
@@ -124,7 +119,10 @@ impl Lab {
 
     /// The first token id of each prepared entity's name (the control task's input).
     pub fn first_token_ids(&self) -> Vec<u32> {
-        self.entities.iter().map(|e| e.ids[e.span.start]).collect()
+        self.entities
+            .iter()
+            .map(EntityTokens::first_token)
+            .collect()
     }
 
     /// Runs batch `i`; returns [entities in the batch, tokens in the batch].
