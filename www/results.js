@@ -1,11 +1,19 @@
-// The results panel: a layer slider (with Play) over the map, colouring, and exports. The
-// figures come from the wasm core (the same scenes the command line writes as PNG).
+// The results panel: a layer slider (with Play) over the map, colouring, train/test, hover and
+// tap for a place's numbers, zoom and pan, and exports. The figures come from the wasm core (the
+// same scenes the command line writes as PNG); the map scene carries its points' positions and
+// errors, so the page does no projection maths.
 import { layer_map_scene, report_predictions_csv } from './pkg/probelab.js';
-import { drawScene } from './scene.js';
+import { IDENTITY, drawScene } from './scene.js';
 
 const $ = (id) => document.getElementById(id);
 let current = null;   // { reportJson, report, scenes }
 let playing = null;
+
+// The map on screen: its scene (with `points`), the view {scale, x, y} in scene units, and the
+// place under the pointer or last tapped. Tests read it as window.probelab.map.
+const map = { scene: null, view: { ...IDENTITY }, drawnView: null, active: null };
+const MAX_SCALE = 40;
+const HIT_RADIUS = 8;   // CSS pixels
 
 function download(blob, name) {
   const url = URL.createObjectURL(blob);
@@ -20,8 +28,13 @@ function drawLayer(layer) {
   const rep = current.report;
   $('layer-value').textContent = `${layer}${layer === rep.selected.layer ? ' (selected)' : ''}`;
   if (rep.dataset.target !== 'space') return;
-  const json = layer_map_scene(current.reportJson, layer, $('color-by').value === 'longitude');
-  if (json) drawScene($('map-canvas'), JSON.parse(json));
+  const json = layer_map_scene(current.reportJson, layer, $('color-by').value === 'longitude',
+    $('map-split').value === 'all');
+  if (json) {
+    map.scene = JSON.parse(json);
+    drawMap();
+    refreshTip();
+  }
   // The layer lives in the URL, so a link reproduces the view.
   const url = new URL(location.href);
   url.searchParams.set('layer', String(layer));
@@ -57,15 +70,32 @@ export function showResults(reportJson, scenes, initialLayer) {
     ? initialLayer : rep.selected.layer;
   slider.value = String(start);
   $('map-controls').hidden = rep.dataset.target !== 'space';
+  $('map-help').hidden = rep.dataset.target !== 'space';
+  // Training places at every layer need the report's in-sample predictions; leave-one-group-out
+  // has none (every place is predicted by a probe that never saw its group).
+  const lp = rep.layer_predictions;
+  const hasTrain = (lp?.train_entities?.length ?? 0) > 0 || rep.entities.some((e) => e.split === 'train');
+  const allOption = $('map-split').querySelector('option[value="all"]');
+  allOption.disabled = !hasTrain;
+  if (!hasTrain) $('map-split').value = 'test';
+  $('map-split').title = hasTrain ? 'Training places are faded; their predictions are in-sample (optimistic)'
+    : 'No training places to show: under leave-one-group-out every place is held out once';
+  map.scene = null;
+  map.view = { ...IDENTITY };
+  hideTip();
+  if (window.probelab) window.probelab.map = map;
   drawScene($('layers-canvas'), scenes.layers);
   fillGroupTable(rep);
   if (rep.dataset.target === 'space') drawLayer(start);
   else drawScene($('map-canvas'), scenes.time);
+  $('map-canvas').classList.toggle('interactive', rep.dataset.target === 'space');
+  if (rep.dataset.target !== 'space') $('map-canvas').classList.remove('zoomed');
   return current.report;
 }
 
 $('layer').addEventListener('input', () => current && drawLayer(Number($('layer').value)));
 $('color-by').addEventListener('change', () => current && drawLayer(Number($('layer').value)));
+$('map-split').addEventListener('change', () => current && drawLayer(Number($('layer').value)));
 $('play').addEventListener('click', () => {
   if (!current) return;
   if (playing) { clearInterval(playing); playing = null; $('play').textContent = 'Play layers'; return; }
@@ -84,3 +114,249 @@ $('export-csv').addEventListener('click', () =>
   download(new Blob([report_predictions_csv(current.reportJson)], { type: 'text/csv' }), 'predictions.csv'));
 $('export-report').addEventListener('click', () =>
   download(new Blob([current.reportJson], { type: 'application/json' }), 'report.json'));
+
+// ---- The map: view, hit-testing, tooltip --------------------------------------------------
+
+/** Redraws the map through the current view, and the highlight of the active place. */
+function drawMap() {
+  if (!map.scene) return;
+  drawScene($('map-canvas'), map.scene, map.view);
+  map.drawnView = { ...map.view };
+  $('map-canvas').classList.toggle('zoomed', map.view.scale > 1);
+  drawHighlight();
+}
+
+let frame = 0;
+function scheduleDraw() {
+  if (!frame) frame = requestAnimationFrame(() => { frame = 0; drawMap(); refreshTip(); });
+}
+
+/** Scene units per CSS pixel of the map canvas (its content box), and that box's corner. */
+function canvasBox() {
+  const c = $('map-canvas');
+  const r = c.getBoundingClientRect();
+  return { left: r.left + c.clientLeft, top: r.top + c.clientTop, k: map.scene.width / c.clientWidth };
+}
+
+/** A client (viewport) position → canvas scene units, before the view. */
+function toCanvas(clientX, clientY) {
+  const b = canvasBox();
+  return [(clientX - b.left) * b.k, (clientY - b.top) * b.k];
+}
+
+/** The drawn place nearest a client position within HIT_RADIUS pixels, or null. */
+function hitTest(clientX, clientY) {
+  if (!map.scene?.points) return null;
+  const { k } = canvasBox();
+  const [cx, cy] = toCanvas(clientX, clientY);
+  const { scale, x, y } = map.view;
+  const sx = (cx - x) / scale, sy = (cy - y) / scale;
+  let best = null;
+  let bestD = (HIT_RADIUS * k / scale) ** 2;
+  // Later points are drawn on top (test over train): on a tie the later one wins.
+  for (const p of map.scene.points) {
+    for (const [px, py] of [p.true_xy, p.pred_xy]) {
+      const d = (px - sx) ** 2 + (py - sy) ** 2;
+      if (d <= bestD) { bestD = d; best = p; }
+    }
+  }
+  return best;
+}
+
+const sameplace = (a, b) => a && b && a.name === b.name && a.split === b.split
+  && a.true_lat === b.true_lat && a.true_lon === b.true_lon;
+
+const fmtLat = (v) => `${Math.abs(v).toFixed(2)}°${v >= 0 ? 'N' : 'S'}`;
+const fmtLon = (v) => `${Math.abs(v).toFixed(2)}°${v >= 0 ? 'E' : 'W'}`;
+
+/** Fills and places the tooltip for place `p` near a client position. Text only: names come
+ * from the user's files. */
+function showTip(p, clientX, clientY) {
+  map.active = { point: p, clientX, clientY };
+  const tip = $('map-tip');
+  const line = (text, cls) => {
+    const d = document.createElement('div');
+    d.textContent = text;
+    if (cls) d.className = cls;
+    return d;
+  };
+  tip.replaceChildren(
+    line(p.name, 'tip-name'),
+    line(`${p.group ? p.group + ' · ' : ''}${p.split === 'test' ? 'test (held out)' : 'train (in-sample)'}`, 'tip-meta'),
+    line(`true ${fmtLat(p.true_lat)}, ${fmtLon(p.true_lon)}`),
+    line(`predicted ${fmtLat(p.pred_lat)}, ${fmtLon(p.pred_lon)}`),
+    line(`error ${Math.round(p.error_km)} km`),
+  );
+  tip.hidden = false;
+  const wrap = $('map-wrap').getBoundingClientRect();
+  let left = clientX - wrap.left + 14;
+  let top = clientY - wrap.top + 14;
+  if (left + tip.offsetWidth > wrap.width) left = Math.max(0, clientX - wrap.left - tip.offsetWidth - 14);
+  if (top + tip.offsetHeight > wrap.height) top = Math.max(0, clientY - wrap.top - tip.offsetHeight - 14);
+  tip.style.left = `${left}px`;
+  tip.style.top = `${top}px`;
+  drawHighlight();
+}
+
+function hideTip() {
+  map.active = null;
+  $('map-tip').hidden = true;
+  drawHighlight();
+}
+
+/** After a redraw (layer, split, colour, view): the same place's new numbers, or no tooltip. */
+function refreshTip() {
+  if (!map.active) return;
+  const { point, clientX, clientY } = map.active;
+  const p = map.scene?.points?.find((q) => sameplace(q, point));
+  if (p) showTip(p, clientX, clientY);
+  else hideTip();
+}
+
+/** Rings round the active place's two markers on the overlay canvas (not part of the export). */
+function drawHighlight() {
+  const c = $('map-canvas'), o = $('map-overlay');
+  const dpr = window.devicePixelRatio || 1;
+  o.style.left = `${c.offsetLeft + c.clientLeft}px`;
+  o.style.top = `${c.offsetTop + c.clientTop}px`;
+  o.style.width = `${c.clientWidth}px`;
+  o.style.height = `${c.clientHeight}px`;
+  if (o.width !== c.width || o.height !== c.height) { o.width = c.width; o.height = c.height; }
+  const ctx = o.getContext('2d');
+  ctx.setTransform(1, 0, 0, 1, 0, 0);
+  ctx.clearRect(0, 0, o.width, o.height);
+  const p = map.active?.point;
+  if (!p || !map.scene) return;
+  ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+  const { scale, x, y } = map.view;
+  const [ax, ay] = [x + scale * p.true_xy[0], y + scale * p.true_xy[1]];
+  const [bx, by] = [x + scale * p.pred_xy[0], y + scale * p.pred_xy[1]];
+  ctx.strokeStyle = '#1d2330';
+  ctx.lineWidth = 1.5;
+  ctx.setLineDash([3, 2]);
+  ctx.beginPath(); ctx.moveTo(ax, ay); ctx.lineTo(bx, by); ctx.stroke();
+  ctx.setLineDash([]);
+  for (const [px, py] of [[ax, ay], [bx, by]]) {
+    ctx.beginPath(); ctx.arc(px, py, 6, 0, 2 * Math.PI); ctx.stroke();
+  }
+}
+
+/** Keeps the view inside the scene: scale in [1, MAX_SCALE], no empty margin. */
+function clampView(v) {
+  const { width: w, height: h } = map.scene;
+  const scale = Math.min(MAX_SCALE, Math.max(1, v.scale));
+  return {
+    scale,
+    x: Math.min(0, Math.max(w - w * scale, v.x)),
+    y: Math.min(0, Math.max(h - h * scale, v.y)),
+  };
+}
+
+/** Zooms by `factor` keeping the scene point under canvas position (cx, cy) in place. */
+function zoomAt(cx, cy, factor, from = map.view) {
+  const scale = Math.min(MAX_SCALE, Math.max(1, from.scale * factor));
+  const f = scale / from.scale;
+  map.view = clampView({ scale, x: cx - (cx - from.x) * f, y: cy - (cy - from.y) * f });
+  scheduleDraw();
+}
+
+function resetView() {
+  map.view = { ...IDENTITY };
+  scheduleDraw();
+}
+
+const mapCanvas = $('map-canvas');
+const interactive = () => map.scene && current?.report.dataset.target === 'space';
+const pointers = new Map();   // pointerId → {x, y}
+let drag = null;              // one pointer down: {x, y, view, moved}
+let pinch = null;             // two pointers down: {d, mid, view}
+
+function pinchState() {
+  const [a, b] = [...pointers.values()];
+  return { d: Math.hypot(a.x - b.x, a.y - b.y) || 1, mid: [(a.x + b.x) / 2, (a.y + b.y) / 2], view: { ...map.view } };
+}
+
+mapCanvas.addEventListener('pointerdown', (e) => {
+  if (!interactive() || e.button > 0) return;
+  mapCanvas.setPointerCapture?.(e.pointerId);
+  pointers.set(e.pointerId, { x: e.clientX, y: e.clientY });
+  if (pointers.size === 1) {
+    drag = { x: e.clientX, y: e.clientY, view: { ...map.view }, moved: false };
+  } else if (pointers.size === 2) {
+    drag = null;
+    pinch = pinchState();
+  }
+});
+
+mapCanvas.addEventListener('pointermove', (e) => {
+  if (!interactive()) return;
+  if (pointers.has(e.pointerId)) pointers.set(e.pointerId, { x: e.clientX, y: e.clientY });
+  if (pinch && pointers.size >= 2) {
+    const now = pinchState();
+    const { k } = canvasBox();
+    const [mx, my] = toCanvas(...now.mid);
+    // Zoom about the fingers' midpoint, and follow it as it moves.
+    const shifted = { ...pinch.view, x: pinch.view.x + (now.mid[0] - pinch.mid[0]) * k, y: pinch.view.y + (now.mid[1] - pinch.mid[1]) * k };
+    zoomAt(mx, my, now.d / pinch.d, shifted);
+    hideTip();
+    return;
+  }
+  if (drag && pointers.has(e.pointerId)) {
+    const dx = e.clientX - drag.x, dy = e.clientY - drag.y;
+    if (!drag.moved && Math.hypot(dx, dy) < 4) return;
+    drag.moved = true;
+    const { k } = canvasBox();
+    map.view = clampView({ ...drag.view, x: drag.view.x + dx * k, y: drag.view.y + dy * k });
+    mapCanvas.classList.add('dragging');
+    hideTip();
+    scheduleDraw();
+    return;
+  }
+  if (e.pointerType === 'mouse') {
+    const p = hitTest(e.clientX, e.clientY);
+    if (p) showTip(p, e.clientX, e.clientY);
+    else if (map.active) hideTip();
+  }
+});
+
+function pointerEnd(e) {
+  if (!pointers.has(e.pointerId)) return;
+  pointers.delete(e.pointerId);
+  if (pinch) {
+    pinch = null;
+    // The finger left on the glass pans from here, and is not a tap.
+    const rest = [...pointers.values()][0];
+    drag = rest ? { x: rest.x, y: rest.y, view: { ...map.view }, moved: true } : null;
+    return;
+  }
+  if (drag && !drag.moved && e.type === 'pointerup') {
+    // A tap or a click: the place there, or nothing.
+    const p = hitTest(e.clientX, e.clientY);
+    if (p) showTip(p, e.clientX, e.clientY);
+    else hideTip();
+  }
+  drag = null;
+  mapCanvas.classList.remove('dragging');
+}
+mapCanvas.addEventListener('pointerup', pointerEnd);
+mapCanvas.addEventListener('pointercancel', pointerEnd);
+mapCanvas.addEventListener('pointerleave', (e) => {
+  if (e.pointerType === 'mouse' && !drag && map.active) hideTip();
+});
+mapCanvas.addEventListener('wheel', (e) => {
+  if (!interactive()) return;
+  e.preventDefault();
+  const unit = e.deltaMode === 1 ? 33 : e.deltaMode === 2 ? 400 : 1;
+  const [cx, cy] = toCanvas(e.clientX, e.clientY);
+  zoomAt(cx, cy, Math.exp(-e.deltaY * unit * 0.002));
+  if (map.active) map.active = { ...map.active, clientX: e.clientX, clientY: e.clientY };
+}, { passive: false });
+mapCanvas.addEventListener('dblclick', (e) => { if (interactive()) { e.preventDefault(); resetView(); } });
+
+const zoomCentre = (factor) => {
+  if (!interactive()) return;
+  zoomAt(map.scene.width / 2, map.scene.height / 2, factor);
+};
+$('zoom-in').addEventListener('click', () => zoomCentre(1.6));
+$('zoom-out').addEventListener('click', () => zoomCentre(1 / 1.6));
+$('zoom-reset').addEventListener('click', () => interactive() && resetView());

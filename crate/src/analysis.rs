@@ -117,7 +117,8 @@ pub struct AnalysisOptions {
     pub ngram_buckets: usize,
     /// Run the single-dimension ("space neuron") check.
     pub neuron_check: bool,
-    /// Store every layer's test predictions in the report (for a layer slider on a map).
+    /// Store every layer's test (and, with one training set, training) predictions in the
+    /// report (for a layer slider on a map).
     pub layer_predictions: bool,
 }
 
@@ -334,15 +335,24 @@ pub struct EntityPrediction {
     pub error: f64,
 }
 
-/// Test predictions of every layer, for animating a map layer by layer.
+/// Predictions of every layer, for animating a map layer by layer: the held-out rows, and the
+/// training rows' in-sample predictions where there is one training set (not under
+/// leave-one-group-out, where every entity is predicted by the fold that held it out).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LayerPredictions {
-    /// Entity indices of the rows, in order.
+    /// Entity indices of the test rows, in order.
     pub entities: Vec<usize>,
     /// `[layer][row][target]` in `target_names` units; positions with latitude clamped to ±90°
     /// and longitude wrapped to [-180°, 180°) (`EntityPrediction::predicted` keeps the raw probe
     /// output, from which R² is computed).
     pub predicted: Vec<Vec<Vec<f64>>>,
+    /// Entity indices of the training rows, in order (empty under leave-one-group-out).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub train_entities: Vec<usize>,
+    /// `[layer][row][target]` for `train_entities`, in the units of `predicted`: in-sample
+    /// predictions of the probe fitted on those rows (optimistic, for showing only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub train_predicted: Vec<Vec<Vec<f64>>>,
 }
 
 /// Everything the analysis found. Serialize it as report.json.
@@ -2666,22 +2676,33 @@ impl Analysis {
         entities.sort_by_key(|e| e.index);
 
         // For maps: positions with latitude clamped and longitude wrapped.
+        let rows_of = |v: &[f64]| -> Vec<Vec<f64>> {
+            v.chunks(k_orig)
+                .map(|c| match self.kind {
+                    TargetKind::Space => {
+                        let p = to_latlon(c[0], c[1]);
+                        vec![p.lat, p.lon]
+                    }
+                    TargetKind::Time => c.to_vec(),
+                })
+                .collect()
+        };
         let layer_predictions = self.opts.layer_predictions.then(|| LayerPredictions {
             entities: pooled.clone(),
-            predicted: layer_preds_orig
-                .iter()
-                .map(|v| {
-                    v.chunks(k_orig)
-                        .map(|c| match self.kind {
-                            TargetKind::Space => {
-                                let p = to_latlon(c[0], c[1]);
-                                vec![p.lat, p.lon]
-                            }
-                            TargetKind::Time => c.to_vec(),
-                        })
-                        .collect()
-                })
-                .collect(),
+            predicted: layer_preds_orig.iter().map(|v| rows_of(v)).collect(),
+            train_entities: if loo {
+                vec![]
+            } else {
+                self.folds[0].train.clone()
+            },
+            train_predicted: if loo {
+                vec![]
+            } else {
+                layers
+                    .iter()
+                    .map(|l| rows_of(&self.to_original(&l.folds[0].train_pred)))
+                    .collect()
+            },
         });
 
         let ngram = self.ngram_baseline()?;

@@ -2,6 +2,8 @@
 //! control beside the probe) and the files a run writes. The browser draws the same scenes on a
 //! canvas; the command line writes them as PNG.
 
+use std::collections::HashMap;
+
 use crate::analysis::{self, Report};
 use crate::data::TargetKind;
 use crate::error::{Error, Result};
@@ -16,9 +18,13 @@ fn fmt_p(p: Option<f64>) -> String {
     }
 }
 
-/// A longitude in [-180, 180).
+/// A longitude in [-180, 180); one already there is kept bit for bit.
 fn wrap_longitude(lon: f64) -> f64 {
-    (lon + 180.0).rem_euclid(360.0) - 180.0
+    if (-180.0..180.0).contains(&lon) {
+        lon
+    } else {
+        (lon + 180.0).rem_euclid(360.0) - 180.0
+    }
 }
 
 /// Score by layer: the probe's held-out R² with every control on the same axes.
@@ -130,62 +136,89 @@ pub fn map_scene(report: &Report, show_train: bool, color_by: ColorBy) -> Result
 }
 
 /// Space, one layer: the held-out places and where that layer's probe puts them (from
-/// `report.layer_predictions`), for a layer slider. `None` when the report has no per-layer
-/// predictions or no such layer.
+/// `report.layer_predictions`), for a layer slider; with `show_train` also the training places
+/// (faded) and that layer's in-sample predictions for them, where the report has them (not
+/// under leave-one-group-out, nor in reports written before they were stored, except at the
+/// selected layer). `None` when the report has no per-layer predictions or no such layer.
 pub fn map_scene_at_layer(
     report: &Report,
     layer: usize,
     color_by: ColorBy,
+    show_train: bool,
 ) -> Result<Option<Scene>> {
     if report.dataset.target != TargetKind::Space {
         return Err(Error::Input(
             "a map needs a space (latitude/longitude) dataset".into(),
         ));
     }
-    let (Some(lp), Some(lr)) = (
+    let (Some(lp), Some(li)) = (
         report.layer_predictions.as_ref(),
-        report.layers.iter().find(|l| l.layer == layer),
+        report.layers.iter().position(|l| l.layer == layer),
     ) else {
         return Ok(None);
     };
-    let Some(rows) = report
-        .layers
-        .iter()
-        .position(|l| l.layer == layer)
-        .and_then(|i| lp.predicted.get(i))
-    else {
+    let lr = &report.layers[li];
+    let Some(rows) = lp.predicted.get(li) else {
         return Ok(None);
     };
-    let points: Vec<MapPoint> = lp
+    let by_index: HashMap<usize, &analysis::EntityPrediction> =
+        report.entities.iter().map(|e| (e.index, e)).collect();
+    let point = |i: usize, pred: &[f64], is_test: bool| -> Option<MapPoint> {
+        let e = by_index.get(&i)?;
+        (e.truth.len() == 2 && pred.len() == 2).then(|| MapPoint {
+            name: e.name.clone(),
+            true_lat: e.truth[0],
+            true_lon: e.truth[1],
+            pred_lat: pred[0].clamp(-90.0, 90.0),
+            pred_lon: wrap_longitude(pred[1]),
+            group: e.group.clone().unwrap_or_default(),
+            is_test,
+        })
+    };
+    let mut points: Vec<MapPoint> = lp
         .entities
         .iter()
         .zip(rows)
-        .filter_map(|(&i, pred)| {
-            let e = report.entities.iter().find(|e| e.index == i)?;
-            (e.truth.len() == 2 && pred.len() == 2).then(|| MapPoint {
-                name: e.name.clone(),
-                true_lat: e.truth[0],
-                true_lon: e.truth[1],
-                pred_lat: pred[0],
-                pred_lon: pred[1],
-                group: e.group.clone().unwrap_or_default(),
-                is_test: true,
-            })
-        })
+        .filter_map(|(&i, pred)| point(i, pred, true))
         .collect();
+    let n_test = points.len();
+    if show_train {
+        match lp.train_predicted.get(li) {
+            Some(train) => points.extend(
+                lp.train_entities
+                    .iter()
+                    .zip(train)
+                    .filter_map(|(&i, pred)| point(i, pred, false)),
+            ),
+            // An older report: the entities' own predictions are the selected layer's.
+            None if layer == report.selected.layer => points.extend(
+                report
+                    .entities
+                    .iter()
+                    .filter(|e| e.split == "train")
+                    .filter_map(|e| point(e.index, &e.predicted, false)),
+            ),
+            None => {}
+        }
+    }
+    let n_train = points.len() - n_test;
     let opts = MapOptions {
         width: 1100.0,
         height: 600.0,
         color_by,
-        show_train: false,
+        show_train: n_train > 0,
         title: format!(
-            "Layer {layer}{}: {} held-out places, test R² {:.2}, median error {:.0} km",
+            "Layer {layer}{}: {n_test} held-out places{}, test R² {:.2}, median error {:.0} km",
             if layer == report.selected.layer {
                 " (selected)"
             } else {
                 ""
             },
-            points.len(),
+            if n_train > 0 {
+                format!(" + {n_train} training (faded)")
+            } else {
+                String::new()
+            },
             lr.r2_test,
             lr.km_median.unwrap_or(f64::NAN)
         ),

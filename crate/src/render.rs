@@ -15,6 +15,9 @@
 //!   {"kind": "circle", "x": 10, "y": 20, "r": 3, "fill": "#rrggbb", "stroke": "#rrggbb", "width": 1},
 //!   {"kind": "text",   "x": 10, "y": 20, "text": "Asia", "size": 12, "anchor": "left",
 //!                      "color": "#rrggbb", "bold": true, "angle": -90}
+//! ], "points": [
+//!   {"name": "Paris", "group": "Europe", "split": "test", "true_lat": 48.85, "true_lon": 2.35,
+//!    "pred_lat": 45.1, "pred_lon": 10.2, "error_km": 612.3, "true_xy": [x, y], "pred_xy": [x, y]}
 //! ]}
 //! ```
 //!
@@ -31,6 +34,13 @@
 //!   `angle` (absent = 0) rotates the text clockwise by that many degrees about `(x, y)` (−90
 //!   reads bottom to top, as on a y axis).
 //!
+//! - `points` (map scenes only; absent when empty): what is under the pointer, for hover and
+//!   tap, so the page does no projection maths. One entry per drawn place in paint order
+//!   (training first, then test): the predicted position as drawn (latitude clamped to ±90°,
+//!   longitude to ±180°), the great-circle (haversine) error in km between the true and drawn
+//!   predicted positions (degrees to 1e-6, km to 1e-3), and the scene coordinates of the centres of the true (filled) and
+//!   predicted (ring) markers, equal to those circles' `x`, `y`.
+//!
 //! On a canvas: `ctx.font = (bold ? "bold " : "") + size + "px sans-serif"; ctx.textAlign =
 //! anchor; ctx.translate(x, y); ctx.rotate(angle * Math.PI / 180); ctx.fillText(text, 0, 0)`.
 
@@ -42,7 +52,7 @@ use tiny_skia::{
     FillRule, LineCap, LineJoin, Paint, PathBuilder, Pixmap, Stroke, StrokeDash, Transform,
 };
 
-use crate::geo;
+use crate::{geo, metrics};
 use crate::{Error, Result};
 
 // ---------------------------------------------------------------------------------------------
@@ -55,6 +65,69 @@ pub struct Scene {
     pub width: f32,
     pub height: f32,
     pub items: Vec<Item>,
+    /// Hover targets of a map scene (see the module docs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub points: Vec<MapHit>,
+}
+
+/// One place drawn on a map, for hit-testing: what a tooltip shows and where its markers are.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MapHit {
+    pub name: String,
+    pub group: String,
+    /// `"train"` or `"test"`.
+    pub split: String,
+    pub true_lat: f64,
+    pub true_lon: f64,
+    /// The predicted position as drawn (latitude clamped to ±90°, longitude to ±180°); all
+    /// four positions in degrees to 1e-6.
+    pub pred_lat: f64,
+    pub pred_lon: f64,
+    /// Great-circle (haversine) km between the true and the drawn predicted position, to 1e-3.
+    pub error_km: f64,
+    /// Scene coordinates of the true marker's centre.
+    pub true_xy: [f32; 2],
+    /// Scene coordinates of the predicted marker's centre.
+    pub pred_xy: [f32; 2],
+}
+
+/// Rounds to `10^-digits`: few enough digits that the value comes back bit for bit from JSON.
+fn round_to(v: f64, digits: i32) -> f64 {
+    let k = 10f64.powi(digits);
+    (v * k).round() / k
+}
+
+impl MapHit {
+    /// The hit record of a drawn place with its markers at `true_xy` and `pred_xy`. Degrees are
+    /// kept to 1e-6 (0.1 m) and km to 1e-3, so that a scene read back from JSON is equal to the
+    /// one written; `error_km` is the haversine distance between the positions as recorded.
+    pub fn new(p: &MapPoint, true_xy: [f32; 2], pred_xy: [f32; 2]) -> Self {
+        let (true_lat, true_lon) = (round_to(p.true_lat, 6), round_to(p.true_lon, 6));
+        let pred_lat = round_to(p.pred_lat.clamp(-90.0, 90.0), 6);
+        let pred_lon = round_to(p.pred_lon.clamp(-180.0, 180.0), 6);
+        let km = metrics::great_circle_km(
+            metrics::LatLon {
+                lat: true_lat,
+                lon: true_lon,
+            },
+            metrics::LatLon {
+                lat: pred_lat,
+                lon: pred_lon,
+            },
+        );
+        MapHit {
+            name: p.name.clone(),
+            group: p.group.clone(),
+            split: if p.is_test { "test" } else { "train" }.into(),
+            true_lat,
+            true_lon,
+            pred_lat,
+            pred_lon,
+            error_km: round_to(km, 3),
+            true_xy,
+            pred_xy,
+        }
+    }
 }
 
 /// Horizontal text alignment about the anchor point (canvas `textAlign`).
@@ -137,6 +210,7 @@ impl Scene {
             width,
             height,
             items: Vec::new(),
+            points: Vec::new(),
         }
     }
 
@@ -918,7 +992,8 @@ pub fn group_colors<'a>(groups: impl IntoIterator<Item = &'a str>) -> BTreeMap<S
 /// line, on Natural Earth country outlines in the Equal Earth projection with a 30° graticule.
 /// Test points are drawn on top of (faded) training points, which appear only with
 /// `show_train`. Points with a non-finite coordinate are skipped; predicted latitudes and
-/// longitudes beyond the map are drawn on its edge.
+/// longitudes beyond the map are drawn on its edge. The scene's `points` list every drawn place
+/// for hover and tap (see [`MapHit`]).
 pub fn map_scene(points: &[MapPoint], opts: &MapOptions) -> Scene {
     let mut s = Scene::new(opts.width, opts.height);
     let (w, h) = (opts.width as f64, opts.height as f64);
@@ -954,6 +1029,12 @@ pub fn map_scene(points: &[MapPoint], opts: &MapOptions) -> Scene {
     for test in [false, true] {
         let layer: Vec<&&MapPoint> = shown.iter().filter(|p| p.is_test == test).collect();
         let alpha = if test { 1.0 } else { 0.35 };
+        for p in &layer {
+            let a = f.to_px(p.true_lon, p.true_lat);
+            let b = f.to_px(p.pred_lon, p.pred_lat);
+            s.points
+                .push(MapHit::new(p, [r2(a[0]), r2(a[1])], [r2(b[0]), r2(b[1])]));
+        }
         for p in &layer {
             let c = color_of(p);
             let a = f.to_px(p.true_lon, p.true_lat);

@@ -405,24 +405,51 @@ pub fn report_scenes(report_json: &str) -> Result<String, JsError> {
     ))
 }
 
-/// The map at one layer (scene JSON) for the layer slider; empty when there is none.
+thread_local! {
+    /// The last report `layer_map_scene` read, with its text: a layer slider (or Play) asks for
+    /// map after map of one report, and reading 6,000 places × 31 layers each time is slow.
+    static MAP_REPORT: RefCell<Option<(String, Rc<crate::analysis::Report>)>> =
+        const { RefCell::new(None) };
+}
+
+/// The map at one layer (scene JSON, with its `points` for hover and tap) for the layer
+/// slider: the held-out places, and with `show_train` the training places too (faded; where the
+/// report has their predictions). Empty when there is none.
 #[wasm_bindgen]
 pub fn layer_map_scene(
     report_json: &str,
     layer: usize,
     color_by_longitude: bool,
+    show_train: bool,
 ) -> Result<String, JsError> {
-    let report: crate::analysis::Report =
-        serde_json::from_str(report_json).map_err(|e| JsError::new(&format!("report: {e}")))?;
+    let cached = MAP_REPORT.with(|c| {
+        c.borrow()
+            .as_ref()
+            .filter(|(text, _)| text == report_json)
+            .map(|(_, r)| r.clone())
+    });
+    let report = match cached {
+        Some(r) => r,
+        None => {
+            let r: Rc<crate::analysis::Report> = Rc::new(
+                serde_json::from_str(report_json)
+                    .map_err(|e| JsError::new(&format!("report: {e}")))?,
+            );
+            MAP_REPORT.with(|c| *c.borrow_mut() = Some((report_json.to_string(), r.clone())));
+            r
+        }
+    };
     let color_by = if color_by_longitude {
         crate::render::ColorBy::ByTrueLongitude
     } else {
         crate::render::ColorBy::ByGroup
     };
-    Ok(crate::figures::map_scene_at_layer(&report, layer, color_by)
-        .map_err(js_err)?
-        .map(|s| s.to_json())
-        .unwrap_or_default())
+    Ok(
+        crate::figures::map_scene_at_layer(&report, layer, color_by, show_train)
+            .map_err(js_err)?
+            .map(|s| s.to_json())
+            .unwrap_or_default(),
+    )
 }
 
 /// predictions.csv for a report (its JSON text), as the command line writes it.

@@ -1,8 +1,19 @@
 //! The Equal Earth projection against its closed form and its equal-area property, the
 //! embedded Natural Earth outlines, and the map scene rasterized: land where land is, ocean
-//! where ocean is, no antimeridian streaks, points in their group colours at their places.
+//! where ocean is, no antimeridian streaks, points in their group colours at their places; the
+//! hover data of a map (exactly on the drawn markers, haversine errors) and its train/test
+//! choice on a report analysed for real.
 
+use std::collections::BTreeMap;
+
+use probelab::analysis::{
+    analyze, AnalysisOptions, ControlInputs, Report, ReportContext, SplitSpec,
+};
+use probelab::data::{Dataset, TargetKind};
+use probelab::extract::Activations;
+use probelab::figures::map_scene_at_layer;
 use probelab::geo::{self, EQUAL_EARTH_ASPECT, EQUAL_EARTH_X_MAX, EQUAL_EARTH_Y_MAX};
+use probelab::metrics;
 use probelab::render::{
     self, map_scene, parse_color, ColorBy, MapFrame, MapOptions, MapPoint, Raster, LAND, OCEAN,
 };
@@ -432,4 +443,278 @@ fn map_scene_json_round_trips_and_writes_a_sample_png() {
         render::to_png(&lon_scene).unwrap(),
     )
     .unwrap();
+}
+
+/// Circles of a scene in paint order: `(x, y, filled)`.
+fn circles(s: &render::Scene) -> Vec<(f32, f32, bool)> {
+    s.items
+        .iter()
+        .filter_map(|i| match i {
+            render::Item::Circle { x, y, fill, .. } => Some((*x, *y, fill.is_some())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn km(lat: f64, lon: f64, plat: f64, plon: f64) -> f64 {
+    metrics::great_circle_km(
+        metrics::LatLon { lat, lon },
+        metrics::LatLon {
+            lat: plat,
+            lon: plon,
+        },
+    )
+}
+
+#[test]
+fn map_hit_points_sit_exactly_on_the_drawn_markers() {
+    let opts = MapOptions {
+        width: 1000.0,
+        height: 560.0,
+        title: "hits".into(),
+        ..MapOptions::default()
+    };
+    let points = vec![
+        place("Paris", 48.85, 2.35, 45.0, 10.0, "Europe", true),
+        place("Tokyo", 35.7, 139.7, 30.0, 120.0, "Asia", true),
+        // A prediction beyond the pole and the antimeridian: drawn (and reported) on the edge.
+        place("Nuuk", 64.2, -51.7, 97.0, -200.0, "Americas", true),
+        place("Manaus", -3.1, -60.0, -20.0, -50.0, "South America", false),
+        place("Lima", -12.0, -77.0, -14.0, -70.0, "South America", false),
+        place("Nowhere", f64::NAN, 0.0, 0.0, 0.0, "Europe", true),
+    ];
+    for show_train in [false, true] {
+        let scene = map_scene(
+            &points,
+            &MapOptions {
+                show_train,
+                ..opts.clone()
+            },
+        );
+        let hits = &scene.points;
+        // Paint order: the faded training places first, then the test places; none non-finite.
+        let want: Vec<&str> = if show_train {
+            vec!["Manaus", "Lima", "Paris", "Tokyo", "Nuuk"]
+        } else {
+            vec!["Paris", "Tokyo", "Nuuk"]
+        };
+        assert_eq!(
+            hits.iter().map(|h| h.name.as_str()).collect::<Vec<_>>(),
+            want
+        );
+        for h in hits {
+            let p = points.iter().find(|p| p.name == h.name).unwrap();
+            assert_eq!(h.split, if p.is_test { "test" } else { "train" });
+            assert_eq!(h.group, p.group);
+            assert_eq!((h.true_lat, h.true_lon), (p.true_lat, p.true_lon));
+            assert_eq!(
+                (h.pred_lat, h.pred_lon),
+                (
+                    p.pred_lat.clamp(-90.0, 90.0),
+                    p.pred_lon.clamp(-180.0, 180.0)
+                )
+            );
+            // The haversine distance between the positions shown, to the metre.
+            let want = km(h.true_lat, h.true_lon, h.pred_lat, h.pred_lon);
+            assert!((h.error_km - want).abs() <= 5e-4, "{}", h.name);
+            assert!(h.error_km > 100.0, "{}", h.name);
+        }
+        let nuuk = hits.iter().find(|h| h.name == "Nuuk").unwrap();
+        assert_eq!((nuuk.pred_lat, nuuk.pred_lon), (90.0, -180.0));
+        // Each split is drawn as lines, then prediction rings, then filled true dots, in the
+        // order of `points`; the legend's circles come after.
+        let c = circles(&scene);
+        let mut at = 0;
+        for split in ["train", "test"] {
+            let part: Vec<_> = hits.iter().filter(|h| h.split == split).collect();
+            for h in &part {
+                assert_eq!(c[at], (h.pred_xy[0], h.pred_xy[1], false), "{}", h.name);
+                at += 1;
+            }
+            for h in &part {
+                assert_eq!(c[at], (h.true_xy[0], h.true_xy[1], true), "{}", h.name);
+                at += 1;
+            }
+        }
+        // And where the projection puts them (to the scene's 1/100 px rounding).
+        let f = MapFrame::for_options(&opts);
+        for h in hits {
+            let a = f.to_px(h.true_lon, h.true_lat);
+            let b = f.to_px(h.pred_lon, h.pred_lat);
+            assert!((h.true_xy[0] as f64 - a[0]).abs() <= 0.006);
+            assert!((h.true_xy[1] as f64 - a[1]).abs() <= 0.006);
+            assert!((h.pred_xy[0] as f64 - b[0]).abs() <= 0.006);
+            assert!((h.pred_xy[1] as f64 - b[1]).abs() <= 0.006);
+        }
+        // The hit list travels with the scene's JSON and comes back the same.
+        let json = scene.to_json();
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(v["points"].as_array().unwrap().len(), hits.len());
+        assert_eq!(v["points"][0]["name"], hits[0].name.as_str());
+        assert!(v["points"][0]["pred_xy"].is_array());
+        assert_eq!(render::Scene::from_json(&json).unwrap(), scene);
+    }
+    // Other scenes carry no hit list at all.
+    let empty = render::Scene::new(10.0, 10.0);
+    assert!(!empty.to_json().contains("points"));
+}
+
+/// A small synthetic space dataset with a planted signal at layer 1, analysed for real.
+fn small_report(split: SplitSpec) -> Report {
+    let n = 120;
+    let d = 8;
+    let mut seed = 0x9e3779b97f4a7c15u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let mut names = Vec::new();
+    let mut targets = Vec::new();
+    let mut continent = Vec::new();
+    for i in 0..n {
+        let (lat, lon) = (next() * 130.0 - 60.0, next() * 340.0 - 170.0);
+        names.push(format!("place {i}"));
+        targets.push(vec![lat, lon]);
+        continent.push(
+            ["West", "Middle", "East"][((lon + 170.0) / 114.0).floor().min(2.0) as usize]
+                .to_string(),
+        );
+    }
+    let mut groups = BTreeMap::new();
+    groups.insert("continent".to_string(), continent);
+    let ds = Dataset {
+        name: "hits".into(),
+        kind: TargetKind::Space,
+        names,
+        targets,
+        groups,
+        is_test: None,
+    };
+    let mut acts = Activations::zeros(2, n, d);
+    for l in 0..=2 {
+        for i in 0..n {
+            for j in 0..d {
+                let signal = if l == 1 && j < 2 {
+                    ds.targets[i][j] / 60.0
+                } else {
+                    0.0
+                };
+                acts.data[(l * n + i) * d + j] = (signal + next() - 0.5) as f32;
+            }
+        }
+    }
+    let opts = AnalysisOptions {
+        n_permutations: 0,
+        ngram_buckets: 64,
+        ..AnalysisOptions::default()
+    };
+    analyze(
+        &acts,
+        &ds,
+        &split,
+        &opts,
+        &ControlInputs {
+            first_token_ids: vec![],
+            random_init: None,
+        },
+        &ReportContext {
+            model_name: "synthetic".into(),
+            model_sha256: "0".repeat(64),
+            prompt_template: "{name}".into(),
+            dataset_name: "hits".into(),
+        },
+        &mut |_, _, _| true,
+    )
+    .unwrap()
+}
+
+#[test]
+fn layer_map_shows_the_chosen_split_with_errors_from_the_report() {
+    let r = small_report(SplitSpec::Random {
+        test_fraction: 0.25,
+        seed: 5,
+    });
+    let (n_test, n_train) = (30, 90);
+    let lp = r.layer_predictions.as_ref().unwrap();
+    assert_eq!(
+        (lp.entities.len(), lp.train_entities.len()),
+        (n_test, n_train)
+    );
+    assert_eq!(lp.train_predicted.len(), r.layers.len());
+    assert!(lp.train_predicted.iter().all(|l| l.len() == n_train));
+    for layer in 0..=2 {
+        let test_only = map_scene_at_layer(&r, layer, ColorBy::ByGroup, false)
+            .unwrap()
+            .unwrap();
+        let both = map_scene_at_layer(&r, layer, ColorBy::ByGroup, true)
+            .unwrap()
+            .unwrap();
+        assert_eq!(test_only.points.len(), n_test);
+        assert!(test_only.points.iter().all(|h| h.split == "test"));
+        assert_eq!(both.points.len(), n_test + n_train);
+        assert_eq!(
+            both.points.iter().filter(|h| h.split == "train").count(),
+            n_train
+        );
+        // The toggle changes what is drawn: one ring and one dot more per training place.
+        assert_eq!(
+            circles(&both).len() - circles(&test_only).len(),
+            2 * n_train + 1, // + the legend's "faded: training split"
+        );
+        for h in &both.points {
+            let e = r.entities.iter().find(|e| e.name == h.name).unwrap();
+            assert_eq!(h.split, e.split, "{}", h.name);
+            // Degrees to 1e-6, km to the metre.
+            assert!((h.true_lat - e.truth[0]).abs() <= 5e-7);
+            assert!((h.true_lon - e.truth[1]).abs() <= 5e-7);
+            let want = km(h.true_lat, h.true_lon, h.pred_lat, h.pred_lon);
+            assert!((h.error_km - want).abs() <= 5e-4, "{}", h.name);
+            if layer == r.selected.layer {
+                // The selected layer is the report's own per-entity predictions and errors.
+                assert!(
+                    (h.error_km - e.error).abs() < 2e-3,
+                    "{}: {} vs {}",
+                    h.name,
+                    h.error_km,
+                    e.error
+                );
+                assert!((h.pred_lat - e.predicted[0].clamp(-90.0, 90.0)).abs() <= 5e-7);
+                let lon = (e.predicted[1] + 180.0).rem_euclid(360.0) - 180.0;
+                assert!((h.pred_lon - lon).abs() <= 1e-6, "{}", h.name);
+            }
+        }
+    }
+    assert!(map_scene_at_layer(&r, 9, ColorBy::ByGroup, true)
+        .unwrap()
+        .is_none());
+
+    // Leave-one-group-out has no single training set: every place is a test place.
+    let loo = small_report(SplitSpec::Group {
+        column: "continent".into(),
+        held_out: None,
+    });
+    let lp = loo.layer_predictions.as_ref().unwrap();
+    assert!(lp.train_entities.is_empty() && lp.train_predicted.is_empty());
+    let s = map_scene_at_layer(&loo, 1, ColorBy::ByGroup, true)
+        .unwrap()
+        .unwrap();
+    assert_eq!(s.points.len(), 120);
+    assert!(s.points.iter().all(|h| h.split == "test"));
+    // Reports written before training predictions were stored still load.
+    let mut v: serde_json::Value = serde_json::to_value(&r).unwrap();
+    let lpv = v["layer_predictions"].as_object_mut().unwrap();
+    lpv.remove("train_entities");
+    lpv.remove("train_predicted");
+    let old: Report = serde_json::from_value(v).unwrap();
+    let sel = map_scene_at_layer(&old, old.selected.layer, ColorBy::ByGroup, true)
+        .unwrap()
+        .unwrap();
+    assert_eq!(sel.points.len(), n_test + n_train);
+    let other = (old.selected.layer + 1) % 3;
+    let s = map_scene_at_layer(&old, other, ColorBy::ByGroup, true)
+        .unwrap()
+        .unwrap();
+    assert_eq!(s.points.len(), n_test);
 }
