@@ -1,9 +1,12 @@
 // The page: reads inputs, drives the model workers, shows progress, results and errors.
-// Nothing here computes; the workers (and the wasm core inside them) do.
+// Nothing here computes; the workers (and the wasm core inside them) do. Finished work is kept
+// in the browser's store (store.js), so a revisit or a reload picks up where it was.
 import { DEFAULT_MODEL_URL } from './config.js';
 import { EnginePool } from './pool.js';
+import { gatherActivations, readStoredRun } from './activations.js';
 import { showResults } from './results.js';
-import init, { builtin_datasets } from './pkg/probelab.js';
+import { Store, reportKey, runKey, sha256Hex } from './store.js';
+import init, { builtin_datasets, parse_names_csv, read_dataset, report_summary } from './pkg/probelab.js';
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -11,10 +14,23 @@ const poolSize = Math.max(1, Math.min(Number(params.get('workers')) || navigator
 const pool = new EnginePool(poolSize);
 // ?engine=cpu|gpu|auto: auto (the default) takes WebGPU when the browser offers an adapter.
 const engineChoice = ['cpu', 'gpu', 'auto'].includes(params.get('engine')) ? params.get('engine') : 'auto';
+const permutations = Number(params.get('permutations')) || 100;
+const SEED = 0n;
 
-const state = { info: null, lastRun: null, extracting: false, loading: false };
+const state = {
+  info: null, lastRun: null, randomRun: null, report: null, extracting: false, loading: false,
+  imported: null, shownFrom: null,
+};
 // Exposed for end-to-end tests and for people poking at the page from the console.
 window.probelab = state;
+state.pool = pool;
+const storeReady = Store.open().then((s) => { state.store = s; return s; });
+const wasmReady = init();
+
+// A service worker keeps the app and the model for offline use (not in tests that ask ?nosw).
+if ('serviceWorker' in navigator && !params.has('nosw')) {
+  navigator.serviceWorker.register('sw.js').catch((e) => { state.swError = String(e); });
+}
 
 function showError(message) {
   const box = $('error');
@@ -26,6 +42,7 @@ function clearError() { $('error').hidden = true; $('error').textContent = ''; }
 function setBusy() {
   $('extract').disabled = state.extracting || state.loading || !state.info;
   $('cancel').disabled = !state.extracting;
+  $('split').disabled = state.extracting;
 }
 
 const mb = (n) => (n / 1e6).toFixed(1) + ' MB';
@@ -70,24 +87,41 @@ async function fetchWithProgress(url, checkTotal, onProgress) {
   return bytes;
 }
 
+const MODEL_CACHE = 'probelab-models';
+
+/** Keeps a downloaded model in Cache Storage, where the service worker serves it offline. */
+async function keepModelOffline(url, bytes) {
+  if (!self.caches) return;
+  try {
+    const cache = await caches.open(MODEL_CACHE);
+    if (await cache.match(url)) return;
+    // The Response copies the bytes, so the caller may hand them to the workers at once.
+    const res = new Response(bytes, { headers: { 'content-type': 'application/octet-stream', 'content-length': String(bytes.length) } });
+    cache.put(url, res).catch(() => {});
+  } catch { /* no Cache Storage here: the lab still works online */ }
+}
+
 async function loadModel(source) {
   clearError();
   state.loading = true; setBusy();
   const bar = $('model-progress');
   try {
     let bytes;
+    let url = null;
     if (source.file) {
       checkSize(source.file.size);
       $('model-status').textContent = `Reading ${source.file.name}…`;
       bytes = new Uint8Array(await source.file.arrayBuffer());
     } else {
+      url = new URL(source.url, location.href).href;
       bar.hidden = false;
-      bytes = await fetchWithProgress(source.url, checkSize, (loaded, total) => {
+      bytes = await fetchWithProgress(url, checkSize, (loaded, total) => {
         bar.max = total || 1; bar.value = total ? loaded : 0;
         $('model-status').textContent = total
           ? `Downloading: ${mb(loaded)} of ${mb(total)} (${Math.round((100 * loaded) / total)}%)`
           : `Downloading: ${mb(loaded)}`;
       });
+      await keepModelOffline(url, bytes);
     }
     $('model-status').textContent = `Reading ${mb(bytes.length)} of weights…`;
     const name = source.file ? source.file.name : source.url;
@@ -98,6 +132,15 @@ async function loadModel(source) {
       + (i.warnings.length ? ` — warning: ${i.warnings.join('; ')}` : '');
     showEngine();
     if (engineChoice === 'gpu' && !pool.onGpu) showError(`WebGPU was asked for (?engine=gpu) but is not available: ${pool.gpu ? pool.gpu.reason : 'unknown'}. Extraction runs on the CPU.`);
+    const store = await storeReady;
+    if (url) await store.putModelRecord(url, { sha256: i.sha256, n_layers: i.n_layers, d_model: i.d_model, name: i.name });
+    // Results shown from the store before the model loaded belong to the model they name.
+    if (state.shownFrom && state.shownFrom !== i.sha256) {
+      $('probe-panel').hidden = true;
+      $('probe-status').textContent = '';
+      state.shownFrom = null;
+    }
+    await showStoredState();
   } catch (e) {
     $('model-status').textContent = state.info ? `Still using ${state.info.name}.` : 'No model loaded.';
     showError(`Could not load the model: ${e.message}`);
@@ -123,6 +166,108 @@ function showEngine() {
   $('engine').textContent = text;
 }
 
+// ---- Datasets: built-in ones, an imported CSV, or typed names -------------------------------
+
+const builtins = wasmReady.then(() => JSON.parse(builtin_datasets()));
+
+/** The dataset the probes use: {name, csv?, target, key} or null (names only, no targets). */
+async function currentDataset() {
+  const value = $('dataset').value;
+  if (value === 'custom') return null;
+  if (value === 'imported' && state.imported) return state.imported;
+  const d = (await builtins).find((x) => x.name === value);
+  return d ? { name: d.name, target: d.target, key: `builtin:${d.name}` } : null;
+}
+
+/** Split choices for a dataset: random, its own is_test column, or holding out each group. */
+function fillSplits(groups, hasIsTest) {
+  const wanted = $('split').value || params.get('split') || 'random';
+  const choices = [['random', 'random: 20% of entities held out']];
+  if (hasIsTest) choices.push(['column', 'the file\'s is_test column']);
+  for (const g of groups) choices.push([`group:${g}`, `hold out each ${g} in turn (block hold-out)`]);
+  if (!choices.some(([v]) => v === wanted)) choices.push([wanted, wanted]);
+  $('split').replaceChildren(...choices.map(([value, text]) => Object.assign(document.createElement('option'), { value, textContent: text })));
+  $('split').value = wanted;
+}
+
+async function showDataset() {
+  const name = $('dataset').value;
+  if (name === 'custom') {
+    $('dataset-note').textContent = 'Extraction only: probes need targets (a built-in dataset or a CSV with them).';
+    await showStoredState();
+    return;
+  }
+  if (name === 'imported' && state.imported) {
+    $('names').value = state.imported.names.join('\n');
+    fillSplits(state.imported.groups, state.imported.hasIsTest);
+    $('dataset-note').textContent = `${state.imported.fileName}: ${state.imported.n} entities with ${state.imported.target === 'space' ? 'latitude and longitude' : 'years'}.`;
+    return;
+  }
+  const d = (await builtins).find((x) => x.name === name);
+  $('names').value = d.names.join('\n');
+  fillSplits(d.groups, false);
+  $('dataset-note').textContent = `${d.n} entities with ${d.target === 'space' ? 'latitude and longitude' : 'years'}; probes and controls run after extraction.`;
+  await showStoredState();
+}
+
+/** Lists a CSV's unusable rows by line (as text: the file may hold anything). */
+function showProblems(fileName, problems) {
+  const list = $('csv-problems');
+  const shown = problems.slice(0, 20).map((p) => {
+    const li = document.createElement('li');
+    li.textContent = `line ${p.line}: ${p.message}`;
+    return li;
+  });
+  if (problems.length > 20) {
+    const li = document.createElement('li');
+    li.textContent = `… and ${problems.length - 20} more`;
+    shown.push(li);
+  }
+  list.replaceChildren(...shown);
+  $('csv-problems-title').textContent = problems.length
+    ? `${fileName}: ${problems.length} row${problems.length > 1 ? 's' : ''} skipped`
+    : '';
+  $('csv-problems-box').hidden = problems.length === 0;
+}
+
+/** A dropped or picked CSV: a dataset with targets when it has them, else a list of names. */
+async function importFile(file) {
+  clearError();
+  await wasmReady;
+  const bytes = new Uint8Array(await file.arrayBuffer());
+  try {
+    const d = JSON.parse(read_dataset(file.name, bytes));
+    state.imported = {
+      name: d.name, fileName: file.name, target: d.target, n: d.n, names: d.names, csv: bytes,
+      hasIsTest: d.has_is_test, groups: d.groups, key: `csv:${await sha256Hex(bytes)}`,
+    };
+    let opt = $('dataset').querySelector('option[value="imported"]');
+    if (!opt) {
+      opt = Object.assign(document.createElement('option'), { value: 'imported' });
+      $('dataset').append(opt);
+    }
+    opt.textContent = `${file.name} (${d.n} entities, ${d.target})`;
+    $('dataset').value = 'imported';
+    showProblems(file.name, d.problems);
+    await showDataset();
+    return;
+  } catch (e) {
+    // No target columns: still a list of names to extract (the probes need targets).
+    let names;
+    try { names = parse_names_csv(bytes); } catch { names = null; }
+    if (names && /latitude|year|column/i.test(e.message)) {
+      $('names').value = names.join('\n');
+      $('dataset').value = 'custom';
+      showProblems(file.name, []);
+      await showDataset();
+      $('dataset-note').textContent = `${file.name}: ${names.length} names, no targets (${e.message}); extraction only.`;
+      return;
+    }
+    showProblems(file.name, []);
+    showError(`${file.name}: ${e.message}`);
+  }
+}
+
 function currentRequest() {
   // Every line is an entity: an empty line is reported by the core, not silently dropped.
   const lines = $('names').value.replace(/\r/g, '').split('\n');
@@ -139,45 +284,80 @@ function currentRequest() {
   };
 }
 
-async function runExtraction() {
-  clearError();
-  const { names, opts } = currentRequest();
-  if (!names.length) { showError('Enter at least one name.'); return; }
-  state.extracting = true; setBusy();
-  $('result').hidden = true;
+// ---- Running: extraction (model, then its random-initialised twin), then the fit ------------
+
+function progressText(p, what) {
+  const rate = p.tokens / Math.max(p.seconds, 1e-6);
+  const fresh = p.done - p.fromStore;
+  const left = fresh ? (p.seconds / fresh) * (p.total - p.done) : 0;
+  return `${what}${p.done} / ${p.total} entities`
+    + (p.fromStore ? ` (${p.fromStore} from this browser's cache)` : '')
+    + ` · ${rate.toFixed(0)} tokens/s · about ${left.toFixed(0)} s left`;
+}
+
+async function extractStage(names, opts, variant, what) {
+  const store = await storeReady;
   $('extract-progress').value = 0;
-  try {
-    const r = await pool.extract(names, opts, state.info, (p) => {
+  return gatherActivations({
+    pool, store, info: state.info, names, opts, variant,
+    // ?hold_max_mb=N: keep activations in the page only up to N MB (memory measurements).
+    ...(params.has('hold_max_mb') ? { holdMaxBytes: Number(params.get('hold_max_mb')) * 1e6 } : {}),
+    onProgress: (p) => {
       if (p.gpuFailed) {
         showEngine();
         $('extract-status').textContent = `The GPU failed after ${p.batchesOnGpu} of ${p.batches} batches: the rest run on the CPU.`;
         return;
       }
       $('extract-progress').max = p.total; $('extract-progress').value = p.done;
-      const rate = p.tokens / Math.max(p.seconds, 1e-6);
-      const left = p.done ? (p.seconds / p.done) * (p.total - p.done) : 0;
-      $('extract-status').textContent =
-        `${p.done} / ${p.total} entities · ${rate.toFixed(0)} tokens/s · about ${left.toFixed(0)} s left`;
-    });
+      $('extract-status').textContent = progressText(p, what);
+    },
+  });
+}
+
+async function runExtraction() {
+  clearError();
+  const { names, opts } = currentRequest();
+  if (!names.length) { showError('Enter at least one name.'); return; }
+  state.extracting = true; setBusy();
+  $('result').hidden = true;
+  try {
+    const dataset = await currentDataset();
+    const r = await extractStage(names, opts, 'model', '');
     if (r.cancelled) {
-      $('extract-status').textContent = `Cancelled after ${r.done} of ${r.total} entities.`;
+      $('extract-status').textContent = `Cancelled after ${r.done} of ${r.total} entities`
+        + (state.store.ok ? '; the finished ones are kept in this browser, and Extract continues from there.' : '.');
       return;
     }
     state.lastRun = { ...r, nEntities: names.length, names, opts };
     state.report = null;
-    const on = { gpu: ' on WebGPU', cpu: ' on the CPU', 'gpu+cpu': ' (WebGPU, then the CPU after the GPU failed)' }[r.engine];
-    $('extract-status').textContent =
-      `Done${on}: ${names.length} entities, ${r.tokens} tokens in ${r.seconds.toFixed(2)} s (${(r.tokens / r.seconds).toFixed(0)} tokens/s).`;
+    const on = { gpu: ' on WebGPU', cpu: ' on the CPU', 'gpu+cpu': ' (WebGPU, then the CPU after the GPU failed)', store: '' }[r.engine];
+    const doneText = r.computed
+      ? `Done${on}: ${names.length} entities (${r.computed} computed, ${r.fromStore} from this browser's cache), ${r.tokens} tokens in ${r.seconds.toFixed(2)} s (${(r.tokens / r.seconds).toFixed(0)} tokens/s).`
+      : `All ${names.length} entities' activations came from this browser's cache (same model, prompt and names).`;
+    $('extract-status').textContent = doneText;
     $('result').hidden = false;
     $('result-summary').textContent =
-      `Activations: ${r.nLayers + 1} layers × ${names.length} entities × ${r.dModel} dimensions.`;
-    const dataset = $('dataset').value;
+      `Activations: ${r.nLayers + 1} layers × ${names.length} entities × ${r.dModel} dimensions.`
+      + (r.data ? '' : ' Too large to hold in the page: they are in this browser\'s cache; fit them with the command line (probelab fit).')
+      + (state.store.reason ? ` (${state.store.reason})` : '');
+    $('download-acts').disabled = !r.data;
     // The page state lives in the URL, so a link reproduces the view.
     const url = new URL(location.href);
-    url.searchParams.set('dataset', dataset);
+    url.searchParams.set('dataset', $('dataset').value === 'imported' ? 'custom' : $('dataset').value);
     url.searchParams.set('prompt', opts.template);
     history.replaceState(null, '', url);
-    if (dataset !== 'custom') await fitProbes(dataset, r, opts);
+    if (!dataset || !r.data) return;
+    state.randomRun = null;
+    if ($('random-init').checked) {
+      const t = await extractStage(names, opts, 'random-init', 'Random-initialised control model: ');
+      if (t.cancelled) {
+        $('extract-status').textContent = `Cancelled the random-initialised control after ${t.done} of ${t.total} entities; the probes are fitted without it.`;
+      } else {
+        state.randomRun = t;
+        $('extract-status').textContent = `${doneText} The random-initialised control model ran too (${t.computed} computed, ${t.fromStore} from the cache).`;
+      }
+    }
+    await fitAndShow(dataset, state.lastRun, state.randomRun, opts);
   } catch (e) {
     pool.cancel();
     showError(`Extraction failed: ${e.message}`);
@@ -187,36 +367,99 @@ async function runExtraction() {
   }
 }
 
-const fmt = (v, d = 2) => (v === null || v === undefined || Number.isNaN(v) ? 'n/a' : v.toFixed(d));
+const currentSplit = () => $('split').value;
 
-/** Fits the probes and controls on the extraction `r` and draws the figures. */
-async function fitProbes(dataset, r, opts) {
-  const permutations = Number(params.get('permutations')) || 100;
+/** Fits the probes and controls (or takes the stored report of the same fit) and draws them. */
+async function fitAndShow(dataset, run, randomRun, opts) {
+  const store = await storeReady;
+  const split = currentSplit();
+  const key = await reportKey({ run: run.run, randomRun: randomRun ? randomRun.run : null, dataset: dataset.key, split, permutations, seed: String(SEED) });
   $('probe-panel').hidden = false;
-  $('probe-status').textContent = `Fitting ridge probes on ${r.nLayers + 1} layers with ${permutations} shuffled-target refits…`;
+  let stored = await store.getReport(key);
   const t = performance.now();
-  const { report, scenes } = await pool.fit({
-    data: r.data.slice(), nLayers: r.nLayers, dModel: r.dModel, randomInit: undefined,
-    firstTokenIds: r.firstTokenIds, dataset, split: params.get('split') || 'random', permutations,
-    modelName: state.info.name, modelSha256: state.info.sha256, template: opts.template,
-  });
-  state.report = showResults(report, JSON.parse(scenes), params.has('layer') ? Number(params.get('layer')) : undefined);
-  $('probe-status').textContent = `Fitted in ${((performance.now() - t) / 1000).toFixed(1)} s.`;
-  $('summary').textContent = summarize(state.report);
+  if (!stored) {
+    $('probe-status').textContent = `Fitting ridge probes on ${run.nLayers + 1} layers with ${permutations} shuffled-target refits…`;
+    const { report, scenes } = await pool.fit({
+      data: run.data.slice(), nLayers: run.nLayers, dModel: run.dModel,
+      randomInit: randomRun ? randomRun.data.slice() : undefined,
+      firstTokenIds: run.firstTokenIds, dataset: dataset.name, csv: dataset.csv, split, permutations,
+      modelName: state.info.name, modelSha256: state.info.sha256, template: opts.template,
+    });
+    stored = { reportJson: report, scenes };
+    await store.putReport(key, stored);
+    $('probe-status').textContent = `Fitted in ${((performance.now() - t) / 1000).toFixed(1)} s.`;
+  } else {
+    $('probe-status').textContent = 'The same fit was done before: shown from this browser\'s cache.';
+  }
+  show(stored, state.info.sha256);
 }
 
-/** "What survives the controls", in words. */
-function summarize(rep) {
-  const s = rep.selected, b = rep.baselines;
-  const what = rep.dataset.target === 'space' ? 'latitude and longitude' : 'the year';
-  const err = rep.dataset.target === 'space' ? `median error ${fmt(s.km_median, 0)} km` : `mean error ${fmt(s.years_mae, 0)} years`;
-  const worst = [...rep.by_group].filter((g) => g.r2_test !== null).sort((a, c) => a.r2_test - c.r2_test)[0];
-  return `Layer ${s.layer} (chosen on the training set's validation folds) predicts ${what} of held-out entities with R² ${fmt(s.r2_test)} (${err}); `
-    + `p = ${fmt(s.p_value, 3)} against ${s.n_permutations} shuffles, paying for the choice of layer. `
-    + `Baselines: layer 0 (token embeddings) R² ${fmt(b.layer0_r2_test)}, names alone (character n-grams) R² ${fmt(b.ngram_r2_test)}; `
-    + `control-task selectivity ${fmt(s.selectivity)}. `
-    + (worst ? `Worst served: ${worst.group} (R² ${fmt(worst.r2_test)}, ${worst.n_test} test entities). ` : '')
-    + 'The random-initialised model control runs on the command line (probelab run).';
+function show(stored, sha256) {
+  state.report = showResults(stored.reportJson, JSON.parse(stored.scenes), params.has('layer') ? Number(params.get('layer')) : undefined);
+  state.shownFrom = sha256;
+  $('probe-panel').hidden = false;
+  $('summary').textContent = report_summary(stored.reportJson);
+}
+
+/**
+ * What the store already holds for the current model, names and prompt: a report (shown at
+ * once), complete activations (a fit away), or part of an interrupted run (Extract resumes).
+ * `modelRecord` stands in for the model before it has loaded (a revisit).
+ */
+async function showStoredState(modelRecord) {
+  const info = modelRecord || state.info;
+  const dataset = await currentDataset();
+  if (!info || state.extracting) return false;
+  const store = await storeReady;
+  const { names, opts } = currentRequest();
+  if (!names.length) return false;
+  const key = (variant) => runKey({ modelSha256: info.sha256, variant, template: opts.template, pool: opts.pool, names });
+  const [run, randomRun] = await Promise.all([key('model'), key('random-init')]);
+  const rec = await store.get('runs', run);
+  const status = $('extract-status');
+  if (/interrupted run/.test(status.textContent)) status.textContent = '';
+  if (!rec) return false;
+  if (!rec.complete) {
+    let n = 0;
+    await store.readChunks(run, (c) => { n += c.indices.length; });
+    $('extract-status').textContent = `${n} of ${names.length} entities are cached from an interrupted run: Extract continues from there.`;
+    return false;
+  }
+  if (!dataset) return false;
+  const randomRec = $('random-init').checked ? await store.get('runs', randomRun) : null;
+  const rk = await reportKey({ run, randomRun: randomRec && randomRec.complete ? randomRun : null, dataset: dataset.key, split: currentSplit(), permutations, seed: String(SEED) });
+  const stored = await store.getReport(rk);
+  if (stored) {
+    show(stored, info.sha256);
+    $('probe-status').textContent = 'Shown from this browser\'s cache (the same model, names, prompt and split as before).';
+    return true;
+  }
+  return false;
+}
+
+/** A changed split re-fits the activations in memory or in the store; the model does not run. */
+async function refit() {
+  if (state.extracting || !state.info) return;
+  const dataset = await currentDataset();
+  if (!dataset) return;
+  const url = new URL(location.href);
+  url.searchParams.set('split', currentSplit());
+  history.replaceState(null, '', url);
+  const { names, opts } = currentRequest();
+  const store = await storeReady;
+  const same = state.lastRun && state.lastRun.names.join('\n') === names.join('\n') && state.lastRun.opts.template === opts.template && state.lastRun.opts.pool === opts.pool;
+  const run = same ? state.lastRun : await readStoredRun({ store, info: state.info, names, opts, variant: 'model' });
+  if (!run || !run.data) return;   // nothing extracted yet: Extract fits with the new split
+  const randomRun = same ? state.randomRun
+    : ($('random-init').checked ? await readStoredRun({ store, info: state.info, names, opts, variant: 'random-init' }) : null);
+  state.extracting = true; setBusy();
+  try {
+    await fitAndShow(dataset, run, randomRun, opts);
+  } catch (e) {
+    showError(`Could not fit: ${e.message}`);
+  } finally {
+    state.extracting = false; setBusy();
+  }
 }
 
 async function downloadActivations() {
@@ -235,6 +478,8 @@ async function downloadActivations() {
   }
 }
 
+// ---- Wiring ---------------------------------------------------------------------------------
+
 $('model-file').addEventListener('change', (e) => {
   const f = e.target.files[0];
   if (f) loadModel({ file: f });
@@ -243,26 +488,25 @@ $('model-load-url').addEventListener('click', () => {
   const url = $('model-url').value.trim();
   if (url) loadModel({ url });
 });
-$('names-file').addEventListener('change', async (e) => {
-  const f = e.target.files[0];
-  if (!f) return;
-  const { parse_names_csv, default: init } = await import('./pkg/probelab.js');
-  await init();
-  try {
-    $('names').value = parse_names_csv(new Uint8Array(await f.arrayBuffer())).join('\n');
-    clearError();
-  } catch (err) {
-    showError(`${f.name}: ${err.message}`);
-  }
+$('names-file').addEventListener('change', (e) => { if (e.target.files[0]) importFile(e.target.files[0]); });
+// Drag and drop a CSV anywhere on the entities panel.
+$('data-panel').addEventListener('dragover', (e) => { e.preventDefault(); $('data-panel').classList.add('drop'); });
+$('data-panel').addEventListener('dragleave', () => $('data-panel').classList.remove('drop'));
+$('data-panel').addEventListener('drop', (e) => {
+  e.preventDefault();
+  $('data-panel').classList.remove('drop');
+  const f = e.dataTransfer.files[0];
+  if (f) importFile(f);
 });
 $('extract').addEventListener('click', runExtraction);
 $('cancel').addEventListener('click', () => pool.cancel());
 $('download-acts').addEventListener('click', downloadActivations);
+$('split').addEventListener('change', refit);
+$('dataset').addEventListener('change', showDataset);
+$('names').addEventListener('input', () => { $('dataset').value = 'custom'; showDataset(); });
 
 $('engine').textContent = 'Engine: starting…';
 
-// Built-in datasets: choosing one fills the names; typing names switches to "my own names".
-const builtins = init().then(() => JSON.parse(builtin_datasets()));
 builtins.then((list) => {
   for (const d of list) {
     const o = document.createElement('option');
@@ -270,30 +514,28 @@ builtins.then((list) => {
     $('dataset').append(o);
   }
   const wanted = params.get('dataset') || 'world-places-200';
-  if (list.some((d) => d.name === wanted)) { $('dataset').value = wanted; showDataset(); }
+  if (list.some((d) => d.name === wanted)) $('dataset').value = wanted;
 });
-async function showDataset() {
-  const name = $('dataset').value;
-  if (name === 'custom') { $('dataset-note').textContent = 'Extraction only: probes need targets (a built-in dataset).'; return; }
-  const d = (await builtins).find((x) => x.name === name);
-  $('names').value = d.names.join('\n');
-  $('dataset-note').textContent = `${d.n} entities with ${d.target === 'space' ? 'latitude and longitude' : 'years'}; probes and controls run after extraction.`;
-}
-$('dataset').addEventListener('change', showDataset);
-$('names').addEventListener('input', () => { $('dataset').value = 'custom'; showDataset(); });
 
-// Load the default model on arrival, unless the URL asks for another (?model=URL).
 if (params.has('prompt')) $('template').value = params.get('prompt');
 const initial = params.get('model') || DEFAULT_MODEL_URL;
 $('model-url').value = initial;
-const loaded = loadModel({ url: initial });
+
+// A revisit: the last result for this model, names and prompt is drawn before the model has
+// even loaded (the model's hash is remembered by URL; the load checks it).
+const arrived = Promise.all([builtins, storeReady, wasmReady]).then(async ([, store]) => {
+  await showDataset();
+  const rec = await store.modelRecord(new URL(initial, location.href).href);
+  return rec ? showStoredState(rec) : false;
+});
+// Load the default model on arrival, unless the URL asks for another (?model=URL).
+const loaded = arrived.then(() => loadModel({ url: initial }));
 
 // Embedded (?embed=1, e.g. in a blog post's iframe): a compact view that runs on its own —
 // progress, then the summary, the chart and the map; the inputs stay hidden.
 if (params.has('embed')) {
   document.body.classList.add('embed');
-  Promise.all([loaded, builtins]).then(async () => {
-    await showDataset();
-    if (state.info && $('dataset').value !== 'custom') runExtraction();
+  Promise.all([loaded, arrived]).then(async ([, shown]) => {
+    if (!shown && state.info && $('dataset').value !== 'custom') runExtraction();
   });
 }

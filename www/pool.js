@@ -7,6 +7,8 @@ export class EnginePool {
     this.workers = Array.from({ length: size }, () =>
       new Worker(new URL('./worker.js', import.meta.url), { type: 'module' }));
     this.listeners = new Set();
+    /** Entities the model has run on since the page opened (a cache hit adds none). */
+    this.entitiesComputed = 0;
     this.workers.forEach((w, i) => {
       w.onmessage = (ev) => this.listeners.forEach((f) => f(i, ev.data));
       w.onerror = (e) => this.listeners.forEach((f) => f(i, { type: 'error', phase: 'worker', message: e.message || 'the worker failed' }));
@@ -55,23 +57,29 @@ export class EnginePool {
   get onGpu() { return Boolean(this.gpu && this.gpu.ok && !this.gpuFailed); }
 
   /**
-   * Extracts activations for `names`; onProgress({done, total, tokens, seconds}).
-   * Resolves with {data, tokensPerEntity, tokens, seconds, nLayers, dModel} or {cancelled}.
+   * Extracts the entities `indices` of `names` (all of them when `indices` is null). Each
+   * finished batch goes to onRows({indices, data, tokens, firstTokenIds}) as soon as it
+   * arrives — data is [layers + 1][batch][d], indices are places in `names` — so nothing here
+   * holds the whole result. onProgress({done, total, tokens, seconds}) counts this call's work.
+   * Resolves with {tokens, seconds, engine, gpuFailed, batchesOnGpu} or {cancelled, done, total}.
    */
-  async extract(names, opts, info, onProgress) {
+  async extract(names, indices, opts, onProgress, onRows) {
     // Problems are numbered against the whole list, so check it whole before splitting.
     await this.request(0, { type: 'check', names, template: opts.template }, ['checked']);
-    const gpu = this.onGpu;
+    const todo = indices || Uint32Array.from(names, (_, i) => i);
+    // The GPU holds the model's own weights; the random-initialised twin runs on the CPU.
+    const gpu = this.onGpu && !opts.randomInit;
     // The GPU wants wide batches; one worker drives it.
     if (gpu) opts = { ...opts, engine: 'gpu', batchSize: opts.gpuBatch || Math.max(opts.batchSize, EnginePool.GPU_BATCH) };
-    const n = gpu ? 1 : Math.min(this.active, names.length);
+    const n = gpu ? 1 : Math.max(1, Math.min(this.active, todo.length));
     let batchesOnGpu = null;
-    const bounds = Array.from({ length: n + 1 }, (_, k) => Math.round((k * names.length) / n));
+    const bounds = Array.from({ length: n + 1 }, (_, k) => Math.round((k * todo.length) / n));
     const done = new Array(n).fill(0);
     const tokens = new Array(n).fill(0);
     const start = performance.now();
-    const shards = await Promise.all(Array.from({ length: n }, (_, k) =>
-      this.request(k, { type: 'extract', ...opts, names: names.slice(bounds[k], bounds[k + 1]) },
+    const shards = await Promise.all(Array.from({ length: n }, (_, k) => {
+      const part = todo.slice(bounds[k], bounds[k + 1]);
+      return this.request(k, { type: 'extract', ...opts, names: Array.from(part, (i) => names[i]), indices: part },
         ['extracted', 'cancelled'], (m) => {
           if (m.type === 'gpu-failed') {
             this.gpuFailed = m.message;
@@ -79,32 +87,24 @@ export class EnginePool {
             onProgress({ gpuFailed: m.message, batchesOnGpu: m.batchesOnGpu, batches: m.batches });
             return;
           }
-          if (m.type !== 'progress') return;
-          done[k] = m.done; tokens[k] = m.tokens;
+          if (m.type !== 'rows') return;
+          done[k] = m.done; tokens[k] = m.tokensDone;
+          this.entitiesComputed += m.indices.length;
+          onRows(m);
           onProgress({
-            done: done.reduce((a, b) => a + b), total: names.length,
+            done: done.reduce((a, b) => a + b), total: todo.length,
             tokens: tokens.reduce((a, b) => a + b), seconds: (performance.now() - start) / 1000,
           });
-        })));
+        });
+    }));
     const seconds = (performance.now() - start) / 1000;
     if (shards.some((s) => s.type === 'cancelled')) {
       this.cancel();
-      return { cancelled: true, done: done.reduce((a, b) => a + b), total: names.length };
+      return { cancelled: true, done: done.reduce((a, b) => a + b), total: todo.length };
     }
-    // Each shard is [layers + 1][shard entities][d]; interleave them into [layers + 1][N][d].
-    const L = info.n_layers + 1, d = info.d_model;
-    const data = new Float32Array(L * names.length * d);
-    shards.forEach((s, k) => {
-      const m = bounds[k + 1] - bounds[k];
-      for (let l = 0; l < L; l++) {
-        data.set(s.data.subarray(l * m * d, (l + 1) * m * d), (l * names.length + bounds[k]) * d);
-      }
-    });
-    const tokensPerEntity = shards.flatMap((s) => Array.from(s.tokensPerEntity));
-    const firstTokenIds = Uint32Array.from(shards.flatMap((s) => Array.from(s.firstTokenIds)));
     return {
-      data, tokensPerEntity, firstTokenIds, tokens: tokens.reduce((a, b) => a + b), seconds,
-      nLayers: info.n_layers, dModel: d, engine: gpu ? (shards[0].gpuFailed ? 'gpu+cpu' : 'gpu') : 'cpu',
+      tokens: tokens.reduce((a, b) => a + b), seconds,
+      engine: gpu ? (shards[0].gpuFailed ? 'gpu+cpu' : 'gpu') : 'cpu',
       gpuFailed: gpu ? shards[0].gpuFailed : null, batchesOnGpu,
     };
   }

@@ -1,6 +1,7 @@
 // One model worker: holds a wasm Lab and runs extraction batch by batch, off the page's thread.
-// Messages in: load, check, extract, cancel, safetensors. Out: progress, loaded, checked,
-// extracted, cancelled, safetensors, gpu-failed, error. www/pool.js drives several of these.
+// Messages in: load, check, extract, cancel, fit, safetensors. Out: loaded, checked, rows (one
+// per finished batch), extracted, cancelled, fitted, safetensors, gpu-failed, error.
+// www/pool.js drives several of these.
 // A worker asked to (`gpu` in its load message) also puts the weights on the GPU through
 // WebGPU and then runs batches there, dropping to its CPU copy if the GPU fails.
 import init, * as wasm from './pkg/probelab.js';
@@ -67,35 +68,51 @@ async function load(msg) {
   post({ type: 'loaded', info: lab.info(), source: msg.source, engine });
 }
 
+/**
+ * Extracts msg.names (whose places in the page's whole list are msg.indices), batch by batch;
+ * each finished batch goes straight to the page as a `rows` message, so the worker never holds
+ * more than one batch. With msg.randomInit the random-initialised twin runs instead (CPU only).
+ */
 async function extract(msg) {
   if (!lab) throw new Error('load a model first');
   cancelled = false;
-  const useGpu = msg.engine === 'gpu' && gpu && !gpuFailed;
-  const nBatches = lab.prepare(msg.names, msg.template, msg.pool, msg.batchSize);
-  let done = 0, tokens = 0;
-  for (let i = 0; i < nBatches; i++) {
-    // Yield so a Cancel message can arrive between batches.
-    await new Promise((r) => setTimeout(r, 0));
-    if (cancelled) { post({ type: 'cancelled', done }); return; }
-    let n, t;
-    if (useGpu && !gpuFailed) {
-      if (msg.failGpuAfter !== undefined && i === msg.failGpuAfter) gpu.destroy_device_for_tests();
-      try {
-        [n, t] = await lab.run_batch_gpu(gpu, i);
-      } catch (e) {
-        // Batches already done stay; this one and the rest run on the CPU.
-        gpuFailed = String(e && e.message ? e.message : e);
-        post({ type: 'gpu-failed', message: gpuFailed, batchesOnGpu: i, batches: nBatches });
+  lab.use_random_init(msg.randomInit ? wasm.random_init_seed() : undefined);
+  try {
+    const useGpu = msg.engine === 'gpu' && gpu && !gpuFailed && !msg.randomInit;
+    const nBatches = lab.prepare(msg.names, msg.template, msg.pool, msg.batchSize);
+    const tokensPer = lab.tokens_per_entity();
+    const firstIds = lab.first_token_ids();
+    let done = 0, tokens = 0;
+    for (let i = 0; i < nBatches; i++) {
+      // Yield so a Cancel message can arrive between batches.
+      await new Promise((r) => setTimeout(r, 0));
+      if (cancelled) { post({ type: 'cancelled', done }); return; }
+      let n, t;
+      if (useGpu && !gpuFailed) {
+        if (msg.failGpuAfter !== undefined && i === msg.failGpuAfter) gpu.destroy_device_for_tests();
+        try {
+          [n, t] = await lab.run_batch_gpu(gpu, i);
+        } catch (e) {
+          // Batches already done stay; this one and the rest run on the CPU.
+          gpuFailed = String(e && e.message ? e.message : e);
+          post({ type: 'gpu-failed', message: gpuFailed, batchesOnGpu: i, batches: nBatches });
+        }
       }
+      if (n === undefined) [n, t] = lab.run_batch(i);
+      done += n; tokens += t;
+      const local = lab.batch_entities(i);
+      const data = lab.take_rows();
+      post({
+        type: 'rows', done, tokensDone: tokens, data,
+        indices: local.map((j) => msg.indices[j]),
+        tokens: local.map((j) => tokensPer[j]),
+        firstTokenIds: local.map((j) => firstIds[j]),
+      }, [data.buffer]);
     }
-    if (n === undefined) [n, t] = lab.run_batch(i);
-    done += n; tokens += t;
-    post({ type: 'progress', phase: 'extract', done, tokens });
+    post({ type: 'extracted', tokens, gpuFailed: useGpu ? gpuFailed : null });
+  } finally {
+    if (msg.randomInit) lab.use_random_init(undefined);  // frees the twin's weights
   }
-  const data = lab.activations();
-  const tokensPerEntity = lab.tokens_per_entity();
-  const firstTokenIds = lab.first_token_ids();
-  post({ type: 'extracted', data, tokensPerEntity, firstTokenIds, tokens, gpuFailed: useGpu ? gpuFailed : null }, [data.buffer]);
 }
 
 self.onmessage = async (ev) => {
@@ -108,7 +125,7 @@ self.onmessage = async (ev) => {
     else if (msg.type === 'fit') {
       await ready;
       const report = fit_probes(msg.data, msg.nLayers, msg.dModel, msg.randomInit, msg.firstTokenIds,
-        msg.dataset, undefined, msg.split, msg.permutations, 0n, msg.modelName, msg.modelSha256, msg.template);
+        msg.dataset, msg.csv, msg.split, msg.permutations, 0n, msg.modelName, msg.modelSha256, msg.template);
       post({ type: 'fitted', report, scenes: report_scenes(report) });
     }
     else if (msg.type === 'safetensors') {

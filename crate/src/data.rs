@@ -139,6 +139,9 @@ impl fmt::Display for TargetKind {
     }
 }
 
+/// Most distinct values a column may have to be offered for block hold-out.
+pub const MAX_BLOCKS: usize = 50;
+
 /// Entities with their targets, groups and optional fixed test split.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Dataset {
@@ -161,6 +164,19 @@ impl Dataset {
 
     pub fn is_empty(&self) -> bool {
         self.names.is_empty()
+    }
+
+    /// Columns that make sense for block hold-out (`group:COLUMN`): those with 2 to
+    /// [`MAX_BLOCKS`] distinct values (continent, century — not population or a date).
+    pub fn block_columns(&self) -> Vec<&str> {
+        self.groups
+            .iter()
+            .filter(|(_, values)| {
+                let distinct: std::collections::BTreeSet<&String> = values.iter().collect();
+                (2..=MAX_BLOCKS).contains(&distinct.len())
+            })
+            .map(|(column, _)| column.as_str())
+            .collect()
     }
 
     /// Targets flattened row-major: `len() * kind.target_names().len()` values.

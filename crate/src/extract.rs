@@ -217,6 +217,22 @@ pub fn extract(
     Ok(acts)
 }
 
+/// One forward pass over the entities `which`, returning their rows in batch order,
+/// `[layers + 1][which.len()][d_model]`: what a shell that streams batches (to a cache, a
+/// file, another thread) needs, without a buffer for every entity.
+pub fn batch_rows(
+    model: &Llama,
+    entities: &[EntityTokens],
+    which: &[usize],
+    pool: Pool,
+) -> Result<Vec<f32>> {
+    let batch: Vec<EntityTokens> = which.iter().map(|&e| entities[e].clone()).collect();
+    let order: Vec<usize> = (0..batch.len()).collect();
+    let mut acts = Activations::zeros(model.config.n_layers, batch.len(), model.config.d_model);
+    extract_batch(model, &batch, &order, pool, &mut acts)?;
+    Ok(acts.data)
+}
+
 /// One forward pass over the entities `which`, writing their rows of `acts`.
 pub fn extract_batch(
     model: &Llama,

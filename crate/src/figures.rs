@@ -27,6 +27,80 @@ fn wrap_longitude(lon: f64) -> f64 {
     }
 }
 
+/// "What survives the controls", in plain words: the selected layer's held-out score, its
+/// p-value after choosing the layer, the margin over each baseline and control, and the
+/// worst-served groups. The page shows it above the figures; the command line prints it.
+pub fn summary(report: &Report) -> String {
+    let f = |v: Option<f64>, digits: usize| match v {
+        Some(v) if v.is_finite() => format!("{v:.digits$}"),
+        _ => "n/a".into(),
+    };
+    let s = &report.selected;
+    let b = &report.baselines;
+    let space = report.dataset.target == TargetKind::Space;
+    let (what, error) = if space {
+        (
+            "latitude and longitude",
+            format!("median error {} km", f(s.km_median, 0)),
+        )
+    } else {
+        (
+            "the year",
+            format!("mean error {} years", f(s.years_mae, 0)),
+        )
+    };
+    let margin = |base: Option<f64>| match base {
+        Some(v) if v.is_finite() => format!(" (the probe is {:+.2} above it)", s.r2_test - v),
+        _ => String::new(),
+    };
+    let mut out = format!(
+        "Layer {} (chosen on the training set's validation folds) predicts {what} of held-out \
+         entities with R² {} ({error}); {} against {} shuffled-target refits, paying for the \
+         choice of layer. ",
+        s.layer,
+        f(Some(s.r2_test), 2),
+        fmt_p(s.p_value),
+        s.n_permutations
+    );
+    out += &format!(
+        "Baselines: layer 0 (token embeddings) R² {}{}; names alone (character n-grams, no \
+         model) R² {}{}. ",
+        f(Some(b.layer0_r2_test), 2),
+        margin(Some(b.layer0_r2_test)),
+        f(b.ngram_r2_test, 2),
+        margin(b.ngram_r2_test)
+    );
+    out += &match s.random_init_r2 {
+        Some(r) => format!(
+            "Random-initialised model at the same layer: R² {}{}. ",
+            f(Some(r), 2),
+            margin(Some(r))
+        ),
+        None => "The random-initialised model control was not run. ".into(),
+    };
+    if s.selectivity.is_some() {
+        out += &format!(
+            "Control task (first token → random target) selectivity {}. ",
+            f(s.selectivity, 2)
+        );
+    }
+    let mut groups: Vec<_> = report
+        .by_group
+        .iter()
+        .filter_map(|g| g.r2_test.map(|r| (r, g)))
+        .collect();
+    groups.sort_by(|a, b| a.0.total_cmp(&b.0));
+    if !groups.is_empty() {
+        let worst: Vec<String> = groups
+            .iter()
+            .take(2)
+            .map(|(r, g)| format!("{} (R² {:.2}, {} test entities)", g.group, r, g.n_test))
+            .collect();
+        out += &format!("Worst served: {}.", worst.join(", "));
+    }
+    out.trim_end().to_string()
+}
+
 /// Score by layer: the probe's held-out R² with every control on the same axes.
 pub fn layer_scene(report: &Report) -> Scene {
     let layers: Vec<usize> = report.layers.iter().map(|l| l.layer).collect();

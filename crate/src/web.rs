@@ -23,16 +23,20 @@ pub fn start() {
     console_error_panic_hook::set_once();
 }
 
-/// A loaded model plus the current extraction job.
+/// A loaded model plus the current extraction job. Batches are streamed: each finished batch's
+/// rows wait in `rows` until the worker takes them, so a job of any length holds one batch.
 #[wasm_bindgen]
 pub struct Lab {
     loaded: LoadedModel,
+    /// The random-initialised twin (the control model) and its seed, while a job uses it.
+    twin: Option<(u64, crate::model::Llama)>,
     pool: Pool,
     /// Shared with batches running on the GPU (their futures outlive any borrow of the Lab).
     entities: Rc<Vec<EntityTokens>>,
     /// Entity indices in processing order (sorted by length), cut into batches.
     batches: Vec<Vec<usize>>,
-    acts: Rc<RefCell<Option<Activations>>>,
+    /// The last finished batch, `[layers + 1][batch entities][d_model]`, until taken.
+    rows: Rc<RefCell<Option<Vec<f32>>>>,
 }
 
 #[wasm_bindgen]
@@ -44,10 +48,11 @@ impl Lab {
         let loaded = LoadedModel::read(&mut cursor, &LoadOptions::default()).map_err(js_err)?;
         Ok(Lab {
             loaded,
+            twin: None,
             pool: Pool::Last,
             entities: Rc::new(Vec::new()),
             batches: Vec::new(),
-            acts: Rc::new(RefCell::new(None)),
+            rows: Rc::new(RefCell::new(None)),
         })
     }
 
@@ -90,8 +95,7 @@ impl Lab {
         )
         .map_err(js_err)?;
         self.batches = extract::plan_batches(&entities, batch_size);
-        let c = &self.loaded.model.config;
-        *self.acts.borrow_mut() = Some(Activations::zeros(c.n_layers, entities.len(), c.d_model));
+        *self.rows.borrow_mut() = None;
         self.entities = Rc::new(entities);
         self.pool = pool;
         Ok(self.batches.len())
@@ -125,20 +129,55 @@ impl Lab {
             .collect()
     }
 
-    /// Runs batch `i`; returns [entities in the batch, tokens in the batch].
+    /// Runs the following jobs on the random-initialised twin of the model (the control model,
+    /// built on first use from `seed`), or, with `None`, on the model again (the twin's memory
+    /// is freed).
+    pub fn use_random_init(&mut self, seed: Option<u64>) -> Result<(), JsError> {
+        match seed {
+            None => self.twin = None,
+            Some(seed) if self.twin.as_ref().map(|t| t.0) != Some(seed) => {
+                self.twin = None;
+                let twin = self.loaded.model.random_like(seed).map_err(js_err)?;
+                self.twin = Some((seed, twin));
+            }
+            Some(_) => {}
+        }
+        Ok(())
+    }
+
+    /// The entities of batch `i`, as positions in the prepared list, in the order of the rows
+    /// [`Lab::take_rows`] returns.
+    pub fn batch_entities(&self, i: usize) -> Result<Vec<u32>, JsError> {
+        Ok(self
+            .batches
+            .get(i)
+            .ok_or_else(|| JsError::new(&format!("no batch {i}")))?
+            .iter()
+            .map(|&e| e as u32)
+            .collect())
+    }
+
+    /// Runs batch `i` (on the twin after `use_random_init`); returns [entities in the batch,
+    /// tokens in the batch]. Its rows wait for [`Lab::take_rows`].
     pub fn run_batch(&mut self, i: usize) -> Result<Vec<u32>, JsError> {
         let which = self
             .batches
             .get(i)
             .ok_or_else(|| JsError::new(&format!("no batch {i}")))?;
-        let mut acts = self.acts.borrow_mut();
-        let acts = acts
-            .as_mut()
-            .ok_or_else(|| JsError::new("call prepare() first"))?;
-        extract::extract_batch(&self.loaded.model, &self.entities, which, self.pool, acts)
-            .map_err(js_err)?;
+        let model = self.twin.as_ref().map_or(&self.loaded.model, |t| &t.1);
+        let rows = extract::batch_rows(model, &self.entities, which, self.pool).map_err(js_err)?;
+        *self.rows.borrow_mut() = Some(rows);
         let tokens: usize = which.iter().map(|&e| self.entities[e].ids.len()).sum();
         Ok(vec![which.len() as u32, tokens as u32])
+    }
+
+    /// The last finished batch's rows, `[layers + 1][batch entities][d_model]` flat (see
+    /// [`Lab::batch_entities`]); each batch can be taken once.
+    pub fn take_rows(&self) -> Result<Vec<f32>, JsError> {
+        self.rows
+            .borrow_mut()
+            .take()
+            .ok_or_else(|| JsError::new("no finished batch to take"))
     }
 
     /// Runs batch `i` on the GPU model (see [`GpuModel`]) without blocking: one submission, one
@@ -152,13 +191,15 @@ impl Lab {
             .get(i)
             .ok_or_else(|| JsError::new(&format!("no batch {i}")))?
             .clone();
-        if self.acts.borrow().is_none() {
-            return Err(JsError::new("call prepare() first"));
+        if self.twin.is_some() {
+            return Err(JsError::new(
+                "the GPU holds the model's own weights, not the random-initialised twin",
+            ));
         }
-        let (model, entities, acts, pool) = (
+        let (model, entities, rows, pool) = (
             gpu.model.clone(),
             self.entities.clone(),
-            self.acts.clone(),
+            self.rows.clone(),
             self.pool,
         );
         Ok(wasm_bindgen_futures::future_to_promise(async move {
@@ -166,25 +207,11 @@ impl Lab {
                 .forward_capture_async(&entities, &which, pool)
                 .await
                 .map_err(|e| JsValue::from(js_err(e)))?;
-            let mut acts = acts.borrow_mut();
-            let acts = acts
-                .as_mut()
-                .ok_or_else(|| JsValue::from(JsError::new("the job was replaced")))?;
-            crate::gpu::store(&got, &entities, &which, acts);
+            // Captured rows are already in batch order.
+            *rows.borrow_mut() = Some(got.data);
             let tokens: usize = which.iter().map(|&e| entities[e].ids.len()).sum();
             Ok(js_sys::Array::of2(&(which.len() as u32).into(), &(tokens as u32).into()).into())
         }))
-    }
-
-    /// Activations `[layers + 1][entities][d_model]`, flat.
-    pub fn activations(&self) -> Result<Vec<f32>, JsError> {
-        Ok(self
-            .acts
-            .borrow()
-            .as_ref()
-            .ok_or_else(|| JsError::new("nothing extracted yet"))?
-            .data
-            .clone())
     }
 
     /// A safetensors file (f32) of activations `[layers + 1][names][d_model]` gathered by the
@@ -306,6 +333,25 @@ pub async fn gpu_probe() -> JsValue {
 #[wasm_bindgen]
 pub fn parse_names_csv(bytes: &[u8]) -> Result<Vec<String>, JsError> {
     data::read_names_csv(bytes).map_err(js_err)
+}
+
+/// A dataset from CSV bytes for the page: `{name, target, n, names, groups, problems:
+/// [{line, message}]}` JSON. Rows that cannot be used are skipped and listed by line; a file
+/// that cannot be used at all is an error that says why.
+#[wasm_bindgen]
+pub fn read_dataset(file_name: &str, bytes: &[u8]) -> Result<String, JsError> {
+    let (d, problems) =
+        data::read_dataset_csv(file_name, bytes, data::OnBadRows::Skip).map_err(js_err)?;
+    let value = serde_json::json!({
+        "name": d.name,
+        "target": format!("{:?}", d.kind).to_lowercase(),
+        "n": d.len(),
+        "names": d.names,
+        "groups": d.block_columns(),
+        "has_is_test": d.is_test.is_some(),
+        "problems": problems,
+    });
+    serde_json::to_string(&value).map_err(|e| JsError::new(&e.to_string()))
 }
 
 /// Fits the probes with every control on activations `[layers + 1][entities][d_model]` (from
@@ -452,12 +498,33 @@ pub fn layer_map_scene(
     )
 }
 
+/// The plain-language summary of a report (its JSON text): see [`crate::figures::summary`].
+#[wasm_bindgen]
+pub fn report_summary(report_json: &str) -> Result<String, JsError> {
+    let report: crate::analysis::Report =
+        serde_json::from_str(report_json).map_err(|e| JsError::new(&format!("report: {e}")))?;
+    Ok(crate::figures::summary(&report))
+}
+
 /// predictions.csv for a report (its JSON text), as the command line writes it.
 #[wasm_bindgen]
 pub fn report_predictions_csv(report_json: &str) -> Result<String, JsError> {
     let report: crate::analysis::Report =
         serde_json::from_str(report_json).map_err(|e| JsError::new(&format!("report: {e}")))?;
     crate::analysis::predictions_csv(&report).map_err(js_err)
+}
+
+/// Hex SHA-256 of bytes: the page's cache keys (WebCrypto is missing outside secure contexts,
+/// e.g. in an iframe on a plain-http page).
+#[wasm_bindgen]
+pub fn sha256_hex(bytes: &[u8]) -> Result<String, JsError> {
+    crate::gguf::sha256_hex(&mut Cursor::new(bytes)).map_err(js_err)
+}
+
+/// Seed of the random-initialised control model: the command line's, so both draw the same twin.
+#[wasm_bindgen]
+pub fn random_init_seed() -> u64 {
+    crate::run::RANDOM_INIT_SEED
 }
 
 /// The built-in datasets: `[{name, n, target}]` JSON.
@@ -467,7 +534,7 @@ pub fn builtin_datasets() -> Result<String, JsError> {
         .iter()
         .map(|name| {
             let d = data::load_builtin(name).map_err(js_err)?;
-            Ok(serde_json::json!({"name": name, "n": d.len(), "target": format!("{:?}", d.kind).to_lowercase(), "names": d.names}))
+            Ok(serde_json::json!({"name": name, "n": d.len(), "target": format!("{:?}", d.kind).to_lowercase(), "names": d.names, "groups": d.block_columns()}))
         })
         .collect::<Result<_, JsError>>()?;
     serde_json::to_string(&list).map_err(|e| JsError::new(&e.to_string()))

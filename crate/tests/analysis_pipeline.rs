@@ -285,6 +285,32 @@ fn planted_signal_is_selected_with_a_small_p_value() {
         ),
         (5, 100, 2)
     );
+    // The plain-language summary carries the report's own figures.
+    let text = probelab::figures::summary(&r);
+    let s = &r.selected;
+    for part in [
+        format!("Layer 3 (chosen on the training set's validation folds) predicts latitude and longitude of held-out entities with R² {:.2}", s.r2_test),
+        format!("median error {:.0} km", s.km_median.unwrap()),
+        format!("p = {:.3} against 50 shuffled-target refits", s.p_value.unwrap()),
+        format!("layer 0 (token embeddings) R² {:.2} (the probe is {:+.2} above it)", r.baselines.layer0_r2_test, s.r2_test - r.baselines.layer0_r2_test),
+        format!("Random-initialised model at the same layer: R² {:.2}", s.random_init_r2.unwrap()),
+    ] {
+        assert!(text.contains(&part), "missing {part:?} in {text}");
+    }
+    let worst = r
+        .by_group
+        .iter()
+        .filter(|g| g.r2_test.is_some())
+        .min_by(|a, b| a.r2_test.unwrap().total_cmp(&b.r2_test.unwrap()))
+        .unwrap();
+    assert!(
+        text.contains(&format!(
+            "Worst served: {} (R² {:.2}",
+            worst.group,
+            worst.r2_test.unwrap()
+        )),
+        "{text}"
+    );
 }
 
 #[test]

@@ -506,3 +506,23 @@ fn builtin_names_and_loader() {
         "{e}"
     );
 }
+
+#[test]
+fn block_columns_are_those_with_a_few_distinct_values() {
+    // continent: 3 values (offered); population: one per row past the limit (not offered);
+    // planet: a single value (nothing to hold out).
+    let mut text = String::from("name,lat,lon,continent,population,planet\n");
+    for i in 0..60 {
+        let continent = ["Europe", "Asia", "Africa"][i % 3];
+        text += &format!(
+            "p{i},{},{},{continent},{},Earth\n",
+            i % 80,
+            i % 170,
+            1000 + i
+        );
+    }
+    let (d, problems) = read(&text);
+    assert!(problems.is_empty());
+    assert_eq!(d.block_columns(), vec!["continent"]);
+    const _: () = assert!(probelab::data::MAX_BLOCKS < 60, "population must exceed the limit");
+}

@@ -51,6 +51,45 @@ fn batching_does_not_change_the_vectors() {
 }
 
 #[test]
+fn streamed_batch_rows_equal_the_whole_extraction() {
+    // The page streams each batch's rows (batch order) to its cache; stitched back by entity
+    // index they must equal `extract`'s rows for the same batches, bit for bit.
+    let m = LoadedModel::open(&default_model(), &LoadOptions::default()).unwrap();
+    let mut names = place_names();
+    names.truncate(20);
+    let template = Template::new("The city of {name}").unwrap();
+    let ents = extract::tokenize_entities(&m.tokenizer, &names, &template, 8192).unwrap();
+    let opts = ExtractOptions {
+        pool: Pool::Mean,
+        batch_size: 6,
+    };
+    let whole = extract::extract(&m.model, &ents, &opts, &mut |_, _, _| true).unwrap();
+    let (layers, d) = (m.model.config.n_layers + 1, m.model.config.d_model);
+    let batches = extract::plan_batches(&ents, opts.batch_size);
+    assert!(batches.len() > 1);
+    let mut seen = vec![false; names.len()];
+    for which in &batches {
+        let rows = extract::batch_rows(&m.model, &ents, which, opts.pool).unwrap();
+        assert_eq!(rows.len(), layers * which.len() * d);
+        for (j, &e) in which.iter().enumerate() {
+            seen[e] = true;
+            for l in 0..layers {
+                let at = (l * which.len() + j) * d;
+                assert_eq!(
+                    &rows[at..at + d],
+                    whole.vector(l, e),
+                    "layer {l}, entity {e}"
+                );
+            }
+        }
+    }
+    assert!(
+        seen.iter().all(|&s| s),
+        "every entity is in exactly one batch"
+    );
+}
+
+#[test]
 fn entity_span_covers_only_the_name() {
     let m = LoadedModel::open(&default_model(), &LoadOptions::default()).unwrap();
     let t = Template::new("The city of {name} is located in").unwrap();

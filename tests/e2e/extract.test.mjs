@@ -8,6 +8,7 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import {
   MODEL, extractInPage, launch, nativeBinary, openLab, pageError, readSafetensors, startServer,
+  worstRelDiff,
 } from './harness.mjs';
 
 const NAMES = ['Paris', 'São Paulo', '東京', 'Kraków', "Côte d'Ivoire", 'Reykjavík', 'New York City',
@@ -17,12 +18,6 @@ let server, browser;
 
 before(async () => { server = await startServer(); browser = await launch(); });
 after(async () => { await browser?.close(); server?.stop(); });
-
-function relDiff(a, b) {
-  let num = 0, den = 0;
-  for (let i = 0; i < a.length; i++) { num += (a[i] - b[i]) ** 2; den += b[i] ** 2; }
-  return Math.sqrt(num / Math.max(den, 1e-30));
-}
 
 for (const [template, pool] of [['{name}', 'last'], ['The city of {name} is in', 'mean']]) {
   test(`browser extraction equals the native binary (${template}, ${pool})`, async () => {
@@ -37,13 +32,7 @@ for (const [template, pool] of [['{name}', 'last'], ['The city of {name} is in',
     const web = await extractInPage(page, NAMES, { template, pool });
     assert.deepEqual([web.nLayers + 1, web.nEntities, web.dModel], native.shape);
     // Per layer and entity, so one bad vector cannot hide in a global average.
-    let worst = 0;
-    const d = web.dModel;
-    for (let v = 0; v < native.data.length / d; v++) {
-      const a = web.data.slice(v * d, (v + 1) * d);
-      const b = native.data.subarray(v * d, (v + 1) * d);
-      worst = Math.max(worst, relDiff(a, b));
-    }
+    const worst = worstRelDiff(web.data, native.data, web.dModel);
     console.log(`  worst per-vector relative difference browser vs native: ${worst.toExponential(2)}`);
     assert.ok(worst <= 1e-4, `browser and native differ by ${worst}`);
     assert.match(await page.textContent('#engine'), /CPU/);

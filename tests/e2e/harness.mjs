@@ -90,3 +90,32 @@ export async function pageError(page, timeout = 120_000) {
   await page.waitForSelector('#error:not([hidden])', { timeout });
   return page.textContent('#error');
 }
+
+/** Worst per-vector relative difference ‖a − b‖ / ‖b‖ over vectors of length d. */
+export function worstRelDiff(a, b, d) {
+  if (a.length !== b.length) throw new Error(`lengths differ: ${a.length} vs ${b.length}`);
+  let worst = 0;
+  for (let v = 0; v < b.length / d; v++) {
+    let num = 0, den = 0;
+    for (let j = v * d; j < (v + 1) * d; j++) { num += (a[j] - b[j]) ** 2; den += b[j] ** 2; }
+    worst = Math.max(worst, Math.sqrt(num / Math.max(den, 1e-30)));
+  }
+  return worst;
+}
+
+/** The map canvas's pixels by colour family: land, ocean, saturated (points and lines). */
+export function mapPixels(page, frame = page) {
+  return frame.evaluate(() => {
+    const c = document.getElementById('map-canvas');
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    const near = (i, [r, g, b]) => Math.abs(d[i] - r) + Math.abs(d[i + 1] - g) + Math.abs(d[i + 2] - b) < 12;
+    let land = 0, ocean = 0, saturated = 0;
+    for (let i = 0; i < d.length; i += 4) {
+      if (near(i, [0xf2, 0xef, 0xe6])) land++;
+      else if (near(i, [0xdd, 0xe7, 0xf0])) ocean++;
+      const mx = Math.max(d[i], d[i + 1], d[i + 2]), mn = Math.min(d[i], d[i + 1], d[i + 2]);
+      if (mx - mn > 120) saturated++;
+    }
+    return { land, ocean, saturated, total: d.length / 4 };
+  });
+}

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, before, test } from 'node:test';
-import { launch, openLab, startServer } from './harness.mjs';
+import { launch, mapPixels, openLab, startServer } from './harness.mjs';
 
 let server, browser;
 before(async () => { server = await startServer(); browser = await launch(); });
@@ -26,20 +26,8 @@ test('200 places: extraction, probes, summary, chart and map', async () => {
   assert.deepEqual(rows.map((r) => r[0]), rep.by_group.map((g) => g.group));
   assert.deepEqual(rows.map((r) => Number(r[2])), rep.by_group.map((g) => g.n_test));
 
-  // The map canvas shows land, ocean and coloured points: count pixels by colour family.
-  const counts = await page.evaluate(() => {
-    const c = document.getElementById('map-canvas');
-    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-    const near = (i, [r, g, b]) => Math.abs(d[i] - r) + Math.abs(d[i + 1] - g) + Math.abs(d[i + 2] - b) < 12;
-    let land = 0, ocean = 0, saturated = 0;
-    for (let i = 0; i < d.length; i += 4) {
-      if (near(i, [0xf2, 0xef, 0xe6])) land++;
-      else if (near(i, [0xdd, 0xe7, 0xf0])) ocean++;
-      const mx = Math.max(d[i], d[i + 1], d[i + 2]), mn = Math.min(d[i], d[i + 1], d[i + 2]);
-      if (mx - mn > 120) saturated++;
-    }
-    return { land, ocean, saturated, total: d.length / 4 };
-  });
+  // The map canvas shows land, ocean and coloured points.
+  const counts = await mapPixels(page);
   assert.ok(counts.land > counts.total * 0.05, `land pixels: ${JSON.stringify(counts)}`);
   assert.ok(counts.ocean > counts.total * 0.1, `ocean pixels: ${JSON.stringify(counts)}`);
   assert.ok(counts.saturated > 200, `point pixels: ${JSON.stringify(counts)}`);

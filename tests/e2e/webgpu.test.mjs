@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import {
-  MODEL, extractInPage, launch, nativeBinary, openLab, readSafetensors, startServer,
+  MODEL, extractInPage, launch, mapPixels, nativeBinary, openLab, readSafetensors, startServer,
 } from './harness.mjs';
 
 const NAMES = ['Paris', 'São Paulo', '東京', 'Kraków', "Côte d'Ivoire", 'Reykjavík', 'New York City', 'Lagos'];
@@ -58,6 +58,26 @@ test('with WebGPU the page extracts on the GPU and matches the native binary', a
   console.log(`  WebGPU vs native CPU: worst cosine ${minCos.toFixed(7)}, worst relative error ${maxRel.toExponential(2)}`);
   assert.ok(minCos >= 0.9999, `cosine ${minCos}`);
   assert.ok(maxRel <= 1e-3, `relative error ${maxRel}`);
+  assert.deepEqual(pageErrors, []);
+  await page.close();
+});
+
+test('with WebGPU the whole lab runs: 200 places, probes, summary, chart and map', async () => {
+  const { page, pageErrors } = await openLab(gpuBrowser, server.url, '?permutations=10&nosw&gpu_batch=50');
+  await page.waitForFunction(() => document.getElementById('names').value.split('\n').length === 200);
+  await page.uncheck('#random-init');   // the twin runs on the CPU; the page's CPU run is lab.test's
+  await page.click('#extract');
+  await page.waitForFunction(() => window.probelab.report, null, { timeout: 900_000 });
+  assert.match(await page.textContent('#extract-status'), /Done on WebGPU: 200 entities/);
+  assert.match(await page.textContent('#engine'), /WebGPU \(/);
+  const rep = await page.evaluate(() => window.probelab.report);
+  assert.equal(rep.dataset.n, 200);
+  assert.equal(rep.layers.length, 31);
+  assert.match(await page.textContent('#summary'), /Layer \d+ .* R² -?\d/);
+  const counts = await mapPixels(page);
+  assert.ok(counts.land > counts.total * 0.05 && counts.ocean > counts.total * 0.1 && counts.saturated > 200, JSON.stringify(counts));
+  const chart = await page.evaluate(() => document.getElementById('layers-canvas').width);
+  assert.ok(chart > 0, 'the score chart was not drawn');
   assert.deepEqual(pageErrors, []);
   await page.close();
 });

@@ -224,17 +224,7 @@ fn write_all(dir: &Path, files: &[(&str, Vec<u8>)]) -> Result<()> {
 }
 
 fn print_summary(report: &probelab::analysis::Report, out: &Path) {
-    let s = &report.selected;
-    eprintln!(
-        "selected layer {} ({}): test R² {:.3}, p = {} (max over layers, {} shuffles); layer 0 R² {:.3}, n-gram baseline R² {}",
-        s.layer,
-        s.chosen_by,
-        s.r2_test,
-        s.p_value.map(|p| format!("{p:.3}")).unwrap_or_else(|| "n/a".into()),
-        s.n_permutations,
-        report.baselines.layer0_r2_test,
-        report.baselines.ngram_r2_test.map(|v| format!("{v:.3}")).unwrap_or_else(|| "n/a".into()),
-    );
+    eprintln!("{}", probelab::figures::summary(report));
     eprintln!("wrote {}", out.display());
 }
 
