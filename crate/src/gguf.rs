@@ -95,6 +95,16 @@ impl ModelFile {
                 "it starts with bytes {magic:02x?} instead of the magic 'GGUF' (is this a safetensors, PyTorch or HTML file?)"
             )));
         }
+        // candle rounds the data offset up to `general.alignment` without checking it: 0 would
+        // divide by zero inside `Content::read`.
+        match declared_alignment(reader) {
+            Some(a) if !a.is_power_of_two() => {
+                return Err(Error::CorruptGguf(format!(
+                    "general.alignment is {a}; the GGUF format requires a power of two"
+                )))
+            }
+            _ => {}
+        }
         reader
             .seek(SeekFrom::Start(0))
             .map_err(|e| Error::io("model", e))?;
@@ -112,27 +122,10 @@ impl ModelFile {
     fn check_tensors(&self) -> Result<()> {
         let c = &self.config;
         let (d, hd) = (c.d_model, c.head_dim);
-        let mut expected: Vec<(String, Vec<usize>)> = vec![
-            ("token_embd.weight".into(), vec![0, d]),
-            ("output_norm.weight".into(), vec![d]),
-        ];
-        for i in 0..c.n_layers {
-            let shapes: [Vec<usize>; 9] = [
-                vec![d],
-                vec![c.n_heads * hd, d],
-                vec![c.n_kv_heads * hd, d],
-                vec![c.n_kv_heads * hd, d],
-                vec![d, c.n_heads * hd],
-                vec![d],
-                vec![c.ffn_dim, d],
-                vec![c.ffn_dim, d],
-                vec![d, c.ffn_dim],
-            ];
-            for (name, shape) in BLOCK_TENSORS.iter().zip(shapes) {
-                expected.push((format!("blk.{i}.{name}.weight"), shape));
-            }
-        }
-        for (name, shape) in &expected {
+        // Checked one by one as they are named, not listed first: `llama.block_count` may
+        // claim millions of blocks, and a list of their names would be allocated before the
+        // first missing tensor is noticed.
+        let check = |name: &str, shape: &[usize]| -> Result<()> {
             let info = self.content.tensor_infos.get(name).ok_or_else(|| {
                 Error::Metadata(format!("tensor '{name}' is missing from the file"))
             })?;
@@ -145,7 +138,29 @@ impl ModelFile {
                     "tensor '{name}' has shape {dims:?}, the configuration implies {shape:?}"
                 )));
             }
+            Ok(())
+        };
+        check("token_embd.weight", &[0, d])?;
+        check("output_norm.weight", &[d])?;
+        for i in 0..c.n_layers {
+            let shapes: [&[usize]; 9] = [
+                &[d],
+                &[c.n_heads * hd, d],
+                &[c.n_kv_heads * hd, d],
+                &[c.n_kv_heads * hd, d],
+                &[d, c.n_heads * hd],
+                &[d],
+                &[c.ffn_dim, d],
+                &[c.ffn_dim, d],
+                &[d, c.ffn_dim],
+            ];
+            for (name, shape) in BLOCK_TENSORS.iter().zip(shapes) {
+                check(&format!("blk.{i}.{name}.weight"), shape)?;
+            }
         }
+        // Each tensor's byte range in the file, to check below that none shares bytes with
+        // another: the weights kept in memory then never exceed the file's size.
+        let mut ranges: Vec<(u64, u64, &str)> = Vec::with_capacity(self.content.tensor_infos.len());
         for (name, info) in &self.content.tensor_infos {
             if !is_supported(info.ggml_dtype) {
                 return Err(Error::UnsupportedQuant(format!(
@@ -153,7 +168,12 @@ impl ModelFile {
                     info.ggml_dtype
                 )));
             }
-            let elems = info.shape.elem_count();
+            let dims = info.shape.dims();
+            let Some(elems) = dims.iter().try_fold(1usize, |n, &d| n.checked_mul(d)) else {
+                return Err(Error::CorruptGguf(format!(
+                    "tensor '{name}' has shape {dims:?}: more elements than can be addressed"
+                )));
+            };
             let block = info.ggml_dtype.block_size();
             if elems % block != 0 {
                 return Err(Error::CorruptGguf(format!(
@@ -161,20 +181,33 @@ impl ModelFile {
                     info.ggml_dtype
                 )));
             }
-            let bytes = (elems / block) as u64 * info.ggml_dtype.type_size() as u64;
-            let end = self
-                .content
-                .tensor_data_offset
-                .checked_add(info.offset)
-                .and_then(|s| s.checked_add(bytes));
-            match end {
-                Some(end) if end <= self.file_size => {}
+            let start = self.content.tensor_data_offset.checked_add(info.offset);
+            let end = ((elems / block) as u64)
+                .checked_mul(info.ggml_dtype.type_size() as u64)
+                .zip(start)
+                .and_then(|(bytes, s)| s.checked_add(bytes));
+            match (start, end) {
+                (Some(start), Some(end)) if end <= self.file_size => {
+                    if end > start {
+                        ranges.push((start, end, name));
+                    }
+                }
                 _ => {
                     return Err(Error::CorruptGguf(format!(
                         "tensor '{name}' ends past the end of the file ({} bytes): the file is truncated (an interrupted download?)",
                         self.file_size
                     )))
                 }
+            }
+        }
+        ranges.sort_unstable();
+        for pair in ranges.windows(2) {
+            let ((_, a_end, a), (b_start, _, b)) = (pair[0], pair[1]);
+            if b_start < a_end {
+                return Err(Error::CorruptGguf(format!(
+                    "tensors '{a}' and '{b}' overlap (bytes {b_start}..{a_end} of the file): \
+                     each tensor's data must be its own"
+                )));
             }
         }
         Ok(())
@@ -207,6 +240,95 @@ impl ModelFile {
             .collect::<Vec<_>>()
             .join(" ")
     }
+}
+
+/// The `general.alignment` that candle's `Content::read` will use, read by walking the metadata
+/// the same way (v1 files have u32 lengths, later ones u64) without storing it: `None` when the
+/// key is absent, has a type candle ignores (it then uses 32), or the header is malformed (which
+/// `Content::read` reports).
+fn declared_alignment<R: Read + Seek>(reader: &mut R) -> Option<u64> {
+    fn u32_at<R: Read>(r: &mut R) -> Option<u32> {
+        let mut b = [0u8; 4];
+        r.read_exact(&mut b).ok()?;
+        Some(u32::from_le_bytes(b))
+    }
+    fn skip<R: Read>(r: &mut R, n: u64) -> Option<()> {
+        (std::io::copy(&mut r.by_ref().take(n), &mut std::io::sink()).ok()? == n).then_some(())
+    }
+    /// Skips one value of GGUF type `ty`, `depth` arrays deep (candle's own limit is 64).
+    fn skip_value<R: Read>(
+        r: &mut R,
+        ty: u32,
+        len: &dyn Fn(&mut R) -> Option<u64>,
+        depth: usize,
+    ) -> Option<()> {
+        match ty {
+            0 | 1 | 7 => skip(r, 1),
+            2 | 3 => skip(r, 2),
+            4..=6 => skip(r, 4),
+            10..=12 => skip(r, 8),
+            8 => {
+                let n = len(r)?;
+                skip(r, n)
+            }
+            9 if depth < 64 => {
+                let (inner, n) = (u32_at(r)?, len(r)?);
+                match inner {
+                    0 | 1 | 7 => skip(r, n),
+                    2 | 3 => skip(r, n.checked_mul(2)?),
+                    4..=6 => skip(r, n.checked_mul(4)?),
+                    10..=12 => skip(r, n.checked_mul(8)?),
+                    _ => (0..n).try_for_each(|_| skip_value(r, inner, len, depth + 1)),
+                }
+            }
+            _ => None,
+        }
+    }
+    reader.seek(SeekFrom::Start(4)).ok()?;
+    let v1 = u32_at(reader)? == 1;
+    let len = |r: &mut R| -> Option<u64> {
+        if v1 {
+            u32_at(r).map(u64::from)
+        } else {
+            let mut b = [0u8; 8];
+            r.read_exact(&mut b).ok()?;
+            Some(u64::from_le_bytes(b))
+        }
+    };
+    let _tensor_count = len(reader)?;
+    let mut alignment = None;
+    for _ in 0..len(reader)? {
+        let key_len = len(reader)?;
+        // candle drops trailing NULs from strings.
+        let is_alignment = if (17..=64).contains(&key_len) {
+            let mut key = [0u8; 64];
+            let key = &mut key[..key_len as usize];
+            reader.read_exact(key).ok()?;
+            key.iter().rposition(|&c| c != 0).map(|last| &key[..=last])
+                == Some(&b"general.alignment"[..])
+        } else {
+            skip(reader, key_len)?;
+            false
+        };
+        let ty = u32_at(reader)?;
+        if !is_alignment {
+            skip_value(reader, ty, &len, 0)?;
+            continue;
+        }
+        let mut b = [0u8; 4];
+        let size = [1, 1, 2, 2, 4, 4].get(ty as usize).copied();
+        let Some(size) = size else {
+            // Types candle ignores for the alignment.
+            alignment = None;
+            skip_value(reader, ty, &len, 0)?;
+            continue;
+        };
+        reader.read_exact(&mut b[..size]).ok()?;
+        let unsigned = u32::from_le_bytes(b) as u64;
+        let negative = ty % 2 == 1 && b[size - 1] & 0x80 != 0;
+        alignment = (!negative).then_some(unsigned);
+    }
+    alignment
 }
 
 /// Turns candle's header errors into ones that say what is wrong with the file.
