@@ -332,7 +332,11 @@ fn declared_alignment<R: Read + Seek>(reader: &mut R) -> Option<u64> {
 }
 
 /// Turns candle's header errors into ones that say what is wrong with the file.
-fn classify_header_error(e: candle_core::Error, file_size: u64) -> Error {
+fn classify_header_error(mut e: candle_core::Error, file_size: u64) -> Error {
+    // Under RUST_BACKTRACE candle wraps its errors with a backtrace: the user needs the cause.
+    while let candle_core::Error::WithBacktrace { inner, .. } = e {
+        e = *inner;
+    }
     let msg = e.to_string();
     if let Some(at) = msg.find("unknown dtype for tensor ") {
         let digits: String = msg[at + 25..]

@@ -151,7 +151,7 @@ impl Tokenizer {
                     .or_else(|| types.iter().position(|&t| t == TOKEN_TYPE_UNKNOWN).map(|i| i as u32))
                     .unwrap_or(0) as usize;
                 let unk = tokens.get(unk_id).cloned().unwrap_or_else(|| "<unk>".into());
-                let merges = sentencepiece_merges(&tokens, &scores, &types);
+                let merges = sentencepiece_merges(&tokens, &scores, &types)?;
                 let bpe = BPE::builder()
                     .vocab_and_merges(vocab, merges)
                     .unk_token(unk)
@@ -286,7 +286,11 @@ fn gpt2_pre_tokenizer(
 
 /// Merges for a SentencePiece BPE vocabulary, ranked so that the pair whose merged piece has the
 /// highest score merges first (ties: the order SentencePiece's vocabulary lists them).
-fn sentencepiece_merges(tokens: &[String], scores: &[f32], types: &[i32]) -> Vec<(String, String)> {
+fn sentencepiece_merges(
+    tokens: &[String],
+    scores: &[f32],
+    types: &[i32],
+) -> Result<Vec<(String, String)>> {
     let mergeable =
         |t: i32| t != TOKEN_TYPE_CONTROL && t != TOKEN_TYPE_BYTE && t != TOKEN_TYPE_UNKNOWN;
     let index: HashMap<&str, usize> = tokens
@@ -307,6 +311,21 @@ fn sentencepiece_merges(tokens: &[String], scores: &[f32], types: &[i32]) -> Vec
             }
         }
     }
+    // Every split of a piece into two pieces is a merge, so a vocabulary of long pieces whose
+    // halves are all pieces too ("a", "aa", … "a"×n) has merges whose text grows as n³. Real
+    // vocabularies stay within a few times their own size; refuse one that does not before
+    // copying the strings.
+    let vocab_bytes: usize = tokens.iter().map(String::len).sum();
+    let merge_bytes: usize = merges.iter().map(|m| tokens[m.1].len()).sum();
+    let limit = MERGE_BYTES_PER_VOCAB_BYTE * vocab_bytes + MERGE_BYTES_SLACK;
+    if merge_bytes > limit {
+        return Err(Error::Tokenizer(format!(
+            "the SentencePiece vocabulary implies {} merges holding {merge_bytes} bytes of text, \
+             over {MERGE_BYTES_PER_VOCAB_BYTE}× its own {vocab_bytes} bytes: not a real \
+             vocabulary (pieces nested inside pieces)",
+            merges.len()
+        )));
+    }
     merges.sort_by(|a, b| {
         b.0.partial_cmp(&a.0)
             .unwrap_or(std::cmp::Ordering::Equal)
@@ -314,8 +333,12 @@ fn sentencepiece_merges(tokens: &[String], scores: &[f32], types: &[i32]) -> Vec
             .then(a.2.cmp(&b.2))
             .then(a.3.cmp(&b.3))
     });
-    merges
+    Ok(merges
         .into_iter()
         .map(|(_, _, l, r)| (tokens[l].clone(), tokens[r].clone()))
-        .collect()
+        .collect())
 }
+
+/// Bound on the text of derived SentencePiece merges, per byte of vocabulary text (plus slack).
+const MERGE_BYTES_PER_VOCAB_BYTE: usize = 32;
+const MERGE_BYTES_SLACK: usize = 16 << 20;

@@ -1,12 +1,16 @@
-// Peak memory of headless Chromium while the page extracts N names with activations streamed
-// to the browser's store (?hold_max_mb=0: the page keeps none of them), sampled from /proc
+// Peak memory of headless Chromium (an on-disk profile, as a user's browser has) while the page
+// extracts N names with activations streamed to the browser's store (?hold_max_mb=0: the page
+// keeps none of them), sampled from /proc
 // (resident set of the browser and all its child processes: renderer, workers, GPU, storage).
-// Usage: node browser_memory.mjs N [N2 …]   (names from datasets/world_places.csv, numbered
-// beyond its 6,000 rows). Prints one JSON line per N.
-import { readFileSync } from 'node:fs';
+// Usage: node browser_memory.mjs [--hold] N [N2 …]   (names from datasets/world_places.csv,
+// numbered beyond its 6,000 rows; --hold lets the page keep them too, as it does for a fit).
+// Prints one JSON line per N.
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { ROOT, launch, startServer } from '../e2e/harness.mjs';
+import { ROOT, launchProfile, startServer } from '../e2e/harness.mjs';
 
+const hold = process.argv.includes('--hold');
 const sizes = process.argv.slice(2).map(Number).filter((n) => n > 0);
 if (!sizes.length) { console.error('usage: node browser_memory.mjs N [N2 …]'); process.exit(2); }
 const places = readFileSync(path.join(ROOT, 'datasets/world_places.csv'), 'utf8').trim().split('\n').slice(1)
@@ -39,16 +43,21 @@ function treeRss(pid) {
 const server = await startServer();
 try {
   for (const n of sizes) {
-    const browser = await launch();
+    const profile = mkdtempSync(path.join(tmpdir(), 'probelab-profile-'));
+    const browser = await launchProfile(profile);
     // Playwright's launch gives no pid; Chromium is the newest process named chromium whose
     // parent is this node process.
     const pid = Number(readFileSync(`/proc/${process.pid}/task/${process.pid}/children`, 'utf8').trim().split(/\s+/)
       .filter((p) => { try { return /chrom/.test(readFileSync(`/proc/${p}/comm`, 'utf8')); } catch { return false; } }).pop());
-    const page = await browser.newPage();
-    await page.goto(`${server.url}?dataset=custom&hold_max_mb=0&nosw`);
+    const page = browser.pages()[0] || await browser.newPage();
+    await page.goto(`${server.url}?dataset=custom&nosw${hold ? '' : '&hold_max_mb=0'}`);
     await page.waitForFunction(() => window.probelab && window.probelab.info, null, { timeout: 120_000 });
     const idle = treeRss(pid);
-    await page.fill('#names', namesFor(n).join('\n'));
+    await page.evaluate((text) => {
+      const box = document.getElementById('names');
+      box.value = text;
+      box.dispatchEvent(new Event('input'));
+    }, namesFor(n).join('\n'));
     let peak = 0;
     const sampler = setInterval(() => { peak = Math.max(peak, treeRss(pid)); }, 250);
     const t = Date.now();
@@ -61,6 +70,7 @@ try {
       held_in_page: r.held, stored: r.stored, idle_rss_mb: Math.round(idle / 1e6), peak_rss_mb: Math.round(peak / 1e6),
     }));
     await browser.close();
+    rmSync(profile, { recursive: true, force: true });
   }
 } finally {
   server.stop();

@@ -29,16 +29,29 @@ export async function startServer() {
   return { url: `http://127.0.0.1:${port}/`, stop: () => proc.kill() };
 }
 
-/** Headless Chromium; webgpu: true adds the flag that exposes SwiftShader's WebGPU adapter. */
-export async function launch({ webgpu = false } = {}) {
-  return chromium.launch({
+function launchOptions(webgpu) {
+  return {
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
     args: [
       '--no-sandbox', '--disable-background-networking', '--disable-component-update',
       '--disable-sync', '--no-first-run', '--disable-quic',
       ...(webgpu ? ['--enable-unsafe-webgpu'] : []),
     ],
-  });
+  };
+}
+
+/** Headless Chromium; webgpu: true adds the flag that exposes SwiftShader's WebGPU adapter. */
+export async function launch({ webgpu = false } = {}) {
+  return chromium.launch(launchOptions(webgpu));
+}
+
+/**
+ * Headless Chromium with an on-disk profile in `dir`, as a user's browser has: its IndexedDB
+ * lives on disk (launch()'s contexts are off the record and keep storage in memory).
+ * Resolves with a BrowserContext.
+ */
+export async function launchProfile(dir, { webgpu = false } = {}) {
+  return chromium.launchPersistentContext(dir, launchOptions(webgpu));
 }
 
 /** Opens the lab and waits until the default model is loaded. */
