@@ -378,13 +378,21 @@ async function fitAndShow(dataset, run, randomRun, opts) {
   let stored = await store.getReport(key);
   const t = performance.now();
   if (!stored) {
-    $('probe-status').textContent = `Fitting ridge probes on ${run.nLayers + 1} layers with ${permutations} shuffled-target refits…`;
+    const what = `ridge probes on ${run.nLayers + 1} layers with ${permutations} shuffled-target refits`
+      + (randomRun ? ', the random-initialised model' : '') + ' and every other control';
+    $('probe-status').textContent = `Fitting ${what}…`;
+    const bar = $('fit-progress');
+    bar.hidden = false; bar.value = 0;
     const { report, scenes } = await pool.fit({
       data: run.data.slice(), nLayers: run.nLayers, dModel: run.dModel,
       randomInit: randomRun ? randomRun.data.slice() : undefined,
       firstTokenIds: run.firstTokenIds, dataset: dataset.name, csv: dataset.csv, split, permutations,
       modelName: state.info.name, modelSha256: state.info.sha256, template: opts.template,
-    });
+    }, (p) => {
+      if (p.stage !== 'layers') return;
+      bar.max = p.total; bar.value = p.done;
+      $('probe-status').textContent = `Fitting ${what}: layer ${p.done} of ${p.total} done.`;
+    }).finally(() => { bar.hidden = true; });
     stored = { reportJson: report, scenes };
     await store.putReport(key, stored);
     $('probe-status').textContent = `Fitted in ${((performance.now() - t) / 1000).toFixed(1)} s.`;

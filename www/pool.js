@@ -111,9 +111,12 @@ export class EnginePool {
 
   cancel() { this.workers.forEach((w) => w.postMessage({ type: 'cancel' })); }
 
-  /** Fits the probes and controls in worker 0; resolves with {report, scenes} (JSON texts). */
-  async fit(args) {
-    const m = await this.request(0, { type: 'fit', ...args }, ['fitted']);
+  /**
+   * Fits the probes and controls in worker 0; resolves with {report, scenes} (JSON texts).
+   * onProgress({stage, done, total}) follows the fit's stages (check, layers, report).
+   */
+  async fit(args, onProgress = () => {}) {
+    const m = await this.request(0, { type: 'fit', ...args }, ['fitted'], (p) => { if (p.type === 'fit-progress') onProgress(p); });
     return { report: m.report, scenes: m.scenes };
   }
 

@@ -1,6 +1,6 @@
 // One model worker: holds a wasm Lab and runs extraction batch by batch, off the page's thread.
 // Messages in: load, check, extract, cancel, fit, safetensors. Out: loaded, checked, rows (one
-// per finished batch), extracted, cancelled, fitted, safetensors, gpu-failed, error.
+// per finished batch), extracted, cancelled, fit-progress, fitted, safetensors, gpu-failed, error.
 // www/pool.js drives several of these.
 // A worker asked to (`gpu` in its load message) also puts the weights on the GPU through
 // WebGPU and then runs batches there, dropping to its CPU copy if the GPU fails.
@@ -125,7 +125,8 @@ self.onmessage = async (ev) => {
     else if (msg.type === 'fit') {
       await ready;
       const report = fit_probes(msg.data, msg.nLayers, msg.dModel, msg.randomInit, msg.firstTokenIds,
-        msg.dataset, msg.csv, msg.split, msg.permutations, 0n, msg.modelName, msg.modelSha256, msg.template);
+        msg.dataset, msg.csv, msg.split, msg.permutations, 0n, msg.modelName, msg.modelSha256, msg.template,
+        (stage, done, total) => post({ type: 'fit-progress', stage, done, total }));
       post({ type: 'fitted', report, scenes: report_scenes(report) });
     }
     else if (msg.type === 'safetensors') {

@@ -357,7 +357,7 @@ pub fn read_dataset(file_name: &str, bytes: &[u8]) -> Result<String, JsError> {
 /// Fits the probes with every control on activations `[layers + 1][entities][d_model]` (from
 /// the page's extraction, or any other source) for a built-in dataset or CSV bytes, and returns
 /// report.json's text. `random_init` (same shape) enables the random-init control; an empty
-/// `first_token_ids` skips the control task.
+/// `first_token_ids` skips the control task; `on_progress(stage, done, total)` hears each stage.
 #[wasm_bindgen]
 #[allow(clippy::too_many_arguments)]
 pub fn fit_probes(
@@ -374,6 +374,7 @@ pub fn fit_probes(
     model_name: &str,
     model_sha256: &str,
     prompt: &str,
+    on_progress: Option<js_sys::Function>,
 ) -> Result<String, JsError> {
     let (dataset, _) =
         crate::run::dataset_from(dataset_name, csv.as_deref(), data::OnBadRows::Skip)
@@ -422,7 +423,18 @@ pub fn fit_probes(
         &dataset,
         &split,
         &opts,
-        &mut |_, _, _| true,
+        // (stage, done, total) to the caller, e.g. a worker posting progress to the page.
+        &mut |stage, done, total| {
+            if let Some(f) = &on_progress {
+                let _ = f.call3(
+                    &JsValue::NULL,
+                    &stage.into(),
+                    &(done as u32).into(),
+                    &(total as u32).into(),
+                );
+            }
+            true
+        },
     )
     .map_err(js_err)?;
     serde_json::to_string(&report).map_err(|e| JsError::new(&e.to_string()))

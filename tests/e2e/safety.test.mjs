@@ -2,11 +2,11 @@
 // entity names that look like HTML stay text, under a Content-Security-Policy without
 // 'unsafe-inline' or 'unsafe-eval'.
 import assert from 'node:assert/strict';
-import { writeFileSync, mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { extractInPage, launch, openLab, startServer } from './harness.mjs';
+import { ROOT, extractInPage, launch, startServer } from './harness.mjs';
 
 let server, browser;
 before(async () => { server = await startServer(); browser = await launch(); });
@@ -52,5 +52,63 @@ test('HTML-like names are shown as text and nothing runs; every request stays on
   const foreign = requests.filter((u) => !u.startsWith(origin) && !u.startsWith('blob:') && !u.startsWith('data:'));
   assert.deepEqual(foreign, [], 'requests beyond the page and the model');
   assert.ok(requests.some((u) => u.endsWith('.gguf')), 'the model request was not seen');
+  await page.close();
+});
+
+test('HTML-like names and groups stay text in the map tooltip, the table and the exports', async () => {
+  const page = await browser.newPage();
+  const dialogs = [];
+  page.on('dialog', async (d) => { dialogs.push(d.message()); await d.dismiss(); });
+  await page.goto(server.url + '?permutations=5&nosw');
+  await page.waitForFunction(() => window.probelab && window.probelab.info, null, { timeout: 120_000 });
+  // 60 real places; four renamed to the payloads, and one continent named like markup.
+  const quote = (v) => `"${v.replaceAll('"', '""')}"`;
+  const lines = readFileSync(path.join(ROOT, 'datasets/world_places.csv'), 'utf8').trim().split('\n').filter((l) => !l.includes('"'));
+  const rows = lines.slice(1).filter((_, i) => i % 97 === 0).slice(0, 60).map((line, i) => {
+    const [name, lat, lon, country, continent] = line.split(',');
+    const evilGroup = continent === 'Europe' ? PAYLOADS[1] : continent;
+    return [i < PAYLOADS.length ? PAYLOADS[i] : name, lat, lon, country, evilGroup].map(quote).join(',');
+  });
+  const dir = mkdtempSync(path.join(tmpdir(), 'probelab-xss-'));
+  const csv = path.join(dir, 'evil places.csv');
+  writeFileSync(csv, 'name,latitude,longitude,country,continent\n' + rows.join('\n') + '\n');
+  await page.setInputFiles('#names-file', csv);
+  await page.waitForFunction(() => document.getElementById('dataset').value === 'imported');
+  await page.uncheck('#random-init');
+  await page.click('#extract');
+  await page.waitForFunction(() => window.probelab.report, null, { timeout: 300_000 });
+
+  // The table shows the markup-like group as text.
+  const groups = await page.$$eval('#by-group tbody tr td:first-child', (tds) => tds.map((td) => td.textContent));
+  assert.ok(groups.includes(PAYLOADS[1]), JSON.stringify(groups));
+  // Every payload is hovered on the map (train and test shown): the tooltip's first line is
+  // the raw name.
+  await page.selectOption('#map-split', 'all');
+  await page.waitForFunction(() => window.probelab.map.scene.points.length === window.probelab.report.dataset.n);
+  await page.locator('#map-canvas').scrollIntoViewIfNeeded();
+  for (const payload of PAYLOADS) {
+    const at = await page.evaluate((name) => {
+      const m = window.probelab.map;
+      const p = m.scene.points.find((q) => q.name === name);
+      const c = document.getElementById('map-canvas');
+      const r = c.getBoundingClientRect();
+      const k = c.clientWidth / m.scene.width;
+      return [r.left + c.clientLeft + (m.view.x + m.view.scale * p.pred_xy[0]) * k,
+        r.top + c.clientTop + (m.view.y + m.view.scale * p.pred_xy[1]) * k];
+    }, payload);
+    await page.mouse.move(2, 2);
+    await page.mouse.move(at[0], at[1]);
+    await page.waitForSelector('#map-tip:not([hidden])');
+    const first = await page.evaluate(() => document.getElementById('map-tip').firstElementChild.textContent);
+    assert.equal(first, payload);
+  }
+  // The predictions CSV carries the names as quoted text (no formula is turned on).
+  const [dl] = await Promise.all([page.waitForEvent('download'), page.click('#export-csv')]);
+  const exported = readFileSync(await dl.path(), 'utf8');
+  for (const payload of PAYLOADS) assert.ok(exported.includes(payload.includes('"') || payload.includes(',') ? quote(payload) : payload), `${payload} not in the CSV`);
+
+  assert.deepEqual(dialogs, [], 'a name ran as code');
+  assert.equal(await page.locator('img[src="x"]').count(), 0, 'a name became an <img>');
+  assert.equal(await page.locator('script:not([src])').count(), 0, 'an inline script appeared');
   await page.close();
 });
