@@ -84,19 +84,35 @@ pub fn summary(report: &Report) -> String {
             f(s.selectivity, 2)
         );
     }
+    // Worst served = largest mean error (km or years): a group's own R² compares it with its
+    // own mean, which for one continent is near the truth already, so it misleads here.
+    let error = |g: &analysis::GroupReport| if space { g.km_mean } else { g.years_mae };
     let mut groups: Vec<_> = report
         .by_group
         .iter()
-        .filter_map(|g| g.r2_test.map(|r| (r, g)))
+        .filter(|g| g.n_test > 0)
+        .filter_map(|g| error(g).filter(|e| e.is_finite()).map(|e| (e, g)))
         .collect();
-    groups.sort_by(|a, b| a.0.total_cmp(&b.0));
-    if !groups.is_empty() {
+    groups.sort_by(|a, b| b.0.total_cmp(&a.0));
+    if groups.len() > 1 {
+        let unit = if space { "km" } else { "years" };
         let worst: Vec<String> = groups
             .iter()
             .take(2)
-            .map(|(r, g)| format!("{} (R² {:.2}, {} test entities)", g.group, r, g.n_test))
+            .map(|(e, g)| {
+                format!(
+                    "{} (mean error {e:.0} {unit}, {} test entities)",
+                    g.group, g.n_test
+                )
+            })
             .collect();
-        out += &format!("Worst served: {}.", worst.join(", "));
+        let best = groups
+            .last()
+            .map(|(e, g)| format!("{} ({e:.0} {unit})", g.group));
+        out += &format!("Worst served: {}", worst.join(", "));
+        out += &best
+            .map(|b| format!("; best: {b}."))
+            .unwrap_or_else(|| ".".into());
     }
     out.trim_end().to_string()
 }

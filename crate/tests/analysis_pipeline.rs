@@ -300,14 +300,15 @@ fn planted_signal_is_selected_with_a_small_p_value() {
     let worst = r
         .by_group
         .iter()
-        .filter(|g| g.r2_test.is_some())
-        .min_by(|a, b| a.r2_test.unwrap().total_cmp(&b.r2_test.unwrap()))
+        .filter(|g| g.n_test > 0 && g.km_mean.is_some())
+        .max_by(|a, b| a.km_mean.unwrap().total_cmp(&b.km_mean.unwrap()))
         .unwrap();
     assert!(
         text.contains(&format!(
-            "Worst served: {} (R² {:.2}",
+            "Worst served: {} (mean error {:.0} km, {} test entities)",
             worst.group,
-            worst.r2_test.unwrap()
+            worst.km_mean.unwrap(),
+            worst.n_test
         )),
         "{text}"
     );
