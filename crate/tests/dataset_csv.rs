@@ -524,5 +524,8 @@ fn block_columns_are_those_with_a_few_distinct_values() {
     let (d, problems) = read(&text);
     assert!(problems.is_empty());
     assert_eq!(d.block_columns(), vec!["continent"]);
-    const _: () = assert!(probelab::data::MAX_BLOCKS < 60, "population must exceed the limit");
+    const _: () = assert!(
+        probelab::data::MAX_BLOCKS < 60,
+        "population must exceed the limit"
+    );
 }

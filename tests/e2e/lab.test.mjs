@@ -62,3 +62,28 @@ test('200 places: extraction, probes, summary, chart and map', async () => {
   assert.deepEqual(pageErrors, []);
   await page.close();
 });
+
+test('a time dataset: predicted against true year, no map controls', async () => {
+  const { page, pageErrors } = await openLab(browser, server.url, '?dataset=historical-years-200&permutations=10&nosw');
+  await page.waitForFunction(() => document.getElementById('names').value.split('\n').length === 200);
+  await page.uncheck('#random-init');
+  await page.click('#extract');
+  await page.waitForFunction(() => window.probelab.report, null, { timeout: 600_000 });
+  const rep = await page.evaluate(() => window.probelab.report);
+  assert.equal(rep.dataset.target, 'time');
+  assert.match(await page.textContent('#summary'), /predicts the year of held-out entities with R² -?\d.*mean error \d+ years/);
+  assert.equal(await page.isVisible('#map-controls'), false);
+  assert.equal(await page.textContent('#by-group-error'), 'mean error (years)');
+  // The scatter of predicted against true year is drawn in the figure's place: its points are
+  // translucent blue (#0072b2), so count bluish pixels.
+  const blue = await page.evaluate(() => {
+    const c = document.getElementById('map-canvas');
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    let n = 0;
+    for (let i = 0; i < d.length; i += 4) if (d[i + 2] > d[i] + 60 && d[i + 3] > 0) n++;
+    return n;
+  });
+  assert.ok(blue > 300, `scatter points: ${blue} bluish pixels`);
+  assert.deepEqual(pageErrors, []);
+  await page.close();
+});
