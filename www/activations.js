@@ -16,7 +16,7 @@ export const MAX_GATHER_BYTES = 1.5 * 2 ** 30;
  */
 export async function gatherActivations({ pool, store, info, names, opts, variant, onProgress, holdMaxBytes = MAX_GATHER_BYTES }) {
   const N = names.length, L = info.n_layers + 1, d = info.d_model;
-  const run = await runKey({ modelSha256: info.sha256, variant, template: opts.template, pool: opts.pool, names });
+  const run = await runKey(info, names, opts, variant);
   const keep = L * N * d * 4 <= holdMaxBytes;
   const data = keep ? new Float32Array(L * N * d) : null;
   const tokensPerEntity = new Uint32Array(N);
@@ -68,7 +68,7 @@ export async function gatherActivations({ pool, store, info, names, opts, varian
 /** Reads a complete stored run whole (for a re-fit after a reload); null when not stored. */
 export async function readStoredRun({ store, info, names, opts, variant }) {
   const N = names.length, L = info.n_layers + 1, d = info.d_model;
-  const run = await runKey({ modelSha256: info.sha256, variant, template: opts.template, pool: opts.pool, names });
+  const run = await runKey(info, names, opts, variant);
   const rec = await store.get('runs', run);
   if (!rec || !rec.complete || L * N * d * 4 > MAX_GATHER_BYTES) return null;
   return gatherActivations({ pool: null, store, info, names, opts, variant, onProgress: () => {} });

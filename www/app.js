@@ -421,16 +421,14 @@ async function showStoredState(modelRecord) {
   const store = await storeReady;
   const { names, opts } = currentRequest();
   if (!names.length) return false;
-  const key = (variant) => runKey({ modelSha256: info.sha256, variant, template: opts.template, pool: opts.pool, names });
+  const key = (variant) => runKey(info, names, opts, variant);
   const [run, randomRun] = await Promise.all([key('model'), key('random-init')]);
   const rec = await store.get('runs', run);
   const status = $('extract-status');
   if (/interrupted run/.test(status.textContent)) status.textContent = '';
   if (!rec) return false;
   if (!rec.complete) {
-    let n = 0;
-    await store.readChunks(run, (c) => { n += c.indices.length; });
-    $('extract-status').textContent = `${n} of ${names.length} entities are cached from an interrupted run: Extract continues from there.`;
+    if (rec.done) $('extract-status').textContent = `${rec.done} of ${names.length} entities are cached from an interrupted run: Extract continues from there.`;
     return false;
   }
   if (!dataset) return false;

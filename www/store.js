@@ -30,9 +30,12 @@ export function sha256Hex(input) {
   return sha256_hex(typeof input === 'string' ? new TextEncoder().encode(input) : input);
 }
 
-/** The key of one run's activations: everything that decides them, and nothing else. */
-export function runKey({ modelSha256, variant, template, pool, names }) {
-  return sha256Hex(JSON.stringify({ FORMAT, modelSha256, variant, template, pool, names }));
+/**
+ * The key of one run's activations: everything that decides them, and nothing else — the model
+ * (`info.sha256`), model or random twin (`variant`), prompt template, pooling and the names.
+ */
+export function runKey(info, names, opts, variant) {
+  return sha256Hex(JSON.stringify({ FORMAT, modelSha256: info.sha256, variant, template: opts.template, pool: opts.pool, names }));
 }
 
 export class Store {
@@ -90,13 +93,13 @@ export class Store {
 
   /**
    * Starts (or re-opens) a run of `n` entities; a stored run of another shape is dropped.
-   * Resolves with its record ({run, n, nLayers, dModel, complete}).
+   * Resolves with its record ({run, n, nLayers, dModel, done, complete}).
    */
   async beginRun(run, shape) {
     const old = await this.get('runs', run);
     if (old && old.n === shape.n && old.nLayers === shape.nLayers && old.dModel === shape.dModel) return old;
     if (old) await this.dropRun(run);
-    const rec = { run, ...shape, complete: false, updated: Date.now() };
+    const rec = { run, ...shape, done: 0, complete: false, updated: Date.now() };
     await this.put('runs', rec);
     return rec;
   }
@@ -117,13 +120,20 @@ export class Store {
     });
   }
 
-  /** Stores one finished batch of `run` (in the background; `flush` waits for it). */
+  /**
+   * Stores one finished batch of `run` (in the background; `flush` waits for it) and, in the
+   * same transaction, the run's count of stored entities (`done`), so a page can say how much
+   * an interrupted run left without reading its activations.
+   */
   putChunk(run, chunk) {
     if (!this.ok) return;
     const p = (async () => {
       try {
-        const tx = this.db.transaction('chunks', 'readwrite');
+        const tx = this.db.transaction(['chunks', 'runs'], 'readwrite');
         tx.objectStore('chunks').add({ run, ...chunk });
+        const runs = tx.objectStore('runs');
+        const rec = await request(runs.get(run));
+        if (rec) runs.put({ ...rec, done: (rec.done || 0) + chunk.indices.length, updated: Date.now() });
         await finished(tx);
       } catch (e) { this.fail(e); }
     })();

@@ -19,41 +19,6 @@ use probelab::load::LoadedModel;
 use probelab::model::LoadOptions;
 use probelab::Result;
 
-const PLACES: &[&str] = &[
-    "Paris",
-    "São Paulo",
-    "Tokyo",
-    "Kraków",
-    "Reykjavík",
-    "New York City",
-    "Lagos",
-    "Cairo",
-    "Mumbai",
-    "Buenos Aires",
-    "Sydney",
-    "Ulaanbaatar",
-    "Lima",
-    "Nairobi",
-    "Zürich",
-    "Osaka",
-    "Moscow",
-    "Wellington",
-    "Anchorage",
-    "Kinshasa",
-    "Jakarta",
-    "Tehran",
-    "Bogotá",
-    "Helsinki",
-    "Dakar",
-    "Hanoi",
-    "Perth",
-    "Quito",
-    "Oslo",
-    "Accra",
-    "Marrakesh",
-    "Vancouver",
-];
-
 fn main() -> Result<()> {
     let mut model = std::path::PathBuf::from(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -71,10 +36,12 @@ fn main() -> Result<()> {
             path => model = path.into(),
         }
     }
+    // The built-in world places, numbered once they run out.
+    let places = probelab::data::load_builtin("world-places")?.names;
     let names: Vec<String> = (0..n_entities)
-        .map(|i| match i / PLACES.len() {
-            0 => PLACES[i].to_string(),
-            k => format!("{} {k}", PLACES[i % PLACES.len()]),
+        .map(|i| match i / places.len() {
+            0 => places[i].clone(),
+            k => format!("{} {k}", places[i % places.len()]),
         })
         .collect();
 

@@ -35,6 +35,7 @@ const ROPE_WGSL: &str = include_str!("gpu/rope.wgsl");
 const ATTENTION_WGSL: &str = include_str!("gpu/attention.wgsl");
 const SWIGLU_WGSL: &str = include_str!("gpu/swiglu.wgsl");
 const ADD_WGSL: &str = include_str!("gpu/add.wgsl");
+const ELEMENTWISE_WGSL: &str = include_str!("gpu/elementwise.wgsl");
 const CAPTURE_WGSL: &str = include_str!("gpu/capture.wgsl");
 
 /// Bytes of every kernel's uniform parameter block (8 words).
@@ -381,8 +382,8 @@ impl Kernel {
             Kernel::RmsNorm => RMSNORM_WGSL.into(),
             Kernel::Rope => ROPE_WGSL.into(),
             Kernel::Attention => ATTENTION_WGSL.into(),
-            Kernel::SwiGlu => SWIGLU_WGSL.into(),
-            Kernel::Add => ADD_WGSL.into(),
+            Kernel::SwiGlu => format!("{ELEMENTWISE_WGSL}\n{SWIGLU_WGSL}"),
+            Kernel::Add => format!("{ELEMENTWISE_WGSL}\n{ADD_WGSL}"),
             Kernel::Capture => CAPTURE_WGSL.into(),
         }
     }

@@ -335,6 +335,19 @@ pub fn parse_names_csv(bytes: &[u8]) -> Result<Vec<String>, JsError> {
     data::read_names_csv(bytes).map_err(js_err)
 }
 
+/// What the page needs of a dataset: `{name, target, n, names, groups, has_is_test}`, where
+/// `groups` are the columns offered for block hold-out.
+fn dataset_json(d: &data::Dataset) -> serde_json::Value {
+    serde_json::json!({
+        "name": d.name,
+        "target": d.kind,
+        "n": d.len(),
+        "names": d.names,
+        "groups": d.block_columns(),
+        "has_is_test": d.is_test.is_some(),
+    })
+}
+
 /// A dataset from CSV bytes for the page: `{name, target, n, names, groups, problems:
 /// [{line, message}]}` JSON. Rows that cannot be used are skipped and listed by line; a file
 /// that cannot be used at all is an error that says why.
@@ -342,15 +355,8 @@ pub fn parse_names_csv(bytes: &[u8]) -> Result<Vec<String>, JsError> {
 pub fn read_dataset(file_name: &str, bytes: &[u8]) -> Result<String, JsError> {
     let (d, problems) =
         data::read_dataset_csv(file_name, bytes, data::OnBadRows::Skip).map_err(js_err)?;
-    let value = serde_json::json!({
-        "name": d.name,
-        "target": format!("{:?}", d.kind).to_lowercase(),
-        "n": d.len(),
-        "names": d.names,
-        "groups": d.block_columns(),
-        "has_is_test": d.is_test.is_some(),
-        "problems": problems,
-    });
+    let mut value = dataset_json(&d);
+    value["problems"] = serde_json::json!(problems);
     serde_json::to_string(&value).map_err(|e| JsError::new(&e.to_string()))
 }
 
@@ -546,7 +552,7 @@ pub fn builtin_datasets() -> Result<String, JsError> {
         .iter()
         .map(|name| {
             let d = data::load_builtin(name).map_err(js_err)?;
-            Ok(serde_json::json!({"name": name, "n": d.len(), "target": format!("{:?}", d.kind).to_lowercase(), "names": d.names, "groups": d.block_columns()}))
+            Ok(dataset_json(&d))
         })
         .collect::<Result<_, JsError>>()?;
     serde_json::to_string(&list).map_err(|e| JsError::new(&e.to_string()))

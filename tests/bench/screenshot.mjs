@@ -1,7 +1,7 @@
 // The README's screenshot (docs/lab.png): the lab after a run on the built-in 200 world places,
 // with a place's tooltip showing. Usage (from tests/e2e): node ../bench/screenshot.mjs
 import path from 'node:path';
-import { ROOT, launch, startServer } from '../e2e/harness.mjs';
+import { ROOT, launch, mapMarkerAt, startServer } from '../e2e/harness.mjs';
 
 const server = await startServer();
 const browser = await launch();
@@ -13,14 +13,8 @@ try {
   await page.waitForFunction(() => window.probelab.report, null, { timeout: 900_000 });
   // Hover the test place with the largest error, so the tooltip shows a telling case.
   await page.locator('#map-canvas').scrollIntoViewIfNeeded();
-  const at = await page.evaluate(() => {
-    const m = window.probelab.map;
-    const p = [...m.scene.points].sort((a, b) => b.error_km - a.error_km)[0];
-    const c = document.getElementById('map-canvas');
-    const r = c.getBoundingClientRect();
-    const k = c.clientWidth / m.scene.width;
-    return [r.left + c.clientLeft + p.pred_xy[0] * k, r.top + c.clientTop + p.pred_xy[1] * k];
-  });
+  const worst = await page.evaluate(() => [...window.probelab.map.scene.points].sort((a, b) => b.error_km - a.error_km)[0].name);
+  const at = await mapMarkerAt(page, worst);
   await page.mouse.move(at[0], at[1]);
   await page.waitForSelector('#map-tip:not([hidden])');
   const out = path.join(ROOT, 'docs/lab.png');

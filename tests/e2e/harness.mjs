@@ -132,3 +132,16 @@ export function mapPixels(page, frame = page) {
     return { land, ocean, saturated, total: d.length / 4 };
   });
 }
+
+/** Viewport position of the map's predicted marker for the place `name`, through the view. */
+export function mapMarkerAt(page, name) {
+  return page.evaluate((wanted) => {
+    const m = window.probelab.map;
+    const p = m.scene.points.find((q) => q.name === wanted);
+    const c = document.getElementById('map-canvas');
+    const r = c.getBoundingClientRect();
+    const k = c.clientWidth / m.scene.width;
+    return [r.left + c.clientLeft + (m.view.x + m.view.scale * p.pred_xy[0]) * k,
+      r.top + c.clientTop + (m.view.y + m.view.scale * p.pred_xy[1]) * k];
+  }, name);
+}

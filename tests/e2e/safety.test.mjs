@@ -6,7 +6,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { ROOT, extractInPage, launch, startServer } from './harness.mjs';
+import { ROOT, extractInPage, launch, mapMarkerAt, startServer } from './harness.mjs';
 
 let server, browser;
 before(async () => { server = await startServer(); browser = await launch(); });
@@ -87,15 +87,7 @@ test('HTML-like names and groups stay text in the map tooltip, the table and the
   await page.waitForFunction(() => window.probelab.map.scene.points.length === window.probelab.report.dataset.n);
   await page.locator('#map-canvas').scrollIntoViewIfNeeded();
   for (const payload of PAYLOADS) {
-    const at = await page.evaluate((name) => {
-      const m = window.probelab.map;
-      const p = m.scene.points.find((q) => q.name === name);
-      const c = document.getElementById('map-canvas');
-      const r = c.getBoundingClientRect();
-      const k = c.clientWidth / m.scene.width;
-      return [r.left + c.clientLeft + (m.view.x + m.view.scale * p.pred_xy[0]) * k,
-        r.top + c.clientTop + (m.view.y + m.view.scale * p.pred_xy[1]) * k];
-    }, payload);
+    const at = await mapMarkerAt(page, payload);
     await page.mouse.move(2, 2);
     await page.mouse.move(at[0], at[1]);
     await page.waitForSelector('#map-tip:not([hidden])');

@@ -1,29 +1,5 @@
-// Residual add: x += y.
+// Residual add: x += y (a = x, b = y; see elementwise.wgsl).
 
-struct Params {
-    n: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-    _pad3: u32,
-    _pad4: u32,
-    _pad5: u32,
-    _pad6: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read_write> x: array<f32>;
-@group(0) @binding(2) var<storage, read> y: array<f32>;
-
-@compute @workgroup_size(64)
-fn main(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let i = (wg.x + wg.y * nwg.x) * 64u + li;
-    if (i >= p.n) {
-        return;
-    }
-    x[i] = x[i] + y[i];
+fn apply(i: u32) {
+    a[i] = a[i] + b[i];
 }

@@ -1,30 +1,7 @@
-// SwiGLU: gate = silu(gate) * up, in place (silu(x) = x / (1 + exp(-x)), as candle).
+// SwiGLU: gate = silu(gate) * up, in place (silu(x) = x / (1 + exp(-x)), as candle;
+// a = gate, b = up; see elementwise.wgsl).
 
-struct Params {
-    n: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-    _pad3: u32,
-    _pad4: u32,
-    _pad5: u32,
-    _pad6: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read_write> gate: array<f32>;
-@group(0) @binding(2) var<storage, read> up: array<f32>;
-
-@compute @workgroup_size(64)
-fn main(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let i = (wg.x + wg.y * nwg.x) * 64u + li;
-    if (i >= p.n) {
-        return;
-    }
-    let a = gate[i];
-    gate[i] = a / (1.0 + exp(-a)) * up[i];
+fn apply(i: u32) {
+    let g = a[i];
+    a[i] = g / (1.0 + exp(-g)) * b[i];
 }
