@@ -11,6 +11,20 @@ WASM_TARGET_DIR="$CACHE/wasm"
 
 log() { printf '\033[1m[probelab]\033[0m %s\n' "$*" >&2; }
 
+# Runs one named stage and records its wall time; stage_report prints them all.
+STAGE_TIMES=()
+stage() {
+  local name="$1" t0=$SECONDS
+  shift
+  "$@"
+  STAGE_TIMES+=("$(printf '%-22s %5d s' "$name" $((SECONDS - t0)))")
+  log "stage '$name' took $((SECONDS - t0)) s"
+}
+stage_report() {
+  log "stage times:"
+  printf '  %s\n' "${STAGE_TIMES[@]}" >&2
+}
+
 need_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
 apt_install() {

@@ -15,12 +15,12 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use probelab::analysis::{
-    analyze, Analysis, AnalysisOptions, ControlInputs, ReportContext, SplitSpec,
-};
 use probelab::data::{Dataset, TargetKind};
 use probelab::extract::Activations;
-use probelab::probe::SplitMix64;
+use probelab::probe::analysis::{
+    analyze, Analysis, AnalysisOptions, ControlInputs, ReportContext, SplitSpec,
+};
+use probelab::probe::ridge::SplitMix64;
 
 fn vm_hwm_mib() -> Option<f64> {
     let s = std::fs::read_to_string("/proc/self/status").ok()?;

@@ -13,9 +13,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use probelab::extract::{self, ExtractOptions, Pool, Template};
-use probelab::gguf::ModelFile;
 use probelab::gpu::{CaptureSpan, GpuEngine, GpuLlama, GpuOptions};
-use probelab::load::LoadedModel;
+use probelab::model::gguf::ModelFile;
+use probelab::model::load::LoadedModel;
 use probelab::model::LoadOptions;
 use probelab::Result;
 

@@ -107,7 +107,7 @@ pub fn names_hash(names: &[String]) -> String {
         h.update(n.as_bytes());
         h.update(b"\n");
     }
-    crate::gguf::hex(&h.finalize())
+    crate::model::gguf::hex(&h.finalize())
 }
 
 /// What a dataset's targets are.
@@ -384,7 +384,7 @@ pub fn dataset_hash(dataset: &Dataset) -> String {
             h.update((v + 0.0).to_bits().to_le_bytes());
         }
     }
-    crate::gguf::hex(&h.finalize())
+    crate::model::gguf::hex(&h.finalize())
 }
 
 /// Names of the built-in datasets, for [`builtin`] and [`load_builtin`].

@@ -10,7 +10,7 @@ use std::io::{Read, Seek};
 
 use crate::error::{Error, Result};
 use crate::extract::{self, Activations, EntityTokens, ExtractOptions, Progress};
-use crate::gguf::ModelFile;
+use crate::model::gguf::ModelFile;
 use crate::model::Llama;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]

@@ -2,13 +2,15 @@
 //! and random-initialised) → report. Each stage can be re-entered: `fit` starts from saved
 //! activations and skips the model.
 
-use crate::acts::ActsMeta;
-use crate::analysis::{self, AnalysisOptions, ControlInputs, Report, ReportContext, SplitSpec};
 use crate::data::{self, Dataset, OnBadRows, RowProblem};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::extract::acts::ActsMeta;
 use crate::extract::{self, Activations, ExtractOptions, Template};
-use crate::load::LoadedModel;
+use crate::model::load::LoadedModel;
+use crate::probe::analysis::{
+    self, AnalysisOptions, ControlInputs, Report, ReportContext, SplitSpec,
+};
 
 /// Seed of the random-initialised control model (fixed, so runs are reproducible).
 pub const RANDOM_INIT_SEED: u64 = 0x5EED_0001;

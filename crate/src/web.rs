@@ -8,10 +8,10 @@ use std::rc::Rc;
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
-use crate::acts::{self, ActsMeta, StoreAs};
 use crate::data;
+use crate::extract::acts::{self, ActsMeta, StoreAs};
 use crate::extract::{self, Activations, EntityTokens, Pool, Template};
-use crate::load::LoadedModel;
+use crate::model::load::LoadedModel;
 use crate::model::LoadOptions;
 
 fn js_err(e: crate::Error) -> JsError {
@@ -282,7 +282,7 @@ impl GpuModel {
         use crate::gpu::{GpuEngine, GpuLlama, GpuOptions};
         let engine = GpuEngine::new_async().await.map_err(js_err)?;
         let mut cursor = Cursor::new(bytes);
-        let file = crate::gguf::ModelFile::read(&mut cursor).map_err(js_err)?;
+        let file = crate::model::gguf::ModelFile::read(&mut cursor).map_err(js_err)?;
         let model = GpuLlama::load(
             &file,
             &mut cursor,
@@ -417,7 +417,7 @@ pub fn fit_probes(
         names: dataset.names.clone(),
     };
     let split = crate::run::parse_split(split, seed).map_err(js_err)?;
-    let opts = crate::analysis::AnalysisOptions {
+    let opts = crate::probe::analysis::AnalysisOptions {
         n_permutations: permutations,
         seed,
         ..Default::default()
@@ -450,16 +450,19 @@ pub fn fit_probes(
 /// the scene format of `render.rs`, for drawing on a canvas.
 #[wasm_bindgen]
 pub fn report_scenes(report_json: &str) -> Result<String, JsError> {
-    let report: crate::analysis::Report =
+    let report: crate::probe::analysis::Report =
         serde_json::from_str(report_json).map_err(|e| JsError::new(&format!("report: {e}")))?;
-    let layers = crate::figures::layer_scene(&report);
+    let layers = crate::render::figures::layer_scene(&report);
     let second = match report.dataset.target {
         data::TargetKind::Space => (
             "map",
-            crate::figures::map_scene(&report, true, crate::render::ColorBy::ByGroup)
+            crate::render::figures::map_scene(&report, true, crate::render::ColorBy::ByGroup)
                 .map_err(js_err)?,
         ),
-        data::TargetKind::Time => ("time", crate::figures::time_scene(&report).map_err(js_err)?),
+        data::TargetKind::Time => (
+            "time",
+            crate::render::figures::time_scene(&report).map_err(js_err)?,
+        ),
     };
     Ok(format!(
         "{{\"layers\":{},\"{}\":{}}}",
@@ -472,7 +475,7 @@ pub fn report_scenes(report_json: &str) -> Result<String, JsError> {
 thread_local! {
     /// The last report `layer_map_scene` read, with its text: a layer slider (or Play) asks for
     /// map after map of one report, and reading 6,000 places × 31 layers each time is slow.
-    static MAP_REPORT: RefCell<Option<(String, Rc<crate::analysis::Report>)>> =
+    static MAP_REPORT: RefCell<Option<(String, Rc<crate::probe::analysis::Report>)>> =
         const { RefCell::new(None) };
 }
 
@@ -495,7 +498,7 @@ pub fn layer_map_scene(
     let report = match cached {
         Some(r) => r,
         None => {
-            let r: Rc<crate::analysis::Report> = Rc::new(
+            let r: Rc<crate::probe::analysis::Report> = Rc::new(
                 serde_json::from_str(report_json)
                     .map_err(|e| JsError::new(&format!("report: {e}")))?,
             );
@@ -509,34 +512,34 @@ pub fn layer_map_scene(
         crate::render::ColorBy::ByGroup
     };
     Ok(
-        crate::figures::map_scene_at_layer(&report, layer, color_by, show_train)
+        crate::render::figures::map_scene_at_layer(&report, layer, color_by, show_train)
             .map_err(js_err)?
             .map(|s| s.to_json())
             .unwrap_or_default(),
     )
 }
 
-/// The plain-language summary of a report (its JSON text): see [`crate::figures::summary`].
+/// The plain-language summary of a report (its JSON text): see [`crate::render::figures::summary`].
 #[wasm_bindgen]
 pub fn report_summary(report_json: &str) -> Result<String, JsError> {
-    let report: crate::analysis::Report =
+    let report: crate::probe::analysis::Report =
         serde_json::from_str(report_json).map_err(|e| JsError::new(&format!("report: {e}")))?;
-    Ok(crate::figures::summary(&report))
+    Ok(crate::render::figures::summary(&report))
 }
 
 /// predictions.csv for a report (its JSON text), as the command line writes it.
 #[wasm_bindgen]
 pub fn report_predictions_csv(report_json: &str) -> Result<String, JsError> {
-    let report: crate::analysis::Report =
+    let report: crate::probe::analysis::Report =
         serde_json::from_str(report_json).map_err(|e| JsError::new(&format!("report: {e}")))?;
-    crate::analysis::predictions_csv(&report).map_err(js_err)
+    crate::probe::analysis::predictions_csv(&report).map_err(js_err)
 }
 
 /// Hex SHA-256 of bytes: the page's cache keys (WebCrypto is missing outside secure contexts,
 /// e.g. in an iframe on a plain-http page).
 #[wasm_bindgen]
 pub fn sha256_hex(bytes: &[u8]) -> Result<String, JsError> {
-    crate::gguf::sha256_hex(&mut Cursor::new(bytes)).map_err(js_err)
+    crate::model::gguf::sha256_hex(&mut Cursor::new(bytes)).map_err(js_err)
 }
 
 /// Seed of the random-initialised control model: the command line's, so both draw the same twin.

@@ -1,7 +1,7 @@
 //! Activation files: the chunked writer (for datasets larger than memory) produces the same file
 //! contents as the in-memory serializer, readable back in f32 and f16.
 
-use probelab::acts::{self, ActsMeta, ActsWriter, StoreAs};
+use probelab::extract::acts::{self, ActsMeta, ActsWriter, StoreAs};
 use probelab::extract::Activations;
 
 fn sample(n: usize) -> (Activations, ActsMeta) {

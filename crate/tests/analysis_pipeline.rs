@@ -4,14 +4,14 @@
 
 use std::collections::BTreeMap;
 
-use probelab::acts::ActsMeta;
-use probelab::analysis::{
+use probelab::data::{self, Dataset, TargetKind};
+use probelab::extract::acts::ActsMeta;
+use probelab::extract::Activations;
+use probelab::probe::analysis::{
     analyze, check_matches, predictions, predictions_csv, AnalysisOptions, ControlInputs, Report,
     ReportContext, SpaceTargets, SplitSpec,
 };
-use probelab::data::{self, Dataset, TargetKind};
-use probelab::extract::Activations;
-use probelab::probe::SplitMix64;
+use probelab::probe::ridge::SplitMix64;
 use probelab::Error;
 
 struct Rng(SplitMix64);
@@ -286,7 +286,7 @@ fn planted_signal_is_selected_with_a_small_p_value() {
         (5, 100, 2)
     );
     // The plain-language summary carries the report's own figures.
-    let text = probelab::figures::summary(&r);
+    let text = probelab::render::figures::summary(&r);
     let s = &r.selected;
     for part in [
         format!("Layer 3 (chosen on the training set's validation folds) predicts latitude and longitude of held-out entities with R² {:.2}", s.r2_test),

@@ -8,7 +8,7 @@ use std::process::Command;
 
 use candle_core::quantized::GgmlDType;
 use common::*;
-use probelab::load::LoadedModel;
+use probelab::model::load::LoadedModel;
 use probelab::model::LoadOptions;
 
 fn load_err(bytes: Vec<u8>) -> String {

@@ -5,7 +5,7 @@ mod common;
 use candle_core::quantized::GgmlDType;
 use common::*;
 use probelab::extract::{self, ExtractOptions, Pool, Template};
-use probelab::load::LoadedModel;
+use probelab::model::load::LoadedModel;
 use probelab::model::LoadOptions;
 
 #[test]

@@ -6,7 +6,7 @@ mod common;
 use candle_core::Device;
 use common::*;
 use probelab::extract::{self, Activations, EntityTokens, ExtractOptions, Pool};
-use probelab::load::LoadedModel;
+use probelab::model::load::LoadedModel;
 use probelab::model::LoadOptions;
 use serde_json::Value;
 

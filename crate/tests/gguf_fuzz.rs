@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use candle_core::quantized::gguf_file::{Content, Value};
 use candle_core::quantized::GgmlDType;
 use common::*;
-use probelab::gguf::ModelFile;
-use probelab::load::LoadedModel;
+use probelab::model::gguf::ModelFile;
+use probelab::model::load::LoadedModel;
 use probelab::model::LoadOptions;
 
 /// Heap use of one thread while its meter is on: the largest single request and the peak of

@@ -15,9 +15,9 @@ use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
 use common::*;
 use probelab::extract::{self, ExtractOptions, Pool, Template};
-use probelab::gguf::ModelFile;
 use probelab::gpu::{self, CaptureSpan, GpuEngine, GpuLlama, GpuOptions};
-use probelab::load::LoadedModel;
+use probelab::model::gguf::ModelFile;
+use probelab::model::load::LoadedModel;
 use probelab::model::{to_flat, Llama, LoadOptions};
 
 /// Cosine ≥ this and relative error ≤ [`MAX_REL`] at every layer, every compared vector.

@@ -1,6 +1,6 @@
 //! Metrics against hand-computed values.
 
-use probelab::metrics::{
+use probelab::probe::metrics::{
     average_ranks, great_circle_km, km_errors, mean_absolute_error_years, mean_km_error,
     mean_proximity_error, median_km_error, proximity_errors, r2_score, r2_score_per_target,
     spearman, LatLon, EARTH_RADIUS_KM,

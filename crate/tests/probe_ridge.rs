@@ -3,7 +3,7 @@
 //! splits and standardization.
 
 use nalgebra::{DMatrix, DVector};
-use probelab::probe::{
+use probelab::probe::ridge::{
     default_alphas, leave_one_group_out, logspace, CvMode, Matrix, MatrixRef, PermutationTest,
     Probe, RidgeCv, Route, Split, SplitMix64, StandardScaler,
 };

@@ -6,7 +6,7 @@
 
 use std::time::Instant;
 
-use probelab::probe::{MatrixRef, PermutationTest, Probe, RidgeCv, SplitMix64};
+use probelab::probe::ridge::{MatrixRef, PermutationTest, Probe, RidgeCv, SplitMix64};
 
 #[test]
 #[ignore = "timing only; run explicitly in release mode"]

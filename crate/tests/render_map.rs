@@ -6,14 +6,14 @@
 
 use std::collections::BTreeMap;
 
-use probelab::analysis::{
-    analyze, AnalysisOptions, ControlInputs, Report, ReportContext, SplitSpec,
-};
 use probelab::data::{Dataset, TargetKind};
 use probelab::extract::Activations;
-use probelab::figures::map_scene_at_layer;
-use probelab::geo::{self, EQUAL_EARTH_ASPECT, EQUAL_EARTH_X_MAX, EQUAL_EARTH_Y_MAX};
-use probelab::metrics;
+use probelab::probe::analysis::{
+    analyze, AnalysisOptions, ControlInputs, Report, ReportContext, SplitSpec,
+};
+use probelab::probe::metrics;
+use probelab::render::figures::map_scene_at_layer;
+use probelab::render::geo::{self, EQUAL_EARTH_ASPECT, EQUAL_EARTH_X_MAX, EQUAL_EARTH_Y_MAX};
 use probelab::render::{
     self, map_scene, parse_color, ColorBy, MapFrame, MapOptions, MapPoint, Raster, LAND, OCEAN,
 };

@@ -8,7 +8,7 @@ use std::io::Cursor;
 
 use candle_core::quantized::GgmlDType;
 use common::*;
-use probelab::load::LoadedModel;
+use probelab::model::load::LoadedModel;
 use probelab::model::LoadOptions;
 use serde_json::Value;
 
@@ -28,7 +28,7 @@ fn cases(file: &str) -> Vec<(String, Vec<u32>)> {
         .collect()
 }
 
-fn check_all(tok: &probelab::tokenizer::Tokenizer, cases: &[(String, Vec<u32>)]) {
+fn check_all(tok: &probelab::model::tokenizer::Tokenizer, cases: &[(String, Vec<u32>)]) {
     let mismatches: Vec<String> = cases
         .iter()
         .filter_map(|(text, want)| {

@@ -2,7 +2,7 @@
 // next run works; the main thread stays responsive while the workers extract.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { extractInPage, launch, openLab, startServer } from './harness.mjs';
+import { extractInPage, launch, openLab, startServer, waitForProgress } from './harness.mjs';
 
 let server, browser;
 before(async () => { server = await startServer(); browser = await launch(); });
@@ -18,7 +18,7 @@ test('Cancel mid-extraction, then extract again; no long main-thread tasks', asy
       .observe({ type: 'longtask', buffered: false });
   });
   await page.click('#extract');
-  await page.waitForFunction(() => Number(document.getElementById('extract-progress').value) > 0, null, { timeout: 120_000 });
+  await waitForProgress(page, () => Number(document.getElementById('extract-progress').value) > 0);
   // While it runs, the page answers input at once.
   const t = Date.now();
   await page.fill('#template', 'The city of {name}');

@@ -2,7 +2,7 @@
 // shows the summary, the chart and the map, with the inputs hidden.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { launch, startServer } from './harness.mjs';
+import { launch, startServer, waitForProgress } from './harness.mjs';
 
 let server, browser;
 before(async () => { server = await startServer(); browser = await launch(); });
@@ -14,7 +14,7 @@ test('embed view inside <iframe sandbox="allow-scripts allow-same-origin">', asy
   await page.setContent(`<!doctype html><title>A blog post</title><p>Here is the lab:</p>
     <iframe id="lab" src="${src}" sandbox="allow-scripts allow-same-origin" width="900" height="1200"></iframe>`);
   const frame = await (await page.waitForSelector('#lab')).contentFrame();
-  await frame.waitForFunction(() => window.probelab && window.probelab.report, null, { timeout: 600_000 });
+  await waitForProgress(page, () => window.probelab && window.probelab.report, { frame });
   assert.match(await frame.textContent('#summary'), /Layer \d+ .* R²/);
   assert.equal(await frame.isVisible('#model-panel'), false);
   assert.equal(await frame.isVisible('#map-canvas'), true);

@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { afterEach } from 'node:test';
 import { chromium } from 'playwright-core';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -40,10 +41,23 @@ function launchOptions(webgpu) {
   };
 }
 
+const browsers = new Set();
+
 /** Headless Chromium; webgpu: true adds the flag that exposes SwiftShader's WebGPU adapter. */
 export async function launch({ webgpu = false } = {}) {
-  return chromium.launch(launchOptions(webgpu));
+  const browser = await chromium.launch(launchOptions(webgpu));
+  browsers.add(browser);
+  browser.on('disconnected', () => browsers.delete(browser));
+  return browser;
 }
+
+// Every test owns the pages it opens: after each one (passed, failed or timed out) they are
+// closed, so a page still computing cannot starve the next test of the machine's cores.
+afterEach(async () => {
+  for (const b of browsers) {
+    await Promise.all(b.contexts().map((c) => c.close().catch(() => {})));
+  }
+});
 
 /**
  * Headless Chromium with an on-disk profile in `dir`, as a user's browser has: its IndexedDB
@@ -54,15 +68,80 @@ export async function launchProfile(dir, { webgpu = false } = {}) {
   return chromium.launchPersistentContext(dir, launchOptions(webgpu));
 }
 
-/** Opens the lab and waits until the default model is loaded. */
-export async function openLab(browser, url, query = '') {
+/**
+ * Prints each change of the page's extraction and fit status lines to the test output, with the
+ * seconds since the page opened, so a slow run (lines keep coming) and a stuck one (they stop)
+ * look different. Call before the page navigates.
+ */
+export async function followStatus(page, label = '') {
+  const t0 = Date.now();
+  await page.exposeFunction('__probelabStatus', (id, text) => {
+    console.log(`    [${((Date.now() - t0) / 1000).toFixed(1).padStart(6)} s]${label ? ' ' + label : ''} ${id}: ${text}`);
+  });
+  await page.addInitScript(() => {
+    const watch = () => {
+      for (const id of ['extract-status', 'probe-status']) {
+        const el = document.getElementById(id);
+        if (!el) continue;
+        let last = '';
+        new MutationObserver(() => {
+          const text = el.textContent.trim();
+          if (text && text !== last) { last = text; window.__probelabStatus(id, text); }
+        }).observe(el, { childList: true, characterData: true, subtree: true });
+      }
+    };
+    if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', watch);
+    else watch();
+  });
+}
+
+/** Opens the lab (its status lines followed) and waits until the default model is loaded. */
+export async function openLab(browser, url, query = '', { label = '' } = {}) {
   const page = await browser.newPage();
   const pageErrors = [];
   page.on('pageerror', (e) => pageErrors.push(String(e)));
   page.on('console', (m) => { if (m.type() === 'error') pageErrors.push(m.text()); });
+  await followStatus(page, label);
   await page.goto(url + query);
-  await page.waitForFunction(() => window.probelab && window.probelab.info, null, { timeout: 120_000 });
+  await waitForProgress(page, () => window.probelab && window.probelab.info, { stallS: 180, what: 'the model to load' });
   return { page, pageErrors };
+}
+
+/**
+ * Waits until `predicate` holds in the page (or `frame`), for as long as the page keeps making
+ * progress: the time limit is on silence, not on the whole run, so a machine half as fast still
+ * passes and a stuck run still fails. Progress is any change of the status lines or progress
+ * bars. The allowed silence is `stallS` seconds, or ten times the longest gap between two
+ * changes seen so far in this wait, whichever is longer (the limit is sized from the measured
+ * rate of the run itself).
+ */
+export async function waitForProgress(page, predicate, { arg = null, stallS = 300, what = 'the result', frame = page } = {}) {
+  const start = Date.now();
+  let last = null, since = start, longestGap = 0;
+  for (;;) {
+    try {
+      await frame.waitForFunction(predicate, arg, { timeout: 5_000, polling: 250 });
+      return;
+    } catch (e) {
+      if (!/Timeout/i.test(String(e && e.message))) throw e;
+    }
+    // A navigation in between (a reload) counts as a change.
+    const now = await frame.evaluate(() => ['model-status', 'extract-status', 'probe-status', 'model-progress', 'extract-progress', 'fit-progress']
+      .map((id) => { const el = document.getElementById(id); return el ? (el.value ?? '') + ':' + el.textContent : ''; }).join('|')).catch((e) => `navigating ${Date.now()} ${e.message}`);
+    const t = Date.now();
+    if (now !== last) {
+      if (last !== null) longestGap = Math.max(longestGap, t - since);
+      last = now; since = t;
+    } else if (t - since > Math.max(stallS * 1000, 10 * longestGap)) {
+      throw new Error(`waiting for ${what}: no progress for ${((t - since) / 1000).toFixed(0)} s `
+        + `(after ${((t - start) / 1000).toFixed(0)} s in all); the page says: ${now}`);
+    }
+  }
+}
+
+/** Waits for the page's fitted report (see waitForProgress). */
+export function waitForReport(page, opts = {}) {
+  return waitForProgress(page, () => window.probelab.report, { what: 'the report', ...opts });
 }
 
 /** Types names, runs an extraction and returns the page's activations. */
@@ -72,7 +151,7 @@ export async function extractInPage(page, names, { template = '{name}', pool = '
   await page.selectOption('#pool', pool);
   await page.evaluate(() => { window.probelab.lastRun = null; });
   await page.click('#extract');
-  await page.waitForFunction(() => window.probelab.lastRun, null, { timeout: 300_000 });
+  await waitForProgress(page, () => window.probelab.lastRun, { what: 'the extraction' });
   return page.evaluate(() => {
     const r = window.probelab.lastRun;
     return { nLayers: r.nLayers, nEntities: r.nEntities, dModel: r.dModel, data: Array.from(r.data) };

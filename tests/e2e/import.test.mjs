@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { ROOT, launch, openLab, pageError, startServer } from './harness.mjs';
+import { ROOT, launch, openLab, pageError, startServer, waitForReport } from './harness.mjs';
 
 let server, browser;
 before(async () => { server = await startServer(); browser = await launch(); });
@@ -33,7 +33,7 @@ test('a CSV with latitude and longitude: bad rows listed by line, probes fitted 
   assert.ok(splits.includes('group:continent'), JSON.stringify(splits));
   await page.uncheck('#random-init');
   await page.click('#extract');
-  await page.waitForFunction(() => window.probelab.report, null, { timeout: 600_000 });
+  await waitForReport(page);
   const rep = await page.evaluate(() => window.probelab.report);
   assert.equal(rep.dataset.n, 121);
   assert.equal(rep.dataset.target, 'space');

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, before, test } from 'node:test';
-import { launch, mapPixels, openLab, startServer } from './harness.mjs';
+import { launch, mapPixels, openLab, startServer, waitForReport } from './harness.mjs';
 
 let server, browser;
 before(async () => { server = await startServer(); browser = await launch(); });
@@ -13,7 +13,7 @@ test('200 places: extraction, probes, summary, chart and map', async () => {
   const { page, pageErrors } = await openLab(browser, server.url, '?permutations=20');
   await page.waitForFunction(() => document.getElementById('names').value.split('\n').length === 200);
   await page.click('#extract');
-  await page.waitForFunction(() => window.probelab.report, null, { timeout: 600_000 });
+  await waitForReport(page);
   const rep = await page.evaluate(() => window.probelab.report);
   assert.equal(rep.dataset.n, 200);
   assert.equal(rep.layers.length, 31);
@@ -68,7 +68,7 @@ test('a time dataset: predicted against true year, no map controls', async () =>
   await page.waitForFunction(() => document.getElementById('names').value.split('\n').length === 200);
   await page.uncheck('#random-init');
   await page.click('#extract');
-  await page.waitForFunction(() => window.probelab.report, null, { timeout: 600_000 });
+  await waitForReport(page);
   const rep = await page.evaluate(() => window.probelab.report);
   assert.equal(rep.dataset.target, 'time');
   assert.match(await page.textContent('#summary'), /predicts the year of held-out entities with R² -?\d.*mean error \d+ years/);

@@ -4,7 +4,7 @@
 // is drawn.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { launch, openLab, startServer } from './harness.mjs';
+import { launch, openLab, startServer, waitForReport } from './harness.mjs';
 
 let server, browser;
 before(async () => { server = await startServer(); browser = await launch(); });
@@ -56,7 +56,7 @@ test('map: hover, zoom, pan, reset and the train/test toggle', async () => {
   const { page, pageErrors } = await openLab(browser, server.url, '?permutations=20');
   await page.waitForFunction(() => document.getElementById('names').value.split('\n').length === 200);
   await page.click('#extract');
-  await page.waitForFunction(() => window.probelab.report, null, { timeout: 600_000 });
+  await waitForReport(page);
   const rep = await page.evaluate(() => window.probelab.report);
   const nTest = rep.entities.filter((e) => e.split === 'test').length;
   assert.ok(nTest > 0 && nTest < 200, `test entities: ${nTest}`);

@@ -6,7 +6,9 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { ROOT, extractInPage, launch, mapMarkerAt, startServer } from './harness.mjs';
+import {
+  ROOT, extractInPage, launch, mapMarkerAt, startServer, waitForProgress, waitForReport,
+} from './harness.mjs';
 
 let server, browser;
 before(async () => { server = await startServer(); browser = await launch(); });
@@ -30,7 +32,7 @@ test('HTML-like names are shown as text and nothing runs; every request stays on
   page.on('dialog', async (d) => { dialogs.push(d.message()); await d.dismiss(); });
   const origin = new URL(server.url).origin;
   await page.goto(server.url);
-  await page.waitForFunction(() => window.probelab && window.probelab.info, null, { timeout: 120_000 });
+  await waitForProgress(page, () => window.probelab && window.probelab.info);
 
   // Through the names box, and through a CSV file.
   const r = await extractInPage(page, ['Paris', ...PAYLOADS]);
@@ -60,7 +62,7 @@ test('HTML-like names and groups stay text in the map tooltip, the table and the
   const dialogs = [];
   page.on('dialog', async (d) => { dialogs.push(d.message()); await d.dismiss(); });
   await page.goto(server.url + '?permutations=5&nosw');
-  await page.waitForFunction(() => window.probelab && window.probelab.info, null, { timeout: 120_000 });
+  await waitForProgress(page, () => window.probelab && window.probelab.info);
   // 60 real places; four renamed to the payloads, and one continent named like markup.
   const quote = (v) => `"${v.replaceAll('"', '""')}"`;
   const lines = readFileSync(path.join(ROOT, 'datasets/world_places.csv'), 'utf8').trim().split('\n').filter((l) => !l.includes('"'));
@@ -76,7 +78,7 @@ test('HTML-like names and groups stay text in the map tooltip, the table and the
   await page.waitForFunction(() => document.getElementById('dataset').value === 'imported');
   await page.uncheck('#random-init');
   await page.click('#extract');
-  await page.waitForFunction(() => window.probelab.report, null, { timeout: 300_000 });
+  await waitForReport(page);
 
   // The table shows the markup-like group as text.
   const groups = await page.$$eval('#by-group tbody tr td:first-child', (tds) => tds.map((td) => td.textContent));

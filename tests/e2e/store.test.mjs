@@ -3,14 +3,14 @@
 // resumes (computing only what was missing), and after one visit the lab runs offline.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { launch, startServer, worstRelDiff } from './harness.mjs';
+import { launch, startServer, waitForProgress, waitForReport, worstRelDiff } from './harness.mjs';
 
 let server, browser;
 before(async () => { server = await startServer(); browser = await launch(); });
 after(async () => { await browser?.close(); server?.stop(); });
 
 const computed = (page) => page.evaluate(() => window.probelab.pool.entitiesComputed);
-const waitLoaded = (page) => page.waitForFunction(() => window.probelab && window.probelab.info, null, { timeout: 120_000 });
+const waitLoaded = (page) => waitForProgress(page, () => window.probelab && window.probelab.info);
 
 test('revisit: the last result is shown from the store; a new split re-fits without the model', async () => {
   const context = await browser.newContext();
@@ -21,7 +21,7 @@ test('revisit: the last result is shown from the store; a new split re-fits with
   await waitLoaded(page);
   await page.waitForFunction(() => document.getElementById('names').value.split('\n').length === 200);
   await page.click('#extract');
-  await page.waitForFunction(() => window.probelab.report, null, { timeout: 600_000 });
+  await waitForReport(page);
   const first = await page.evaluate(() => window.probelab.report);
   // The random-initialised control ran in the page: it has a score at every layer.
   assert.ok(first.layers.every((l) => Number.isFinite(l.controls.random_init_r2)), 'random-init control missing');
@@ -41,7 +41,7 @@ test('revisit: the last result is shown from the store; a new split re-fits with
 
   // A new split: re-fitted from the stored activations, the model does not run.
   await again.selectOption('#split', 'group:continent');
-  await again.waitForFunction(() => window.probelab.report && window.probelab.report.split.kind !== 'random', null, { timeout: 300_000 });
+  await waitForProgress(again, () => window.probelab.report && window.probelab.report.split.kind !== 'random');
   const blocked = await again.evaluate(() => window.probelab.report);
   assert.match(JSON.stringify(blocked.split), /continent/);
   assert.ok(blocked.layers.every((l) => Number.isFinite(l.controls.random_init_r2)), 'random-init control lost in the re-fit');
@@ -63,14 +63,14 @@ test('a reload mid-extraction resumes: finished batches are not recomputed', asy
   };
   await setUp(page);
   await page.click('#extract');
-  await page.waitForFunction(() => window.probelab.pool.entitiesComputed >= 64, null, { timeout: 300_000 });
+  await waitForProgress(page, () => window.probelab.pool.entitiesComputed >= 64);
   await page.reload();
   await waitLoaded(page);
   await setUp(page);
   // The page says what it found before anything runs.
   await page.waitForFunction(() => /cached from an interrupted run/.test(document.getElementById('extract-status').textContent), null, { timeout: 60_000 });
   await page.click('#extract');
-  await page.waitForFunction(() => window.probelab.lastRun, null, { timeout: 300_000 });
+  await waitForProgress(page, () => window.probelab.lastRun);
   const run = await page.evaluate(() => {
     const r = window.probelab.lastRun;
     return { fromStore: r.fromStore, computed: r.computed, data: Array.from(r.data) };
@@ -86,7 +86,7 @@ test('a reload mid-extraction resumes: finished batches are not recomputed', asy
   await waitLoaded(ref);
   await ref.fill('#names', names.join('\n'));
   await ref.click('#extract');
-  await ref.waitForFunction(() => window.probelab.lastRun, null, { timeout: 300_000 });
+  await waitForProgress(ref, () => window.probelab.lastRun);
   const refData = await ref.evaluate(() => Array.from(window.probelab.lastRun.data));
   assert.equal(refData.length, run.data.length);
   const worst = worstRelDiff(run.data, refData, 576);
@@ -114,7 +114,7 @@ test('offline: after one visit the lab opens and runs with the server gone', asy
   await waitLoaded(offline);
   await offline.fill('#names', 'Paris\nKraków\nNairobi');
   await offline.click('#extract');
-  await offline.waitForFunction(() => window.probelab.lastRun, null, { timeout: 120_000 });
+  await waitForProgress(offline, () => window.probelab.lastRun);
   const r = await offline.evaluate(() => ({ n: window.probelab.lastRun.nEntities, computed: window.probelab.lastRun.computed }));
   assert.deepEqual(r, { n: 3, computed: 3 });
   await context.close();

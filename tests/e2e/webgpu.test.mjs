@@ -4,12 +4,12 @@
 // the CPU without losing finished batches.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import {
-  MODEL, extractInPage, launch, mapPixels, nativeBinary, openLab, readSafetensors, startServer,
+  MODEL, ROOT, extractInPage, launch, mapPixels, nativeBinary, openLab, readSafetensors, startServer, waitForReport,
 } from './harness.mjs';
 
 const NAMES = ['Paris', 'São Paulo', '東京', 'Kraków', "Côte d'Ivoire", 'Reykjavík', 'New York City', 'Lagos'];
@@ -59,27 +59,34 @@ test('with WebGPU the page extracts on the GPU and matches the native binary', a
   assert.ok(minCos >= 0.9999, `cosine ${minCos}`);
   assert.ok(maxRel <= 1e-3, `relative error ${maxRel}`);
   assert.deepEqual(pageErrors, []);
-  await page.close();
 });
 
-test('with WebGPU the whole lab runs: 200 places, probes, summary, chart and map', async () => {
-  const { page, pageErrors } = await openLab(gpuBrowser, server.url, '?permutations=10&nosw&gpu_batch=50');
-  await page.waitForFunction(() => document.getElementById('names').value.split('\n').length === 200);
+// The whole lab on WebGPU, on a small set: SwiftShader is a CPU rasteriser (well under
+// 1 GFLOP/s here), and the parity test above already checks the numbers. The 200-place run is a
+// benchmark (tests/bench/webgpu_lab.mjs).
+const WHOLE_LAB_PLACES = 36;
+
+test(`with WebGPU the whole lab runs: ${WHOLE_LAB_PLACES} places, probes, summary, chart and map`, async () => {
+  const { page, pageErrors } = await openLab(gpuBrowser, server.url, '?permutations=10&nosw&gpu_batch=6', { label: 'webgpu' });
+  // The most populous places of the built-in set, on every continent, as an imported CSV.
+  const lines = readFileSync(path.join(ROOT, 'datasets/world_places.csv'), 'utf8').trim().split('\n');
+  const csv = lines.slice(0, WHOLE_LAB_PLACES + 1).join('\n') + '\n';
+  await page.setInputFiles('#names-file', { name: 'places.csv', mimeType: 'text/csv', buffer: Buffer.from(csv, 'utf8') });
+  await page.waitForFunction((n) => document.getElementById('names').value.split('\n').length === n, WHOLE_LAB_PLACES);
   await page.uncheck('#random-init');   // the twin runs on the CPU; the page's CPU run is lab.test's
   await page.click('#extract');
-  await page.waitForFunction(() => window.probelab.report, null, { timeout: 900_000 });
-  assert.match(await page.textContent('#extract-status'), /Done on WebGPU: 200 entities/);
+  await waitForReport(page);
+  assert.match(await page.textContent('#extract-status'), new RegExp(`Done on WebGPU: ${WHOLE_LAB_PLACES} entities`));
   assert.match(await page.textContent('#engine'), /WebGPU \(/);
   const rep = await page.evaluate(() => window.probelab.report);
-  assert.equal(rep.dataset.n, 200);
+  assert.equal(rep.dataset.n, WHOLE_LAB_PLACES);
   assert.equal(rep.layers.length, 31);
   assert.match(await page.textContent('#summary'), /Layer \d+ .* R² -?\d/);
   const counts = await mapPixels(page);
-  assert.ok(counts.land > counts.total * 0.05 && counts.ocean > counts.total * 0.1 && counts.saturated > 200, JSON.stringify(counts));
+  assert.ok(counts.land > counts.total * 0.05 && counts.ocean > counts.total * 0.1 && counts.saturated > 30, JSON.stringify(counts));
   const chart = await page.evaluate(() => document.getElementById('layers-canvas').width);
   assert.ok(chart > 0, 'the score chart was not drawn');
   assert.deepEqual(pageErrors, []);
-  await page.close();
 });
 
 test('a GPU lost mid-run falls back to the CPU and keeps the finished batches', async () => {
@@ -92,7 +99,6 @@ test('a GPU lost mid-run falls back to the CPU and keeps the finished batches', 
   assert.equal(await page.evaluate(() => window.probelab.lastRun.batchesOnGpu), 2);
   const { minCos, maxRel } = compare(web);
   assert.ok(minCos >= 0.9999 && maxRel <= 1e-3, `after the fallback: cosine ${minCos}, relative error ${maxRel}`);
-  await page.close();
 });
 
 test('without WebGPU the page says so, stays on the CPU and still extracts', async () => {
@@ -105,11 +111,9 @@ test('without WebGPU the page says so, stays on the CPU and still extracts', asy
   const { minCos, maxRel } = compare(web);
   assert.ok(minCos >= 0.9999 && maxRel <= 1e-4, `cosine ${minCos}, relative error ${maxRel}`);
   assert.deepEqual(pageErrors, []);
-  await page.close();
 });
 
 test('?engine=cpu keeps the CPU even where WebGPU is offered', async () => {
   const { page } = await openLab(gpuBrowser, server.url, '?engine=cpu');
   assert.match(await page.textContent('#engine'), /CPU \(WebAssembly.*as asked/);
-  await page.close();
 });

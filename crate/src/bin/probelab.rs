@@ -6,14 +6,15 @@ use std::time::Instant;
 
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use probelab::acts::{self, ActsMeta, StoreAs};
-use probelab::analysis::AnalysisOptions;
 use probelab::data::OnBadRows;
 use probelab::engine::{Engine, EngineChoice};
+use probelab::extract::acts::{self, ActsMeta, StoreAs};
 use probelab::extract::{self, ExtractOptions, Pool, Template};
-use probelab::load::LoadedModel;
+use probelab::model::load::LoadedModel;
 use probelab::model::LoadOptions;
-use probelab::{data, figures, run, Error, Result};
+use probelab::probe::analysis::AnalysisOptions;
+use probelab::render::figures;
+use probelab::{data, run, Error, Result};
 
 #[derive(Parser)]
 #[command(
@@ -223,8 +224,8 @@ fn write_all(dir: &Path, files: &[(&str, Vec<u8>)]) -> Result<()> {
     Ok(())
 }
 
-fn print_summary(report: &probelab::analysis::Report, out: &Path) {
-    eprintln!("{}", probelab::figures::summary(report));
+fn print_summary(report: &probelab::probe::analysis::Report, out: &Path) {
+    eprintln!("{}", probelab::render::figures::summary(report));
     eprintln!("wrote {}", out.display());
 }
 

@@ -52,7 +52,8 @@ use tiny_skia::{
     FillRule, LineCap, LineJoin, Paint, PathBuilder, Pixmap, Stroke, StrokeDash, Transform,
 };
 
-use crate::{geo, metrics};
+use crate::probe::metrics;
+use crate::render::geo;
 use crate::{Error, Result};
 
 // ---------------------------------------------------------------------------------------------
@@ -383,7 +384,7 @@ pub fn parse_color(s: &str) -> Result<[u8; 4]> {
     }
 }
 
-static FONT_BYTES: &[u8] = include_bytes!("../data/DejaVuSans-subset.ttf");
+static FONT_BYTES: &[u8] = include_bytes!("../../data/DejaVuSans-subset.ttf");
 
 fn font() -> &'static ttf_parser::Face<'static> {
     static FACE: OnceLock<ttf_parser::Face<'static>> = OnceLock::new();

@@ -15,7 +15,7 @@ use candle_core::quantized::QTensor;
 use candle_core::{DType, Device, Tensor};
 
 use crate::error::{Error, Result};
-use crate::gguf::{Config, ModelFile};
+use crate::model::gguf::{Config, ModelFile};
 
 pub struct LoadOptions {
     /// Keep dequantized f32 weights between batches while their total stays under this many

@@ -4,9 +4,9 @@
 
 use std::collections::HashMap;
 
-use crate::analysis::{self, Report};
 use crate::data::TargetKind;
 use crate::error::{Error, Result};
+use crate::probe::analysis::{self, Report};
 use crate::render::{
     self, ColorBy, LayerCurve, MapOptions, MapPoint, Scene, Series, SeriesStyle, TimeScatterOptions,
 };

@@ -848,7 +848,7 @@ impl RidgeCvFit {
     ) -> Result<PermutationResult> {
         test.run(self, |fit| {
             let pred = fit.predict(x_test)?;
-            crate::metrics::r2_score(y_test.data(), pred.data(), y_test.n_cols())
+            crate::probe::metrics::r2_score(y_test.data(), pred.data(), y_test.n_cols())
         })
     }
 
@@ -997,7 +997,7 @@ impl Probe {
                 )?;
                 let pred = fit.predict(x.select_rows(&fold.test)?.view())?;
                 let truth = y.select_rows(&fold.test)?;
-                crate::metrics::r2_score(truth.data(), pred.data(), y.n_cols())
+                crate::probe::metrics::r2_score(truth.data(), pred.data(), y.n_cols())
             })
             .collect()
     }

@@ -25,18 +25,18 @@ use wgpu::util::DeviceExt;
 
 use crate::error::{Error, Result};
 use crate::extract::{Activations, EntityTokens, ExtractOptions, Pool, Progress};
-use crate::gguf::{Config, ModelFile};
+use crate::model::gguf::{Config, ModelFile};
 
-const QUANT_WGSL: &str = include_str!("gpu/quant.wgsl");
-const MATMUL_WGSL: &str = include_str!("gpu/matmul.wgsl");
-const EMBED_WGSL: &str = include_str!("gpu/embed.wgsl");
-const RMSNORM_WGSL: &str = include_str!("gpu/rmsnorm.wgsl");
-const ROPE_WGSL: &str = include_str!("gpu/rope.wgsl");
-const ATTENTION_WGSL: &str = include_str!("gpu/attention.wgsl");
-const SWIGLU_WGSL: &str = include_str!("gpu/swiglu.wgsl");
-const ADD_WGSL: &str = include_str!("gpu/add.wgsl");
-const ELEMENTWISE_WGSL: &str = include_str!("gpu/elementwise.wgsl");
-const CAPTURE_WGSL: &str = include_str!("gpu/capture.wgsl");
+const QUANT_WGSL: &str = include_str!("quant.wgsl");
+const MATMUL_WGSL: &str = include_str!("matmul.wgsl");
+const EMBED_WGSL: &str = include_str!("embed.wgsl");
+const RMSNORM_WGSL: &str = include_str!("rmsnorm.wgsl");
+const ROPE_WGSL: &str = include_str!("rope.wgsl");
+const ATTENTION_WGSL: &str = include_str!("attention.wgsl");
+const SWIGLU_WGSL: &str = include_str!("swiglu.wgsl");
+const ADD_WGSL: &str = include_str!("add.wgsl");
+const ELEMENTWISE_WGSL: &str = include_str!("elementwise.wgsl");
+const CAPTURE_WGSL: &str = include_str!("capture.wgsl");
 
 /// Bytes of every kernel's uniform parameter block (8 words).
 const PARAMS_BYTES: u64 = 32;

@@ -3,9 +3,9 @@
 use std::io::{Read, Seek};
 
 use crate::error::{Error, Result};
-use crate::gguf::{sha256_hex, ModelFile};
+use crate::model::gguf::{sha256_hex, ModelFile};
+use crate::model::tokenizer::Tokenizer;
 use crate::model::{Llama, LoadOptions};
-use crate::tokenizer::Tokenizer;
 
 pub struct LoadedModel {
     pub model: Llama,

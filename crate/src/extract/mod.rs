@@ -5,9 +5,11 @@
 //! over the entity's tokens). Entities are sorted by length into batches so that padding stays
 //! small; results return in the input order, and batching never changes them.
 
+pub mod acts;
+
 use crate::error::{Error, Result};
+use crate::model::tokenizer::Tokenizer;
 use crate::model::{to_flat, Llama};
-use crate::tokenizer::Tokenizer;
 
 pub const DEFAULT_TEMPLATE: &str = "{name}";
 

@@ -161,7 +161,7 @@ pub struct Country {
     pub polygons: Vec<Polygon>,
 }
 
-static WORLD_BIN: &[u8] = include_bytes!("../data/world_110m.bin");
+static WORLD_BIN: &[u8] = include_bytes!("../../data/world_110m.bin");
 
 /// All countries, decoded once from the embedded data.
 pub fn countries() -> &'static [Country] {

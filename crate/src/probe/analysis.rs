@@ -41,11 +41,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use nalgebra::DMatrix;
 use serde::{Deserialize, Serialize};
 
-use crate::acts::ActsMeta;
 use crate::data::{self, Dataset, TargetKind};
+use crate::extract::acts::ActsMeta;
 use crate::extract::Activations;
-use crate::metrics::{self, LatLon, EARTH_RADIUS_KM};
-use crate::probe::{default_alphas, Split, SplitMix64};
+use crate::probe::metrics::{self, LatLon, EARTH_RADIUS_KM};
+use crate::probe::ridge::{default_alphas, Split, SplitMix64};
 use crate::{Error, Result};
 
 fn input_err(msg: impl Into<String>) -> Error {
@@ -1847,13 +1847,14 @@ impl Analysis {
                         (vec![(Some(g.clone()), s)], info)
                     }
                     None => {
-                        let folds = crate::probe::leave_one_group_out(col).map_err(|_| {
-                            Error::Dataset(format!(
-                                "leave-one-group-out needs at least two groups in column \
+                        let folds =
+                            crate::probe::ridge::leave_one_group_out(col).map_err(|_| {
+                                Error::Dataset(format!(
+                                    "leave-one-group-out needs at least two groups in column \
                                  '{column}', found {}",
-                                distinct.len()
-                            ))
-                        })?;
+                                    distinct.len()
+                                ))
+                            })?;
                         let info = SplitInfo {
                             kind: "leave_one_group_out".into(),
                             n_train: n,
@@ -3314,7 +3315,7 @@ pub fn predictions_csv(report: &Report) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::probe::{CvMode, MatrixRef, RidgeCv};
+    use crate::probe::ridge::{CvMode, MatrixRef, RidgeCv};
 
     fn rand_matrix(n: usize, d: usize, seed: u64) -> DMatrix<f64> {
         let mut rng = SplitMix64::new(seed);

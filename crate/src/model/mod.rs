@@ -1,0 +1,9 @@
+//! The model: GGUF files, the tokenizer read from their metadata, the CPU forward pass with the
+//! residual stream captured at every layer, and loading all of it from bytes.
+
+pub mod forward;
+pub mod gguf;
+pub mod load;
+pub mod tokenizer;
+
+pub use forward::{to_flat, Llama, LoadOptions};
