@@ -7,6 +7,7 @@ export class EnginePool {
     this.workers = Array.from({ length: size }, () =>
       new Worker(new URL('./worker.js', import.meta.url), { type: 'module' }));
     this.listeners = new Set();
+    this.lastRequestId = 0;
     /** Entities the model has run on since the page opened (a cache hit adds none). */
     this.entitiesComputed = 0;
     this.workers.forEach((w, i) => {
@@ -20,17 +21,22 @@ export class EnginePool {
   /** Workers that hold the current model: all of them, or one when the model is large. */
   get active() { return this.activeCount || 1; }
 
-  /** Sends a message to worker i and resolves with the first reply whose type is in `done`. */
+  /**
+   * Sends a message to worker i and resolves with the first reply whose type is in `done`.
+   * Replies carry the id of the request they answer: a load abandoned when another worker
+   * failed first still gets its late reply, and that reply must not end the next request.
+   */
   request(i, msg, done, onOther = () => {}, transfer = []) {
+    const id = ++this.lastRequestId;
     return new Promise((resolve, reject) => {
       const listener = (from, m) => {
-        if (from !== i) return;
+        if (from !== i || (m.id !== undefined && m.id !== id)) return;
         if (m.type === 'error') { this.listeners.delete(listener); reject(Object.assign(new Error(m.message), { phase: m.phase })); }
         else if (done.includes(m.type)) { this.listeners.delete(listener); resolve(m); }
         else onOther(m);
       };
       this.listeners.add(listener);
-      this.workers[i].postMessage(msg, transfer);
+      this.workers[i].postMessage({ ...msg, id }, transfer);
     });
   }
 

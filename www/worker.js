@@ -13,7 +13,8 @@ let gpuFailed = null;  // why the GPU was dropped mid-run
 let cancelled = false;
 const ready = init();
 
-const post = (msg, transfer) => self.postMessage(msg, transfer || []);
+// The id of the request being answered goes back with every reply (see pool.js request()).
+const replyTo = (id) => (msg, transfer) => self.postMessage({ ...msg, id }, transfer || []);
 
 /** The WebGPU adapter as the browser describes it, or why there is none. */
 async function probeAdapter() {
@@ -54,7 +55,7 @@ async function loadGpu(bytes) {
   }
 }
 
-async function load(msg) {
+async function load(msg, post) {
   await ready;
   const bytes = msg.bytes ? new Uint8Array(msg.bytes) : new Uint8Array(await msg.file.arrayBuffer());
   // A file that fails to load leaves the current model in place.
@@ -73,7 +74,7 @@ async function load(msg) {
  * each finished batch goes straight to the page as a `rows` message, so the worker never holds
  * more than one batch. With msg.randomInit the random-initialised twin runs instead (CPU only).
  */
-async function extract(msg) {
+async function extract(msg, post) {
   if (!lab) throw new Error('load a model first');
   cancelled = false;
   lab.use_random_init(msg.randomInit ? wasm.random_init_seed() : undefined);
@@ -117,10 +118,11 @@ async function extract(msg) {
 
 self.onmessage = async (ev) => {
   const msg = ev.data;
+  const post = replyTo(msg.id);
   try {
-    if (msg.type === 'load') await load(msg);
+    if (msg.type === 'load') await load(msg, post);
     else if (msg.type === 'check') { lab.check(msg.names, msg.template); post({ type: 'checked' }); }
-    else if (msg.type === 'extract') await extract(msg);
+    else if (msg.type === 'extract') await extract(msg, post);
     else if (msg.type === 'cancel') cancelled = true;
     else if (msg.type === 'fit') {
       await ready;
