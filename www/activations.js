@@ -14,7 +14,7 @@ export const MAX_GATHER_BYTES = 1.5 * 2 ** 30;
  * Resolves with {run, data (null when too large to hold), tokensPerEntity, firstTokenIds,
  * fromStore, computed, tokens, seconds, engine, ...} or {cancelled, done, total}.
  */
-export async function gatherActivations({ pool, store, info, names, opts, variant, onProgress, holdMaxBytes = MAX_GATHER_BYTES }) {
+export async function gatherActivations({ workers, store, info, names, opts, variant, onProgress, holdMaxBytes = MAX_GATHER_BYTES }) {
   const N = names.length, L = info.n_layers + 1, d = info.d_model;
   const run = await runKey(info, names, opts, variant);
   const keep = L * N * d * 4 <= holdMaxBytes;
@@ -43,9 +43,9 @@ export async function gatherActivations({ pool, store, info, names, opts, varian
   const missing = [];
   for (let i = 0; i < N; i++) if (!have[i]) missing.push(i);
   let result = { tokens: 0, seconds: 0, engine: 'store' };
-  if (missing.length && !pool) return null;  // reading the store only, and it lacks some
+  if (missing.length && !workers) return null;  // reading the store only, and it lacks some
   if (missing.length) {
-    result = await pool.extract(names, Uint32Array.from(missing), { ...opts, randomInit: variant === 'random-init' },
+    result = await workers.extract(names, Uint32Array.from(missing), { ...opts, randomInit: variant === 'random-init' },
       (p) => onProgress(p.gpuFailed ? p : { ...p, done: p.done + fromStore, total: N, fromStore }),
       (chunk) => {
         const c = { indices: chunk.indices, data: chunk.data, tokens: chunk.tokens, firstTokenIds: chunk.firstTokenIds };
@@ -71,5 +71,5 @@ export async function readStoredRun({ store, info, names, opts, variant }) {
   const run = await runKey(info, names, opts, variant);
   const rec = await store.get('runs', run);
   if (!rec || !rec.complete || L * N * d * 4 > MAX_GATHER_BYTES) return null;
-  return gatherActivations({ pool: null, store, info, names, opts, variant, onProgress: () => {} });
+  return gatherActivations({ workers: null, store, info, names, opts, variant, onProgress: () => {} });
 }

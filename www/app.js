@@ -2,16 +2,16 @@
 // Nothing here computes; the workers (and the wasm core inside them) do. Finished work is kept
 // in the browser's store (store.js), so a revisit or a reload picks up where it was.
 import { DEFAULT_MODEL_URL } from './config.js';
-import { EnginePool } from './pool.js';
+import { WorkerPool } from './workers.js';
 import { gatherActivations, readStoredRun } from './activations.js';
 import { showResults } from './results.js';
 import { Store, reportKey, runKey, sha256Hex } from './store.js';
-import init, { builtin_datasets, parse_names_csv, read_dataset, report_summary } from './pkg/probelab.js';
+import init, { Report, builtin_datasets, read_dataset } from './pkg/probelab.js';
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
-const poolSize = Math.max(1, Math.min(Number(params.get('workers')) || navigator.hardwareConcurrency || 2, 4));
-const pool = new EnginePool(poolSize);
+const workerCount = Math.max(1, Math.min(Number(params.get('workers')) || navigator.hardwareConcurrency || 2, 4));
+const workers = new WorkerPool(workerCount);
 // ?engine=cpu|gpu|auto: auto (the default) takes WebGPU when the browser offers an adapter.
 const engineChoice = ['cpu', 'gpu', 'auto'].includes(params.get('engine')) ? params.get('engine') : 'auto';
 const permutations = Number(params.get('permutations')) || 100;
@@ -23,7 +23,7 @@ const state = {
 };
 // Exposed for end-to-end tests and for people poking at the page from the console.
 window.probelab = state;
-state.pool = pool;
+state.workers = workers;
 const storeReady = Store.open().then((s) => { state.store = s; return s; });
 const wasmReady = init();
 
@@ -125,13 +125,13 @@ async function loadModel(source) {
     }
     $('model-status').textContent = `Reading ${mb(bytes.length)} of weights…`;
     const name = source.file ? source.file.name : source.url;
-    const i = await pool.load(bytes, name, engineChoice);
+    const i = await workers.load(bytes, name, engineChoice);
     state.info = i;
     $('model-status').textContent =
       `${i.name}: ${i.n_layers} layers, d_model ${i.d_model}, ${i.quantization}, ${mb(i.file_size)}, sha256 ${i.sha256.slice(0, 12)}… (from ${name})`
       + (i.warnings.length ? ` — warning: ${i.warnings.join('; ')}` : '');
     showEngine();
-    if (engineChoice === 'gpu' && !pool.onGpu) showError(`WebGPU was asked for (?engine=gpu) but is not available: ${pool.gpu ? pool.gpu.reason : 'unknown'}. Extraction runs on the CPU.`);
+    if (engineChoice === 'gpu' && !workers.onGpu) showError(`WebGPU was asked for (?engine=gpu) but is not available: ${workers.gpu ? workers.gpu.reason : 'unknown'}. Extraction runs on the CPU.`);
     const store = await storeReady;
     if (url) await store.putModelRecord(url, { sha256: i.sha256, n_layers: i.n_layers, d_model: i.d_model, name: i.name });
     // Results shown from the store before the model loaded belong to the model they name.
@@ -151,15 +151,15 @@ async function loadModel(source) {
 }
 
 function cpuText() {
-  return `CPU (WebAssembly, ${pool.active} worker${pool.active > 1 ? 's' : ''})`;
+  return `CPU (WebAssembly, ${workers.active} worker${workers.active > 1 ? 's' : ''})`;
 }
 
 /** Says which engine extraction runs on, and why. */
 function showEngine() {
-  const g = pool.gpu;
+  const g = workers.gpu;
   let text;
-  if (pool.gpuFailed) text = `Engine: ${cpuText()} — the WebGPU engine failed (${pool.gpuFailed}); extraction fell back to the CPU.`;
-  else if (pool.onGpu) {
+  if (workers.gpuFailed) text = `Engine: ${cpuText()} — the WebGPU engine failed (${workers.gpuFailed}); extraction fell back to the CPU.`;
+  else if (workers.onGpu) {
     text = `Engine: WebGPU (${g.name}${g.software ? ', a software adapter: correct but slower than a real GPU' : ''}), one worker.`;
   } else if (engineChoice === 'cpu') text = `Engine: ${cpuText()}, as asked (?engine=cpu).`;
   else text = `Engine: ${cpuText()} — no WebGPU: ${g ? g.reason : 'not tried'}.`;
@@ -235,37 +235,36 @@ async function importFile(file) {
   clearError();
   await wasmReady;
   const bytes = new Uint8Array(await file.arrayBuffer());
+  let d;
   try {
-    const d = JSON.parse(read_dataset(file.name, bytes));
-    state.imported = {
-      name: d.name, fileName: file.name, target: d.target, n: d.n, names: d.names, csv: bytes,
-      hasIsTest: d.has_is_test, groups: d.groups, key: `csv:${await sha256Hex(bytes)}`,
-    };
-    let opt = $('dataset').querySelector('option[value="imported"]');
-    if (!opt) {
-      opt = Object.assign(document.createElement('option'), { value: 'imported' });
-      $('dataset').append(opt);
-    }
-    opt.textContent = `${file.name} (${d.n} entities, ${d.target})`;
-    $('dataset').value = 'imported';
-    showProblems(file.name, d.problems);
-    await showDataset();
-    return;
+    d = JSON.parse(read_dataset(file.name, bytes));
   } catch (e) {
-    // No target columns: still a list of names to extract (the probes need targets).
-    let names;
-    try { names = parse_names_csv(bytes); } catch { names = null; }
-    if (names && /latitude|year|column/i.test(e.message)) {
-      $('names').value = names.join('\n');
-      $('dataset').value = 'custom';
-      showProblems(file.name, []);
-      await showDataset();
-      $('dataset-note').textContent = `${file.name}: ${names.length} names, no targets (${e.message}); extraction only.`;
-      return;
-    }
     showProblems(file.name, []);
     showError(`${file.name}: ${e.message}`);
+    return;
   }
+  if (d.kind === 'names') {
+    // No target columns: still a list of names to extract (the probes need targets).
+    $('names').value = d.names.join('\n');
+    $('dataset').value = 'custom';
+    showProblems(file.name, []);
+    await showDataset();
+    $('dataset-note').textContent = `${file.name}: ${d.names.length} names, no targets (${d.why}); extraction only.`;
+    return;
+  }
+  state.imported = {
+    name: d.name, fileName: file.name, target: d.target, n: d.n, names: d.names, csv: bytes,
+    hasIsTest: d.has_is_test, groups: d.groups, key: `csv:${await sha256Hex(bytes)}`,
+  };
+  let opt = $('dataset').querySelector('option[value="imported"]');
+  if (!opt) {
+    opt = Object.assign(document.createElement('option'), { value: 'imported' });
+    $('dataset').append(opt);
+  }
+  opt.textContent = `${file.name} (${d.n} entities, ${d.target})`;
+  $('dataset').value = 'imported';
+  showProblems(file.name, d.problems);
+  await showDataset();
 }
 
 function currentRequest() {
@@ -275,7 +274,7 @@ function currentRequest() {
   return {
     names: lines,
     opts: {
-      template: $('template').value, pool: $('pool').value,
+      template: $('template').value, pooling: $('pooling').value,
       batchSize: Math.max(1, Number($('batch-size').value) || 32),
       // For tests of the fallback: the GPU's device is destroyed before this batch.
       ...(params.has('gpu_batch') ? { gpuBatch: Number(params.get('gpu_batch')) } : {}),
@@ -299,7 +298,7 @@ async function extractStage(names, opts, variant, what) {
   const store = await storeReady;
   $('extract-progress').value = 0;
   return gatherActivations({
-    pool, store, info: state.info, names, opts, variant,
+    workers, store, info: state.info, names, opts, variant,
     // ?hold_max_mb=N: keep activations in the page only up to N MB (memory measurements).
     ...(params.has('hold_max_mb') ? { holdMaxBytes: Number(params.get('hold_max_mb')) * 1e6 } : {}),
     onProgress: (p) => {
@@ -359,7 +358,7 @@ async function runExtraction() {
     }
     await fitAndShow(dataset, state.lastRun, state.randomRun, opts);
   } catch (e) {
-    pool.cancel();
+    workers.cancel();
     showError(`Extraction failed: ${e.message}`);
     $('extract-status').textContent = '';
   } finally {
@@ -383,11 +382,11 @@ async function fitAndShow(dataset, run, randomRun, opts) {
     $('probe-status').textContent = `Fitting ${what}…`;
     const bar = $('fit-progress');
     bar.hidden = false; bar.value = 0;
-    const { report, scenes } = await pool.fit({
+    const { report, scenes } = await workers.fit({
       data: run.data.slice(), nLayers: run.nLayers, dModel: run.dModel,
       randomInit: randomRun ? randomRun.data.slice() : undefined,
       firstTokenIds: run.firstTokenIds, dataset: dataset.name, csv: dataset.csv, split, permutations,
-      modelName: state.info.name, modelSha256: state.info.sha256, template: opts.template,
+      modelName: state.info.name, modelSha256: state.info.sha256, template: opts.template, pooling: opts.pooling,
     }, (p) => {
       if (p.stage !== 'layers') return;
       bar.max = p.total; bar.value = p.done;
@@ -403,10 +402,12 @@ async function fitAndShow(dataset, run, randomRun, opts) {
 }
 
 function show(stored, sha256) {
-  state.report = showResults(stored.reportJson, JSON.parse(stored.scenes), params.has('layer') ? Number(params.get('layer')) : undefined);
+  // Read once into the core: the slider, the summary and the exports ask this handle.
+  const report = Report.from_json(stored.reportJson);
+  state.report = showResults(report, stored.reportJson, JSON.parse(stored.scenes), params.has('layer') ? Number(params.get('layer')) : undefined);
   state.shownFrom = sha256;
   $('probe-panel').hidden = false;
-  $('summary').textContent = report_summary(stored.reportJson);
+  $('summary').textContent = report.summary();
 }
 
 /**
@@ -453,7 +454,7 @@ async function refit() {
   history.replaceState(null, '', url);
   const { names, opts } = currentRequest();
   const store = await storeReady;
-  const same = state.lastRun && state.lastRun.names.join('\n') === names.join('\n') && state.lastRun.opts.template === opts.template && state.lastRun.opts.pool === opts.pool;
+  const same = state.lastRun && state.lastRun.names.join('\n') === names.join('\n') && state.lastRun.opts.template === opts.template && state.lastRun.opts.pooling === opts.pooling;
   const run = same ? state.lastRun : await readStoredRun({ store, info: state.info, names, opts, variant: 'model' });
   if (!run || !run.data) return;   // nothing extracted yet: Extract fits with the new split
   const randomRun = same ? state.randomRun
@@ -471,9 +472,9 @@ async function refit() {
 async function downloadActivations() {
   const r = state.lastRun;
   try {
-    const bytes = await pool.safetensors({
+    const bytes = await workers.safetensors({
       data: r.data.slice(), names: r.names, tokensPerEntity: r.tokensPerEntity,
-      template: r.opts.template, pool: r.opts.pool, datasetName: 'names',
+      template: r.opts.template, pooling: r.opts.pooling, datasetName: 'names',
     });
     const url = URL.createObjectURL(new Blob([bytes], { type: 'application/octet-stream' }));
     const a = Object.assign(document.createElement('a'), { href: url, download: 'activations.safetensors' });
@@ -505,7 +506,7 @@ $('data-panel').addEventListener('drop', (e) => {
   if (f) importFile(f);
 });
 $('extract').addEventListener('click', runExtraction);
-$('cancel').addEventListener('click', () => pool.cancel());
+$('cancel').addEventListener('click', () => workers.cancel());
 $('download-acts').addEventListener('click', downloadActivations);
 $('split').addEventListener('change', refit);
 $('dataset').addEventListener('change', showDataset);

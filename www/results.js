@@ -2,11 +2,10 @@
 // tap for a place's numbers, zoom and pan, and exports. The figures come from the wasm core (the
 // same scenes the command line writes as PNG); the map scene carries its points' positions and
 // errors, so the page does no projection maths.
-import { layer_map_scene, report_predictions_csv } from './pkg/probelab.js';
 import { IDENTITY, drawScene } from './scene.js';
 
 const $ = (id) => document.getElementById(id);
-let current = null;   // { reportJson, report, scenes }
+let current = null;   // { handle (the core's Report), reportJson, report (parsed), scenes }
 let playing = null;
 
 // The map on screen: its scene (with `points`), the view {scale, x, y} in scene units, and the
@@ -28,7 +27,7 @@ function drawLayer(layer) {
   const rep = current.report;
   $('layer-value').textContent = `${layer}${layer === rep.selected.layer ? ' (selected)' : ''}`;
   if (rep.dataset.target !== 'space') return;
-  const json = layer_map_scene(current.reportJson, layer, $('color-by').value === 'longitude',
+  const json = current.handle.map_scene(layer, $('color-by').value === 'longitude',
     $('map-split').value === 'all');
   if (json) {
     map.scene = JSON.parse(json);
@@ -60,9 +59,13 @@ function fillGroupTable(rep) {
   $('by-group').hidden = rep.by_group.length === 0;
 }
 
-/** Shows a fitted report: `reportJson` (text) and `scenes` ({layers, map | time}). */
-export function showResults(reportJson, scenes, initialLayer) {
-  current = { reportJson, report: JSON.parse(reportJson), scenes };
+/**
+ * Shows a fitted report: `handle` (the core's Report, which this panel now owns), `reportJson`
+ * (its text, for the export) and `scenes` ({layers, map | time}).
+ */
+export function showResults(handle, reportJson, scenes, initialLayer) {
+  if (current) current.handle.free();
+  current = { handle, reportJson, report: JSON.parse(reportJson), scenes };
   const rep = current.report;
   const slider = $('layer');
   slider.max = String(rep.model.n_layers);
@@ -111,7 +114,7 @@ $('play').addEventListener('click', () => {
 $('export-map').addEventListener('click', () => $('map-canvas').toBlob((b) => download(b, 'map.png')));
 $('export-layers').addEventListener('click', () => $('layers-canvas').toBlob((b) => download(b, 'layers.png')));
 $('export-csv').addEventListener('click', () =>
-  download(new Blob([report_predictions_csv(current.reportJson)], { type: 'text/csv' }), 'predictions.csv'));
+  download(new Blob([current.handle.predictions_csv()], { type: 'text/csv' }), 'predictions.csv'));
 $('export-report').addEventListener('click', () =>
   download(new Blob([current.reportJson], { type: 'application/json' }), 'report.json'));
 

@@ -35,7 +35,7 @@ export function sha256Hex(input) {
  * (`info.sha256`), model or random twin (`variant`), prompt template, pooling and the names.
  */
 export function runKey(info, names, opts, variant) {
-  return sha256Hex(JSON.stringify({ FORMAT, modelSha256: info.sha256, variant, template: opts.template, pool: opts.pool, names }));
+  return sha256Hex(JSON.stringify({ FORMAT, modelSha256: info.sha256, variant, template: opts.template, pool: opts.pooling, names }));
 }
 
 export class Store {

@@ -6,7 +6,7 @@
 const APP_CACHE = 'probelab-app-v1';
 const MODEL_CACHE = 'probelab-models';
 const APP_FILES = [
-  './', 'index.html', 'style.css', 'favicon.svg', 'config.js', 'app.js', 'pool.js', 'worker.js',
+  './', 'index.html', 'style.css', 'favicon.svg', 'config.js', 'app.js', 'workers.js', 'worker.js',
   'activations.js', 'store.js', 'results.js', 'scene.js', 'pkg/probelab.js', 'pkg/probelab_bg.wasm',
 ];
 

@@ -1,19 +1,19 @@
 // One model worker: holds a wasm Lab and runs extraction batch by batch, off the page's thread.
 // Messages in: load, check, extract, cancel, fit, safetensors. Out: loaded, checked, rows (one
 // per finished batch), extracted, cancelled, fit-progress, fitted, safetensors, gpu-failed, error.
-// www/pool.js drives several of these.
+// www/workers.js drives several of these.
 // A worker asked to (`gpu` in its load message) also puts the weights on the GPU through
 // WebGPU and then runs batches there, dropping to its CPU copy if the GPU fails.
 import init, * as wasm from './pkg/probelab.js';
 
-const { Lab, fit_probes, report_scenes } = wasm;
+const { Lab, fit_probes } = wasm;
 let lab = null;
 let gpu = null;        // wasm GpuModel, when extraction runs on the GPU
 let gpuFailed = null;  // why the GPU was dropped mid-run
 let cancelled = false;
 const ready = init();
 
-// The id of the request being answered goes back with every reply (see pool.js request()).
+// The id of the request being answered goes back with every reply (see workers.js request()).
 const replyTo = (id) => (msg, transfer) => self.postMessage({ ...msg, id }, transfer || []);
 
 /** The WebGPU adapter as the browser describes it, or why there is none. */
@@ -80,7 +80,9 @@ async function extract(msg, post) {
   lab.use_random_init(msg.randomInit ? wasm.random_init_seed() : undefined);
   try {
     const useGpu = msg.engine === 'gpu' && gpu && !gpuFailed && !msg.randomInit;
-    const nBatches = lab.prepare(msg.names, msg.template, msg.pool, msg.batchSize);
+    // The GPU wants wide batches: the core's GPU batch size, or the page's ?gpu_batch (tests).
+    const batchSize = useGpu ? (msg.gpuBatch || Math.max(msg.batchSize, wasm.gpu_batch_size())) : msg.batchSize;
+    const nBatches = lab.prepare(msg.names, msg.template, msg.pooling, batchSize);
     const tokensPer = lab.tokens_per_entity();
     const firstIds = lab.first_token_ids();
     let done = 0, tokens = 0;
@@ -127,12 +129,16 @@ self.onmessage = async (ev) => {
     else if (msg.type === 'fit') {
       await ready;
       const report = fit_probes(msg.data, msg.nLayers, msg.dModel, msg.randomInit, msg.firstTokenIds,
-        msg.dataset, msg.csv, msg.split, msg.permutations, 0n, msg.modelName, msg.modelSha256, msg.template,
+        msg.dataset, msg.csv, msg.split, msg.permutations, 0n, msg.modelName, msg.modelSha256, msg.template, msg.pooling,
         (stage, done, total) => post({ type: 'fit-progress', stage, done, total }));
-      post({ type: 'fitted', report, scenes: report_scenes(report) });
+      try {
+        post({ type: 'fitted', report: report.to_json(), scenes: report.scenes() });
+      } finally {
+        report.free();
+      }
     }
     else if (msg.type === 'safetensors') {
-      const bytes = lab.safetensors(msg.data, msg.names, msg.tokensPerEntity, msg.template, msg.pool, msg.datasetName);
+      const bytes = lab.safetensors(msg.data, msg.names, msg.tokensPerEntity, msg.template, msg.pooling, msg.datasetName);
       post({ type: 'safetensors', bytes }, [bytes.buffer]);
     }
   } catch (e) {

@@ -12,7 +12,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use probelab::extract::{self, ExtractOptions, Pool, Template};
+use probelab::extract::{self, ExtractOptions, Pooling, Template};
 use probelab::gpu::{CaptureSpan, GpuEngine, GpuLlama, GpuOptions};
 use probelab::model::gguf::ModelFile;
 use probelab::model::load::LoadedModel;
@@ -121,7 +121,7 @@ fn main() -> Result<()> {
 
     // The whole workload on both engines, same batching.
     let opts = ExtractOptions {
-        pool: Pool::Last,
+        pooling: Pooling::Last,
         batch_size: batch,
     };
     let t0 = Instant::now();

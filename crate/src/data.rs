@@ -219,6 +219,35 @@ struct Columns {
     groups: Vec<(String, usize)>,
 }
 
+/// What a CSV file holds: a dataset with targets, or names alone (enough to extract, not to
+/// fit a probe).
+#[derive(Debug, Clone)]
+pub enum CsvContents {
+    Dataset {
+        dataset: Dataset,
+        /// Rows skipped under [`OnBadRows::Skip`].
+        problems: Vec<RowProblem>,
+    },
+    NamesOnly {
+        names: Vec<String>,
+        /// Why the file is not a dataset: which target columns it lacks.
+        why: String,
+    },
+}
+
+/// Reads a CSV as a dataset ([`read_dataset_csv`]) when it has target columns, else as a list
+/// of names ([`read_names_csv`]). Every other problem is an error.
+pub fn read_csv(name: &str, bytes: &[u8], on_bad: OnBadRows) -> Result<CsvContents> {
+    match read_dataset_csv(name, bytes, on_bad) {
+        Ok((dataset, problems)) => Ok(CsvContents::Dataset { dataset, problems }),
+        Err(Error::NoTargets(why)) => match read_names_csv(bytes) {
+            Ok(names) => Ok(CsvContents::NamesOnly { names, why }),
+            Err(_) => Err(Error::NoTargets(why)),
+        },
+        Err(e) => Err(e),
+    }
+}
+
 /// Reads a dataset from CSV bytes.
 ///
 /// Headers are matched case-insensitively: the name column is `name`, `entity`, `place`,
@@ -771,21 +800,21 @@ fn find_columns(headers: &[String], header_line: usize) -> Result<Columns> {
     let (kind, targets) = match (lat, lon, year) {
         (Some(lat), Some(lon), _) => (TargetKind::Space, vec![lat, lon]),
         (Some(_), None, _) => {
-            return Err(Error::Dataset(format!(
+            return Err(Error::NoTargets(format!(
                 "a latitude column but no longitude column (lon, lng, long or longitude); \
                  headers seen: {}",
                 seen()
             )))
         }
         (None, Some(_), _) => {
-            return Err(Error::Dataset(format!(
+            return Err(Error::NoTargets(format!(
                 "a longitude column but no latitude column (lat or latitude); headers seen: {}",
                 seen()
             )))
         }
         (None, None, Some(year)) => (TargetKind::Time, vec![year]),
         (None, None, None) => {
-            return Err(Error::Dataset(format!(
+            return Err(Error::NoTargets(format!(
                 "no target columns: a space dataset needs 'latitude' and 'longitude' (or \
                  lat/lon/lng), a time dataset a 'year' or 'date' column; headers seen: {}",
                 seen()

@@ -9,7 +9,7 @@
 use std::io::{Read, Seek};
 
 use crate::error::{Error, Result};
-use crate::extract::{self, Activations, EntityTokens, ExtractOptions, Progress};
+use crate::extract::{self, Activations, EntityTokens, ExtractOptions, Forward, Progress};
 use crate::model::gguf::ModelFile;
 use crate::model::Llama;
 
@@ -192,7 +192,7 @@ impl Engine {
     /// Entities per forward pass that suit this engine: the GPU wants wide batches.
     pub fn preferred_batch_size(&self) -> usize {
         if self.is_gpu() {
-            512
+            extract::GPU_BATCH_SIZE
         } else {
             ExtractOptions::default().batch_size
         }
@@ -206,18 +206,13 @@ impl Engine {
             .clone()
     }
 
-    /// [`extract::extract`] on this engine; `cpu` is the CPU model (used by the CPU engine
-    /// and by `auto`'s fallback).
-    pub fn extract(
-        &self,
-        cpu: &Llama,
-        entities: &[EntityTokens],
-        opts: &ExtractOptions,
-        progress: &mut Progress,
-    ) -> Result<Activations> {
+    /// Runs `job` on this engine's model, and under `auto` again on the CPU model `cpu` when
+    /// the GPU fails (saying why in [`Engine::fallback_reason`]). `cpu` also serves the CPU
+    /// engine.
+    pub fn run<T>(&self, cpu: &Llama, mut job: impl FnMut(&dyn Forward) -> Result<T>) -> Result<T> {
         #[cfg(all(feature = "gpu", not(target_arch = "wasm32")))]
         if let Some(gpu) = &self.gpu {
-            match gpu.extract(entities, opts, progress) {
+            match job(gpu.as_ref()) {
                 Err(Error::Gpu(msg)) if self.choice == EngineChoice::Auto => {
                     *self.fallback.lock().unwrap_or_else(|e| e.into_inner()) =
                         Some(format!("the GPU failed ({msg}); extracted on the CPU"));
@@ -225,6 +220,19 @@ impl Engine {
                 other => return other,
             }
         }
-        extract::extract(cpu, entities, opts, progress)
+        job(cpu)
+    }
+
+    /// [`extract::extract`] on this engine (see [`Engine::run`]).
+    pub fn extract(
+        &self,
+        cpu: &Llama,
+        entities: &[EntityTokens],
+        opts: &ExtractOptions,
+        progress: &mut Progress,
+    ) -> Result<Activations> {
+        self.run(cpu, |model| {
+            extract::extract(model, entities, opts, progress)
+        })
     }
 }

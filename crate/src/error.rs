@@ -21,6 +21,9 @@ pub enum Error {
     Input(String),
     #[error("dataset problem: {0}")]
     Dataset(String),
+    /// A CSV without (usable) target columns: still a list of names to extract.
+    #[error("dataset problem: {0}")]
+    NoTargets(String),
     #[error("cancelled")]
     Cancelled,
     #[error("I/O error on {path}: {source}")]

@@ -10,9 +10,11 @@ use wasm_bindgen::prelude::*;
 
 use crate::data;
 use crate::extract::acts::{self, ActsMeta, StoreAs};
-use crate::extract::{self, Activations, EntityTokens, Pool, Template};
+use crate::extract::{self, Activations, EntityTokens, Pooling, Template};
 use crate::model::load::LoadedModel;
 use crate::model::LoadOptions;
+use crate::probe::analysis;
+use crate::render::{figures, ColorBy};
 
 fn js_err(e: crate::Error) -> JsError {
     JsError::new(&e.to_string())
@@ -30,7 +32,7 @@ pub struct Lab {
     loaded: LoadedModel,
     /// The random-initialised twin (the control model) and its seed, while a job uses it.
     twin: Option<(u64, crate::model::Llama)>,
-    pool: Pool,
+    pooling: Pooling,
     /// Shared with batches running on the GPU (their futures outlive any borrow of the Lab).
     entities: Rc<Vec<EntityTokens>>,
     /// Entity indices in processing order (sorted by length), cut into batches.
@@ -49,7 +51,7 @@ impl Lab {
         Ok(Lab {
             loaded,
             twin: None,
-            pool: Pool::Last,
+            pooling: Pooling::Last,
             entities: Rc::new(Vec::new()),
             batches: Vec::new(),
             rows: Rc::new(RefCell::new(None)),
@@ -58,20 +60,7 @@ impl Lab {
 
     /// The model's shape, quantization, tokenizer and hash, as a plain object.
     pub fn info(&self) -> Result<JsValue, JsError> {
-        let m = &self.loaded;
-        let info = serde_json::json!({
-            "name": m.model.config.name,
-            "n_layers": m.model.config.n_layers,
-            "d_model": m.model.config.d_model,
-            "context_length": m.model.config.context_length,
-            "vocab_size": m.model.vocab_size,
-            "quantization": m.quant_summary,
-            "file_size": m.file_size,
-            "sha256": m.sha256,
-            "tokenizer": m.tokenizer.kind,
-            "warnings": m.tokenizer.warnings,
-            "layer_convention": acts::LAYER_CONVENTION,
-        });
+        let info = self.loaded.info();
         // JSON-compatible: objects become plain JS objects, not Maps.
         info.serialize(&serde_wasm_bindgen::Serializer::json_compatible())
             .map_err(|e| JsError::new(&e.to_string()))
@@ -82,11 +71,11 @@ impl Lab {
         &mut self,
         names: Vec<String>,
         template: &str,
-        pool: &str,
+        pooling: &str,
         batch_size: usize,
     ) -> Result<usize, JsError> {
         let template = Template::new(template).map_err(js_err)?;
-        let pool: Pool = pool.parse().map_err(js_err)?;
+        let pooling: Pooling = pooling.parse().map_err(js_err)?;
         let entities = extract::tokenize_entities(
             &self.loaded.tokenizer,
             &names,
@@ -97,7 +86,7 @@ impl Lab {
         self.batches = extract::plan_batches(&entities, batch_size);
         *self.rows.borrow_mut() = None;
         self.entities = Rc::new(entities);
-        self.pool = pool;
+        self.pooling = pooling;
         Ok(self.batches.len())
     }
 
@@ -165,7 +154,8 @@ impl Lab {
             .get(i)
             .ok_or_else(|| JsError::new(&format!("no batch {i}")))?;
         let model = self.twin.as_ref().map_or(&self.loaded.model, |t| &t.1);
-        let rows = extract::batch_rows(model, &self.entities, which, self.pool).map_err(js_err)?;
+        let rows =
+            extract::batch_rows(model, &self.entities, which, self.pooling).map_err(js_err)?;
         *self.rows.borrow_mut() = Some(rows);
         let tokens: usize = which.iter().map(|&e| self.entities[e].ids.len()).sum();
         Ok(vec![which.len() as u32, tokens as u32])
@@ -196,15 +186,15 @@ impl Lab {
                 "the GPU holds the model's own weights, not the random-initialised twin",
             ));
         }
-        let (model, entities, rows, pool) = (
+        let (model, entities, rows, pooling) = (
             gpu.model.clone(),
             self.entities.clone(),
             self.rows.clone(),
-            self.pool,
+            self.pooling,
         );
         Ok(wasm_bindgen_futures::future_to_promise(async move {
             let got = model
-                .forward_capture_async(&entities, &which, pool)
+                .forward_capture_async(&entities, &which, pooling)
                 .await
                 .map_err(|e| JsValue::from(js_err(e)))?;
             // Captured rows are already in batch order.
@@ -223,7 +213,7 @@ impl Lab {
         names: Vec<String>,
         tokens_per_entity: Vec<u32>,
         template: &str,
-        pool: &str,
+        pooling: &str,
         dataset_name: &str,
     ) -> Result<Vec<u8>, JsError> {
         let c = &self.loaded.model.config;
@@ -242,15 +232,15 @@ impl Lab {
             tokens_per_entity,
             first_token_ids: Vec::new(),
         };
-        let meta = ActsMeta {
-            model_name: c.name.clone(),
-            model_sha256: self.loaded.sha256.clone(),
-            dataset_name: dataset_name.into(),
-            dataset_hash: data::names_hash(&names),
-            prompt_template: template.into(),
-            pool: pool.into(),
+        let pooling: Pooling = pooling.parse().map_err(js_err)?;
+        let meta = ActsMeta::new(
+            &c.name,
+            &self.loaded.sha256,
+            template,
+            pooling,
+            dataset_name,
             names,
-        };
+        );
         acts::to_safetensors(&acts, &meta, StoreAs::F32).map_err(js_err)
     }
 
@@ -315,24 +305,10 @@ impl GpuModel {
     }
 }
 
-/// Whether wgpu finds a WebGPU adapter and device here: the adapter's report, or
-/// `{error: reason}`.
-#[cfg(feature = "gpu")]
+/// Entities per batch when extraction runs on the GPU.
 #[wasm_bindgen]
-pub async fn gpu_probe() -> JsValue {
-    let value = match crate::gpu::GpuEngine::new_async().await {
-        Ok(engine) => serde_json::to_value(engine.report()).unwrap_or_default(),
-        Err(e) => serde_json::json!({ "error": e.to_string() }),
-    };
-    value
-        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
-        .unwrap_or(JsValue::NULL)
-}
-
-/// Entity names from CSV bytes (a 'name' column, or one name per line).
-#[wasm_bindgen]
-pub fn parse_names_csv(bytes: &[u8]) -> Result<Vec<String>, JsError> {
-    data::read_names_csv(bytes).map_err(js_err)
+pub fn gpu_batch_size() -> usize {
+    extract::GPU_BATCH_SIZE
 }
 
 /// What the page needs of a dataset: `{name, target, n, names, groups, has_is_test}`, where
@@ -348,21 +324,29 @@ fn dataset_json(d: &data::Dataset) -> serde_json::Value {
     })
 }
 
-/// A dataset from CSV bytes for the page: `{name, target, n, names, groups, problems:
-/// [{line, message}]}` JSON. Rows that cannot be used are skipped and listed by line; a file
-/// that cannot be used at all is an error that says why.
+/// A CSV file for the page, as JSON: a dataset, `{kind: "dataset", name, target, n, names,
+/// groups, has_is_test, problems: [{line, message}]}` (rows that cannot be used are skipped and
+/// listed by line), or names without targets, `{kind: "names", names, why}`. A file that
+/// cannot be used at all is an error that says why.
 #[wasm_bindgen]
 pub fn read_dataset(file_name: &str, bytes: &[u8]) -> Result<String, JsError> {
-    let (d, problems) =
-        data::read_dataset_csv(file_name, bytes, data::OnBadRows::Skip).map_err(js_err)?;
-    let mut value = dataset_json(&d);
-    value["problems"] = serde_json::json!(problems);
+    let value = match data::read_csv(file_name, bytes, data::OnBadRows::Skip).map_err(js_err)? {
+        data::CsvContents::Dataset { dataset, problems } => {
+            let mut value = dataset_json(&dataset);
+            value["kind"] = "dataset".into();
+            value["problems"] = serde_json::json!(problems);
+            value
+        }
+        data::CsvContents::NamesOnly { names, why } => {
+            serde_json::json!({"kind": "names", "names": names, "why": why})
+        }
+    };
     serde_json::to_string(&value).map_err(|e| JsError::new(&e.to_string()))
 }
 
 /// Fits the probes with every control on activations `[layers + 1][entities][d_model]` (from
 /// the page's extraction, or any other source) for a built-in dataset or CSV bytes, and returns
-/// report.json's text. `random_init` (same shape) enables the random-init control; an empty
+/// the [`Report`]. `random_init` (same shape) enables the random-init control; an empty
 /// `first_token_ids` skips the control task; `on_progress(stage, done, total)` hears each stage.
 #[wasm_bindgen]
 #[allow(clippy::too_many_arguments)]
@@ -380,8 +364,9 @@ pub fn fit_probes(
     model_name: &str,
     model_sha256: &str,
     prompt: &str,
+    pooling: &str,
     on_progress: Option<js_sys::Function>,
-) -> Result<String, JsError> {
+) -> Result<Report, JsError> {
     let (dataset, _) =
         crate::run::dataset_from(dataset_name, csv.as_deref(), data::OnBadRows::Skip)
             .map_err(js_err)?;
@@ -407,15 +392,8 @@ pub fn fit_probes(
     let random = random_init
         .map(|r| shaped(r, "random-init activations"))
         .transpose()?;
-    let meta = ActsMeta {
-        model_name: model_name.into(),
-        model_sha256: model_sha256.into(),
-        dataset_name: dataset.name.clone(),
-        dataset_hash: data::dataset_hash(&dataset),
-        prompt_template: prompt.into(),
-        pool: "last".into(),
-        names: dataset.names.clone(),
-    };
+    let pooling: Pooling = pooling.parse().map_err(js_err)?;
+    let meta = ActsMeta::for_dataset(model_name, model_sha256, prompt, pooling, &dataset);
     let split = crate::run::parse_split(split, seed).map_err(js_err)?;
     let opts = crate::probe::analysis::AnalysisOptions {
         n_permutations: permutations,
@@ -443,96 +421,72 @@ pub fn fit_probes(
         },
     )
     .map_err(js_err)?;
-    serde_json::to_string(&report).map_err(|e| JsError::new(&e.to_string()))
+    Ok(Report { report })
 }
 
-/// The scenes of a report (its JSON text): `{"layers": scene, "map" | "time": scene}`, each in
-/// the scene format of `render.rs`, for drawing on a canvas.
+/// A fitted report, read once: the page's slider, summary and exports ask it, instead of
+/// handing report.json's text across the boundary (and parsing it) on every move.
 #[wasm_bindgen]
-pub fn report_scenes(report_json: &str) -> Result<String, JsError> {
-    let report: crate::probe::analysis::Report =
-        serde_json::from_str(report_json).map_err(|e| JsError::new(&format!("report: {e}")))?;
-    let layers = crate::render::figures::layer_scene(&report);
-    let second = match report.dataset.target {
-        data::TargetKind::Space => (
-            "map",
-            crate::render::figures::map_scene(&report, true, crate::render::ColorBy::ByGroup)
-                .map_err(js_err)?,
-        ),
-        data::TargetKind::Time => (
-            "time",
-            crate::render::figures::time_scene(&report).map_err(js_err)?,
-        ),
-    };
-    Ok(format!(
-        "{{\"layers\":{},\"{}\":{}}}",
-        layers.to_json(),
-        second.0,
-        second.1.to_json()
-    ))
+pub struct Report {
+    report: analysis::Report,
 }
 
-thread_local! {
-    /// The last report `layer_map_scene` read, with its text: a layer slider (or Play) asks for
-    /// map after map of one report, and reading 6,000 places × 31 layers each time is slow.
-    static MAP_REPORT: RefCell<Option<(String, Rc<crate::probe::analysis::Report>)>> =
-        const { RefCell::new(None) };
-}
-
-/// The map at one layer (scene JSON, with its `points` for hover and tap) for the layer
-/// slider: the held-out places, and with `show_train` the training places too (faded; where the
-/// report has their predictions). Empty when there is none.
 #[wasm_bindgen]
-pub fn layer_map_scene(
-    report_json: &str,
-    layer: usize,
-    color_by_longitude: bool,
-    show_train: bool,
-) -> Result<String, JsError> {
-    let cached = MAP_REPORT.with(|c| {
-        c.borrow()
-            .as_ref()
-            .filter(|(text, _)| text == report_json)
-            .map(|(_, r)| r.clone())
-    });
-    let report = match cached {
-        Some(r) => r,
-        None => {
-            let r: Rc<crate::probe::analysis::Report> = Rc::new(
-                serde_json::from_str(report_json)
-                    .map_err(|e| JsError::new(&format!("report: {e}")))?,
-            );
-            MAP_REPORT.with(|c| *c.borrow_mut() = Some((report_json.to_string(), r.clone())));
-            r
-        }
-    };
-    let color_by = if color_by_longitude {
-        crate::render::ColorBy::ByTrueLongitude
-    } else {
-        crate::render::ColorBy::ByGroup
-    };
-    Ok(
-        crate::render::figures::map_scene_at_layer(&report, layer, color_by, show_train)
+impl Report {
+    /// A report from report.json's text (e.g. one the page stored).
+    pub fn from_json(text: &str) -> Result<Report, JsError> {
+        let report =
+            serde_json::from_str(text).map_err(|e| JsError::new(&format!("report: {e}")))?;
+        Ok(Report { report })
+    }
+
+    /// report.json's text, as the command line writes it.
+    pub fn to_json(&self) -> Result<String, JsError> {
+        serde_json::to_string(&self.report).map_err(|e| JsError::new(&e.to_string()))
+    }
+
+    /// The figures, `{"layers": scene, "map" | "time": scene}`, each in the scene format of
+    /// `render/`, for drawing on a canvas ([`figures::scenes`]).
+    pub fn scenes(&self) -> Result<String, JsError> {
+        let parts: Vec<String> = figures::scenes(&self.report)
             .map_err(js_err)?
-            .map(|s| s.to_json())
-            .unwrap_or_default(),
-    )
-}
+            .iter()
+            .map(|(name, scene)| format!("\"{name}\":{}", scene.to_json()))
+            .collect();
+        Ok(format!("{{{}}}", parts.join(",")))
+    }
 
-/// The plain-language summary of a report (its JSON text): see [`crate::render::figures::summary`].
-#[wasm_bindgen]
-pub fn report_summary(report_json: &str) -> Result<String, JsError> {
-    let report: crate::probe::analysis::Report =
-        serde_json::from_str(report_json).map_err(|e| JsError::new(&format!("report: {e}")))?;
-    Ok(crate::render::figures::summary(&report))
-}
+    /// The map at one layer (scene JSON, with its `points` for hover and tap) for the layer
+    /// slider: the held-out places, and with `show_train` the training places too (faded;
+    /// where the report has their predictions). Empty when there is none.
+    pub fn map_scene(
+        &self,
+        layer: usize,
+        color_by_longitude: bool,
+        show_train: bool,
+    ) -> Result<String, JsError> {
+        let color_by = if color_by_longitude {
+            ColorBy::ByTrueLongitude
+        } else {
+            ColorBy::ByGroup
+        };
+        Ok(
+            figures::map_scene_at_layer(&self.report, layer, color_by, show_train)
+                .map_err(js_err)?
+                .map(|s| s.to_json())
+                .unwrap_or_default(),
+        )
+    }
 
-/// predictions.csv for a report (its JSON text), as the command line writes it.
-#[wasm_bindgen]
-pub fn report_predictions_csv(report_json: &str) -> Result<String, JsError> {
-    let report: crate::probe::analysis::Report =
-        serde_json::from_str(report_json).map_err(|e| JsError::new(&format!("report: {e}")))?;
-    crate::probe::analysis::predictions_csv(&report).map_err(js_err)
+    /// The plain-language summary: see [`figures::summary`].
+    pub fn summary(&self) -> String {
+        figures::summary(&self.report)
+    }
+
+    /// predictions.csv, as the command line writes it.
+    pub fn predictions_csv(&self) -> Result<String, JsError> {
+        analysis::predictions_csv(&self.report).map_err(js_err)
+    }
 }
 
 /// Hex SHA-256 of bytes: the page's cache keys (WebCrypto is missing outside secure contexts,

@@ -2,7 +2,7 @@
 //! contents as the in-memory serializer, readable back in f32 and f16.
 
 use probelab::extract::acts::{self, ActsMeta, ActsWriter, StoreAs};
-use probelab::extract::Activations;
+use probelab::extract::{Activations, Pooling};
 
 fn sample(n: usize) -> (Activations, ActsMeta) {
     let (layers, d) = (3, 8);
@@ -23,7 +23,7 @@ fn sample(n: usize) -> (Activations, ActsMeta) {
         dataset_name: "d".into(),
         dataset_hash: "cd".repeat(32),
         prompt_template: "{name}".into(),
-        pool: "last".into(),
+        pooling: Pooling::Last,
         names: (0..n).map(|i| format!("place {i}")).collect(),
     };
     (acts, meta)

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use probelab::data::{self, Dataset, TargetKind};
 use probelab::extract::acts::ActsMeta;
-use probelab::extract::Activations;
+use probelab::extract::{Activations, Pooling};
 use probelab::probe::analysis::{
     analyze, check_matches, predictions, predictions_csv, AnalysisOptions, ControlInputs, Report,
     ReportContext, SpaceTargets, SplitSpec,
@@ -656,7 +656,7 @@ fn meta_for(ds: &Dataset, sha: &str) -> ActsMeta {
         dataset_name: ds.name.clone(),
         dataset_hash: data::names_hash(&ds.names),
         prompt_template: "{name}".into(),
-        pool: "last".into(),
+        pooling: Pooling::Last,
         names: ds.names.clone(),
     }
 }

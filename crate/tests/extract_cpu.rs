@@ -4,7 +4,7 @@ mod common;
 
 use candle_core::quantized::GgmlDType;
 use common::*;
-use probelab::extract::{self, ExtractOptions, Pool, Template};
+use probelab::extract::{self, ExtractOptions, Pooling, Template};
 use probelab::model::load::LoadedModel;
 use probelab::model::LoadOptions;
 
@@ -17,12 +17,12 @@ fn batching_does_not_change_the_vectors() {
     assert_eq!(names.len(), 64);
     let template = Template::new("{name}").unwrap();
     let ents = extract::tokenize_entities(&m.tokenizer, &names, &template, 8192).unwrap();
-    for pool in [Pool::Last, Pool::Mean] {
+    for pooling in [Pooling::Last, Pooling::Mean] {
         let batched = extract::extract(
             &m.model,
             &ents,
             &ExtractOptions {
-                pool,
+                pooling,
                 batch_size: 64,
             },
             &mut |_, _, _| true,
@@ -32,7 +32,7 @@ fn batching_does_not_change_the_vectors() {
             &m.model,
             &ents,
             &ExtractOptions {
-                pool,
+                pooling,
                 batch_size: 1,
             },
             &mut |_, _, _| true,
@@ -42,10 +42,10 @@ fn batching_does_not_change_the_vectors() {
             .flat_map(|l| (0..names.len()).map(move |e| (l, e)))
             .map(|(l, e)| rel_diff(batched.vector(l, e), single.vector(l, e)))
             .fold(0.0, f64::max);
-        eprintln!("{pool:?}: worst relative difference batch-64 vs one-at-a-time = {worst:.2e}");
+        eprintln!("{pooling:?}: worst relative difference batch-64 vs one-at-a-time = {worst:.2e}");
         assert!(
             worst <= 1e-4,
-            "{pool:?}: batching changed vectors by {worst:.2e}"
+            "{pooling:?}: batching changed vectors by {worst:.2e}"
         );
     }
 }
@@ -60,7 +60,7 @@ fn streamed_batch_rows_equal_the_whole_extraction() {
     let template = Template::new("The city of {name}").unwrap();
     let ents = extract::tokenize_entities(&m.tokenizer, &names, &template, 8192).unwrap();
     let opts = ExtractOptions {
-        pool: Pool::Mean,
+        pooling: Pooling::Mean,
         batch_size: 6,
     };
     let whole = extract::extract(&m.model, &ents, &opts, &mut |_, _, _| true).unwrap();
@@ -69,7 +69,7 @@ fn streamed_batch_rows_equal_the_whole_extraction() {
     assert!(batches.len() > 1);
     let mut seen = vec![false; names.len()];
     for which in &batches {
-        let rows = extract::batch_rows(&m.model, &ents, which, opts.pool).unwrap();
+        let rows = extract::batch_rows(&m.model, &ents, which, opts.pooling).unwrap();
         assert_eq!(rows.len(), layers * which.len() * d);
         for (j, &e) in which.iter().enumerate() {
             seen[e] = true;
@@ -113,7 +113,7 @@ fn cancelling_stops_between_batches() {
         &m.model,
         &ents,
         &ExtractOptions {
-            pool: Pool::Last,
+            pooling: Pooling::Last,
             batch_size: 4,
         },
         &mut |_, _, _| {

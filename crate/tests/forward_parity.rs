@@ -1,11 +1,11 @@
 //! Forward parity: hidden states at every layer against an independent NumPy (float64) forward
-//! pass over the same GGUF, made once by tests/scripts/reference_forward.py.
+//! pass over the same GGUF, made once by tests/fixtures/make/reference_forward.py.
 
 mod common;
 
 use candle_core::Device;
 use common::*;
-use probelab::extract::{self, Activations, EntityTokens, ExtractOptions, Pool};
+use probelab::extract::{self, Activations, EntityTokens, ExtractOptions, Pooling};
 use probelab::model::load::LoadedModel;
 use probelab::model::LoadOptions;
 use serde_json::Value;
@@ -39,10 +39,13 @@ fn every_layer_matches_the_numpy_reference() {
         })
         .collect();
     let layers = m.model.config.n_layers + 1;
-    for (pool, key) in [(Pool::Last, "hidden_last"), (Pool::Mean, "hidden_mean")] {
+    for (pooling, key) in [
+        (Pooling::Last, "hidden_last"),
+        (Pooling::Mean, "hidden_mean"),
+    ] {
         // All prompts in one padded batch.
         let opts = ExtractOptions {
-            pool,
+            pooling,
             batch_size: entities.len(),
         };
         let acts: Activations =

@@ -14,7 +14,7 @@ use std::sync::{Arc, OnceLock};
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
 use common::*;
-use probelab::extract::{self, ExtractOptions, Pool, Template};
+use probelab::extract::{self, ExtractOptions, Pooling, Template};
 use probelab::gpu::{self, CaptureSpan, GpuEngine, GpuLlama, GpuOptions};
 use probelab::model::gguf::ModelFile;
 use probelab::model::load::LoadedModel;
@@ -221,7 +221,7 @@ fn default_model_matches_the_cpu_at_every_layer() {
     .unwrap();
 
     // Every token of every prompt, plus one prompt longer than the attention kernel's 64-key
-    // chunk, packed into one batch; the same batch also captures each name's mean ("mean" pool).
+    // chunk, packed into one batch; the same batch also captures each name's mean ("mean" pooling).
     let mut seqs: Vec<Vec<u32>> = entities.iter().map(|e| e.ids.clone()).collect();
     let long: Vec<u32> = entities
         .iter()
@@ -266,7 +266,7 @@ fn default_model_matches_the_cpu_at_every_layer() {
     worst.check("default model, every token");
 
     let mean_opts = ExtractOptions {
-        pool: Pool::Mean,
+        pooling: Pooling::Mean,
         batch_size: 64,
     };
     let want_mean = extract::extract(&m.model, &entities, &mean_opts, &mut |_, _, _| true).unwrap();
@@ -280,11 +280,11 @@ fn default_model_matches_the_cpu_at_every_layer() {
             );
         }
     }
-    worst.check("default model, pool Mean");
+    worst.check("default model, pooling Mean");
 
     // The entity API (sorting, batching, results in input order) against the CPU extraction.
     let opts = ExtractOptions {
-        pool: Pool::Last,
+        pooling: Pooling::Last,
         batch_size: 16,
     };
     let want = extract::extract(&m.model, &entities, &opts, &mut |_, _, _| true).unwrap();
@@ -305,7 +305,7 @@ fn default_model_matches_the_cpu_at_every_layer() {
             });
         }
     }
-    worst.check("default model, pool Last via extract()");
+    worst.check("default model, pooling Last via extract()");
 }
 
 #[test]
@@ -543,7 +543,7 @@ fn the_engine_choice_follows_the_adapter() {
         })
         .collect();
     let opts = ExtractOptions {
-        pool: Pool::Mean,
+        pooling: Pooling::Mean,
         batch_size: 2,
     };
     let a = forced

@@ -1,5 +1,5 @@
 //! RidgeCv against scikit-learn (tests/fixtures/ridge_sklearn.json, written by
-//! tests/scripts/sklearn_ridge_fixture.py), against brute-force LOO / GCV, plus permutations,
+//! tests/fixtures/make/sklearn_ridge_fixture.py), against brute-force LOO / GCV, plus permutations,
 //! splits and standardization.
 
 use nalgebra::{DMatrix, DVector};

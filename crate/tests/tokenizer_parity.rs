@@ -1,6 +1,6 @@
 //! Tokenizer parity with independent implementations, from fixtures made once by
-//! tests/scripts/make_tokenizer_fixture.py (llama.cpp + Hugging Face tokenizers, for SmolLM2)
-//! and tests/scripts/make_spm_fixture.py (Google's sentencepiece, for a llama-type vocabulary).
+//! tests/fixtures/make/make_tokenizer_fixture.py (llama.cpp + Hugging Face tokenizers, for SmolLM2)
+//! and tests/fixtures/make/make_spm_fixture.py (Google's sentencepiece, for a llama-type vocabulary).
 
 mod common;
 

@@ -37,7 +37,7 @@ async function visit(context, { click }) {
     marks.model_loaded_s = since();
   }
   marks.from_cache = /cache/.test(await page.textContent('#probe-status'));
-  marks.entities_computed = await page.evaluate(() => window.probelab.pool.entitiesComputed);
+  marks.entities_computed = await page.evaluate(() => window.probelab.workers.entitiesComputed);
   await page.close();
   return marks;
 }

@@ -29,7 +29,7 @@ for (const [template, pool] of [['{name}', 'last'], ['The city of {name} is in',
     const native = readSafetensors(out);
 
     const { page, pageErrors } = await openLab(browser, server.url);
-    const web = await extractInPage(page, NAMES, { template, pool });
+    const web = await extractInPage(page, NAMES, { template, pooling: pool });
     assert.deepEqual([web.nLayers + 1, web.nEntities, web.dModel], native.shape);
     // Per layer and entity, so one bad vector cannot hide in a global average.
     const worst = worstRelDiff(web.data, native.data, web.dModel);

@@ -145,10 +145,10 @@ export function waitForReport(page, opts = {}) {
 }
 
 /** Types names, runs an extraction and returns the page's activations. */
-export async function extractInPage(page, names, { template = '{name}', pool = 'last' } = {}) {
+export async function extractInPage(page, names, { template = '{name}', pooling = 'last' } = {}) {
   await page.fill('#names', names.join('\n'));
   await page.fill('#template', template);
-  await page.selectOption('#pool', pool);
+  await page.selectOption('#pooling', pooling);
   await page.evaluate(() => { window.probelab.lastRun = null; });
   await page.click('#extract');
   await waitForProgress(page, () => window.probelab.lastRun, { what: 'the extraction' });

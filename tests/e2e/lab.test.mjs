@@ -1,9 +1,11 @@
 // The lab end to end: the page loads the default model and the built-in world dataset on its
 // own, extracts, fits the probes with their controls, and draws the figures.
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readFileSync, unlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { launch, mapPixels, openLab, startServer, waitForReport } from './harness.mjs';
+import { ROOT, launch, mapPixels, openLab, readSafetensors, startServer, waitForReport } from './harness.mjs';
 
 let server, browser;
 before(async () => { server = await startServer(); browser = await launch(); });
@@ -86,4 +88,32 @@ test('a time dataset: predicted against true year, no map controls', async () =>
   assert.ok(blue > 300, `scatter points: ${blue} bluish pixels`);
   assert.deepEqual(pageErrors, []);
   await page.close();
+});
+
+test('a run with mean pooling says "mean" in its report.json and its activations file', async () => {
+  const { page, pageErrors } = await openLab(browser, server.url, '?permutations=10&nosw');
+  const lines = readFileSync(path.join(ROOT, 'datasets/world_places.csv'), 'utf8').trim().split('\n');
+  await page.setInputFiles('#names-file', { name: 'places.csv', mimeType: 'text/csv', buffer: Buffer.from(lines.slice(0, 41).join('\n') + '\n') });
+  await page.waitForFunction(() => document.getElementById('dataset').value === 'imported');
+  await page.selectOption('#pooling', 'mean');
+  await page.uncheck('#random-init');
+  await page.click('#extract');
+  await waitForReport(page);
+  const save = async (button) => {
+    const [dl] = await Promise.all([page.waitForEvent('download'), page.click(button)]);
+    return readFileSync(await dl.path());
+  };
+  const report = JSON.parse((await save('#export-report')).toString('utf8'));
+  assert.equal(report.dataset.n, 40);
+  assert.equal(report.pooling, 'mean');
+  const acts = path.join(tmpdir(), `probelab-mean-${process.pid}.safetensors`);
+  writeFileSync(acts, await save('#download-acts'));
+  try {
+    const { shape, metadata } = readSafetensors(acts);
+    assert.deepEqual(shape, [report.model.n_layers + 1, 40, report.model.d_model]);
+    assert.equal(metadata.pool, 'mean');
+  } finally {
+    unlinkSync(acts);
+  }
+  assert.deepEqual(pageErrors, []);
 });

@@ -9,7 +9,7 @@ let server, browser;
 before(async () => { server = await startServer(); browser = await launch(); });
 after(async () => { await browser?.close(); server?.stop(); });
 
-const computed = (page) => page.evaluate(() => window.probelab.pool.entitiesComputed);
+const computed = (page) => page.evaluate(() => window.probelab.workers.entitiesComputed);
 const waitLoaded = (page) => waitForProgress(page, () => window.probelab && window.probelab.info);
 
 test('revisit: the last result is shown from the store; a new split re-fits without the model', async () => {
@@ -63,7 +63,7 @@ test('a reload mid-extraction resumes: finished batches are not recomputed', asy
   };
   await setUp(page);
   await page.click('#extract');
-  await waitForProgress(page, () => window.probelab.pool.entitiesComputed >= 64);
+  await waitForProgress(page, () => window.probelab.workers.entitiesComputed >= 64);
   await page.reload();
   await waitLoaded(page);
   await setUp(page);

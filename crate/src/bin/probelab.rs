@@ -9,7 +9,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use probelab::data::OnBadRows;
 use probelab::engine::{Engine, EngineChoice};
 use probelab::extract::acts::{self, ActsMeta, StoreAs};
-use probelab::extract::{self, ExtractOptions, Pool, Template};
+use probelab::extract::{self, ExtractOptions, Pooling, Template};
 use probelab::model::load::LoadedModel;
 use probelab::model::LoadOptions;
 use probelab::probe::analysis::AnalysisOptions;
@@ -45,7 +45,7 @@ enum Command {
         out: PathBuf,
         /// 'last' (the name's last token) or 'mean' (mean over the name's tokens).
         #[arg(long, default_value = "last")]
-        pool: String,
+        pooling: String,
         /// Entities per forward pass.
         #[arg(long, default_value_t = 64)]
         batch_size: usize,
@@ -72,7 +72,7 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
         #[arg(long, default_value = "last")]
-        pool: String,
+        pooling: String,
         #[arg(long, default_value_t = 64)]
         batch_size: usize,
         /// Skip the random-initialised model control (halves the extraction time).
@@ -207,7 +207,7 @@ fn stage_bar() -> (ProgressBar, impl FnMut(&str, usize, usize) -> bool) {
 }
 
 /// Writes `files` into `dir` all or nothing: first into a temporary folder beside it.
-fn write_all(dir: &Path, files: &[(&str, Vec<u8>)]) -> Result<()> {
+fn write_all(dir: &Path, files: &[(String, Vec<u8>)]) -> Result<()> {
     let tmp = dir.with_extension("partial");
     let io = |p: &Path, e| Error::io(p.display().to_string(), e);
     let _ = std::fs::remove_dir_all(&tmp);
@@ -254,13 +254,13 @@ fn run(cli: Cli) -> Result<()> {
             dataset,
             prompt,
             out,
-            pool,
+            pooling,
             batch_size,
             f16,
             engine,
         } => {
             let choice: EngineChoice = engine.parse()?;
-            let pool: Pool = pool.parse()?;
+            let pooling: Pooling = pooling.parse()?;
             let template = Template::new(&prompt)?;
             let bytes =
                 std::fs::read(&dataset).map_err(|e| Error::io(dataset.display().to_string(), e))?;
@@ -283,43 +283,44 @@ fn run(cli: Cli) -> Result<()> {
             let start = Instant::now();
             let engine = Engine::open(choice, &model)?;
             eprintln!("{}", engine.note);
-            let opts = ExtractOptions { pool, batch_size };
+            let opts = ExtractOptions {
+                pooling,
+                batch_size,
+            };
             let c = &m.model.config;
             let n = names.len();
-            let meta = ActsMeta {
-                model_name: c.name.clone(),
-                model_sha256: m.sha256.clone(),
-                dataset_name: dataset
-                    .file_stem()
-                    .map(|s| s.to_string_lossy().into_owned())
-                    .unwrap_or_default(),
-                dataset_hash: data::names_hash(&names),
-                prompt_template: template.text.clone(),
-                pool: format!("{pool:?}").to_lowercase(),
+            let dataset_name = dataset
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let meta = ActsMeta::new(
+                &c.name,
+                &m.sha256,
+                &template.text,
+                pooling,
+                &dataset_name,
                 names,
-            };
+            );
             let store = if f16 { StoreAs::F16 } else { StoreAs::F32 };
-            // Entities are extracted and written in chunks whose activations stay under
-            // CHUNK_BYTES, so memory does not grow with the dataset.
-            const CHUNK_BYTES: usize = 256 << 20;
-            let per_entity = (c.n_layers + 1) * c.d_model * 4;
-            let chunk = (CHUNK_BYTES / per_entity).max(batch_size).max(1);
+            // Batch by batch into the file, so memory does not grow with the dataset.
             let mut writer =
                 acts::ActsWriter::create(&out, c.n_layers, n, c.d_model, &meta, store)?;
-            let (mut first, mut tokens_before) = (0, 0);
-            for part in entities.chunks(chunk) {
-                let acts = engine.extract(&m.model, part, &opts, &mut |done, _, tokens| {
-                    bar.set_position((first + done) as u64);
-                    bar.set_message(format!(
-                        "{:.0} tokens/s",
-                        (tokens_before + tokens) as f64 / start.elapsed().as_secs_f64().max(1e-9)
-                    ));
-                    true
-                })?;
-                writer.write_chunk(first, &acts)?;
-                first += part.len();
-                tokens_before += part.iter().map(|e| e.ids.len()).sum::<usize>();
-            }
+            engine.run(&m.model, |model| {
+                extract::extract_to_file(
+                    model,
+                    &entities,
+                    &opts,
+                    &mut writer,
+                    &mut |done, _, tokens| {
+                        bar.set_position(done as u64);
+                        bar.set_message(format!(
+                            "{:.0} tokens/s",
+                            tokens as f64 / start.elapsed().as_secs_f64().max(1e-9)
+                        ));
+                        true
+                    },
+                )
+            })?;
             writer.finish()?;
             bar.finish();
             let secs = start.elapsed().as_secs_f64();
@@ -338,14 +339,14 @@ fn run(cli: Cli) -> Result<()> {
             prompt,
             fit,
             out,
-            pool,
+            pooling,
             batch_size,
             no_random_init,
             engine,
         } => {
             // Check every argument before the slow work starts.
             let choice: EngineChoice = engine.parse()?;
-            let pool: Pool = pool.parse()?;
+            let pooling: Pooling = pooling.parse()?;
             let template = Template::new(&prompt)?;
             let split = run::parse_split(&fit.split, fit.seed)?;
             let dataset = dataset_arg(&dataset, fit.skip_bad_rows)?;
@@ -353,7 +354,10 @@ fn run(cli: Cli) -> Result<()> {
             let engine = Engine::open(choice, &model)?;
             eprintln!("{}", engine.note);
             let (bar, mut progress) = stage_bar();
-            let opts = ExtractOptions { pool, batch_size };
+            let opts = ExtractOptions {
+                pooling,
+                batch_size,
+            };
             let (real, random) = run::extract_both(
                 &m,
                 &engine,
@@ -363,15 +367,13 @@ fn run(cli: Cli) -> Result<()> {
                 !no_random_init,
                 &mut progress,
             )?;
-            let meta = ActsMeta {
-                model_name: m.model.config.name.clone(),
-                model_sha256: m.sha256.clone(),
-                dataset_name: dataset.name.clone(),
-                dataset_hash: data::dataset_hash(&dataset),
-                prompt_template: template.text.clone(),
-                pool: format!("{pool:?}").to_lowercase(),
-                names: dataset.names.clone(),
-            };
+            let meta = ActsMeta::for_dataset(
+                &m.model.config.name,
+                &m.sha256,
+                &template.text,
+                pooling,
+                &dataset,
+            );
             let report = run::fit(
                 &real,
                 &meta,
@@ -384,12 +386,12 @@ fn run(cli: Cli) -> Result<()> {
             bar.finish_and_clear();
             let mut files = figures::run_files(&report)?;
             files.push((
-                "acts.safetensors",
+                "acts.safetensors".into(),
                 acts::to_safetensors(&real, &meta, StoreAs::F32)?,
             ));
             if let Some(r) = &random {
                 files.push((
-                    "acts_random_init.safetensors",
+                    run::RANDOM_INIT_FILE.into(),
                     acts::to_safetensors(r, &meta, StoreAs::F32)?,
                 ));
             }
@@ -403,38 +405,23 @@ fn run(cli: Cli) -> Result<()> {
             out,
         } => {
             let split = run::parse_split(&fit.split, fit.seed)?;
-            let read = |p: &Path| -> Result<_> {
-                let bytes = std::fs::read(p).map_err(|e| Error::io(p.display().to_string(), e))?;
-                acts::from_safetensors(&bytes)
-            };
-            let (real, meta) = read(&path)?;
-            let random_path = path.with_file_name("acts_random_init.safetensors");
-            let random = if random_path.exists() {
-                let (r, r_meta) = read(&random_path)?;
-                if r_meta.model_sha256 != meta.model_sha256 || r_meta.names != meta.names {
-                    return Err(Error::Input(format!(
-                        "{} is not the random-init twin of {}",
-                        random_path.display(),
-                        path.display()
-                    )));
-                }
-                Some(r)
-            } else {
+            let saved = run::read_saved(&path)?;
+            let meta = &saved.meta;
+            if saved.random_init.is_none() {
                 eprintln!(
                     "no {} beside the activations: the random-init control is skipped",
-                    random_path.display()
+                    saved.random_init_path.display()
                 );
-                None
-            };
+            }
             let dataset = dataset_arg(
                 dataset.as_deref().unwrap_or(&meta.dataset_name),
                 fit.skip_bad_rows,
             )?;
             let (bar, mut progress) = stage_bar();
             let report = run::fit(
-                &real,
-                &meta,
-                random.as_ref(),
+                &saved.acts,
+                meta,
+                saved.random_init.as_ref(),
                 &dataset,
                 &split,
                 &fit.options(),
@@ -446,16 +433,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Info { model } => {
             let m = load(&model)?;
-            let info = serde_json::json!({
-                "config": m.model.config,
-                "vocab_size": m.model.vocab_size,
-                "quantization": m.quant_summary,
-                "file_size": m.file_size,
-                "sha256": m.sha256,
-                "tokenizer": {"type": m.tokenizer.kind, "pre": m.tokenizer.pre,
-                    "add_bos": m.tokenizer.add_bos, "bos_id": m.tokenizer.bos_id},
-                "layer_convention": acts::LAYER_CONVENTION,
-            });
+            let info = m.info();
             println!(
                 "{}",
                 serde_json::to_string_pretty(&info).unwrap_or_default()

@@ -6,11 +6,11 @@ use std::collections::HashMap;
 
 use safetensors::tensor::{Dtype, TensorView};
 
+use crate::data::{self, Dataset};
 use crate::error::{Error, Result};
-use crate::extract::Activations;
+use crate::extract::{Activations, Pooling};
 
-pub const LAYER_CONVENTION: &str =
-    "layer 0 = embedding output; layer i (1..=L) = residual stream after block i";
+pub use crate::model::LAYER_CONVENTION;
 
 /// What the activations are of; stored as safetensors metadata.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -20,8 +20,54 @@ pub struct ActsMeta {
     pub dataset_name: String,
     pub dataset_hash: String,
     pub prompt_template: String,
-    pub pool: String,
+    pub pooling: Pooling,
     pub names: Vec<String>,
+}
+
+impl ActsMeta {
+    /// The activations of `names` (a list without targets: the dataset hash is of the names
+    /// alone, [`data::names_hash`]) from the model `model_name` whose file hashes to
+    /// `model_sha256`.
+    pub fn new(
+        model_name: &str,
+        model_sha256: &str,
+        prompt_template: &str,
+        pooling: Pooling,
+        dataset_name: &str,
+        names: Vec<String>,
+    ) -> Self {
+        Self {
+            model_name: model_name.into(),
+            model_sha256: model_sha256.into(),
+            dataset_name: dataset_name.into(),
+            dataset_hash: data::names_hash(&names),
+            prompt_template: prompt_template.into(),
+            pooling,
+            names,
+        }
+    }
+
+    /// The activations of a whole dataset: the hash covers its targets too
+    /// ([`data::dataset_hash`]), so a re-fit can tell an edited dataset.
+    pub fn for_dataset(
+        model_name: &str,
+        model_sha256: &str,
+        prompt_template: &str,
+        pooling: Pooling,
+        dataset: &Dataset,
+    ) -> Self {
+        Self {
+            dataset_hash: data::dataset_hash(dataset),
+            ..Self::new(
+                model_name,
+                model_sha256,
+                prompt_template,
+                pooling,
+                &dataset.name,
+                dataset.names.clone(),
+            )
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,7 +84,8 @@ fn metadata_map(meta: &ActsMeta) -> Result<HashMap<String, String>> {
     md.insert("dataset_name".into(), meta.dataset_name.clone());
     md.insert("dataset_hash".into(), meta.dataset_hash.clone());
     md.insert("prompt_template".into(), meta.prompt_template.clone());
-    md.insert("pool".into(), meta.pool.clone());
+    // The key is "pool" since the first files: Python readers look it up by that name.
+    md.insert("pool".into(), meta.pooling.to_string());
     md.insert("layer_convention".into(), LAYER_CONVENTION.into());
     md.insert(
         "names".into(),
@@ -135,7 +182,9 @@ pub fn from_safetensors(bytes: &[u8]) -> Result<(Activations, ActsMeta)> {
         dataset_name: field("dataset_name")?,
         dataset_hash: field("dataset_hash")?,
         prompt_template: field("prompt_template")?,
-        pool: field("pool")?,
+        pooling: field("pool")?
+            .parse()
+            .map_err(|e: Error| bad(e.to_string()))?,
         names,
     };
     Ok((
@@ -247,6 +296,44 @@ impl ActsWriter {
         if chunk.first_token_ids.len() == chunk.n_entities {
             self.first_token_ids[first..first + chunk.n_entities]
                 .copy_from_slice(&chunk.first_token_ids);
+        }
+        Ok(())
+    }
+
+    /// Writes one batch: rows `[layers + 1][which.len()][d_model]` (as
+    /// [`crate::extract::batch_rows`] returns them) of the entities `which`, wherever they are
+    /// in the file.
+    pub fn write_batch(
+        &mut self,
+        entities: &[crate::extract::EntityTokens],
+        which: &[usize],
+        rows: &[f32],
+    ) -> Result<()> {
+        use std::io::{Seek, SeekFrom, Write};
+        let d = self.d_model;
+        if rows.len() != (self.n_layers + 1) * which.len() * d
+            || which
+                .iter()
+                .any(|&e| e >= self.n_entities || e >= entities.len())
+        {
+            return Err(Error::Compute(
+                "a batch does not fit the activation file".into(),
+            ));
+        }
+        let elem = if self.store == StoreAs::F32 { 4 } else { 2 };
+        let io = |e| Error::io(self.tmp.display().to_string(), e);
+        for layer in 0..=self.n_layers {
+            for (i, &e) in which.iter().enumerate() {
+                let from = (layer * which.len() + i) * d;
+                let bytes = encode(&rows[from..from + d], self.store);
+                let at = self.data_start + ((layer * self.n_entities + e) * d * elem) as u64;
+                self.file.seek(SeekFrom::Start(at)).map_err(io)?;
+                self.file.write_all(&bytes).map_err(io)?;
+            }
+        }
+        for &e in which {
+            self.tokens_per_entity[e] = entities[e].ids.len() as u32;
+            self.first_token_ids[e] = entities[e].first_token();
         }
         Ok(())
     }

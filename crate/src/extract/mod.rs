@@ -13,25 +13,36 @@ use crate::model::{to_flat, Llama};
 
 pub const DEFAULT_TEMPLATE: &str = "{name}";
 
+/// Which of an entity's token positions make its vector.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Pool {
+pub enum Pooling {
     /// The residual stream at the entity name's last token.
     Last,
     /// The mean over the entity name's tokens.
     Mean,
 }
 
-impl std::str::FromStr for Pool {
+impl std::str::FromStr for Pooling {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
         match s {
-            "last" => Ok(Pool::Last),
-            "mean" => Ok(Pool::Mean),
+            "last" => Ok(Pooling::Last),
+            "mean" => Ok(Pooling::Mean),
             other => Err(Error::Input(format!(
-                "pool '{other}': use 'last' or 'mean'"
+                "pooling '{other}': use 'last' or 'mean'"
             ))),
         }
+    }
+}
+
+/// `last` or `mean`: the word files, reports and the command line use.
+impl std::fmt::Display for Pooling {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Pooling::Last => "last",
+            Pooling::Mean => "mean",
+        })
     }
 }
 
@@ -172,6 +183,35 @@ impl Activations {
         &mut self.data[at..at + self.d_model]
     }
 
+    /// Writes one batch's rows (`[layers + 1][which.len()][d_model]`, as [`batch_rows`]
+    /// returns them) at the entities' places, with their token counts and first tokens.
+    pub fn put_batch(
+        &mut self,
+        entities: &[EntityTokens],
+        which: &[usize],
+        rows: &[f32],
+    ) -> Result<()> {
+        let d = self.d_model;
+        if rows.len() != (self.n_layers + 1) * which.len() * d {
+            return Err(Error::Compute(format!(
+                "a batch of {} entities gave {} values",
+                which.len(),
+                rows.len()
+            )));
+        }
+        for layer in 0..=self.n_layers {
+            for (i, &e) in which.iter().enumerate() {
+                let at = (layer * which.len() + i) * d;
+                self.vector_mut(layer, e).copy_from_slice(&rows[at..at + d]);
+            }
+        }
+        for &e in which {
+            self.tokens_per_entity[e] = entities[e].ids.len() as u32;
+            self.first_token_ids[e] = entities[e].first_token();
+        }
+        Ok(())
+    }
+
     /// All entities at one layer, `[entities][d_model]`.
     pub fn layer(&self, layer: usize) -> &[f32] {
         let n = self.n_entities * self.d_model;
@@ -179,9 +219,13 @@ impl Activations {
     }
 }
 
+/// Entities per forward pass on a GPU (native or WebGPU): one command submission each, so wide
+/// batches; the GPU model splits a batch further where it would pass its token limit.
+pub const GPU_BATCH_SIZE: usize = 256;
+
 #[derive(Debug, Clone)]
 pub struct ExtractOptions {
-    pub pool: Pool,
+    pub pooling: Pooling,
     /// Entities per forward pass.
     pub batch_size: usize,
 }
@@ -189,7 +233,7 @@ pub struct ExtractOptions {
 impl Default for ExtractOptions {
     fn default() -> Self {
         Self {
-            pool: Pool::Last,
+            pooling: Pooling::Last,
             batch_size: 64,
         }
     }
@@ -198,79 +242,139 @@ impl Default for ExtractOptions {
 /// Progress after each batch: entities done, total, tokens done. Return `false` to cancel.
 pub type Progress<'a> = dyn FnMut(usize, usize, usize) -> bool + 'a;
 
-/// Runs the model over all entities. Cancelling returns [`Error::Cancelled`].
-pub fn extract(
-    model: &Llama,
-    entities: &[EntityTokens],
-    opts: &ExtractOptions,
-    progress: &mut Progress,
-) -> Result<Activations> {
-    let mut acts = Activations::zeros(model.config.n_layers, entities.len(), model.config.d_model);
-    let mut done = 0;
-    let mut tokens = 0;
-    for chunk in &plan_batches(entities, opts.batch_size) {
-        extract_batch(model, entities, chunk, opts.pool, &mut acts)?;
-        done += chunk.len();
-        tokens += chunk.iter().map(|&i| entities[i].ids.len()).sum::<usize>();
-        if !progress(done, entities.len(), tokens) {
-            return Err(Error::Cancelled);
-        }
+/// A model that runs a batch of entities with the residual stream captured at every layer: the
+/// CPU [`Llama`] and the GPU model implement it, so one batch loop ([`for_each_batch`]) serves
+/// both.
+pub trait Forward {
+    fn n_layers(&self) -> usize;
+    fn d_model(&self) -> usize;
+    /// One forward pass over `entities[which]`: rows `[layers + 1][which.len()][d_model]`,
+    /// each entity's vector read as `pooling` says over its name's tokens.
+    fn forward_batch(
+        &self,
+        entities: &[EntityTokens],
+        which: &[usize],
+        pooling: Pooling,
+    ) -> Result<Vec<f32>>;
+}
+
+impl Forward for Llama {
+    fn n_layers(&self) -> usize {
+        self.config.n_layers
     }
-    Ok(acts)
+    fn d_model(&self) -> usize {
+        self.config.d_model
+    }
+    fn forward_batch(
+        &self,
+        entities: &[EntityTokens],
+        which: &[usize],
+        pooling: Pooling,
+    ) -> Result<Vec<f32>> {
+        let d = self.config.d_model;
+        let mut rows = vec![0.0; (self.config.n_layers + 1) * which.len() * d];
+        let seqs: Vec<Vec<u32>> = which.iter().map(|&i| entities[i].ids.clone()).collect();
+        let len = seqs.iter().map(Vec::len).max().unwrap_or(0);
+        self.forward_layers(&seqs, |layer, hidden| {
+            let flat = to_flat(hidden)?;
+            for (row, &e) in which.iter().enumerate() {
+                let span = entities[e].span.clone();
+                let at = |t: usize| &flat[(row * len + t) * d..(row * len + t + 1) * d];
+                let at_out = (layer * which.len() + row) * d;
+                let out = &mut rows[at_out..at_out + d];
+                match pooling {
+                    Pooling::Last => out.copy_from_slice(at(span.end - 1)),
+                    Pooling::Mean => {
+                        for t in span.clone() {
+                            for (o, v) in out.iter_mut().zip(at(t)) {
+                                *o += v;
+                            }
+                        }
+                        let n = span.len() as f32;
+                        out.iter_mut().for_each(|o| *o /= n);
+                    }
+                }
+            }
+            Ok(())
+        })?;
+        Ok(rows)
+    }
 }
 
 /// One forward pass over the entities `which`, returning their rows in batch order,
 /// `[layers + 1][which.len()][d_model]`: what a shell that streams batches (to a cache, a
 /// file, another thread) needs, without a buffer for every entity.
 pub fn batch_rows(
-    model: &Llama,
+    model: &dyn Forward,
     entities: &[EntityTokens],
     which: &[usize],
-    pool: Pool,
+    pooling: Pooling,
 ) -> Result<Vec<f32>> {
-    let batch: Vec<EntityTokens> = which.iter().map(|&e| entities[e].clone()).collect();
-    let order: Vec<usize> = (0..batch.len()).collect();
-    let mut acts = Activations::zeros(model.config.n_layers, batch.len(), model.config.d_model);
-    extract_batch(model, &batch, &order, pool, &mut acts)?;
-    Ok(acts.data)
+    if let Some(&e) = which.iter().find(|&&e| e >= entities.len()) {
+        return Err(Error::Input(format!(
+            "entity {e} is not in the list of {}",
+            entities.len()
+        )));
+    }
+    model.forward_batch(entities, which, pooling)
 }
 
-/// One forward pass over the entities `which`, writing their rows of `acts`.
-pub fn extract_batch(
-    model: &Llama,
+/// The batch loop, the one every engine and shell goes through: runs `model` over every entity
+/// in [`plan_batches`] order and hands each finished batch to `sink(which, rows)` (rows as
+/// [`batch_rows`] returns them). Cancelling through `progress` returns [`Error::Cancelled`].
+pub fn for_each_batch(
+    model: &dyn Forward,
     entities: &[EntityTokens],
-    which: &[usize],
-    pool: Pool,
-    acts: &mut Activations,
+    opts: &ExtractOptions,
+    sink: &mut dyn FnMut(&[usize], &[f32]) -> Result<()>,
+    progress: &mut Progress,
 ) -> Result<()> {
-    let d = model.config.d_model;
-    let seqs: Vec<Vec<u32>> = which.iter().map(|&i| entities[i].ids.clone()).collect();
-    let len = seqs.iter().map(Vec::len).max().unwrap_or(0);
-    model.forward_layers(&seqs, |layer, hidden| {
-        let flat = to_flat(hidden)?;
-        for (row, &e) in which.iter().enumerate() {
-            let span = entities[e].span.clone();
-            let at = |t: usize| &flat[(row * len + t) * d..(row * len + t + 1) * d];
-            let out = acts.vector_mut(layer, e);
-            match pool {
-                Pool::Last => out.copy_from_slice(at(span.end - 1)),
-                Pool::Mean => {
-                    out.fill(0.0);
-                    for t in span.clone() {
-                        for (o, v) in out.iter_mut().zip(at(t)) {
-                            *o += v;
-                        }
-                    }
-                    let n = span.len() as f32;
-                    out.iter_mut().for_each(|o| *o /= n);
-                }
-            }
+    let (mut done, mut tokens) = (0, 0);
+    for which in &plan_batches(entities, opts.batch_size) {
+        let rows = batch_rows(model, entities, which, opts.pooling)?;
+        sink(which, &rows)?;
+        done += which.len();
+        tokens += which.iter().map(|&i| entities[i].ids.len()).sum::<usize>();
+        if !progress(done, entities.len(), tokens) {
+            return Err(Error::Cancelled);
         }
-        Ok(())
-    })?;
-    for &e in which {
-        acts.tokens_per_entity[e] = entities[e].ids.len() as u32;
-        acts.first_token_ids[e] = entities[e].first_token();
     }
     Ok(())
+}
+
+/// Runs the model over all entities into one [`Activations`].
+pub fn extract(
+    model: &dyn Forward,
+    entities: &[EntityTokens],
+    opts: &ExtractOptions,
+    progress: &mut Progress,
+) -> Result<Activations> {
+    let mut acts = Activations::zeros(model.n_layers(), entities.len(), model.d_model());
+    for_each_batch(
+        model,
+        entities,
+        opts,
+        &mut |which, rows| acts.put_batch(entities, which, rows),
+        progress,
+    )?;
+    Ok(acts)
+}
+
+/// Runs the model over all entities straight into an activation file, batch by batch, so a
+/// dataset far larger than memory can be extracted: `writer` holds one batch at a time.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn extract_to_file(
+    model: &dyn Forward,
+    entities: &[EntityTokens],
+    opts: &ExtractOptions,
+    writer: &mut acts::ActsWriter,
+    progress: &mut Progress,
+) -> Result<()> {
+    for_each_batch(
+        model,
+        entities,
+        opts,
+        &mut |which, rows| writer.write_batch(entities, which, rows),
+        progress,
+    )
 }

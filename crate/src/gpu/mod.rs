@@ -24,7 +24,7 @@ use candle_core::Device;
 use wgpu::util::DeviceExt;
 
 use crate::error::{Error, Result};
-use crate::extract::{Activations, EntityTokens, ExtractOptions, Pool, Progress};
+use crate::extract::{Activations, EntityTokens, ExtractOptions, Pooling, Progress};
 use crate::model::gguf::{Config, ModelFile};
 
 const QUANT_WGSL: &str = include_str!("quant.wgsl");
@@ -1037,7 +1037,7 @@ impl GpuLlama {
         &self,
         entities: &[EntityTokens],
         which: &[usize],
-        pool: Pool,
+        pooling: Pooling,
     ) -> Result<Captured> {
         let c = &self.config;
         let mut out = Captured {
@@ -1069,9 +1069,9 @@ impl GpuLlama {
                 .enumerate()
                 .map(|(seq, &i)| {
                     let span = &entities[i].span;
-                    let rows = match pool {
-                        Pool::Last => span.end.saturating_sub(1)..span.end,
-                        Pool::Mean => span.clone(),
+                    let rows = match pooling {
+                        Pooling::Last => span.end.saturating_sub(1)..span.end,
+                        Pooling::Mean => span.clone(),
                     };
                     CaptureSpan { seq, rows }
                 })
@@ -1094,9 +1094,9 @@ impl GpuLlama {
         &self,
         entities: &[EntityTokens],
         which: &[usize],
-        pool: Pool,
+        pooling: Pooling,
     ) -> Result<Captured> {
-        pollster::block_on(self.forward_capture_async(entities, which, pool))
+        pollster::block_on(self.forward_capture_async(entities, which, pooling))
     }
 
     /// One batch over the entities `which`, writing their rows of `acts` — the GPU twin of
@@ -1106,10 +1106,10 @@ impl GpuLlama {
         &self,
         entities: &[EntityTokens],
         which: &[usize],
-        pool: Pool,
+        pooling: Pooling,
         acts: &mut Activations,
     ) -> Result<()> {
-        let got = self.forward_capture(entities, which, pool)?;
+        let got = self.forward_capture(entities, which, pooling)?;
         store(&got, entities, which, acts);
         Ok(())
     }
@@ -1138,7 +1138,7 @@ impl GpuLlama {
         let (mut done, mut tokens) = (0, 0);
         for chunk in &crate::extract::plan_batches(entities, opts.batch_size) {
             let got = self
-                .forward_capture_async(entities, chunk, opts.pool)
+                .forward_capture_async(entities, chunk, opts.pooling)
                 .await?;
             store(&got, entities, chunk, &mut acts);
             done += chunk.len();
@@ -1247,6 +1247,26 @@ impl GpuLlama {
             tokens: t,
             kernels,
         })
+    }
+}
+
+/// The GPU model in the one batch loop ([`crate::extract::for_each_batch`]); natively the
+/// batch is awaited in place.
+#[cfg(not(target_arch = "wasm32"))]
+impl crate::extract::Forward for GpuLlama {
+    fn n_layers(&self) -> usize {
+        self.config.n_layers
+    }
+    fn d_model(&self) -> usize {
+        self.config.d_model
+    }
+    fn forward_batch(
+        &self,
+        entities: &[EntityTokens],
+        which: &[usize],
+        pooling: Pooling,
+    ) -> Result<Vec<f32>> {
+        Ok(self.forward_capture(entities, which, pooling)?.data)
     }
 }
 

@@ -3,9 +3,38 @@
 use std::io::{Read, Seek};
 
 use crate::error::{Error, Result};
+use crate::model::gguf::Config;
 use crate::model::gguf::{sha256_hex, ModelFile};
 use crate::model::tokenizer::Tokenizer;
-use crate::model::{Llama, LoadOptions};
+use crate::model::{Llama, LoadOptions, LAYER_CONVENTION};
+
+/// What a user asks about a loaded model: the command line's `info` prints it, the page shows
+/// it. The shape's headline numbers also stand at the top level for the page.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ModelSummary {
+    pub name: String,
+    pub n_layers: usize,
+    pub d_model: usize,
+    pub context_length: usize,
+    pub vocab_size: usize,
+    pub quantization: String,
+    pub file_size: u64,
+    pub sha256: String,
+    pub config: Config,
+    pub tokenizer: TokenizerSummary,
+    /// The tokenizer's warnings (e.g. a pre-tokenizer read as the closest known one).
+    pub warnings: Vec<String>,
+    pub layer_convention: &'static str,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TokenizerSummary {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub pre: Option<String>,
+    pub add_bos: bool,
+    pub bos_id: Option<u32>,
+}
 
 pub struct LoadedModel {
     pub model: Llama,
@@ -35,6 +64,29 @@ impl LoadedModel {
             quant_summary: file.quant_summary(),
             file_size: file.file_size,
         })
+    }
+
+    pub fn info(&self) -> ModelSummary {
+        let (c, t) = (&self.model.config, &self.tokenizer);
+        ModelSummary {
+            name: c.name.clone(),
+            n_layers: c.n_layers,
+            d_model: c.d_model,
+            context_length: c.context_length,
+            vocab_size: self.model.vocab_size,
+            quantization: self.quant_summary.clone(),
+            file_size: self.file_size,
+            sha256: self.sha256.clone(),
+            config: c.clone(),
+            tokenizer: TokenizerSummary {
+                kind: t.kind.clone(),
+                pre: t.pre.clone(),
+                add_bos: t.add_bos,
+                bos_id: t.bos_id,
+            },
+            warnings: t.warnings.clone(),
+            layer_convention: LAYER_CONVENTION,
+        }
     }
 
     #[cfg(not(target_arch = "wasm32"))]

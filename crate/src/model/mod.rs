@@ -7,3 +7,8 @@ pub mod load;
 pub mod tokenizer;
 
 pub use forward::{to_flat, Llama, LoadOptions};
+pub use load::{LoadedModel, ModelSummary};
+
+/// How layers are numbered, everywhere (files, reports, figures, the page).
+pub const LAYER_CONVENTION: &str =
+    "layer 0 = embedding output; layer i (1..=L) = residual stream after block i";

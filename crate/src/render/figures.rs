@@ -343,24 +343,29 @@ pub fn time_scene(report: &Report) -> Result<Scene> {
     Ok(render::time_scatter_scene(&points, &opts))
 }
 
+/// A report's figures by name: `layers` (the score by layer), and `map` (space) or `time`
+/// (time). The one place that chooses a report's second figure.
+pub fn scenes(report: &Report) -> Result<Vec<(&'static str, Scene)>> {
+    let second = match report.dataset.target {
+        TargetKind::Space => ("map", map_scene(report, true, ColorBy::ByGroup)?),
+        TargetKind::Time => ("time", time_scene(report)?),
+    };
+    Ok(vec![("layers", layer_scene(report)), second])
+}
+
 /// The files a run writes, by name: report.json, predictions.csv, layers.png, and map.png
 /// (space) or time.png (time).
-pub fn run_files(report: &Report) -> Result<Vec<(&'static str, Vec<u8>)>> {
+pub fn run_files(report: &Report) -> Result<Vec<(String, Vec<u8>)>> {
     let json = serde_json::to_vec_pretty(report).map_err(|e| Error::Compute(e.to_string()))?;
     let mut files = vec![
-        ("report.json", json),
+        ("report.json".to_string(), json),
         (
-            "predictions.csv",
+            "predictions.csv".to_string(),
             analysis::predictions_csv(report)?.into_bytes(),
         ),
-        ("layers.png", render::to_png(&layer_scene(report))?),
     ];
-    match report.dataset.target {
-        TargetKind::Space => files.push((
-            "map.png",
-            render::to_png(&map_scene(report, true, ColorBy::ByGroup)?)?,
-        )),
-        TargetKind::Time => files.push(("time.png", render::to_png(&time_scene(report)?)?)),
+    for (name, scene) in scenes(report)? {
+        files.push((format!("{name}.png"), render::to_png(&scene)?));
     }
     Ok(files)
 }

@@ -19,7 +19,7 @@
 //!
 //! **Outlines.** `crate/data/world_110m.bin` holds Natural Earth's 1:110m countries (public
 //! domain, "Made with Natural Earth"), taken from the npm package `world-atlas` 2.0.2 and
-//! rebuilt by `tests/scripts/build_world_outlines.sh`. Rings that crossed the antimeridian
+//! rebuilt by `crate/data/make/build_world_outlines.sh`. Rings that crossed the antimeridian
 //! (Russia, Fiji, Antarctica) were cut there by that script, so no ring has an edge longer than
 //! 180° of longitude and nothing streaks across the map; Antarctica is closed along the south
 //! pole line. Coordinates are stored to 0.01°.

@@ -3,7 +3,7 @@
 # are committed). Needs node + npm (npm registry), and for the font python3 with `fonttools`
 # (pip install fonttools) and Debian's fonts-dejavu-core.
 #
-#   bash tests/scripts/build_world_outlines.sh
+#   bash crate/data/make/build_world_outlines.sh
 #
 #  1. world_110m.bin  — Natural Earth 1:110m country outlines from the npm package world-atlas@2.0.2,
 #     cut at the antimeridian and quantized (see build_world_outlines.mjs for the format).
@@ -12,7 +12,7 @@
 #     or layout tables, so PNGs rendered by probelab::render have legible text with no system font.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-root="$(cd "$here/../.." && pwd)"
+root="$(cd "$here/../../.." && pwd)"
 data="$root/crate/data"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT

@@ -2,7 +2,7 @@
 // holds its own copy of the model; an extraction is split into contiguous shards, one per
 // worker, and the shards' activations are stitched back in order.
 
-export class EnginePool {
+export class WorkerPool {
   constructor(size) {
     this.workers = Array.from({ length: size }, () =>
       new Worker(new URL('./worker.js', import.meta.url), { type: 'module' }));
@@ -47,7 +47,7 @@ export class EnginePool {
    */
   async load(bytes, source, engine = 'auto') {
     // Each worker keeps its own copy (plus f32 weights): only small models get several.
-    const count = bytes.length > EnginePool.COPY_LIMIT_BYTES ? 1 : this.size;
+    const count = bytes.length > WorkerPool.COPY_LIMIT_BYTES ? 1 : this.size;
     const wantGpu = engine !== 'cpu';
     const replies = await Promise.all(this.workers.slice(0, count).map((_, i) => {
       const copy = i === count - 1 ? bytes : bytes.slice();
@@ -75,8 +75,8 @@ export class EnginePool {
     const todo = indices || Uint32Array.from(names, (_, i) => i);
     // The GPU holds the model's own weights; the random-initialised twin runs on the CPU.
     const gpu = this.onGpu && !opts.randomInit;
-    // The GPU wants wide batches; one worker drives it.
-    if (gpu) opts = { ...opts, engine: 'gpu', batchSize: opts.gpuBatch || Math.max(opts.batchSize, EnginePool.GPU_BATCH) };
+    // One worker drives the GPU (with the core's wide GPU batches, see worker.js).
+    if (gpu) opts = { ...opts, engine: 'gpu' };
     const n = gpu ? 1 : Math.max(1, Math.min(this.active, todo.length));
     let batchesOnGpu = null;
     const bounds = Array.from({ length: n + 1 }, (_, k) => Math.round((k * todo.length) / n));
@@ -133,8 +133,5 @@ export class EnginePool {
   }
 }
 
-/** Entities per GPU batch at least (one submission each). */
-EnginePool.GPU_BATCH = 256;
-
 /** Models above this size run in one worker only (each worker holds a full copy). */
-EnginePool.COPY_LIMIT_BYTES = 300e6;
+WorkerPool.COPY_LIMIT_BYTES = 300e6;

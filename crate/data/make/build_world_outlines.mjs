@@ -1,9 +1,9 @@
 // Builds crate/data/world_110m.bin from the npm package `world-atlas` (Natural Earth 1:110m
 // countries, public domain; TopoJSON by Mike Bostock, ISC licence).
 //
-//   node tests/scripts/build_world_outlines.mjs <path/to/world-atlas/package> <out.bin>
+//   node crate/data/make/build_world_outlines.mjs <path/to/world-atlas/package> <out.bin>
 //
-// (tests/scripts/build_world_outlines.sh fetches the package with `npm pack` and calls this.)
+// (crate/data/make/build_world_outlines.sh fetches the package with `npm pack` and calls this.)
 //
 // What it does:
 //   1. decodes the TopoJSON arcs (delta-encoded, quantized) of `objects.countries` into rings;
