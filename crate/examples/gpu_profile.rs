@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use probelab::extract::{self, ExtractOptions, Pool, Template};
-use probelab::gpu::{CaptureSpan, GpuEngine, GpuLlama, GpuOptions};
+use probelab::gpu::{CaptureSpan, GpuDevice, GpuLlama, GpuOptions};
 use probelab::model::gguf::ModelFile;
 use probelab::model::load::LoadedModel;
 use probelab::model::LoadOptions;
@@ -63,7 +63,7 @@ fn main() -> Result<()> {
         tokens
     );
 
-    let engine = Arc::new(GpuEngine::new()?);
+    let engine = Arc::new(GpuDevice::new()?);
     let report = engine.report().clone();
     println!(
         "adapter: {report}; driver {}; timestamp queries: {}",

@@ -1,7 +1,7 @@
 //! The llama forward pass on the GPU (wgpu + WGSL), with the residual stream captured at every
 //! layer. The same code targets Vulkan/Metal/DX12 natively and WebGPU in the browser.
 //!
-//! Read top to bottom: the device ([`GpuEngine`]), weights uploaded tensor by tensor as raw GGUF
+//! Read top to bottom: the device ([`GpuDevice`]), weights uploaded tensor by tensor as raw GGUF
 //! blocks, the kernels (one WGSL file each under `src/gpu/`), and one batch: many short sequences
 //! packed row after row into one `[tokens, d]` stream, every kernel dispatched in one command
 //! submission, and one read-back of the captured rows.
@@ -103,7 +103,7 @@ struct DeviceState {
 }
 
 /// A GPU device and queue, with the errors it reports collected instead of panicking.
-pub struct GpuEngine {
+pub struct GpuDevice {
     device: wgpu::Device,
     queue: wgpu::Queue,
     limits: wgpu::Limits,
@@ -115,7 +115,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-impl GpuEngine {
+impl GpuDevice {
     /// Requests an adapter (high performance first; `WGPU_BACKEND` and the other wgpu
     /// environment variables apply) and a device with the adapter's full limits.
     pub async fn new_async() -> Result<Self> {
@@ -179,7 +179,7 @@ impl GpuEngine {
         })
     }
 
-    /// [`GpuEngine::new_async`], blocking.
+    /// [`GpuDevice::new_async`], blocking.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn new() -> Result<Self> {
         pollster::block_on(Self::new_async())
@@ -259,7 +259,7 @@ fn storage_init(device: &wgpu::Device, label: &str, bytes: &[u8]) -> wgpu::Buffe
 
 /// Reads a weight matrix straight from the file, one part at a time, and uploads it.
 fn upload_weight<R: Read + Seek>(
-    engine: &GpuEngine,
+    engine: &GpuDevice,
     file: &ModelFile,
     reader: &mut R,
     name: &str,
@@ -327,7 +327,7 @@ fn upload_weight<R: Read + Seek>(
 
 /// Reads a vector (a norm's weights) in any type and uploads it as f32.
 fn upload_vector<R: Read + Seek>(
-    engine: &GpuEngine,
+    engine: &GpuDevice,
     file: &ModelFile,
     reader: &mut R,
     name: &str,
@@ -579,7 +579,7 @@ pub struct GpuOptions {
 pub struct GpuLlama {
     pub config: Config,
     pub vocab_size: usize,
-    engine: Arc<GpuEngine>,
+    engine: Arc<GpuDevice>,
     pipelines: HashMap<Kernel, wgpu::ComputePipeline>,
     embedding: Weight,
     blocks: Vec<Block>,
@@ -593,7 +593,7 @@ impl GpuLlama {
     pub fn load<R: Read + Seek>(
         file: &ModelFile,
         reader: &mut R,
-        engine: Arc<GpuEngine>,
+        engine: Arc<GpuDevice>,
         opts: &GpuOptions,
     ) -> Result<Self> {
         let c = file.config.clone();
@@ -667,7 +667,7 @@ impl GpuLlama {
         })
     }
 
-    pub fn engine(&self) -> &GpuEngine {
+    pub fn device(&self) -> &GpuDevice {
         &self.engine
     }
 
@@ -1310,7 +1310,7 @@ impl<T> Future for OneShot<T> {
     }
 }
 
-async fn read_back_bytes(engine: &GpuEngine, buffer: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
+async fn read_back_bytes(engine: &GpuDevice, buffer: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
     let slot = Arc::new(Mutex::new((None, None::<Waker>)));
     let tx = slot.clone();
     let slice = buffer.slice(0..bytes);
@@ -1341,7 +1341,7 @@ async fn read_back_bytes(engine: &GpuEngine, buffer: &wgpu::Buffer, bytes: u64) 
     Ok(out)
 }
 
-async fn read_back(engine: &GpuEngine, buffer: &wgpu::Buffer, bytes: u64) -> Result<Vec<f32>> {
+async fn read_back(engine: &GpuDevice, buffer: &wgpu::Buffer, bytes: u64) -> Result<Vec<f32>> {
     let raw = read_back_bytes(engine, buffer, bytes).await?;
     Ok(raw
         .chunks_exact(4)
@@ -1356,7 +1356,7 @@ pub mod testing {
     use super::*;
 
     fn one_dispatch(
-        engine: &GpuEngine,
+        engine: &GpuDevice,
         kernel: Kernel,
         params: [u32; 8],
         inputs: &[&[u8]],
@@ -1429,7 +1429,7 @@ pub mod testing {
 
     /// `y [tokens, rows] = x [tokens, cols] · Wᵀ` with `W` given as raw GGUF blocks.
     pub fn matmul(
-        engine: &GpuEngine,
+        engine: &GpuDevice,
         dtype: GgmlDType,
         raw: &[u8],
         rows: usize,
@@ -1462,7 +1462,7 @@ pub mod testing {
 
     /// Every row of `W`, dequantized by the embedding kernel: `[rows, cols]`.
     pub fn dequantize(
-        engine: &GpuEngine,
+        engine: &GpuDevice,
         dtype: GgmlDType,
         raw: &[u8],
         rows: usize,
