@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use probelab::extract::{self, ExtractOptions, Pooling, Template};
-use probelab::gpu::{CaptureSpan, GpuEngine, GpuLlama, GpuOptions};
+use probelab::gpu::{CaptureSpan, GpuDevice, GpuLlama, GpuOptions};
 use probelab::model::gguf::ModelFile;
 use probelab::model::load::LoadedModel;
 use probelab::model::LoadOptions;
@@ -63,7 +63,7 @@ fn main() -> Result<()> {
         tokens
     );
 
-    let engine = Arc::new(GpuEngine::new()?);
+    let engine = Arc::new(GpuDevice::new()?);
     let report = engine.report().clone();
     println!(
         "adapter: {report}; driver {}; timestamp queries: {}",
@@ -128,7 +128,7 @@ fn main() -> Result<()> {
     let cpu_acts = extract::extract(&m.model, &entities, &opts, &mut |_, _, _| true)?;
     let cpu_s = t0.elapsed().as_secs_f64();
     let t0 = Instant::now();
-    let gpu_acts = gpu.extract(&entities, &opts, &mut |_, _, _| true)?;
+    let gpu_acts = extract::extract(&gpu, &entities, &opts, &mut |_, _, _| true)?;
     let gpu_s = t0.elapsed().as_secs_f64();
     let worst = (0..=c.n_layers)
         .flat_map(|l| (0..entities.len()).map(move |e| (l, e)))

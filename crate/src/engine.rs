@@ -139,8 +139,8 @@ impl Engine {
         reader: &mut R,
         allow_software: bool,
     ) -> Result<(Option<Box<crate::gpu::GpuLlama>>, String)> {
-        use crate::gpu::{GpuEngine, GpuLlama, GpuOptions};
-        let device = GpuEngine::new()?;
+        use crate::gpu::{GpuDevice, GpuLlama, GpuOptions};
+        let device = GpuDevice::new()?;
         let report = device.report().clone();
         if choice == EngineChoice::Auto && report.is_fallback && !allow_software {
             return Ok((

@@ -269,8 +269,8 @@ impl GpuModel {
     /// Fails (rejects) when there is no adapter, its limits are too small, or a tensor's type is
     /// beyond the GPU kernels: the caller then stays on the CPU.
     pub async fn load(bytes: Vec<u8>) -> Result<GpuModel, JsError> {
-        use crate::gpu::{GpuEngine, GpuLlama, GpuOptions};
-        let engine = GpuEngine::new_async().await.map_err(js_err)?;
+        use crate::gpu::{GpuDevice, GpuLlama, GpuOptions};
+        let engine = GpuDevice::new_async().await.map_err(js_err)?;
         let mut cursor = Cursor::new(bytes);
         let file = crate::model::gguf::ModelFile::read(&mut cursor).map_err(js_err)?;
         let model = GpuLlama::load(
@@ -288,7 +288,7 @@ impl GpuModel {
     /// The adapter as wgpu reports it: `{name, backend, device_type, driver, is_fallback, ...}`.
     pub fn report(&self) -> Result<JsValue, JsError> {
         self.model
-            .engine()
+            .device()
             .report()
             .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
             .map_err(|e| JsError::new(&e.to_string()))
@@ -301,7 +301,7 @@ impl GpuModel {
 
     /// Destroys the device, as a driver reset would: for tests of the CPU fallback.
     pub fn destroy_device_for_tests(&self) {
-        self.model.engine().destroy_device_for_tests();
+        self.model.device().destroy_device_for_tests();
     }
 }
 

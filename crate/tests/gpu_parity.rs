@@ -15,7 +15,7 @@ use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
 use common::*;
 use probelab::extract::{self, ExtractOptions, Pooling, Template};
-use probelab::gpu::{self, CaptureSpan, GpuEngine, GpuLlama, GpuOptions};
+use probelab::gpu::{self, CaptureSpan, GpuDevice, GpuLlama, GpuOptions};
 use probelab::model::gguf::ModelFile;
 use probelab::model::load::LoadedModel;
 use probelab::model::{to_flat, Llama, LoadOptions};
@@ -24,10 +24,10 @@ use probelab::model::{to_flat, Llama, LoadOptions};
 const MIN_COS: f64 = 0.9999;
 const MAX_REL: f64 = 1e-3;
 
-fn engine() -> Option<Arc<GpuEngine>> {
-    static ENGINE: OnceLock<Option<Arc<GpuEngine>>> = OnceLock::new();
+fn engine() -> Option<Arc<GpuDevice>> {
+    static ENGINE: OnceLock<Option<Arc<GpuDevice>>> = OnceLock::new();
     ENGINE
-        .get_or_init(|| match GpuEngine::new() {
+        .get_or_init(|| match GpuDevice::new() {
             Ok(e) => {
                 eprintln!("GPU adapter: {} [{}]", e.report(), e.report().driver);
                 Some(Arc::new(e))
@@ -184,7 +184,7 @@ fn place_names() -> Vec<String> {
     names
 }
 
-fn open_pair(bytes: &[u8], engine: Arc<GpuEngine>, opts: &GpuOptions) -> (Llama, GpuLlama) {
+fn open_pair(bytes: &[u8], engine: Arc<GpuDevice>, opts: &GpuOptions) -> (Llama, GpuLlama) {
     let mut r = Cursor::new(bytes);
     let file = ModelFile::read(&mut r).unwrap();
     let cpu = Llama::load(&file, &mut r, &LoadOptions::default()).unwrap();
@@ -192,7 +192,7 @@ fn open_pair(bytes: &[u8], engine: Arc<GpuEngine>, opts: &GpuOptions) -> (Llama,
     (cpu, gpu)
 }
 
-fn default_pair(engine: Arc<GpuEngine>) -> (LoadedModel, GpuLlama) {
+fn default_pair(engine: Arc<GpuDevice>) -> (LoadedModel, GpuLlama) {
     let path = default_model();
     let m = LoadedModel::open(&path, &LoadOptions::default()).unwrap();
     let mut r = std::io::BufReader::new(std::fs::File::open(&path).unwrap());
@@ -289,12 +289,11 @@ fn default_model_matches_the_cpu_at_every_layer() {
     };
     let want = extract::extract(&m.model, &entities, &opts, &mut |_, _, _| true).unwrap();
     let mut batches = 0;
-    let got = gpu
-        .extract(&entities, &opts, &mut |_, _, _| {
-            batches += 1;
-            true
-        })
-        .unwrap();
+    let got = extract::extract(&gpu, &entities, &opts, &mut |_, _, _| {
+        batches += 1;
+        true
+    })
+    .unwrap();
     assert_eq!(batches, entities.len().div_ceil(16));
     assert_eq!(got.tokens_per_entity, want.tokens_per_entity);
     let mut worst = Worst::new();
@@ -584,8 +583,8 @@ fn a_lost_device_is_an_error_and_auto_falls_back_to_the_cpu() {
     // The GPU engine forced: a lost device is an Error::Gpu, not a panic.
     let forced = Engine::select(EngineChoice::Gpu, &file, &mut r).unwrap();
     let gpu = forced.gpu().unwrap();
-    gpu.extract(&entities, &opts, &mut |_, _, _| true).unwrap();
-    gpu.engine().destroy_device_for_tests();
+    extract::extract(gpu, &entities, &opts, &mut |_, _, _| true).unwrap();
+    gpu.device().destroy_device_for_tests();
     match forced.extract(&cpu, &entities, &opts, &mut |_, _, _| true) {
         Err(probelab::Error::Gpu(msg)) => eprintln!("forced GPU, device lost: {msg}"),
         other => panic!("expected a GPU error, got {:?}", other.map(|_| ())),
@@ -596,7 +595,7 @@ fn a_lost_device_is_an_error_and_auto_falls_back_to_the_cpu() {
     let auto = Engine::select_allowing_software(EngineChoice::Auto, &file, &mut r).unwrap();
     {
         let g = auto.gpu().unwrap();
-        g.engine().destroy_device_for_tests();
+        g.device().destroy_device_for_tests();
         let acts = auto
             .extract(&cpu, &entities, &opts, &mut |_, _, _| true)
             .unwrap();

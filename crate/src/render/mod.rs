@@ -1,7 +1,36 @@
 //! Figures as plain drawing primitives, shared by the browser (canvas) and the command line
 //! (PNG): the world map, the layer curve, the time scatter, and the summary in words.
+//!
+//! Read top to bottom: the [`scene`] format every figure is built in, its [`color`]s and
+//! [`font`], [`raster`]izing a scene to PNG, what the charts share ([`plot`]: title, ticks,
+//! axes), the three charts ([`map`] on the [`geo`] outlines, [`layer_curve`], [`time_scatter`]),
+//! and [`figures`]: a report's figures and summary built from these.
 
-pub mod draw;
-pub mod figures;
+pub mod scene;
+
+pub mod color;
+pub mod font;
+pub mod raster;
+
+pub mod plot;
+
 pub mod geo;
-pub use draw::*;
+pub mod layer_curve;
+pub mod map;
+pub mod time_scatter;
+
+pub mod figures;
+
+pub use color::{
+    longitude_color, parse_color, with_alpha, BACKGROUND, BORDER, CONTINENT_COLORS, LAND, OCEAN,
+    PALETTE,
+};
+pub use font::text_width;
+pub use layer_curve::{
+    layer_axis_label, layer_curve_scene, LayerCurve, Series, SeriesStyle, LAYER_AXIS_NOTE,
+};
+pub use map::{group_colors, map_scene, ColorBy, MapFrame, MapHit, MapOptions, MapPoint};
+pub use plot::nice_ticks;
+pub use raster::{rasterize, to_png, to_png_scaled, Raster, MAX_PIXELS};
+pub use scene::{Anchor, Item, Scene};
+pub use time_scatter::{time_scatter_scene, TimeScatterOptions};
