@@ -47,6 +47,24 @@ pub struct GpuDevice {
 }
 
 /// Locks `m`, taking the value over even if another holder panicked.
+/// What the kernels need of an adapter: 256-thread workgroups, and storage bindings of at
+/// least 64 MiB (larger weights are split to fit the binding size).
+fn check_limits(limits: &wgpu::Limits) -> std::result::Result<(), String> {
+    if limits.max_compute_invocations_per_workgroup < 256 {
+        return Err(format!(
+            "at most {} invocations per workgroup (need 256)",
+            limits.max_compute_invocations_per_workgroup
+        ));
+    }
+    if limits.max_storage_buffer_binding_size < 64 << 20 {
+        return Err(format!(
+            "storage bindings of at most {} bytes (need 64 MiB)",
+            limits.max_storage_buffer_binding_size
+        ));
+    }
+    Ok(())
+}
+
 pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -66,6 +84,7 @@ impl GpuDevice {
             .map_err(|e| Error::Gpu(format!("no GPU adapter: {e}")))?;
         let info = adapter.get_info();
         let limits = adapter.limits();
+        check_limits(&limits).map_err(|why| Error::Gpu(format!("{}: {why}", info.name)))?;
         let timestamps = adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY);
         let features = if timestamps {
             wgpu::Features::TIMESTAMP_QUERY
