@@ -8,6 +8,7 @@
 pub mod acts;
 
 use crate::error::{Error, Result};
+use crate::model::gguf::Config;
 use crate::model::tokenizer::Tokenizer;
 use crate::model::{to_flat, Llama};
 
@@ -246,8 +247,8 @@ pub type Progress<'a> = dyn FnMut(usize, usize, usize) -> bool + 'a;
 /// CPU [`Llama`] and the GPU model implement it, so one batch loop ([`for_each_batch`]) serves
 /// both.
 pub trait Forward {
-    fn n_layers(&self) -> usize;
-    fn d_model(&self) -> usize;
+    /// The model's shape (layers, width).
+    fn config(&self) -> &Config;
     /// One forward pass over `entities[which]`: rows `[layers + 1][which.len()][d_model]`,
     /// each entity's vector read as `pooling` says over its name's tokens.
     fn forward_batch(
@@ -259,11 +260,8 @@ pub trait Forward {
 }
 
 impl Forward for Llama {
-    fn n_layers(&self) -> usize {
-        self.config.n_layers
-    }
-    fn d_model(&self) -> usize {
-        self.config.d_model
+    fn config(&self) -> &Config {
+        &self.config
     }
     fn forward_batch(
         &self,
@@ -349,7 +347,8 @@ pub fn extract(
     opts: &ExtractOptions,
     progress: &mut Progress,
 ) -> Result<Activations> {
-    let mut acts = Activations::zeros(model.n_layers(), entities.len(), model.d_model());
+    let c = model.config();
+    let mut acts = Activations::zeros(c.n_layers, entities.len(), c.d_model);
     for_each_batch(
         model,
         entities,

@@ -476,11 +476,8 @@ impl GpuLlama {
 /// batch is awaited in place.
 #[cfg(not(target_arch = "wasm32"))]
 impl crate::extract::Forward for GpuLlama {
-    fn n_layers(&self) -> usize {
-        self.config.n_layers
-    }
-    fn d_model(&self) -> usize {
-        self.config.d_model
+    fn config(&self) -> &Config {
+        &self.config
     }
     fn forward_batch(
         &self,
