@@ -954,9 +954,9 @@ impl RidgeDecomposition {
                 let fitted = mul_skinny(full(&s.u), &w);
                 (yc - fitted) / alpha
             }
-            _ => &s.u * self.weights(zeta, alpha_index),
+            _ => mul_skinny(full(&s.u), &self.weights(zeta, alpha_index)),
         };
-        let beta = s.coef_basis.tr_mul(&dual);
+        let beta = tr_mul_skinny(full(&s.coef_basis), full(&dual));
         let k = zeta.ncols();
         let n_features = s.n_features;
         let mut coef = Vec::with_capacity(k * n_features);
