@@ -96,7 +96,14 @@ fn ridge_cv_matches_sklearn_fixture() {
             };
             let label = format!("{name} ({route:?})");
             let x_ref = MatrixRef::new(&x, n, d).unwrap();
-            let fit = ridge.fit(x_ref, MatrixRef::new(&y, n, k).unwrap()).unwrap();
+            let x_test_ref = MatrixRef::new(&x_test, n_test, d).unwrap();
+            // The analysis's path: one decomposition with the held-out rows projected
+            // (RidgeCv::decompose_centered underneath), then fit.
+            let fit = ridge
+                .decompose_with_held_out(x_ref, Some(x_test_ref))
+                .unwrap()
+                .fit(MatrixRef::new(&y, n, k).unwrap())
+                .unwrap();
             if route == Route::Auto {
                 assert_eq!(
                     fit.decomposition().route(),
@@ -154,6 +161,20 @@ fn ridge_cv_matches_sklearn_fixture() {
             let pte = assert_close(
                 &format!("{label} test predictions"),
                 pred.data(),
+                &f64s(&case["predict_test"]),
+                1e-6,
+            );
+            // The analysis predicts from the decomposition, not through the coefficients.
+            let row_major = |m: DMatrix<f64>| m.transpose().as_slice().to_vec();
+            assert_close(
+                &format!("{label} train predictions from the decomposition"),
+                &row_major(fit.predict_train()),
+                &f64s(&case["predict_train"]),
+                1e-6,
+            );
+            assert_close(
+                &format!("{label} held-out predictions from the decomposition"),
+                &row_major(fit.predict_held_out().unwrap()),
                 &f64s(&case["predict_test"]),
                 1e-6,
             );

@@ -21,123 +21,43 @@
 //! 7. **"Space neuron" check** — the single residual dimension with the largest |Spearman| per
 //!    target and layer, with a max-over-dimensions permutation p-value.
 //!
-//! Linear algebra: one symmetric eigendecomposition per (layer, training set) — of the d × d
-//! covariance when n_train > d, else of the n × n kernel — serves every alpha, the real, control
-//! and all permuted targets (batched into one matrix product). The eigensolver is a blocked
-//! Householder reduction (LAPACK `dsytrd` style) plus divide and conquer on the tridiagonal
-//! matrix (Cuppen; Gu–Eisenstat eigenvectors), mostly matrix products: several times faster than
-//! nalgebra's `SymmetricEigen` at d = 576 and more accurate (nalgebra's QR iteration leaves
-//! residuals near 1e-8 on some small tridiagonal matrices). The K validation folds reuse the
-//! per-fold scatter matrices that sum to the covariance, so they cost one Cholesky each.
+//! Linear algebra: every probe is a [`RidgeCv`] (ridge.rs), entered through
+//! [`RidgeCv::decompose_centered`]: one symmetric eigendecomposition per (layer, training set) —
+//! of the d × d covariance when n_train > d, else of the n × n kernel — serves every alpha, the
+//! real, control and all permuted targets (batched into one matrix product). The eigensolver
+//! (linalg.rs) is a blocked Householder reduction plus divide and conquer on the tridiagonal
+//! matrix. The K validation folds reuse the per-fold scatter matrices that sum to the
+//! covariance, so they cost one Cholesky each.
 //!
-//! Nothing here uses threads, files, clocks or OS randomness (seeded [`SplitMix64`] only), so
-//! the same code runs in wasm32. [`Analysis`] processes one layer at a time, so callers can
-//! stream layers that do not fit in memory together, or (natively) run layers on threads.
+//! Nothing here uses files, clocks or OS randomness (seeded [`SplitMix64`] only), so the same
+//! code runs in wasm32. [`Analysis`] processes one layer at a time, so callers can stream layers
+//! that do not fit in memory together; [`analyze`] runs them in order, or natively on threads
+//! (`threads.rs`, the only native-only part). The report types live in `report.rs`.
 // Index loops here follow the formulas' subscripts (targets t, alphas a, rows i).
 #![allow(clippy::needless_range_loop)]
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use nalgebra::DMatrix;
-use serde::{Deserialize, Serialize};
 
 use crate::data::{self, Dataset, TargetKind};
 use crate::extract::acts::ActsMeta;
 use crate::extract::Activations;
-use crate::probe::metrics::{self, LatLon, EARTH_RADIUS_KM};
-use crate::probe::ridge::{default_alphas, Split, SplitMix64};
+use crate::probe::input_err;
+use crate::probe::metrics::{self, LatLon};
+use crate::probe::ridge::{RidgeCv, Split, SplitMix64};
 use crate::{Error, Result};
 
-fn input_err(msg: impl Into<String>) -> Error {
-    Error::Input(msg.into())
-}
+pub use crate::probe::report::{
+    predictions, predictions_csv, AnalysisOptions, Baselines, DatasetInfo, EntityPrediction,
+    FoldInfo, FoldSelection, GroupReport, LayerControls, LayerPredictions, LayerReport, ModelInfo,
+    NeuronReport, PredictionRow, Report, ReportContext, Selected, SpaceTargets, SplitInfo,
+    SplitSpec,
+};
 
 // =============================================================================================
-// Options and inputs
+// Inputs
 // =============================================================================================
-
-/// How entities are split into training and test rows.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase")]
-pub enum SplitSpec {
-    /// Seeded random split; `n_test = ceil(test_fraction · n)`.
-    Random { test_fraction: f64, seed: u64 },
-    /// The dataset's `is_test` column.
-    Column,
-    /// Block hold-out on a group column: `held_out = Some(g)` tests on group `g` and trains on
-    /// the rest; `None` runs leave-one-group-out over every group and pools the held-out
-    /// predictions (each entity is predicted once, by a probe that never saw its group).
-    Group {
-        column: String,
-        held_out: Option<String>,
-    },
-}
-
-impl Default for SplitSpec {
-    fn default() -> Self {
-        SplitSpec::Random {
-            test_fraction: 0.2,
-            seed: 0,
-        }
-    }
-}
-
-/// What a space probe is fitted to.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SpaceTargets {
-    /// Latitude and longitude in degrees (Gurnee & Tegmark).
-    #[default]
-    LatLon,
-    /// Unit-sphere (x, y, z); predictions are projected back to latitude/longitude.
-    Sphere,
-}
-
-/// Analysis settings. Defaults: 100 permutations, seed 0, standardized features, the
-/// [`default_alphas`] grid, 5 validation folds, latitude/longitude targets, 2^10 n-gram buckets,
-/// neuron check on, per-layer test predictions stored.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct AnalysisOptions {
-    /// Shuffles for the permutation nulls (probe and neuron check); 0 skips them (p-values null).
-    pub n_permutations: usize,
-    /// Seeds validation folds, shuffles and control-task targets (the random split has its own).
-    pub seed: u64,
-    /// Standardize features with training-set statistics (else only centre them).
-    pub standardize: bool,
-    /// Ridge penalties searched by leave-one-out.
-    pub alphas: Vec<f64>,
-    /// K of the K-fold validation inside the training set that picks the layer.
-    pub validation_folds: usize,
-    pub space_targets: SpaceTargets,
-    /// Column for the per-group breakdown: default the group split's column, else `continent`,
-    /// else the first group column with 2–50 distinct values.
-    pub group_column: Option<String>,
-    /// Hash buckets of the character 1–3-gram baseline (cost grows as buckets³).
-    pub ngram_buckets: usize,
-    /// Run the single-dimension ("space neuron") check.
-    pub neuron_check: bool,
-    /// Store every layer's test (and, with one training set, training) predictions in the
-    /// report (for a layer slider on a map).
-    pub layer_predictions: bool,
-}
-
-impl Default for AnalysisOptions {
-    fn default() -> Self {
-        Self {
-            n_permutations: 100,
-            seed: 0,
-            standardize: true,
-            alphas: default_alphas(),
-            validation_folds: 5,
-            space_targets: SpaceTargets::LatLon,
-            group_column: None,
-            ngram_buckets: 1 << 10,
-            neuron_check: true,
-            layer_predictions: true,
-        }
-    }
-}
 
 /// Inputs for the controls that the caller must compute with the model.
 #[derive(Clone, Debug, Default)]
@@ -148,237 +68,8 @@ pub struct ControlInputs<'a> {
     pub random_init: Option<&'a Activations>,
 }
 
-/// What the report says about the model and prompt.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct ReportContext {
-    pub model_name: String,
-    pub model_sha256: String,
-    pub prompt_template: String,
-    pub dataset_name: String,
-}
-
 /// Progress: `(stage, done, total)`; return `false` to cancel ([`Error::Cancelled`]).
 pub type ProgressFn<'a> = dyn FnMut(&str, usize, usize) -> bool + 'a;
-
-// =============================================================================================
-// Report
-// =============================================================================================
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ModelInfo {
-    pub name: String,
-    pub sha256: String,
-    pub n_layers: usize,
-    pub d_model: usize,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct DatasetInfo {
-    pub name: String,
-    pub n: usize,
-    pub target: TargetKind,
-    /// Columns of `truth`/`predicted`: `[latitude, longitude]` or `[year]`.
-    pub target_names: Vec<String>,
-    /// What the probe is fitted to (differs for sphere targets: `[x, y, z]`).
-    pub fitted_targets: Vec<String>,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct FoldInfo {
-    /// The held-out group (group splits), else null.
-    pub held_out: Option<String>,
-    pub n_train: usize,
-    pub n_test: usize,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct SplitInfo {
-    /// `random`, `column`, `group` (one held-out group) or `leave_one_group_out`.
-    pub kind: String,
-    /// Training rows (leave-one-group-out: every entity trains in some fold, so n).
-    pub n_train: usize,
-    /// Test rows (leave-one-group-out: every entity is predicted once, so n).
-    pub n_test: usize,
-    pub test_fraction: Option<f64>,
-    pub seed: Option<u64>,
-    pub column: Option<String>,
-    pub held_out: Option<String>,
-    pub validation_folds: usize,
-    /// One entry per fitted train/test split (one, or one per group).
-    pub folds: Vec<FoldInfo>,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct LayerControls {
-    /// Mean and max over shuffles of the test R² of probes fitted to shuffled training targets.
-    pub shuffled_r2_mean: Option<f64>,
-    pub shuffled_r2_max: Option<f64>,
-    /// Test R² on the first-token control task.
-    pub control_task_r2: Option<f64>,
-    /// `r2_test_fitted − control_task_r2`.
-    pub selectivity: Option<f64>,
-    /// Test R² of the same probe on the random-init model's activations.
-    pub random_init_r2: Option<f64>,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct LayerReport {
-    pub layer: usize,
-    /// Ridge penalty chosen by leave-one-out on the training set (median over folds for
-    /// leave-one-group-out).
-    pub alpha: f64,
-    /// In-sample R² (training rows).
-    pub r2_train: f64,
-    /// Mean K-fold validation R² inside the training set (what the layer is selected by).
-    pub r2_validation: f64,
-    /// Held-out R² on the test set, uniform average over `target_names`.
-    pub r2_test: f64,
-    pub r2_test_per_target: Vec<f64>,
-    /// Held-out R² in the fitted coordinates (equals `r2_test` except for sphere targets).
-    pub r2_test_fitted: f64,
-    /// Spearman correlation per target on the test set (null when a side is constant).
-    pub spearman_test: Vec<Option<f64>>,
-    pub km_mean: Option<f64>,
-    pub km_median: Option<f64>,
-    pub proximity_error: Option<f64>,
-    pub years_mae: Option<f64>,
-    /// This layer's own permutation p-value (NOT corrected for choosing among layers).
-    pub p_value_uncorrected: Option<f64>,
-    pub controls: LayerControls,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct FoldSelection {
-    pub held_out: Option<String>,
-    pub layer: usize,
-    pub alpha: f64,
-    pub r2_validation: f64,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Selected {
-    /// The chosen layer (leave-one-group-out: the one most folds chose; see `by_fold`).
-    pub layer: usize,
-    pub alpha: f64,
-    pub chosen_by: String,
-    pub r2_validation: f64,
-    /// Held-out R², scored once for the choice.
-    pub r2_test: f64,
-    pub r2_test_fitted: f64,
-    pub spearman_test: Vec<Option<f64>>,
-    pub km_mean: Option<f64>,
-    pub km_median: Option<f64>,
-    pub proximity_error: Option<f64>,
-    pub years_mae: Option<f64>,
-    /// Max-over-layers permutation p-value, `(1 + #{null ≥ observed}) / (1 + shuffles)`.
-    pub p_value: Option<f64>,
-    /// The observed statistic the p-value tests (see `p_value_method`).
-    pub p_statistic: Option<f64>,
-    pub p_value_method: String,
-    pub n_permutations: usize,
-    pub control_task_r2: Option<f64>,
-    pub selectivity: Option<f64>,
-    pub random_init_r2: Option<f64>,
-    /// Each fold's own choice (one entry unless leave-one-group-out).
-    pub by_fold: Vec<FoldSelection>,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Baselines {
-    /// Ridge on hashed character 1–3-grams of the name alone (no model), test R².
-    pub ngram_r2_test: Option<f64>,
-    pub ngram_buckets: usize,
-    /// Layer 0 (token embeddings) test R².
-    pub layer0_r2_test: f64,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct GroupReport {
-    pub group: String,
-    /// Training rows from this group that the probe which predicted it was trained on (0 for
-    /// the held-out group of a block hold-out).
-    pub n_train: usize,
-    pub n_test: usize,
-    /// R² within the group's test rows (null under two rows).
-    pub r2_test: Option<f64>,
-    pub km_mean: Option<f64>,
-    pub years_mae: Option<f64>,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct NeuronReport {
-    pub layer: usize,
-    /// Residual-stream dimension.
-    pub index: usize,
-    pub target: String,
-    /// Signed Spearman correlation of that dimension with the target.
-    pub spearman: f64,
-    /// Max-over-dimensions permutation p-value.
-    pub p_value: Option<f64>,
-}
-
-/// One entity's truth and prediction at the selected layer.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct EntityPrediction {
-    pub index: usize,
-    pub name: String,
-    /// `train` (in-sample prediction) or `test` (held-out).
-    pub split: String,
-    /// The held-out group whose fold predicted it (leave-one-group-out).
-    pub fold: Option<String>,
-    pub group: Option<String>,
-    pub truth: Vec<f64>,
-    /// Raw probe output in `target_names` units (a latitude/longitude probe can overshoot ±90°
-    /// or ±180°; `error` uses the clamped and wrapped position).
-    pub predicted: Vec<f64>,
-    /// Great-circle km or absolute years.
-    pub error: f64,
-}
-
-/// Predictions of every layer, for animating a map layer by layer: the held-out rows, and the
-/// training rows' in-sample predictions where there is one training set (not under
-/// leave-one-group-out, where every entity is predicted by the fold that held it out).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct LayerPredictions {
-    /// Entity indices of the test rows, in order.
-    pub entities: Vec<usize>,
-    /// `[layer][row][target]` in `target_names` units; positions with latitude clamped to ±90°
-    /// and longitude wrapped to [-180°, 180°) (`EntityPrediction::predicted` keeps the raw probe
-    /// output, from which R² is computed).
-    pub predicted: Vec<Vec<Vec<f64>>>,
-    /// Entity indices of the training rows, in order (empty under leave-one-group-out).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub train_entities: Vec<usize>,
-    /// `[layer][row][target]` for `train_entities`, in the units of `predicted`: in-sample
-    /// predictions of the probe fitted on those rows (optimistic, for showing only).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub train_predicted: Vec<Vec<Vec<f64>>>,
-}
-
-/// Everything the analysis found. Serialize it as report.json.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Report {
-    pub model: ModelInfo,
-    pub dataset: DatasetInfo,
-    pub prompt: String,
-    pub split: SplitInfo,
-    pub options: AnalysisOptions,
-    pub layers: Vec<LayerReport>,
-    pub selected: Selected,
-    pub baselines: Baselines,
-    pub by_group_column: Option<String>,
-    pub by_group: Vec<GroupReport>,
-    pub neurons: Vec<NeuronReport>,
-    /// Which rows the neuron check used: `train` or `all` (leave-one-group-out).
-    pub neuron_rows: Option<String>,
-    /// What each figure is (train / validation / test; how p-values are computed).
-    pub notes: BTreeMap<String, String>,
-    pub warnings: Vec<String>,
-    #[serde(default)]
-    pub entities: Vec<EntityPrediction>,
-    #[serde(default)]
-    pub layer_predictions: Option<LayerPredictions>,
-}
 
 // =============================================================================================
 // Checks
@@ -491,1048 +182,17 @@ fn mean_std(v: impl Iterator<Item = f64> + Clone) -> (f64, f64) {
     (m, var.sqrt())
 }
 
+/// The geometric median of positive values (the median of their logs, exponentiated).
+fn log_median(v: impl Iterator<Item = f64>) -> f64 {
+    metrics::median(v.map(f64::ln).collect()).map_or(f64::NAN, f64::exp)
+}
+
 /// Latitude clamped to ±90 and longitude wrapped to [-180, 180).
 fn to_latlon(lat: f64, lon: f64) -> LatLon {
     LatLon {
         lat: lat.clamp(-90.0, 90.0),
         lon: (lon + 180.0).rem_euclid(360.0) - 180.0,
     }
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let m = v.len() / 2;
-    if v.is_empty() {
-        f64::NAN
-    } else if v.len() % 2 == 1 {
-        v[m]
-    } else {
-        0.5 * (v[m - 1] + v[m])
-    }
-}
-
-/// Mean proximity error, equal to [`metrics::mean_proximity_error`] but O(n²) dot products
-/// instead of O(n²) haversines: "closer than the miss" is "unit vectors' dot product above the
-/// cosine of the miss angle"; pairs within rounding of the threshold are decided by haversine.
-pub fn proximity_error_mean(truth: &[LatLon], pred: &[LatLon]) -> Result<f64> {
-    if truth.len() != pred.len() {
-        return Err(input_err(format!(
-            "proximity error: {} truths but {} predictions",
-            truth.len(),
-            pred.len()
-        )));
-    }
-    let n = truth.len();
-    if n < 2 {
-        return Err(input_err("proximity error needs at least two entities"));
-    }
-    let unit = |p: &LatLon| {
-        let (la, lo) = (p.lat.to_radians(), p.lon.to_radians());
-        [la.cos() * lo.cos(), la.cos() * lo.sin(), la.sin()]
-    };
-    let u: Vec<[f64; 3]> = truth.iter().map(unit).collect();
-    let mut total = 0.0;
-    for i in 0..n {
-        let miss = metrics::great_circle_km(truth[i], pred[i]);
-        let cos_miss = (miss / EARTH_RADIUS_KM).cos();
-        let mut closer = 0usize;
-        for j in 0..n {
-            if j == i {
-                continue;
-            }
-            let dot = u[i][0] * u[j][0] + u[i][1] * u[j][1] + u[i][2] * u[j][2];
-            if (dot - cos_miss).abs() < 1e-9 {
-                if metrics::great_circle_km(truth[i], truth[j]) < miss {
-                    closer += 1;
-                }
-            } else if dot > cos_miss {
-                closer += 1;
-            }
-        }
-        total += closer as f64 / (n - 1) as f64;
-    }
-    Ok(total / n as f64)
-}
-
-// =============================================================================================
-// Spectral ridge engine
-// =============================================================================================
-
-/// Eigenvalues (clamped at 0: the matrices are PSD) and eigenvectors of a symmetric matrix:
-/// Householder tridiagonalization, then divide and conquer on the tridiagonal matrix.
-fn symmetric_eigen(mut m: DMatrix<f64>) -> Result<(Vec<f64>, DMatrix<f64>)> {
-    let n = m.nrows();
-    for i in 0..n {
-        for j in 0..i {
-            let v = 0.5 * (m[(i, j)] + m[(j, i)]);
-            m[(i, j)] = v;
-            m[(j, i)] = v;
-        }
-    }
-    let (lambda, v) = if n <= 1 {
-        (m.iter().copied().collect(), DMatrix::identity(n, n))
-    } else {
-        let tri = Tridiagonal::new(m);
-        let (lambda, s) = tridiagonal_eigen(&tri.diag, &tri.off)?;
-        (lambda, tri.apply_q(s))
-    };
-    Ok((lambda.iter().map(|&l| l.max(0.0)).collect(), v))
-}
-
-/// Panel width of the blocked Householder reduction.
-const TRI_BLOCK: usize = 32;
-
-/// `A = Q T Qᵀ` by Householder reflections, blocked as LAPACK's `dsytrd` (lower): each panel of
-/// reflectors is built with matrix-vector products against the not-yet-updated trailing matrix
-/// (`dlatrd`), then the trailing matrix gets one rank-2·panel update as matrix products. The
-/// reflectors stay in the lower triangle, and [`Tridiagonal::apply_q`] applies `Q` in compact-WY
-/// blocks.
-struct Tridiagonal {
-    n: usize,
-    /// Column-major; column `c` holds reflector `c` in rows `c+1..n` (unit first entry).
-    a: Vec<f64>,
-    tau: Vec<f64>,
-    diag: Vec<f64>,
-    off: Vec<f64>,
-}
-
-impl Tridiagonal {
-    fn new(m: DMatrix<f64>) -> Self {
-        let n = m.nrows();
-        let mut a = m.as_slice().to_vec();
-        let mut tau = vec![0.0; n.saturating_sub(1)];
-        let mut diag = vec![0.0; n];
-        let mut off = vec![0.0; n.saturating_sub(1)];
-        let mut w = vec![0.0; n * TRI_BLOCK];
-        let mut k = 0;
-        while k + 1 < n {
-            let nb = TRI_BLOCK.min(n - 1 - k);
-            w.iter_mut().for_each(|x| *x = 0.0);
-            for i in 0..nb {
-                let c = k + i;
-                // Bring column c up to date with the panel's earlier reflectors:
-                // A(c:n, c) -= V(c:n, 0:i) W(c, 0:i)ᵀ + W(c:n, 0:i) V(c, 0:i)ᵀ.
-                for j in 0..i {
-                    let (vc, wc) = (a[(k + j) * n + c], w[j * n + c]);
-                    for r in c..n {
-                        a[c * n + r] -= a[(k + j) * n + r] * wc + w[j * n + r] * vc;
-                    }
-                }
-                diag[c] = a[c * n + c];
-                // Reflector annihilating A(c+2:n, c).
-                let alpha = a[c * n + c + 1];
-                let xnorm = a[c * n + c + 2..(c + 1) * n]
-                    .iter()
-                    .map(|v| v * v)
-                    .sum::<f64>()
-                    .sqrt();
-                let (beta, t) = if xnorm == 0.0 {
-                    (alpha, 0.0)
-                } else {
-                    let beta = -alpha.hypot(xnorm).copysign(alpha);
-                    let scale = 1.0 / (alpha - beta);
-                    a[c * n + c + 2..(c + 1) * n]
-                        .iter_mut()
-                        .for_each(|v| *v *= scale);
-                    (beta, (beta - alpha) / beta)
-                };
-                off[c] = beta;
-                tau[c] = t;
-                a[c * n + c + 1] = 1.0;
-                // w_i = τ (A22 v − V (Wᵀv) − W (Vᵀv)), then w_i −= (τ/2)(w_iᵀv) v, over rows c+1..n.
-                let lo = c + 1;
-                let mut wi = vec![0.0; n - lo];
-                {
-                    let v = &a[c * n + lo..(c + 1) * n];
-                    // Symmetric product with the lower triangle of A(lo:n, lo:n).
-                    for col in lo..n {
-                        let colv = &a[col * n + col + 1..(col + 1) * n];
-                        let off0 = col - lo;
-                        let vcol = v[off0];
-                        let d = dot_axpy(colv, &v[off0 + 1..], &mut wi[off0 + 1..], vcol);
-                        wi[off0] += a[col * n + col] * vcol + d;
-                    }
-                    for j in 0..i {
-                        let vj = &a[(k + j) * n + lo..(k + j + 1) * n];
-                        let wj = &w[j * n + lo..(j + 1) * n];
-                        let (t1, t2) = (dot(wj, v), dot(vj, v));
-                        axpy(&mut wi, -t1, vj);
-                        axpy(&mut wi, -t2, wj);
-                    }
-                    wi.iter_mut().for_each(|x| *x *= t);
-                    let half = -0.5 * t * dot(&wi, v);
-                    for (x, &q) in wi.iter_mut().zip(v) {
-                        *x += half * q;
-                    }
-                }
-                w[i * n + lo..(i + 1) * n].copy_from_slice(&wi);
-            }
-            // Trailing update A22 −= V Wᵀ + W Vᵀ over rows/columns k+nb..n (lower triangle).
-            let t0 = k + nb;
-            if t0 < n {
-                let m2 = n - t0;
-                let v2 = DMatrix::from_fn(m2, nb, |r, j| a[(k + j) * n + t0 + r]);
-                let w2 = DMatrix::from_fn(m2, nb, |r, j| w[j * n + t0 + r]);
-                let prod = &v2 * w2.transpose();
-                for col in 0..m2 {
-                    for r in col..m2 {
-                        a[(t0 + col) * n + t0 + r] -= prod[(r, col)] + prod[(col, r)];
-                    }
-                }
-            }
-            k += nb;
-        }
-        if n > 0 {
-            diag[n - 1] = a[(n - 1) * n + n - 1];
-        }
-        Self {
-            n,
-            a,
-            tau,
-            diag,
-            off,
-        }
-    }
-
-    /// `Q · s` with `Q = H_0 H_1 ⋯ H_{n−2}`, applied block by block from the last panel as
-    /// `(I − V T Vᵀ)` (compact WY, LAPACK's `dlarft` forward/columnwise).
-    fn apply_q(&self, mut s: DMatrix<f64>) -> DMatrix<f64> {
-        let n = self.n;
-        if n < 2 {
-            return s;
-        }
-        let n_refl = n - 1;
-        let mut starts: Vec<usize> = (0..n_refl).step_by(TRI_BLOCK).collect();
-        starts.reverse();
-        for k in starts {
-            let nb = TRI_BLOCK.min(n_refl - k);
-            // Reflector k+j acts on rows k+j+1..n; the block acts on rows k+1..n.
-            let m = n - k - 1;
-            let v = DMatrix::from_fn(m, nb, |r, j| {
-                if r < j {
-                    0.0
-                } else if r == j {
-                    1.0
-                } else {
-                    self.a[(k + j) * n + k + 1 + r]
-                }
-            });
-            let mut t = DMatrix::<f64>::zeros(nb, nb);
-            for i in 0..nb {
-                let ti = self.tau[k + i];
-                t[(i, i)] = ti;
-                if i > 0 && ti != 0.0 {
-                    // T(0:i, i) = −τ_i T(0:i, 0:i) V(:, 0:i)ᵀ v_i
-                    let vtv: Vec<f64> = (0..i)
-                        .map(|j| (i..m).map(|r| v[(r, j)] * v[(r, i)]).sum())
-                        .collect();
-                    for row in 0..i {
-                        let acc: f64 = (row..i).map(|j| t[(row, j)] * vtv[j]).sum();
-                        t[(row, i)] = -ti * acc;
-                    }
-                }
-            }
-            let rows = s.rows(k + 1, m);
-            let w1 = v.transpose() * rows; // nb × n
-            let w2 = &t * w1;
-            let upd = &v * w2; // m × n
-            let mut rows = s.rows_mut(k + 1, m);
-            rows -= upd;
-        }
-        s
-    }
-}
-
-/// Eigenpairs `T = S diag(λ) Sᵀ` of the symmetric tridiagonal matrix with diagonal `d` and
-/// off-diagonal `e`, by divide and conquer (Cuppen 1981), with the eigenvectors of each rank-one
-/// update computed from the Löwner-corrected vector of Gu & Eisenstat (1995) so they stay
-/// orthogonal. The work is dominated by matrix products. Eigenvalues are not sorted.
-pub fn tridiagonal_eigen(d: &[f64], e: &[f64]) -> Result<(Vec<f64>, DMatrix<f64>)> {
-    let n = d.len();
-    if e.len() + 1 != n.max(1) {
-        return Err(input_err(format!(
-            "tridiagonal matrix: {n} diagonal and {} off-diagonal entries",
-            e.len()
-        )));
-    }
-    if d.iter().chain(e).any(|v| !v.is_finite()) {
-        return Err(Error::Compute(
-            "tridiagonal matrix has a non-finite entry".into(),
-        ));
-    }
-    // Divide all the way down: nalgebra's QR iteration (SymmetricEigen) leaves residuals of
-    // ~1e-8 on some small tridiagonal matrices, the rank-one merges do not.
-    if n <= 1 {
-        return Ok((d.to_vec(), DMatrix::identity(n, n)));
-    }
-    let k = n / 2;
-    let beta = e[k - 1];
-    let (rho, sign) = (beta.abs(), if beta < 0.0 { -1.0 } else { 1.0 });
-    let mut d1 = d[..k].to_vec();
-    let mut d2 = d[k..].to_vec();
-    d1[k - 1] -= rho;
-    d2[0] -= rho;
-    let (l1, q1) = tridiagonal_eigen(&d1, &e[..k - 1])?;
-    let (l2, q2) = tridiagonal_eigen(&d2, &e[k..])?;
-    // T = diag(Q1, Q2) (diag(Λ1, Λ2) + ρ z zᵀ) diag(Q1, Q2)ᵀ with z = Q̂ᵀ (e_k−1 + sign e_k).
-    let mut dd = l1;
-    dd.extend_from_slice(&l2);
-    let z: Vec<f64> = (0..k)
-        .map(|j| q1[(k - 1, j)])
-        .chain((0..n - k).map(|j| sign * q2[(0, j)]))
-        .collect();
-    let (lambda, u) = rank_one_eigen(&dd, &z, rho);
-    // S = diag(Q1, Q2) U, as two products.
-    let mut s = DMatrix::<f64>::zeros(n, n);
-    s.view_mut((0, 0), (k, n)).copy_from(&(&q1 * u.rows(0, k)));
-    s.view_mut((k, 0), (n - k, n))
-        .copy_from(&(&q2 * u.rows(k, n - k)));
-    Ok((lambda, s))
-}
-
-/// Eigenpairs of `diag(d) + ρ z zᵀ` (ρ ≥ 0): deflation of negligible `z` components and of
-/// nearly equal `d`, the secular equation for the rest, Gu–Eisenstat eigenvectors.
-fn rank_one_eigen(d: &[f64], z: &[f64], rho: f64) -> (Vec<f64>, DMatrix<f64>) {
-    let n = d.len();
-    let mut order: Vec<usize> = (0..n).collect();
-    order.sort_by(|&a, &b| d[a].total_cmp(&d[b]));
-    let mut ds: Vec<f64> = order.iter().map(|&i| d[i]).collect();
-    let znorm = z.iter().map(|v| v * v).sum::<f64>().sqrt();
-    // Basis in sorted coordinates; Givens rotations from deflation act on its columns.
-    let mut basis = DMatrix::<f64>::identity(n, n);
-    let mut inv = vec![0usize; n];
-    for (s, &o) in order.iter().enumerate() {
-        inv[o] = s;
-    }
-    let unsort = |m: &DMatrix<f64>| DMatrix::from_fn(n, m.ncols(), |i, j| m[(inv[i], j)]);
-    if rho == 0.0 || znorm == 0.0 {
-        return (d.to_vec(), DMatrix::identity(n, n));
-    }
-    let r = rho * znorm * znorm;
-    let mut zs: Vec<f64> = order.iter().map(|&i| z[i] / znorm).collect();
-    let dmax = ds.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-    let tol = 8.0 * f64::EPSILON * dmax.max(r);
-
-    // ---- Deflation -------------------------------------------------------------------------
-    let mut deflated: Vec<usize> = Vec::new();
-    let mut kept: Vec<usize> = Vec::new();
-    let mut prev: Option<usize> = None;
-    for j in 0..n {
-        if r * zs[j].abs() <= tol {
-            deflated.push(j);
-            continue;
-        }
-        if let Some(p) = prev {
-            let tau = zs[p].hypot(zs[j]);
-            let (c, s) = (zs[j] / tau, -zs[p] / tau);
-            if ((ds[j] - ds[p]) * c * s).abs() <= tol {
-                // Rotate z_p into z_j; p becomes an eigenvector of its own.
-                zs[j] = tau;
-                zs[p] = 0.0;
-                for row in 0..n {
-                    let (x, y) = (basis[(row, p)], basis[(row, j)]);
-                    basis[(row, p)] = c * x + s * y;
-                    basis[(row, j)] = c * y - s * x;
-                }
-                let t = ds[p] * c * c + ds[j] * s * s;
-                ds[j] = ds[p] * s * s + ds[j] * c * c;
-                ds[p] = t;
-                deflated.push(p);
-                prev = Some(j);
-                continue;
-            }
-            kept.push(p);
-        }
-        prev = Some(j);
-    }
-    if let Some(p) = prev {
-        kept.push(p);
-    }
-
-    // ---- Secular equation 1 + r Σ z_j² / (d_j − λ) = 0 over the kept entries ------------
-    let kk = kept.len();
-    let dk: Vec<f64> = kept.iter().map(|&j| ds[j]).collect();
-    let zk: Vec<f64> = kept.iter().map(|&j| zs[j]).collect();
-    let z2: Vec<f64> = zk.iter().map(|v| v * v).collect();
-    let zsum: f64 = z2.iter().sum();
-    let mut origin = vec![0usize; kk];
-    let mut tau = vec![0f64; kk];
-    let mut delta = vec![0f64; kk];
-    for i in 0..kk {
-        // Choose the nearer pole as origin so d_j − λ = (d_j − d_o) − τ is accurate.
-        let (o, mut lo, mut hi) = if i + 1 < kk {
-            let gap = dk[i + 1] - dk[i];
-            let mid = 0.5 * gap;
-            let f_mid = 1.0
-                + r * (0..kk)
-                    .map(|j| z2[j] / ((dk[j] - dk[i]) - mid))
-                    .sum::<f64>();
-            if f_mid >= 0.0 {
-                (i, 0.0, mid)
-            } else {
-                (i + 1, -mid, 0.0)
-            }
-        } else {
-            (i, 0.0, r * zsum)
-        };
-        for j in 0..kk {
-            delta[j] = dk[j] - dk[o];
-        }
-        // f(τ) = 1 + r Σ z_j² / (δ_j − τ): the origin's pole term is kept exact and the rest
-        // linearized, giving a quadratic whose root converges fast even when the root hugs the
-        // pole (tiny z_o), where τ must be accurate RELATIVE to itself for Gu–Eisenstat.
-        let pole = r * z2[o];
-        let left = o == i; // root to the right of the origin pole: τ > 0
-        let mut t = 0.5 * (lo + hi);
-        for _ in 0..300 {
-            let (mut f, mut df, mut mag) = (1.0, 0.0, 1.0);
-            for j in 0..kk {
-                let q = 1.0 / (delta[j] - t);
-                let term = r * z2[j] * q;
-                f += term;
-                df += term * q;
-                mag += term.abs();
-            }
-            if f == 0.0 || f.abs() <= 4.0 * f64::EPSILON * kk as f64 * mag {
-                break;
-            }
-            if f < 0.0 {
-                lo = t;
-            } else {
-                hi = t;
-            }
-            // f ≈ φ + φ'(τ − t) − pole/τ  ⇒  φ' τ² + (φ − φ' t) τ − pole = 0.
-            let (p, dp) = (-pole / t, pole / (t * t));
-            let (a, b) = (df - dp, (f - p) - (df - dp) * t);
-            let cand = if a > 0.0 {
-                let disc = (b * b + 4.0 * a * pole).sqrt();
-                if left {
-                    if b >= 0.0 {
-                        2.0 * pole / (b + disc)
-                    } else {
-                        (-b + disc) / (2.0 * a)
-                    }
-                } else if b <= 0.0 {
-                    2.0 * pole / (b - disc)
-                } else {
-                    (-b - disc) / (2.0 * a)
-                }
-            } else {
-                pole / b
-            };
-            let next = if cand.is_finite() && cand > lo && cand < hi {
-                cand
-            } else {
-                0.5 * (lo + hi)
-            };
-            if (next - t).abs() <= 2.0 * f64::EPSILON * next.abs() {
-                t = next;
-                break;
-            }
-            t = next;
-        }
-        origin[i] = o;
-        tau[i] = t;
-    }
-
-    // ---- Gu–Eisenstat: recompute z from the computed roots, then eigenvectors ----------
-    let lam_minus = |i: usize, j: usize| (dk[origin[i]] - dk[j]) + tau[i]; // λ_i − d_j
-    let zhat: Vec<f64> = (0..kk)
-        .map(|j| {
-            let mut prod = lam_minus(kk - 1, j) / r;
-            for i in 0..j {
-                prod *= lam_minus(i, j) / (dk[i] - dk[j]);
-            }
-            for i in j..kk - 1 {
-                prod *= lam_minus(i, j) / (dk[i + 1] - dk[j]);
-            }
-            prod.abs().sqrt().copysign(zk[j])
-        })
-        .collect();
-    let mut vk = DMatrix::<f64>::zeros(kk, kk);
-    for i in 0..kk {
-        let mut norm = 0.0;
-        for j in 0..kk {
-            let v = zhat[j] / -lam_minus(i, j);
-            vk[(j, i)] = v;
-            norm += v * v;
-        }
-        vk.column_mut(i).scale_mut(1.0 / norm.sqrt());
-    }
-
-    // ---- Assemble: kept eigenvectors, then the deflated ones ---------------------------
-    let mut lambda = Vec::with_capacity(n);
-    let mut u_sorted = DMatrix::<f64>::zeros(n, n);
-    if kk > 0 {
-        let bk = DMatrix::from_fn(n, kk, |row, j| basis[(row, kept[j])]);
-        u_sorted.view_mut((0, 0), (n, kk)).copy_from(&(bk * &vk));
-        lambda.extend((0..kk).map(|i| dk[origin[i]] + tau[i]));
-    }
-    for (c, &j) in deflated.iter().enumerate() {
-        u_sorted.column_mut(kk + c).copy_from(&basis.column(j));
-        lambda.push(ds[j]);
-    }
-    (lambda, unsort(&u_sorted))
-}
-
-/// Solves `A x = b` for a symmetric positive definite `A` (blocked Cholesky; LU if that fails).
-fn solve_spd(a: DMatrix<f64>, b: &DMatrix<f64>) -> Result<DMatrix<f64>> {
-    match cholesky_lower(a.clone()) {
-        Some(l) => Ok(cholesky_solve(&l, b)),
-        None => a
-            .lu()
-            .solve(b)
-            .ok_or_else(|| Error::Compute("a validation-fold ridge system is singular".into())),
-    }
-}
-
-/// Lower Cholesky factor, right-looking and blocked: each panel's trailing update is one matrix
-/// product. `None` when `a` is not (numerically) positive definite.
-fn cholesky_lower(mut a: DMatrix<f64>) -> Option<DMatrix<f64>> {
-    let n = a.nrows();
-    const NB: usize = 64;
-    let mut k = 0;
-    while k < n {
-        let nb = NB.min(n - k);
-        // Factor the panel's columns (left-looking within the panel), rows j..n.
-        for j in k..k + nb {
-            for p in k..j {
-                let ljp = a[(j, p)];
-                if ljp != 0.0 {
-                    let (head, tail) = a.as_mut_slice().split_at_mut(j * n);
-                    axpy(&mut tail[j..n], -ljp, &head[p * n + j..(p + 1) * n]);
-                }
-            }
-            let diag = a[(j, j)];
-            if !(diag > 0.0 && diag.is_finite()) {
-                return None;
-            }
-            let s = 1.0 / diag.sqrt();
-            a.as_mut_slice()[j * n + j..(j + 1) * n]
-                .iter_mut()
-                .for_each(|v| *v *= s);
-        }
-        // Trailing update A22 −= L21 L21ᵀ (lower part) as one product.
-        let t0 = k + nb;
-        if t0 < n {
-            let l21 = a.view((t0, k), (n - t0, nb)).into_owned();
-            let upd = &l21 * l21.transpose();
-            for c in 0..n - t0 {
-                let col = &mut a.as_mut_slice()[(t0 + c) * n + t0 + c..(t0 + c + 1) * n];
-                for (x, u) in col
-                    .iter_mut()
-                    .zip(&upd.as_slice()[c * (n - t0) + c..(c + 1) * (n - t0)])
-                {
-                    *x -= u;
-                }
-            }
-        }
-        k = t0;
-    }
-    for c in 1..n {
-        for r in 0..c {
-            a[(r, c)] = 0.0;
-        }
-    }
-    Some(a)
-}
-
-/// `x` with `L Lᵀ x = b`.
-fn cholesky_solve(l: &DMatrix<f64>, b: &DMatrix<f64>) -> DMatrix<f64> {
-    let n = l.nrows();
-    let ls = l.as_slice();
-    let mut x = b.clone();
-    for t in 0..x.ncols() {
-        let xs = &mut x.as_mut_slice()[t * n..(t + 1) * n];
-        // Forward: L y = b, column by column.
-        for j in 0..n {
-            xs[j] /= ls[j * n + j];
-            let yj = xs[j];
-            axpy(&mut xs[j + 1..], -yj, &ls[j * n + j + 1..(j + 1) * n]);
-        }
-        // Backward: Lᵀ x = y (a row of Lᵀ is a column of L).
-        for j in (0..n).rev() {
-            let s = dot(&ls[j * n + j + 1..(j + 1) * n], &xs[j + 1..]);
-            xs[j] = (xs[j] - s) / ls[j * n + j];
-        }
-    }
-    x
-}
-
-/// `XᵀX` computing only the lower block triangle with matrix products (about half the work of
-/// a full product for wide X) and mirroring it.
-fn gram_t(x: &nalgebra::DMatrixView<'_, f64>) -> DMatrix<f64> {
-    let d = x.ncols();
-    let xt = x.transpose();
-    let b = 128.min(d.max(1));
-    let mut out = DMatrix::<f64>::zeros(d, d);
-    let mut i0 = 0;
-    while i0 < d {
-        let bi = b.min(d - i0);
-        let rows = xt.rows(i0, bi);
-        // Block row i0: columns 0..i0+bi in one product.
-        let prod = rows * x.columns(0, i0 + bi);
-        out.view_mut((i0, 0), (bi, i0 + bi)).copy_from(&prod);
-        i0 += bi;
-    }
-    for j in 0..d {
-        for i in 0..j {
-            out[(i, j)] = out[(j, i)];
-        }
-    }
-    out
-}
-
-type View<'a> = nalgebra::DMatrixView<'a, f64>;
-
-/// Dot product with eight independent accumulators (a single running sum is latency-bound).
-fn dot(a: &[f64], b: &[f64]) -> f64 {
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    let mut acc = [0.0f64; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for l in 0..8 {
-            acc[l] += x[l] * y[l];
-        }
-    }
-    let mut tail = 0.0;
-    for (x, y) in ra.iter().zip(rb) {
-        tail += x * y;
-    }
-    (acc[0] + acc[4]) + (acc[1] + acc[5]) + (acc[2] + acc[6]) + (acc[3] + acc[7]) + tail
-}
-
-/// `Σ col·v` and, in the same pass, `w += s·col`.
-fn dot_axpy(col: &[f64], v: &[f64], w: &mut [f64], s: f64) -> f64 {
-    let n = col.len();
-    let (v, w) = (&v[..n], &mut w[..n]);
-    let mut acc = [0.0f64; 8];
-    let full = n / 8 * 8;
-    for i in (0..full).step_by(8) {
-        for l in 0..8 {
-            acc[l] += col[i + l] * v[i + l];
-            w[i + l] += col[i + l] * s;
-        }
-    }
-    let mut tail = 0.0;
-    for i in full..n {
-        tail += col[i] * v[i];
-        w[i] += col[i] * s;
-    }
-    (acc[0] + acc[4]) + (acc[1] + acc[5]) + (acc[2] + acc[6]) + (acc[3] + acc[7]) + tail
-}
-
-fn axpy(w: &mut [f64], s: f64, x: &[f64]) {
-    for (o, &v) in w.iter_mut().zip(x) {
-        *o += s * v;
-    }
-}
-
-/// `a · b` for a `b` with few columns (nalgebra sends products with a dimension ≤ 5 to a slow
-/// strided-dot path): column axpys over contiguous columns.
-fn mul_skinny(a: View<'_>, b: &DMatrix<f64>) -> DMatrix<f64> {
-    let (n, m) = a.shape();
-    let k = b.ncols();
-    if k > 5 && n > 5 && m > 5 {
-        return a * b;
-    }
-    let mut out = vec![0.0f64; n * k];
-    for t in 0..k {
-        let o = &mut out[t * n..(t + 1) * n];
-        for j in 0..m {
-            let w = b[(j, t)];
-            if w != 0.0 {
-                axpy(o, w, a.column(j).as_slice());
-            }
-        }
-    }
-    DMatrix::from_vec(n, k, out)
-}
-
-/// `aᵀ · y` for a `y` with few columns: dot products of contiguous columns.
-fn tr_mul_skinny(a: View<'_>, y: View<'_>) -> DMatrix<f64> {
-    let m = a.ncols();
-    let k = y.ncols();
-    if k > 5 && m > 5 && a.nrows() > 5 {
-        return a.transpose() * y;
-    }
-    DMatrix::from_fn(m, k, |j, t| {
-        dot(a.column(j).as_slice(), y.column(t).as_slice())
-    })
-}
-
-fn full(m: &DMatrix<f64>) -> View<'_> {
-    m.columns(0, m.ncols())
-}
-
-/// Column sums of a matrix view.
-fn col_sums(x: &nalgebra::DMatrixView<'_, f64>) -> Vec<f64> {
-    (0..x.ncols()).map(|j| x.column(j).sum()).collect()
-}
-
-enum FoldData {
-    None,
-    /// Covariance route: the centered scatter `C` and each validation fold's `X_fᵀX_f`.
-    Cov {
-        c: DMatrix<f64>,
-        scatter: Vec<DMatrix<f64>>,
-    },
-    /// Kernel route: the centered training kernel `X Xᵀ`.
-    Gram {
-        k: DMatrix<f64>,
-    },
-}
-
-/// Thin SVD of the centered training matrix in the form every fit needs:
-/// `Xc = U diag(√λ) Vᵀ`, leverages for every alpha, and the test rows projected on `V`.
-struct Spectral {
-    /// `U` spans all of `1^⊥` (kernel route): residuals and leverages then use `1 − s`.
-    complete: bool,
-    lambda: Vec<f64>,
-    /// Test predictions are `test_basis · diag(phi / (λ + α)) · Uᵀy`.
-    phi: Vec<f64>,
-    u: DMatrix<f64>,
-    /// `1 − h_ii(α)`, n × alphas.
-    one_minus_h: DMatrix<f64>,
-    test_basis: DMatrix<f64>,
-    alphas: Vec<f64>,
-    folds: FoldData,
-}
-
-struct RidgeFit {
-    alpha_index: usize,
-    y_mean: Vec<f64>,
-    /// `Uᵀ(y − ȳ)`, m × k.
-    zeta: DMatrix<f64>,
-}
-
-impl Spectral {
-    /// `x`: centered (and scaled) training rows in fold order; `x_test` likewise with training
-    /// statistics; `val`: validation folds as (start, len) row ranges of `x`, when K-fold is wanted.
-    fn new(
-        x: &DMatrix<f64>,
-        x_test: &DMatrix<f64>,
-        alphas: &[f64],
-        val: Option<&[(usize, usize)]>,
-    ) -> Result<Self> {
-        let (n, d) = x.shape();
-        let nf = n as f64;
-        if n > d {
-            // Covariance route.
-            let (c, scatter) = match val {
-                Some(bounds) => {
-                    let mut c = DMatrix::<f64>::zeros(d, d);
-                    let mut scatter = Vec::with_capacity(bounds.len());
-                    for &(start, len) in bounds {
-                        let s = gram_t(&x.rows(start, len));
-                        c += &s;
-                        scatter.push(s);
-                    }
-                    (c, Some(scatter))
-                }
-                None => (gram_t(&x.rows(0, n)), None),
-            };
-            let (lambda_all, v_all) = symmetric_eigen(c.clone())?;
-            let lmax = lambda_all.iter().cloned().fold(0.0, f64::max);
-            let tol = lmax * (n.max(d) as f64) * f64::EPSILON;
-            let keep: Vec<usize> = (0..d).filter(|&j| lambda_all[j] > tol).collect();
-            let m = keep.len();
-            let v = DMatrix::from_fn(d, m, |i, j| v_all[(i, keep[j])]);
-            let lambda: Vec<f64> = keep.iter().map(|&j| lambda_all[j]).collect();
-            let mut u = x * &v;
-            for (j, &l) in lambda.iter().enumerate() {
-                u.column_mut(j).scale_mut(1.0 / l.sqrt());
-            }
-            let test_basis = x_test * &v;
-            let phi = lambda.iter().map(|l| l.sqrt()).collect();
-            let u2 = u.map(|a| a * a);
-            let s = DMatrix::from_fn(m, alphas.len(), |j, a| lambda[j] / (lambda[j] + alphas[a]));
-            let one_minus_h = (&u2 * &s).map(|h| 1.0 - 1.0 / nf - h);
-            Ok(Self {
-                complete: false,
-                lambda,
-                phi,
-                u,
-                one_minus_h,
-                test_basis,
-                alphas: alphas.to_vec(),
-                folds: match scatter {
-                    Some(scatter) => FoldData::Cov { c, scatter },
-                    None => FoldData::None,
-                },
-            })
-        } else {
-            // Kernel route: lift the all-ones direction (the intercept) above the spectrum,
-            // decompose, and drop it.
-            let xt = x.transpose();
-            let k = x * &xt;
-            let mut lifted = k.clone();
-            lifted.add_scalar_mut((2.0 * k.trace() + 1.0) / nf);
-            let (mut lambda, mut q) = symmetric_eigen(lifted)?;
-            let idx = (0..q.ncols())
-                .max_by(|&a, &b| q.column(a).sum().abs().total_cmp(&q.column(b).sum().abs()))
-                .expect("n >= 2");
-            lambda.remove(idx);
-            q = q.remove_column(idx);
-            let m = lambda.len();
-            let test_basis = (x_test * &xt) * &q;
-            let u2 = q.map(|a| a * a);
-            let s1 = DMatrix::from_fn(m, alphas.len(), |j, a| alphas[a] / (lambda[j] + alphas[a]));
-            let one_minus_h = &u2 * &s1;
-            Ok(Self {
-                complete: true,
-                phi: vec![1.0; m],
-                lambda,
-                u: q,
-                one_minus_h,
-                test_basis,
-                alphas: alphas.to_vec(),
-                folds: if val.is_some() {
-                    FoldData::Gram { k }
-                } else {
-                    FoldData::None
-                },
-            })
-        }
-    }
-
-    fn s(&self, j: usize, a: usize) -> f64 {
-        self.lambda[j] / (self.lambda[j] + self.alphas[a])
-    }
-
-    /// Alpha by exact leave-one-out (mean squared LOO error over rows and targets; first strict
-    /// minimum in grid order, as scikit-learn's RidgeCV).
-    fn fit(&self, y: &DMatrix<f64>) -> RidgeFit {
-        let (n, k) = y.shape();
-        let (m, na) = (self.lambda.len(), self.alphas.len());
-        let y_mean: Vec<f64> = (0..k).map(|t| y.column(t).mean()).collect();
-        let yc = DMatrix::from_fn(n, k, |i, t| y[(i, t)] - y_mean[t]);
-        let zeta = tr_mul_skinny(full(&self.u), full(&yc));
-        let w = DMatrix::from_fn(m, na * k, |j, col| {
-            let (a, t) = (col / k, col % k);
-            let s = self.s(j, a);
-            zeta[(j, t)] * if self.complete { 1.0 - s } else { s }
-        });
-        let prod = &self.u * &w;
-        let mut errs = Vec::with_capacity(na);
-        for a in 0..na {
-            let mut err = 0.0;
-            for t in 0..k {
-                let col = prod.column(a * k + t);
-                for i in 0..n {
-                    let r = if self.complete {
-                        col[i]
-                    } else {
-                        yc[(i, t)] - col[i]
-                    };
-                    let e = r / self.one_minus_h[(i, a)];
-                    err += e * e;
-                }
-            }
-            errs.push(err);
-        }
-        // First strict minimum in grid order; NaN never wins.
-        let mut best = 0;
-        for a in 1..na {
-            if errs[a] < errs[best] || (errs[best].is_nan() && !errs[a].is_nan()) {
-                best = a;
-            }
-        }
-        RidgeFit {
-            alpha_index: best,
-            y_mean,
-            zeta,
-        }
-    }
-
-    fn predict_train(&self, fit: &RidgeFit) -> DMatrix<f64> {
-        let a = fit.alpha_index;
-        let w = DMatrix::from_fn(fit.zeta.nrows(), fit.zeta.ncols(), |j, t| {
-            fit.zeta[(j, t)] * self.s(j, a)
-        });
-        let mut p = mul_skinny(full(&self.u), &w);
-        for (t, m) in fit.y_mean.iter().enumerate() {
-            p.column_mut(t).add_scalar_mut(*m);
-        }
-        p
-    }
-
-    fn predict_test(&self, fit: &RidgeFit) -> DMatrix<f64> {
-        let alpha = self.alphas[fit.alpha_index];
-        let w = DMatrix::from_fn(fit.zeta.nrows(), fit.zeta.ncols(), |j, t| {
-            fit.zeta[(j, t)] * self.phi[j] / (self.lambda[j] + alpha)
-        });
-        let mut p = mul_skinny(full(&self.test_basis), &w);
-        for (t, m) in fit.y_mean.iter().enumerate() {
-            p.column_mut(t).add_scalar_mut(*m);
-        }
-        p
-    }
-
-    /// Test-set sums of squared errors, `(1 + shuffles) × k` (row 0 = the real targets), of
-    /// probes fitted to `y` with its rows permuted, alpha chosen per shuffle by GCV.
-    fn null_sse(&self, y: &DMatrix<f64>, perms: &[Vec<usize>], y_test: &DMatrix<f64>) -> Vec<f64> {
-        let (n, k) = y.shape();
-        let (m, na) = (self.lambda.len(), self.alphas.len());
-        let blocks = perms.len() + 1;
-        let nf = n as f64;
-        let y_mean: Vec<f64> = (0..k).map(|t| y.column(t).mean()).collect();
-        let yc = DMatrix::from_fn(n, k, |i, t| y[(i, t)] - y_mean[t]);
-        let yss: Vec<f64> = (0..k).map(|t| yc.column(t).norm_squared()).collect();
-        let ybt = DMatrix::from_fn(blocks * k, n, |row, i| {
-            let (b, t) = (row / k, row % k);
-            let src = if b == 0 { i } else { perms[b - 1][i] };
-            yc[(src, t)]
-        });
-        let zt = &ybt * &self.u; // (blocks·k) × m
-        let dof: Vec<f64> = (0..na)
-            .map(|a| {
-                let fitted: f64 = (0..m).map(|j| self.s(j, a)).sum();
-                if self.complete {
-                    m as f64 - fitted
-                } else {
-                    nf - 1.0 - fitted
-                }
-            })
-            .collect();
-        let mut w = DMatrix::<f64>::zeros(m, blocks * k);
-        for b in 0..blocks {
-            let mut best = 0;
-            let mut best_gcv = f64::INFINITY;
-            for a in 0..na {
-                let mut rss = 0.0;
-                for t in 0..k {
-                    let row = b * k + t;
-                    let mut acc = 0.0;
-                    for j in 0..m {
-                        let (z2, s) = (zt[(row, j)] * zt[(row, j)], self.s(j, a));
-                        acc += if self.complete {
-                            z2 * (1.0 - s) * (1.0 - s)
-                        } else {
-                            z2 * (2.0 * s - s * s)
-                        };
-                    }
-                    rss += if self.complete { acc } else { yss[t] - acc };
-                }
-                let frac = dof[a] / nf;
-                let gcv = (rss / (nf * k as f64)) / (frac * frac);
-                if gcv < best_gcv {
-                    best = a;
-                    best_gcv = gcv;
-                }
-            }
-            let alpha = self.alphas[best];
-            for t in 0..k {
-                for j in 0..m {
-                    w[(j, b * k + t)] = zt[(b * k + t, j)] * self.phi[j] / (self.lambda[j] + alpha);
-                }
-            }
-        }
-        let pred = &self.test_basis * &w; // n_test × (blocks·k)
-        let mut sse = vec![0.0; blocks * k];
-        for b in 0..blocks {
-            for t in 0..k {
-                let col = pred.column(b * k + t);
-                sse[b * k + t] = (0..y_test.nrows())
-                    .map(|i| {
-                        let e = y_test[(i, t)] - y_mean[t] - col[i];
-                        e * e
-                    })
-                    .sum();
-            }
-        }
-        sse
-    }
-
-    /// Mean over validation folds of the fold's R² (uniform over targets) of a ridge refitted on
-    /// the other folds at the fixed `alpha`.
-    fn kfold_r2(
-        &self,
-        x: &DMatrix<f64>,
-        y: &DMatrix<f64>,
-        val: &[(usize, usize)],
-        alpha: f64,
-    ) -> Result<f64> {
-        let (n, k) = y.shape();
-        let ysum: Vec<f64> = (0..k).map(|t| y.column(t).sum()).collect();
-        let mut scores = Vec::with_capacity(val.len());
-        match &self.folds {
-            FoldData::Cov { c, scatter } => {
-                let d = c.nrows();
-                let g = tr_mul_skinny(full(x), full(y)); // d × k
-                for (f, &(start, len)) in val.iter().enumerate() {
-                    let n_ft = (n - len) as f64;
-                    let xf = x.rows(start, len);
-                    let yf = y.rows(start, len);
-                    let m: Vec<f64> = col_sums(&xf).iter().map(|s| -s / n_ft).collect();
-                    let ybar: Vec<f64> = (0..k)
-                        .map(|t| (ysum[t] - yf.column(t).sum()) / n_ft)
-                        .collect();
-                    let mut a = c - &scatter[f];
-                    for j in 0..d {
-                        for i in 0..d {
-                            a[(i, j)] -= n_ft * m[i] * m[j];
-                        }
-                        a[(j, j)] += alpha;
-                    }
-                    let gf = tr_mul_skinny(xf, yf);
-                    let rhs = DMatrix::from_fn(d, k, |i, t| {
-                        g[(i, t)] - gf[(i, t)] - n_ft * m[i] * ybar[t]
-                    });
-                    let beta = solve_spd(a, &rhs)?;
-                    let mut pred = mul_skinny(xf, &beta);
-                    for t in 0..k {
-                        let shift: f64 = (0..d).map(|i| m[i] * beta[(i, t)]).sum();
-                        pred.column_mut(t).add_scalar_mut(ybar[t] - shift);
-                    }
-                    scores.push(r2_dm(&yf.into_owned(), &pred));
-                }
-            }
-            FoldData::Gram { k: kern } => {
-                for &(start, len) in val {
-                    let ft: Vec<usize> =
-                        (0..n).filter(|&i| i < start || i >= start + len).collect();
-                    let nft = ft.len();
-                    let kft = DMatrix::from_fn(nft, nft, |i, j| kern[(ft[i], ft[j])]);
-                    let colmean: Vec<f64> = (0..nft).map(|j| kft.column(j).mean()).collect();
-                    let grand = colmean.iter().sum::<f64>() / nft as f64;
-                    let mut kc = DMatrix::from_fn(nft, nft, |i, j| {
-                        kft[(i, j)] - colmean[i] - colmean[j] + grand
-                    });
-                    for i in 0..nft {
-                        kc[(i, i)] += alpha;
-                    }
-                    let ybar: Vec<f64> = (0..k)
-                        .map(|t| ft.iter().map(|&i| y[(i, t)]).sum::<f64>() / nft as f64)
-                        .collect();
-                    let ycft = DMatrix::from_fn(nft, k, |i, t| y[(ft[i], t)] - ybar[t]);
-                    let coef = solve_spd(kc, &ycft)?;
-                    let kv =
-                        DMatrix::from_fn(len, nft, |r, i| kern[(start + r, ft[i])] - colmean[i]);
-                    let mut pred = mul_skinny(full(&kv), &coef);
-                    for t in 0..k {
-                        pred.column_mut(t).add_scalar_mut(ybar[t]);
-                    }
-                    scores.push(r2_dm(&y.rows(start, len).into_owned(), &pred));
-                }
-            }
-            FoldData::None => {
-                return Err(Error::Compute(
-                    "internal: validation folds were not prepared".into(),
-                ))
-            }
-        }
-        Ok(scores.iter().sum::<f64>() / scores.len() as f64)
-    }
-}
-
-/// Uniform-average R² of column-major matrices (scikit-learn conventions).
-fn r2_dm(truth: &DMatrix<f64>, pred: &DMatrix<f64>) -> f64 {
-    let k = truth.ncols();
-    let rm = |m: &DMatrix<f64>| -> Vec<f64> { m.transpose().as_slice().to_vec() };
-    metrics::r2_score(&rm(truth), &rm(pred), k).unwrap_or(f64::NAN)
 }
 
 // =============================================================================================
@@ -2171,6 +831,31 @@ impl Analysis {
         })
     }
 
+    /// The ridge every probe here fits: the options' alpha grid, leave-one-out, intercept.
+    fn ridge(&self) -> RidgeCv {
+        RidgeCv {
+            alphas: self.opts.alphas.clone(),
+            ..RidgeCv::default()
+        }
+    }
+
+    /// Test-row predictions (fitted units) of a probe on features `x` (`[entities][d]`) fitted
+    /// to the fold's training targets: the random-init model's layer and the n-gram baseline.
+    fn held_out_prediction(
+        &self,
+        fold: &FoldPlan,
+        x: &[f32],
+        d: usize,
+        standardize: bool,
+    ) -> Result<DMatrix<f64>> {
+        let (xt, x_test) = design(x, d, &fold.train, &fold.test, standardize);
+        let dec = self
+            .ridge()
+            .decompose_centered(xt, vec![0.0; d], Some(&x_test), None)?;
+        let fit = dec.fit_matrix(&fold.y.train)?;
+        Ok(fold.y.unscale(&fit.predict_held_out()?))
+    }
+
     fn fit_fold(
         &self,
         fold: &FoldPlan,
@@ -2179,34 +864,32 @@ impl Analysis {
     ) -> Result<FoldLayer> {
         let d = self.d_model;
         let (x, x_test) = design(acts, d, &fold.train, &fold.test, self.opts.standardize);
-        let spec = Spectral::new(&x, &x_test, &self.opts.alphas, Some(&fold.val))?;
-        let fit = spec.fit(&fold.y.train);
-        let alpha = self.opts.alphas[fit.alpha_index];
-        let train_pred = fold.y.unscale(&spec.predict_train(&fit));
-        let test_pred = fold.y.unscale(&spec.predict_test(&fit));
-        let r2_validation = spec.kfold_r2(&x, &fold.y.train, &fold.val, alpha)?;
-        let control_pred = fold.control.as_ref().map(|c| {
-            let cf = spec.fit(&c.train);
-            c.unscale(&spec.predict_test(&cf))
-        });
+        let dec =
+            self.ridge()
+                .decompose_centered(x, vec![0.0; d], Some(&x_test), Some(&fold.val))?;
+        drop(x_test);
+        let fit = dec.fit_matrix(&fold.y.train)?;
+        let alpha = fit.alpha();
+        let train_pred = fold.y.unscale(&fit.predict_train());
+        let test_pred = fold.y.unscale(&fit.predict_held_out()?);
+        let r2_validation = dec.validation_r2(&fold.y.train, alpha)?;
+        let control_pred = match &fold.control {
+            Some(c) => Some(c.unscale(&dec.fit_matrix(&c.train)?.predict_held_out()?)),
+            None => None,
+        };
         let null_sse = if fold.perms.is_empty() {
             vec![]
         } else {
-            let z = spec.null_sse(&fold.y.train, &fold.perms, &fold.y.test);
+            let z = dec.permuted_held_out_sse(&fold.y.train, &fold.perms, &fold.y.test)?;
             let k = fold.y.scale.len();
             z.iter()
                 .enumerate()
                 .map(|(i, v)| v * fold.y.scale[i % k] * fold.y.scale[i % k])
                 .collect()
         };
-        drop(spec);
+        drop((fit, dec));
         let random_pred = match random_init {
-            Some(r) => {
-                let (xr, xr_test) = design(r, d, &fold.train, &fold.test, self.opts.standardize);
-                let sr = Spectral::new(&xr, &xr_test, &self.opts.alphas, None)?;
-                let f = sr.fit(&fold.y.train);
-                Some(fold.y.unscale(&sr.predict_test(&f)))
-            }
+            Some(r) => Some(self.held_out_prediction(fold, r, d, self.opts.standardize)?),
             None => None,
         };
         Ok(FoldLayer {
@@ -2275,9 +958,9 @@ impl Analysis {
                     .collect();
                 if let Ok(e) = metrics::km_errors(&t, &p) {
                     s.km_mean = fin(e.iter().sum::<f64>() / e.len() as f64);
-                    s.km_median = fin(median(e));
+                    s.km_median = metrics::median(e).ok().and_then(fin);
                 }
-                s.proximity = proximity_error_mean(&t, &p).ok().and_then(fin);
+                s.proximity = metrics::mean_proximity_error(&t, &p).ok().and_then(fin);
             }
             TargetKind::Time => {
                 s.years_mae = metrics::mean_absolute_error_years(&truth, pred)
@@ -2308,10 +991,8 @@ impl Analysis {
         let mut rows = Vec::new();
         let mut preds = Vec::new();
         for fold in &self.folds {
-            let (x, x_test) = design(&feats, buckets, &fold.train, &fold.test, false);
-            let spec = Spectral::new(&x, &x_test, &self.opts.alphas, None)?;
-            let fit = spec.fit(&fold.y.train);
-            preds.extend(self.to_original(&fold.y.unscale(&spec.predict_test(&fit))));
+            let pred = self.held_out_prediction(fold, &feats, buckets, false)?;
+            preds.extend(self.to_original(&pred));
             rows.extend_from_slice(&fold.test);
         }
         Ok(fin(self.score(&rows, &preds).r2))
@@ -2403,7 +1084,7 @@ impl Analysis {
             let r2_validation =
                 l.folds.iter().map(|f| f.r2_validation).sum::<f64>() / n_folds as f64;
             let alpha = if loo {
-                median(l.folds.iter().map(|f| f.alpha.ln()).collect()).exp()
+                log_median(l.folds.iter().map(|f| f.alpha))
             } else {
                 l.folds[0].alpha
             };
@@ -2556,7 +1237,7 @@ impl Analysis {
             Selected {
                 layer: sel_layer,
                 alpha: if loo {
-                    median(by_fold.iter().map(|f| f.alpha.ln()).collect()).exp()
+                    log_median(by_fold.iter().map(|f| f.alpha))
                 } else {
                     by_fold[0].alpha
                 },
@@ -3182,392 +1863,36 @@ pub fn analyze(
     Ok(report)
 }
 
-/// Fits every layer, in order in wasm and on as many threads as the machine has natively
-/// (layers are independent; results come back in layer order). Progress and cancellation are
-/// handled on the calling thread.
+/// Fits every layer: on as many threads as the machine has natively ([`super::threads`]), in
+/// order in wasm32 (and on one core). Results come back in layer order; progress and
+/// cancellation are handled on the calling thread.
 fn fit_layers(
     total: usize,
     fit_layer: &(dyn Fn(usize) -> Result<LayerOutcome> + Sync),
     progress: &mut ProgressFn<'_>,
 ) -> Result<Vec<LayerOutcome>> {
-    let threads = if cfg!(target_arch = "wasm32") {
-        1
-    } else {
-        std::thread::available_parallelism()
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let threads = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
-            .min(total)
-    };
-    if threads <= 1 {
-        let mut outcomes = Vec::with_capacity(total);
-        for l in 0..total {
-            outcomes.push(fit_layer(l)?);
-            if !progress("layers", l + 1, total) {
-                return Err(Error::Cancelled);
-            }
+            .min(total);
+        if threads > 1 {
+            return crate::probe::threads::fit_layers(total, threads, fit_layer, progress);
         }
-        return Ok(outcomes);
     }
-    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-    let next = AtomicUsize::new(0);
-    let stop = AtomicBool::new(false);
-    let mut slots: Vec<Option<LayerOutcome>> = (0..total).map(|_| None).collect();
-    std::thread::scope(|scope| -> Result<()> {
-        let (tx, rx) = std::sync::mpsc::channel();
-        for _ in 0..threads {
-            let tx = tx.clone();
-            let (next, stop) = (&next, &stop);
-            scope.spawn(move || loop {
-                let l = next.fetch_add(1, Ordering::SeqCst);
-                if l >= total || stop.load(Ordering::SeqCst) {
-                    break;
-                }
-                if tx.send((l, fit_layer(l))).is_err() {
-                    break;
-                }
-            });
+    let mut outcomes = Vec::with_capacity(total);
+    for l in 0..total {
+        outcomes.push(fit_layer(l)?);
+        if !progress("layers", l + 1, total) {
+            return Err(Error::Cancelled);
         }
-        drop(tx);
-        let mut done = 0;
-        for (l, outcome) in rx {
-            let outcome = outcome.inspect_err(|_| stop.store(true, Ordering::SeqCst))?;
-            slots[l] = Some(outcome);
-            done += 1;
-            if !progress("layers", done, total) {
-                stop.store(true, Ordering::SeqCst);
-                return Err(Error::Cancelled);
-            }
-        }
-        Ok(())
-    })?;
-    slots
-        .into_iter()
-        .enumerate()
-        .map(|(l, o)| o.ok_or_else(|| Error::Compute(format!("layer {l} was not fitted"))))
-        .collect()
-}
-
-// =============================================================================================
-// predictions.csv
-// =============================================================================================
-
-/// One row of predictions.csv.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct PredictionRow {
-    pub name: String,
-    /// `train` or `test`.
-    pub split: String,
-    pub truth: Vec<f64>,
-    pub predicted: Vec<f64>,
-    /// Great-circle km (space) or absolute years (time).
-    pub error: f64,
-    pub group: Option<String>,
-}
-
-/// Per-entity rows at the selected layer, in dataset order.
-pub fn predictions(report: &Report) -> Vec<PredictionRow> {
-    report
-        .entities
-        .iter()
-        .map(|e| PredictionRow {
-            name: e.name.clone(),
-            split: e.split.clone(),
-            truth: e.truth.clone(),
-            predicted: e.predicted.clone(),
-            error: e.error,
-            group: e.group.clone(),
-        })
-        .collect()
-}
-
-/// predictions.csv text: `name,split,true_<t>…,predicted_<t>…,error_km|error_years,group`.
-pub fn predictions_csv(report: &Report) -> Result<String> {
-    let mut w = csv::Writer::from_writer(Vec::new());
-    let tn = &report.dataset.target_names;
-    let mut header = vec!["name".to_string(), "split".to_string()];
-    header.extend(tn.iter().map(|t| format!("true_{t}")));
-    header.extend(tn.iter().map(|t| format!("predicted_{t}")));
-    header.push(match report.dataset.target {
-        TargetKind::Space => "error_km".into(),
-        TargetKind::Time => "error_years".into(),
-    });
-    header.push(
-        report
-            .by_group_column
-            .clone()
-            .unwrap_or_else(|| "group".into()),
-    );
-    let io = |e: csv::Error| Error::Compute(format!("writing predictions.csv: {e}"));
-    w.write_record(&header).map_err(io)?;
-    for r in predictions(report) {
-        let mut rec = vec![r.name, r.split];
-        rec.extend(r.truth.iter().map(|v| v.to_string()));
-        rec.extend(r.predicted.iter().map(|v| format!("{v:.6}")));
-        rec.push(format!("{:.3}", r.error));
-        rec.push(r.group.unwrap_or_default());
-        w.write_record(&rec).map_err(io)?;
     }
-    let bytes = w
-        .into_inner()
-        .map_err(|e| Error::Compute(format!("writing predictions.csv: {e}")))?;
-    String::from_utf8(bytes).map_err(|e| Error::Compute(e.to_string()))
+    Ok(outcomes)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::probe::ridge::{CvMode, MatrixRef, RidgeCv};
-
-    fn rand_matrix(n: usize, d: usize, seed: u64) -> DMatrix<f64> {
-        let mut rng = SplitMix64::new(seed);
-        DMatrix::from_fn(n, d, |_, _| std_normal(&mut rng))
-    }
-
-    fn centered(x: &DMatrix<f64>) -> DMatrix<f64> {
-        let means: Vec<f64> = (0..x.ncols()).map(|j| x.column(j).mean()).collect();
-        DMatrix::from_fn(x.nrows(), x.ncols(), |i, j| x[(i, j)] - means[j])
-    }
-
-    fn row_major(m: &DMatrix<f64>) -> Vec<f64> {
-        m.transpose().as_slice().to_vec()
-    }
-
-    /// Direct ridge with intercept at a fixed alpha: (Xcᵀ Xc + αI) β = Xcᵀ yc.
-    fn ridge_direct(
-        x: &DMatrix<f64>,
-        y: &DMatrix<f64>,
-        alpha: f64,
-    ) -> (Vec<f64>, DMatrix<f64>, Vec<f64>) {
-        let xm: Vec<f64> = (0..x.ncols()).map(|j| x.column(j).mean()).collect();
-        let ym: Vec<f64> = (0..y.ncols()).map(|j| y.column(j).mean()).collect();
-        let xc = DMatrix::from_fn(x.nrows(), x.ncols(), |i, j| x[(i, j)] - xm[j]);
-        let yc = DMatrix::from_fn(y.nrows(), y.ncols(), |i, j| y[(i, j)] - ym[j]);
-        let mut a = xc.transpose() * &xc;
-        for j in 0..a.nrows() {
-            a[(j, j)] += alpha;
-        }
-        let beta = a.lu().solve(&(xc.transpose() * yc)).unwrap();
-        (xm, beta, ym)
-    }
-
-    fn engine_checks(n: usize, d: usize, n_test: usize) {
-        let x = centered(&rand_matrix(n, d, 1));
-        let x_test = rand_matrix(n_test, d, 2);
-        let signal = rand_matrix(d, 2, 3);
-        let y = &x * &signal * 0.3 + rand_matrix(n, 2, 4);
-        let alphas = default_alphas();
-        let val = vec![(0, n / 3), (n / 3, n / 3), (2 * (n / 3), n - 2 * (n / 3))];
-        let spec = Spectral::new(&x, &x_test, &alphas, Some(&val)).unwrap();
-
-        // LOO fit = probe.rs RidgeCv (same alpha, same predictions).
-        let fit = spec.fit(&y);
-        let xr = row_major(&x);
-        let yr = row_major(&y);
-        let reference = RidgeCv::default()
-            .fit(
-                MatrixRef::new(&xr, n, d).unwrap(),
-                MatrixRef::new(&yr, n, 2).unwrap(),
-            )
-            .unwrap();
-        assert_eq!(fit.alpha_index, reference.alpha_index, "n={n} d={d}");
-        let xtr = row_major(&x_test);
-        let want = reference
-            .predict(MatrixRef::new(&xtr, n_test, d).unwrap())
-            .unwrap();
-        let got = row_major(&spec.predict_test(&fit));
-        for (g, w) in got.iter().zip(want.data()) {
-            assert!(
-                (g - w).abs() < 1e-8 * (1.0 + w.abs()),
-                "test prediction {g} vs {w}"
-            );
-        }
-        let want_train = reference
-            .predict(MatrixRef::new(&xr, n, d).unwrap())
-            .unwrap();
-        for (g, w) in row_major(&spec.predict_train(&fit))
-            .iter()
-            .zip(want_train.data())
-        {
-            assert!(
-                (g - w).abs() < 1e-8 * (1.0 + w.abs()),
-                "train prediction {g} vs {w}"
-            );
-        }
-
-        // K-fold at a fixed alpha = refitting each fold from scratch.
-        for &alpha in &[0.1, 10.0, 1000.0] {
-            let got = spec.kfold_r2(&x, &y, &val, alpha).unwrap();
-            let mut want = 0.0;
-            for &(start, len) in &val {
-                let rows: Vec<usize> = (0..n).filter(|&i| i < start || i >= start + len).collect();
-                let xt = DMatrix::from_fn(rows.len(), d, |i, j| x[(rows[i], j)]);
-                let yt = DMatrix::from_fn(rows.len(), 2, |i, j| y[(rows[i], j)]);
-                let (xm, beta, ym) = ridge_direct(&xt, &yt, alpha);
-                let xv = DMatrix::from_fn(len, d, |i, j| x[(start + i, j)] - xm[j]);
-                let mut pv = xv * beta;
-                for t in 0..2 {
-                    pv.column_mut(t).add_scalar_mut(ym[t]);
-                }
-                want += r2_dm(&y.rows(start, len).into_owned(), &pv) / val.len() as f64;
-            }
-            assert!(
-                (got - want).abs() < 1e-8,
-                "kfold n={n} d={d} alpha={alpha}: {got} vs {want}"
-            );
-        }
-
-        // Null block 0 = a GCV RidgeCv fit scored on the test set; shuffles = fits on shuffled y.
-        let y_test = &x_test * &signal * 0.3 + rand_matrix(n_test, 2, 5);
-        let mut rng = SplitMix64::new(9);
-        let perms: Vec<Vec<usize>> = (0..3).map(|_| rng.permutation(n)).collect();
-        let sse = spec.null_sse(&y, &perms, &y_test);
-        let gcv = RidgeCv {
-            cv_mode: CvMode::Generalized,
-            ..RidgeCv::default()
-        };
-        for b in 0..=perms.len() {
-            let yb = if b == 0 {
-                y.clone()
-            } else {
-                DMatrix::from_fn(n, 2, |i, t| y[(perms[b - 1][i], t)])
-            };
-            let ybr = row_major(&yb);
-            let f = gcv
-                .fit(
-                    MatrixRef::new(&xr, n, d).unwrap(),
-                    MatrixRef::new(&ybr, n, 2).unwrap(),
-                )
-                .unwrap();
-            let p = f.predict(MatrixRef::new(&xtr, n_test, d).unwrap()).unwrap();
-            for t in 0..2 {
-                let want: f64 = (0..n_test)
-                    .map(|i| (y_test[(i, t)] - p.data()[i * 2 + t]).powi(2))
-                    .sum();
-                let got = sse[b * 2 + t];
-                assert!(
-                    (got - want).abs() < 1e-7 * want,
-                    "null sse b={b} t={t}: {got} vs {want}"
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn engine_matches_direct_fits_covariance_route() {
-        engine_checks(90, 12, 17);
-    }
-
-    #[test]
-    fn engine_matches_direct_fits_kernel_route() {
-        engine_checks(30, 40, 11);
-    }
-
-    fn check_eigen(a: &DMatrix<f64>, what: &str) {
-        let n = a.nrows();
-        let (lambda, v) = symmetric_eigen(a.clone()).unwrap();
-        let scale = a.norm().max(1.0);
-        let resid = (a * &v
-            - &v * DMatrix::from_diagonal(&nalgebra::DVector::from_vec(lambda.clone())))
-        .norm();
-        let ortho = (v.transpose() * &v - DMatrix::<f64>::identity(n, n)).norm();
-        assert!(
-            resid <= 1e-12 * scale * (n as f64).sqrt(),
-            "{what}: residual {resid:e} (scale {scale:e})"
-        );
-        assert!(ortho <= 1e-12 * n as f64, "{what}: orthogonality {ortho:e}");
-        let mut got = lambda;
-        got.sort_by(f64::total_cmp);
-        let mut want: Vec<f64> = nalgebra::SymmetricEigen::new(a.clone())
-            .eigenvalues
-            .iter()
-            .map(|l| l.max(0.0))
-            .collect();
-        want.sort_by(f64::total_cmp);
-        for (g, w) in got.iter().zip(&want) {
-            assert!(
-                (g - w).abs() <= 1e-11 * scale,
-                "{what}: eigenvalue {g} vs {w}"
-            );
-        }
-    }
-
-    #[test]
-    fn blocked_cholesky_solves() {
-        for &n in &[1usize, 5, 63, 64, 65, 200] {
-            let x = rand_matrix(n + 3, n, 5 + n as u64);
-            let mut a = x.transpose() * &x;
-            for i in 0..n {
-                a[(i, i)] += 0.5;
-            }
-            let b = rand_matrix(n, 3, 6);
-            let got = solve_spd(a.clone(), &b).unwrap();
-            let err = (&a * &got - &b).norm() / b.norm();
-            assert!(err < 1e-10, "n={n}: {err:e}");
-        }
-        assert!(cholesky_lower(DMatrix::from_row_slice(2, 2, &[1.0, 2.0, 2.0, 1.0])).is_none());
-    }
-
-    #[test]
-    fn blocked_tridiagonalization_reconstructs() {
-        for &n in &[2usize, 3, 31, 32, 33, 70, 150] {
-            let x = rand_matrix(n + 5, n, 77 + n as u64);
-            let a = x.transpose() * &x;
-            let tri = Tridiagonal::new(a.clone());
-            let t = DMatrix::from_fn(n, n, |i, j| {
-                if i == j {
-                    tri.diag[i]
-                } else if i + 1 == j {
-                    tri.off[i]
-                } else if j + 1 == i {
-                    tri.off[j]
-                } else {
-                    0.0
-                }
-            });
-            let q = tri.apply_q(DMatrix::identity(n, n));
-            let rec = (&q * &t * q.transpose() - &a).norm() / a.norm();
-            let ortho = (q.transpose() * &q - DMatrix::<f64>::identity(n, n)).norm();
-            assert!(
-                rec < 1e-14 * n as f64 && ortho < 1e-14 * n as f64,
-                "n={n}: {rec:e} {ortho:e}"
-            );
-        }
-    }
-
-    #[test]
-    fn divide_and_conquer_eigen_is_accurate() {
-        for &(n, d) in &[(200, 150), (60, 300), (1000, 70), (500, 257)] {
-            // Covariances (full rank and rank-deficient), as the probes make them.
-            let x = rand_matrix(n, d, n as u64);
-            check_eigen(&(x.transpose() * &x), &format!("covariance {n}x{d}"));
-        }
-        // Repeated eigenvalues (heavy deflation) and a diagonal matrix (zero couplings).
-        let q = nalgebra::linalg::QR::new(rand_matrix(120, 120, 3)).q();
-        let diag: Vec<f64> = (0..120).map(|i| (i / 30) as f64 + 1.0).collect();
-        let a = &q * DMatrix::from_diagonal(&nalgebra::DVector::from_vec(diag)) * q.transpose();
-        check_eigen(&a, "four eigenvalues of multiplicity 30");
-        check_eigen(
-            &DMatrix::from_fn(90, 90, |i, j| if i == j { (i % 7) as f64 } else { 0.0 }),
-            "diagonal",
-        );
-        check_eigen(&DMatrix::from_element(80, 80, 1.0), "rank one");
-        check_eigen(&(DMatrix::<f64>::identity(70, 70) * 3.0), "identity");
-        // Wilkinson-like tridiagonal with close eigenvalue pairs.
-        let w = DMatrix::from_fn(101, 101, |i, j| {
-            if i == j {
-                (i as f64 - 50.0).abs() + 50.0
-            } else if i + 1 == j || j + 1 == i {
-                1.0
-            } else {
-                0.0
-            }
-        });
-        check_eigen(&w, "wilkinson");
-        // Widely spread scales.
-        let x = DMatrix::from_fn(300, 100, |i, j| {
-            ((i * 7 + j * 13) % 17) as f64 * 10f64.powi((j % 9) as i32 - 4)
-        });
-        check_eigen(&(x.transpose() * &x), "graded");
-    }
 
     #[test]
     fn neuron_spearman_matches_metrics() {
@@ -3599,25 +1924,5 @@ mod tests {
             "{} vs {want}",
             out[0].spearman
         );
-    }
-
-    #[test]
-    fn fast_proximity_equals_metrics() {
-        let mut rng = SplitMix64::new(11);
-        let mut u = || (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
-        let truth: Vec<LatLon> = (0..120)
-            .map(|_| LatLon {
-                lat: u() * 160.0 - 80.0,
-                lon: u() * 360.0 - 180.0,
-            })
-            .collect();
-        let mut pred: Vec<LatLon> = truth
-            .iter()
-            .map(|t| to_latlon(t.lat + (u() - 0.5) * 40.0, t.lon + (u() - 0.5) * 60.0))
-            .collect();
-        pred[3] = truth[3]; // a perfect prediction
-        let want = metrics::mean_proximity_error(&truth, &pred).unwrap();
-        let got = proximity_error_mean(&truth, &pred).unwrap();
-        assert!((got - want).abs() < 1e-12, "{got} vs {want}");
     }
 }

@@ -7,7 +7,9 @@
 //! * [`RidgeCv`] mirrors `sklearn.linear_model.RidgeCV(alphas, fit_intercept=True)` in its default
 //!   efficient leave-one-out mode (`scoring=None`, one alpha shared by all targets,
 //!   `alpha_per_target=False`). One eigendecomposition of the centered data per layer
-//!   ([`RidgeDecomposition`]) serves every alpha, every target set and every permutation.
+//!   ([`RidgeDecomposition`], a thin SVD from the eigensolver in `linalg.rs`) serves every alpha,
+//!   every target set and every permutation. It is the only ridge in the crate: the analysis
+//!   enters it through [`RidgeCv::decompose_centered`] with held-out rows and validation folds.
 //! * [`StandardScaler`] standardizes features and targets with statistics of the TRAIN rows only;
 //!   [`Probe`] chains scaler → [`RidgeCv`] → inverse target scaling.
 //! * [`Split`] makes seeded random, mask, and group (block) hold-outs, plus K-fold validation folds
@@ -17,17 +19,20 @@
 //! Inputs are row-major slices ([`MatrixRef`]); activations may be `f32`, all maths is `f64`.
 //! Nothing here uses threads, files or OS randomness, so it runs unchanged in wasm32.
 
+// Index loops in the spectral engine follow the formulas' subscripts (targets t, rows i).
+#![allow(clippy::needless_range_loop)]
+
 use std::fmt;
 use std::sync::Arc;
 
-use nalgebra::{DMatrix, SymmetricEigen};
+use nalgebra::DMatrix;
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, Result};
-
-fn input_err(msg: impl Into<String>) -> Error {
-    Error::Input(msg.into())
-}
+use crate::probe::input_err;
+use crate::probe::linalg::{
+    col_sums, full, gram_t, mul_skinny, solve_spd, symmetric_eigen, tr_mul_skinny,
+};
+use crate::Result;
 
 // ---------------------------------------------------------------------------------------------
 // Row-major matrices
@@ -394,7 +399,108 @@ impl RidgeCv {
         &self,
         x: MatrixRef<'_, T>,
     ) -> Result<RidgeDecomposition> {
-        RidgeDecomposition::new(self, x)
+        self.decompose_with_held_out(x, None)
+    }
+
+    /// [`decompose`](Self::decompose), with held-out rows (same columns) projected once so that
+    /// [`RidgeCvFit::predict_held_out`] predicts them cheaply: centers both with the training
+    /// mean (when `fit_intercept`) and calls [`decompose_centered`](Self::decompose_centered).
+    pub fn decompose_with_held_out<T: Copy + Into<f64>>(
+        &self,
+        x: MatrixRef<'_, T>,
+        held_out: Option<MatrixRef<'_, T>>,
+    ) -> Result<RidgeDecomposition> {
+        self.validate()?;
+        check_finite("X", x)?;
+        let (n, d) = (x.n_rows, x.n_cols);
+        let mut x_mean = vec![0.0; d];
+        if self.fit_intercept && n > 0 {
+            for i in 0..n {
+                for (m, &v) in x_mean.iter_mut().zip(x.row(i)) {
+                    *m += v.into();
+                }
+            }
+            x_mean.iter_mut().for_each(|m| *m /= n as f64);
+        }
+        let centered = |m: MatrixRef<'_, T>| {
+            DMatrix::from_fn(m.n_rows, d, |i, j| m.data[i * d + j].into() - x_mean[j])
+        };
+        let xc = centered(x);
+        let test = match held_out {
+            Some(h) if h.n_cols != d => {
+                return Err(input_err(format!(
+                    "held-out rows have {} columns, the training rows {d}",
+                    h.n_cols
+                )))
+            }
+            Some(h) => {
+                check_finite("held-out X", h)?;
+                Some(centered(h))
+            }
+            None => None,
+        };
+        self.decompose_centered(xc, x_mean, test.as_ref(), None)
+    }
+
+    /// The decomposition every fit goes through, the analysis's entry point: `xc` is the
+    /// training matrix (column-major, n × d) already centered (and scaled, if wanted) by the
+    /// caller, `x_mean` the column means taken off (the fitted model's intercept accounts for
+    /// them; zeros when the model should apply to centered features). `held_out` rows, already
+    /// transformed the same way, are projected for [`RidgeCvFit::predict_held_out`] and
+    /// [`RidgeDecomposition::permuted_held_out_sse`]; `validation` lists K-fold validation folds as
+    /// contiguous `(start, len)` row ranges of `xc` for [`RidgeDecomposition::validation_r2`].
+    pub fn decompose_centered(
+        &self,
+        xc: DMatrix<f64>,
+        x_mean: Vec<f64>,
+        held_out: Option<&DMatrix<f64>>,
+        validation: Option<&[(usize, usize)]>,
+    ) -> Result<RidgeDecomposition> {
+        self.validate()?;
+        let (n, d) = xc.shape();
+        if d == 0 {
+            return Err(input_err("ridge needs at least one feature"));
+        }
+        let min_rows = if self.fit_intercept { 2 } else { 1 };
+        if n < min_rows {
+            return Err(input_err(format!(
+                "ridge with cross-validation needs at least {min_rows} rows, got {n}"
+            )));
+        }
+        if x_mean.len() != d || held_out.is_some_and(|h| h.ncols() != d) {
+            return Err(input_err(format!(
+                "ridge: {d} features but {} means and {:?} held-out columns",
+                x_mean.len(),
+                held_out.map(|h| h.ncols())
+            )));
+        }
+        if xc
+            .iter()
+            .chain(held_out.into_iter().flatten())
+            .any(|v| !v.is_finite())
+        {
+            return Err(input_err("X has a non-finite value"));
+        }
+        if let Some(val) = validation {
+            let mut next = 0;
+            for &(start, len) in val {
+                if start != next || len == 0 {
+                    return Err(input_err(
+                        "validation folds must be non-empty contiguous row ranges in order",
+                    ));
+                }
+                next = start + len;
+            }
+            if next != n || val.len() < 2 || !self.fit_intercept {
+                return Err(input_err(format!(
+                    "validation folds must cover all {n} rows in at least two folds, with an \
+                     intercept"
+                )));
+            }
+        }
+        Ok(RidgeDecomposition {
+            inner: Arc::new(Spectral::new(self, xc, x_mean, held_out, validation)?),
+        })
     }
 
     /// `decompose(x)` then `fit(y)`.
@@ -462,21 +568,42 @@ impl RidgeModel {
 
 /// One layer's data, decomposed once for every alpha, target set and permutation.
 ///
-/// With `Xc` the centered `X` (`X` itself when `fit_intercept` is false) and ridge hat matrix
-/// `H_α = 1 1ᵀ/n + Xc (XcᵀXc + αI)⁻¹ Xcᵀ` (the intercept is unpenalized):
-/// * covariance route: `XcᵀXc = V Λ Vᵀ`, loadings `P = Xc V`; then `H_α = 11ᵀ/n + P (Λ+α)⁻¹ Pᵀ`.
-/// * Gram route: `Xc Xcᵀ = Q Λ Qᵀ` over the space orthogonal to `1`; then
-///   `I - H_α = Q α(Λ+α)⁻¹ Qᵀ`, which gives residuals with no cancellation even when the fit
+/// A thin SVD of the centered training matrix `Xc = U diag(√λ) Vᵀ` (`X` itself when
+/// `fit_intercept` is false), from one symmetric eigendecomposition ([`symmetric_eigen`]):
+/// * covariance route: `XcᵀXc = V Λ Vᵀ` (directions with λ at rounding level dropped), and
+///   `U = Xc V Λ^{-1/2}`; the hat matrix is `H_α = 11ᵀ/n + U S_α Uᵀ`, `S_α = Λ(Λ+α)⁻¹`.
+/// * Gram (kernel) route: `Xc Xcᵀ = U Λ Uᵀ` over the space orthogonal to `1`; then
+///   `I - H_α = U α(Λ+α)⁻¹ Uᵀ`, which gives residuals with no cancellation even when the fit
 ///   nearly interpolates (n ≤ d, small α).
 ///
 /// Per-alpha leverages `1 - h_ii` and `tr(I - H)` depend on X only and are computed here once,
-/// so a new target matrix costs one projection `Bᵀy` plus one matrix product over the alphas.
+/// so a new target matrix costs one projection `Uᵀy` plus one matrix product over the alphas.
+/// Held-out rows given to [`RidgeCv::decompose_centered`] are projected once too, so their
+/// predictions (and the permutation null's, [`RidgeDecomposition::permuted_held_out_sse`]) cost a
+/// small product per target set; validation folds make [`RidgeDecomposition::validation_r2`]
+/// one Cholesky solve per fold.
 #[derive(Clone)]
 pub struct RidgeDecomposition {
-    inner: Arc<DecompositionInner>,
+    inner: Arc<Spectral>,
 }
 
-struct DecompositionInner {
+/// What validation folds need: on the covariance route the centered scatter `C` and each fold's
+/// `X_fᵀX_f` (they sum to `C`); on the kernel route the kernel `X Xᵀ`.
+enum FoldData {
+    None,
+    Cov {
+        c: DMatrix<f64>,
+        scatter: Vec<DMatrix<f64>>,
+        val: Vec<(usize, usize)>,
+    },
+    Gram {
+        k: DMatrix<f64>,
+        val: Vec<(usize, usize)>,
+    },
+}
+
+/// The spectral engine behind [`RidgeDecomposition`].
+struct Spectral {
     route: Route,
     cv_mode: CvMode,
     fit_intercept: bool,
@@ -484,16 +611,23 @@ struct DecompositionInner {
     n_features: usize,
     alphas: Vec<f64>,
     x_mean: Vec<f64>,
+    /// `U` spans the whole residual space (kernel route): residuals and leverages use `1 − s`.
+    complete: bool,
     /// Λ, clamped at 0 (a negative eigenvalue of a PSD matrix is rounding).
-    eigenvalues: Vec<f64>,
-    /// `P` (n × d) on the covariance route, `Q` (n × m) on the Gram route.
-    basis: DMatrix<f64>,
-    /// `V` (d × d) on the covariance route, `Xc` (n × d) on the Gram route.
-    to_coef: DMatrix<f64>,
-    /// `1 - h_ii(α)`, n × n_alphas.
-    one_minus_leverage: DMatrix<f64>,
+    lambda: Vec<f64>,
+    /// Held-out predictions are `held_out · diag(phi / (λ + α)) · Uᵀy`.
+    phi: Vec<f64>,
+    u: DMatrix<f64>,
+    /// `1 − h_ii(α)`, n × alphas.
+    one_minus_h: DMatrix<f64>,
     /// `tr(I - H_α)` per alpha (GCV's effective residual degrees of freedom).
     residual_dof: Vec<f64>,
+    /// `Xc` (n × d): coefficients are `Xcᵀ` times dual coefficients, and (covariance route) the
+    /// validation folds' rows.
+    coef_basis: DMatrix<f64>,
+    /// Held-out rows projected: `X_test V` (covariance) or `X_test Xcᵀ U` (kernel).
+    held_out: Option<DMatrix<f64>>,
+    folds: FoldData,
 }
 
 impl fmt::Debug for RidgeDecomposition {
@@ -506,129 +640,91 @@ impl fmt::Debug for RidgeDecomposition {
             .field("n_samples", &d.n_samples)
             .field("n_features", &d.n_features)
             .field("n_alphas", &d.alphas.len())
+            .field("held_out_rows", &d.held_out.as_ref().map(|h| h.nrows()))
             .finish()
     }
 }
 
-fn symmetric_eigen(mut m: DMatrix<f64>) -> Result<(Vec<f64>, DMatrix<f64>)> {
-    // Symmetrize exactly: the eigensolver assumes it and the gemm result may differ by an ulp.
-    let n = m.nrows();
-    for i in 0..n {
-        for j in 0..i {
-            let v = 0.5 * (m[(i, j)] + m[(j, i)]);
-            m[(i, j)] = v;
-            m[(j, i)] = v;
-        }
-    }
-    let max_iter = 1000.max(100 * n);
-    let eig = SymmetricEigen::try_new(m, f64::EPSILON, max_iter).ok_or_else(|| {
-        Error::Compute(format!(
-            "eigendecomposition of a {n} × {n} matrix did not converge"
-        ))
-    })?;
-    Ok((
-        eig.eigenvalues.iter().map(|&l| l.max(0.0)).collect(),
-        eig.eigenvectors,
-    ))
-}
-
-impl RidgeDecomposition {
-    fn new<T: Copy + Into<f64>>(cfg: &RidgeCv, x: MatrixRef<'_, T>) -> Result<Self> {
-        cfg.validate()?;
-        let (n, d) = (x.n_rows, x.n_cols);
-        if d == 0 {
-            return Err(input_err("ridge needs at least one feature"));
-        }
-        let min_rows = if cfg.fit_intercept { 2 } else { 1 };
-        if n < min_rows {
-            return Err(input_err(format!(
-                "ridge with cross-validation needs at least {min_rows} rows, got {n}"
-            )));
-        }
-        check_finite("X", x)?;
-
-        let mut x_mean = vec![0.0; d];
-        if cfg.fit_intercept {
-            for i in 0..n {
-                for (m, &v) in x_mean.iter_mut().zip(x.row(i)) {
-                    *m += v.into();
-                }
-            }
-            x_mean.iter_mut().for_each(|m| *m /= n as f64);
-        }
-        let xc = DMatrix::from_fn(n, d, |i, j| x.data[i * d + j].into() - x_mean[j]);
-
+impl Spectral {
+    fn new(
+        cfg: &RidgeCv,
+        x: DMatrix<f64>,
+        x_mean: Vec<f64>,
+        x_test: Option<&DMatrix<f64>>,
+        val: Option<&[(usize, usize)]>,
+    ) -> Result<Self> {
+        let (n, d) = x.shape();
+        let nf = n as f64;
+        let alphas = cfg.alphas.clone();
+        let icpt = if cfg.fit_intercept { 1.0 } else { 0.0 };
         let route = match cfg.route {
             Route::Auto if n <= d => Route::Gram,
             Route::Auto => Route::Covariance,
             r => r,
         };
-        let alphas = cfg.alphas.clone();
-        let n_f = n as f64;
-
-        let (eigenvalues, basis, to_coef) = match route {
-            Route::Covariance => {
-                let cov = xc.transpose() * &xc;
-                let (lambda, v) = symmetric_eigen(cov)?;
-                let p = &xc * &v;
-                (lambda, p, v)
-            }
-            _ => {
-                let mut gram = &xc * xc.transpose();
-                if cfg.fit_intercept {
-                    // Centering puts `1` in the kernel's null space. Lift it to an eigenvalue
-                    // above the whole spectrum (2·trace + 1 > λ_max) so its eigenvector cannot
-                    // mix with genuine directions, then drop it: it carries the unpenalized
-                    // intercept, and I - H has no component along it.
-                    gram.add_scalar_mut((2.0 * gram.trace() + 1.0) / n_f);
+        let s_of = |lambda: &[f64], j: usize, a: usize| lambda[j] / (lambda[j] + alphas[a]);
+        if route == Route::Covariance {
+            let (c, scatter) = match val {
+                Some(bounds) => {
+                    let mut c = DMatrix::<f64>::zeros(d, d);
+                    let mut scatter = Vec::with_capacity(bounds.len());
+                    for &(start, len) in bounds {
+                        let s = gram_t(&x.rows(start, len));
+                        c += &s;
+                        scatter.push(s);
+                    }
+                    (c, Some(scatter))
                 }
-                let (mut lambda, mut q) = symmetric_eigen(gram)?;
-                if cfg.fit_intercept {
-                    let idx = (0..q.ncols())
-                        .max_by(|&a, &b| {
-                            q.column(a).sum().abs().total_cmp(&q.column(b).sum().abs())
-                        })
-                        .expect("n >= 2 eigenvectors");
-                    lambda.remove(idx);
-                    q = q.remove_column(idx);
-                }
-                (lambda, q, xc)
+                None => (gram_t(&x.rows(0, n)), None),
+            };
+            let (lambda_all, v_all) = symmetric_eigen(c.clone())?;
+            // U = Xc V Λ^{-1/2}. An eigenvalue at rounding level (≤ λ_max·max(n, d)·ε) is not
+            // accurate, but its direction's variance |Xc v|² is, and such a direction can still
+            // carry a visible coefficient (scikit-learn keeps it): it stays, with that variance
+            // as its λ. Only directions with no variance at all are dropped.
+            let lmax = lambda_all.iter().cloned().fold(0.0, f64::max);
+            let tol = lmax * (n.max(d) as f64) * f64::EPSILON;
+            let p = &x * &v_all;
+            let lambda_all: Vec<f64> = (0..d)
+                .map(|j| {
+                    if lambda_all[j] > tol {
+                        lambda_all[j]
+                    } else {
+                        p.column(j).norm_squared()
+                    }
+                })
+                .collect();
+            let floor = lmax * f64::EPSILON * f64::EPSILON;
+            let keep: Vec<usize> = (0..d).filter(|&j| lambda_all[j] > floor).collect();
+            let m = keep.len();
+            let v = DMatrix::from_fn(d, m, |i, j| v_all[(i, keep[j])]);
+            drop(v_all);
+            let lambda: Vec<f64> = keep.iter().map(|&j| lambda_all[j]).collect();
+            let mut u = if m == d {
+                p
+            } else {
+                DMatrix::from_fn(n, m, |i, j| p[(i, keep[j])])
+            };
+            for (j, &l) in lambda.iter().enumerate() {
+                u.column_mut(j).scale_mut(1.0 / l.sqrt());
             }
-        };
-
-        // Leverage terms for every alpha in one product: (B∘B) W, W[j, a] = weight(λ_j, α_a).
-        let m = eigenvalues.len();
-        let b2 = basis.map(|v| v * v);
-        let (one_minus_leverage, residual_dof) = match route {
-            Route::Covariance => {
-                let w =
-                    DMatrix::from_fn(m, alphas.len(), |j, a| 1.0 / (eigenvalues[j] + alphas[a]));
-                let h = &b2 * &w;
-                let base = if cfg.fit_intercept {
-                    1.0 - 1.0 / n_f
-                } else {
-                    1.0
-                };
-                let dof = alphas
-                    .iter()
-                    .map(|&a| {
-                        let fitted: f64 = eigenvalues.iter().map(|&l| l / (l + a)).sum();
-                        n_f - if cfg.fit_intercept { 1.0 } else { 0.0 } - fitted
-                    })
-                    .collect();
-                (h.map(|v| base - v), dof)
-            }
-            _ => {
-                let w = DMatrix::from_fn(m, alphas.len(), |j, a| {
-                    alphas[a] / (eigenvalues[j] + alphas[a])
-                });
-                let dof = (0..alphas.len()).map(|a| w.column(a).sum()).collect();
-                (&b2 * &w, dof)
-            }
-        };
-
-        Ok(Self {
-            inner: Arc::new(DecompositionInner {
+            let held_out = x_test.map(|t| t * &v);
+            let phi = lambda.iter().map(|l| l.sqrt()).collect();
+            let u2 = u.map(|a| a * a);
+            let s = DMatrix::from_fn(m, alphas.len(), |j, a| s_of(&lambda, j, a));
+            let one_minus_h = (&u2 * &s).map(|h| 1.0 - icpt / nf - h);
+            let residual_dof = (0..alphas.len())
+                .map(|a| nf - icpt - (0..m).map(|j| s_of(&lambda, j, a)).sum::<f64>())
+                .collect();
+            let folds = match (scatter, val) {
+                (Some(scatter), Some(val)) => FoldData::Cov {
+                    c,
+                    scatter,
+                    val: val.to_vec(),
+                },
+                _ => FoldData::None,
+            };
+            Ok(Self {
                 route,
                 cv_mode: cfg.cv_mode,
                 fit_intercept: cfg.fit_intercept,
@@ -636,15 +732,77 @@ impl RidgeDecomposition {
                 n_features: d,
                 alphas,
                 x_mean,
-                eigenvalues,
-                basis,
-                to_coef,
-                one_minus_leverage,
+                complete: false,
+                lambda,
+                phi,
+                u,
+                one_minus_h,
                 residual_dof,
-            }),
-        })
+                coef_basis: x,
+                held_out,
+                folds,
+            })
+        } else {
+            let xt = x.transpose();
+            let k = &x * &xt;
+            let (lambda, q) = if cfg.fit_intercept {
+                // Centering puts `1` in the kernel's null space. Lift it to an eigenvalue above
+                // the whole spectrum (2·trace + 1 > λ_max) so its eigenvector cannot mix with
+                // genuine directions, then drop it: it carries the unpenalized intercept, and
+                // I - H has no component along it.
+                let mut lifted = k.clone();
+                lifted.add_scalar_mut((2.0 * k.trace() + 1.0) / nf);
+                let (mut lambda, q) = symmetric_eigen(lifted)?;
+                let idx = (0..q.ncols())
+                    .max_by(|&a, &b| q.column(a).sum().abs().total_cmp(&q.column(b).sum().abs()))
+                    .expect("n >= 2");
+                lambda.remove(idx);
+                (lambda, q.remove_column(idx))
+            } else {
+                symmetric_eigen(k.clone())?
+            };
+            let m = lambda.len();
+            let held_out = x_test.map(|t| (t * &xt) * &q);
+            drop(xt);
+            let u2 = q.map(|a| a * a);
+            let s1 = DMatrix::from_fn(m, alphas.len(), |j, a| alphas[a] / (lambda[j] + alphas[a]));
+            let one_minus_h = &u2 * &s1;
+            let residual_dof = (0..alphas.len())
+                .map(|a| m as f64 - (0..m).map(|j| s_of(&lambda, j, a)).sum::<f64>())
+                .collect();
+            Ok(Self {
+                route,
+                cv_mode: cfg.cv_mode,
+                fit_intercept: cfg.fit_intercept,
+                n_samples: n,
+                n_features: d,
+                alphas,
+                x_mean,
+                complete: true,
+                phi: vec![1.0; m],
+                lambda,
+                u: q,
+                one_minus_h,
+                residual_dof,
+                coef_basis: x,
+                held_out,
+                folds: match val {
+                    Some(val) => FoldData::Gram {
+                        k,
+                        val: val.to_vec(),
+                    },
+                    None => FoldData::None,
+                },
+            })
+        }
     }
 
+    fn s(&self, j: usize, a: usize) -> f64 {
+        self.lambda[j] / (self.lambda[j] + self.alphas[a])
+    }
+}
+
+impl RidgeDecomposition {
     /// The route actually used (never `Auto`).
     pub fn route(&self) -> Route {
         self.inner.route
@@ -686,100 +844,325 @@ impl RidgeDecomposition {
         Ok(self.fit_centered(y_centered, y_mean))
     }
 
+    /// [`fit`](Self::fit) for a column-major `y` (n × k), as the analysis holds its targets.
+    pub fn fit_matrix(&self, y: &DMatrix<f64>) -> Result<RidgeCvFit> {
+        let (n, k) = y.shape();
+        if n != self.inner.n_samples || k == 0 || y.iter().any(|v| !v.is_finite()) {
+            return Err(input_err(format!(
+                "y must be {} rows × at least one column of finite values, got {n} × {k}",
+                self.inner.n_samples
+            )));
+        }
+        let y_mean: Vec<f64> = if self.inner.fit_intercept {
+            (0..k).map(|t| y.column(t).mean()).collect()
+        } else {
+            vec![0.0; k]
+        };
+        let yc = DMatrix::from_fn(n, k, |i, t| y[(i, t)] - y_mean[t]);
+        Ok(self.fit_centered(yc, y_mean))
+    }
+
     fn fit_centered(&self, yc: DMatrix<f64>, y_mean: Vec<f64>) -> RidgeCvFit {
-        let d = &*self.inner;
-        let (n, k, n_alphas) = (d.n_samples, yc.ncols(), d.alphas.len());
-        let lambda = &d.eigenvalues;
-        let m = lambda.len();
-
-        // The only data-dependent projection: Bᵀ y (m × k).
-        let z = d.basis.tr_mul(&yc);
-
-        // Residuals for all alphas at once: B · [z ⊙ f(λ, α)] with one gemm (n × m × k·A).
-        let gram = d.route == Route::Gram;
-        let zs = DMatrix::from_fn(m, n_alphas * k, |j, col| {
+        let s = &*self.inner;
+        let (n, k) = yc.shape();
+        let (m, na) = (s.lambda.len(), s.alphas.len());
+        // The only data-dependent projection: Uᵀ y (m × k).
+        let zeta = tr_mul_skinny(full(&s.u), full(&yc));
+        // Residuals (kernel route) or fits (covariance) for all alphas at once: one gemm.
+        let w = DMatrix::from_fn(m, na * k, |j, col| {
             let (a, t) = (col / k, col % k);
-            let alpha = d.alphas[a];
-            if gram {
-                z[(j, t)] * alpha / (lambda[j] + alpha)
-            } else {
-                z[(j, t)] / (lambda[j] + alpha)
-            }
+            let sv = s.s(j, a);
+            zeta[(j, t)] * if s.complete { 1.0 - sv } else { sv }
         });
-        let products = &d.basis * &zs;
-
+        let prod = &s.u * &w;
         let n_entries = (n * k) as f64;
-        let mut cv_errors = Vec::with_capacity(n_alphas);
-        for a in 0..n_alphas {
-            let mut loo = 0.0;
-            let mut rss = 0.0;
+        let mut scores = Vec::with_capacity(na);
+        let mut cv_errors = Vec::with_capacity(na);
+        for a in 0..na {
+            let (mut loo, mut rss) = (0.0, 0.0);
             for t in 0..k {
-                let col = products.column(a * k + t);
+                let col = prod.column(a * k + t);
                 for i in 0..n {
-                    // Gram route: the product IS the residual (I - H) y; covariance: it is ŷ.
-                    let r = if gram { col[i] } else { yc[(i, t)] - col[i] };
-                    let e = r / d.one_minus_leverage[(i, a)];
+                    let r = if s.complete {
+                        col[i]
+                    } else {
+                        yc[(i, t)] - col[i]
+                    };
+                    let e = r / s.one_minus_h[(i, a)];
                     loo += e * e;
                     rss += r * r;
                 }
             }
-            cv_errors.push(match d.cv_mode {
-                CvMode::LeaveOneOut => loo / n_entries,
-                CvMode::Generalized => {
-                    let dof_frac = d.residual_dof[a] / n as f64;
-                    (rss / n_entries) / (dof_frac * dof_frac)
+            match s.cv_mode {
+                CvMode::LeaveOneOut => {
+                    scores.push(loo);
+                    cv_errors.push(loo / n_entries);
                 }
-            });
+                CvMode::Generalized => {
+                    let dof_frac = s.residual_dof[a] / n as f64;
+                    let gcv = (rss / n_entries) / (dof_frac * dof_frac);
+                    scores.push(gcv);
+                    cv_errors.push(gcv);
+                }
+            }
         }
-
-        // First strict minimum in grid order, as scikit-learn (NaN never wins).
+        // First strict minimum in grid order, as scikit-learn; NaN never wins.
         let mut best = 0;
-        for a in 1..n_alphas {
-            if cv_errors[a] < cv_errors[best] || cv_errors[best].is_nan() {
+        for a in 1..na {
+            if scores[a] < scores[best] || (scores[best].is_nan() && !scores[a].is_nan()) {
                 best = a;
             }
         }
-
-        let model = self.coefficients(&z, &y_mean, best);
+        let model = self.coefficients(&zeta, &yc, &y_mean, best);
         RidgeCvFit {
             model,
             alpha_index: best,
             cv_errors,
-            cv_mode: d.cv_mode,
+            cv_mode: s.cv_mode,
             decomposition: self.clone(),
             y_centered: yc,
             y_mean,
+            zeta,
         }
     }
 
-    fn coefficients(&self, z: &DMatrix<f64>, y_mean: &[f64], alpha_index: usize) -> RidgeModel {
-        let d = &*self.inner;
-        let alpha = d.alphas[alpha_index];
-        let lambda = &d.eigenvalues;
-        let scaled = DMatrix::from_fn(z.nrows(), z.ncols(), |j, t| z[(j, t)] / (lambda[j] + alpha));
-        // Covariance: β = V (Λ+α)⁻¹ Pᵀy. Gram: dual c = Q (Λ+α)⁻¹ Qᵀy, β = Xcᵀ c.
-        let beta = match d.route {
-            Route::Covariance => &d.to_coef * scaled,
-            _ => d.to_coef.tr_mul(&(&d.basis * scaled)),
+    /// `zeta ⊙ phi / (λ + α)`: the weights on `U`'s directions at one alpha.
+    fn weights(&self, zeta: &DMatrix<f64>, alpha_index: usize) -> DMatrix<f64> {
+        let s = &*self.inner;
+        let alpha = s.alphas[alpha_index];
+        DMatrix::from_fn(zeta.nrows(), zeta.ncols(), |j, t| {
+            zeta[(j, t)] * s.phi[j] / (s.lambda[j] + alpha)
+        })
+    }
+
+    fn coefficients(
+        &self,
+        zeta: &DMatrix<f64>,
+        yc: &DMatrix<f64>,
+        y_mean: &[f64],
+        alpha_index: usize,
+    ) -> RidgeModel {
+        let s = &*self.inner;
+        // β = Xcᵀ c with dual coefficients c, as scikit-learn: kernel route c = U (Λ+α)⁻¹ Uᵀy;
+        // covariance route c = (y − ŷ)/α (ridge's identity αβ = Xcᵀ(y − Xc β)).
+        let dual = match s.route {
+            Route::Covariance => {
+                let alpha = s.alphas[alpha_index];
+                let w = DMatrix::from_fn(zeta.nrows(), zeta.ncols(), |j, t| {
+                    zeta[(j, t)] * s.s(j, alpha_index)
+                });
+                let fitted = mul_skinny(full(&s.u), &w);
+                (yc - fitted) / alpha
+            }
+            _ => mul_skinny(full(&s.u), &self.weights(zeta, alpha_index)),
         };
-        let k = z.ncols();
-        let n_features = d.n_features;
+        let beta = tr_mul_skinny(full(&s.coef_basis), full(&dual));
+        let k = zeta.ncols();
+        let n_features = s.n_features;
         let mut coef = Vec::with_capacity(k * n_features);
         let mut intercept = Vec::with_capacity(k);
         for (t, &ym) in y_mean.iter().enumerate() {
             let col = beta.column(t);
             coef.extend(col.iter().copied());
-            let shift: f64 = col.iter().zip(&d.x_mean).map(|(b, m)| b * m).sum();
-            intercept.push(if d.fit_intercept { ym - shift } else { 0.0 });
+            let shift: f64 = col.iter().zip(&s.x_mean).map(|(b, m)| b * m).sum();
+            intercept.push(if s.fit_intercept { ym - shift } else { 0.0 });
         }
         RidgeModel {
-            alpha,
+            alpha: s.alphas[alpha_index],
             n_features,
             n_targets: k,
             coef,
             intercept,
         }
     }
+
+    fn held_out_basis(&self) -> Result<&DMatrix<f64>> {
+        self.inner.held_out.as_ref().ok_or_else(|| {
+            input_err("this decomposition was made without held-out rows to predict")
+        })
+    }
+
+    /// Test-set sums of squared errors, `(1 + shuffles) × k` (row 0 = the real targets), of
+    /// ridges fitted to `y` (column-major, the decomposed rows) with its rows permuted by each of
+    /// `perms`, alpha chosen per shuffle by GCV, scored on the held-out rows against `y_test`.
+    /// All shuffles share one batched product.
+    pub fn permuted_held_out_sse(
+        &self,
+        y: &DMatrix<f64>,
+        perms: &[Vec<usize>],
+        y_test: &DMatrix<f64>,
+    ) -> Result<Vec<f64>> {
+        let s = &*self.inner;
+        let held_out = self.held_out_basis()?;
+        let (n, k) = y.shape();
+        if n != s.n_samples || y_test.ncols() != k || y_test.nrows() != held_out.nrows() {
+            return Err(input_err(format!(
+                "permutation null: y is {n} × {k} and y_test {} × {} for {} rows and {} held-out \
+                 rows",
+                y_test.nrows(),
+                y_test.ncols(),
+                s.n_samples,
+                held_out.nrows()
+            )));
+        }
+        if let Some(p) = perms
+            .iter()
+            .find(|p| p.len() != n || p.iter().any(|&i| i >= n))
+        {
+            return Err(input_err(format!(
+                "a permutation of {} entries for {n} rows",
+                p.len()
+            )));
+        }
+        let (m, na) = (s.lambda.len(), s.alphas.len());
+        let blocks = perms.len() + 1;
+        let nf = n as f64;
+        let y_mean: Vec<f64> = (0..k).map(|t| y.column(t).mean()).collect();
+        let yc = DMatrix::from_fn(n, k, |i, t| y[(i, t)] - y_mean[t]);
+        let yss: Vec<f64> = (0..k).map(|t| yc.column(t).norm_squared()).collect();
+        let ybt = DMatrix::from_fn(blocks * k, n, |row, i| {
+            let (b, t) = (row / k, row % k);
+            let src = if b == 0 { i } else { perms[b - 1][i] };
+            yc[(src, t)]
+        });
+        let zt = &ybt * &s.u; // (blocks·k) × m
+        let mut w = DMatrix::<f64>::zeros(m, blocks * k);
+        for b in 0..blocks {
+            let mut best = 0;
+            let mut best_gcv = f64::INFINITY;
+            for a in 0..na {
+                let mut rss = 0.0;
+                for t in 0..k {
+                    let row = b * k + t;
+                    let mut acc = 0.0;
+                    for j in 0..m {
+                        let (z2, sv) = (zt[(row, j)] * zt[(row, j)], s.s(j, a));
+                        acc += if s.complete {
+                            z2 * (1.0 - sv) * (1.0 - sv)
+                        } else {
+                            z2 * (2.0 * sv - sv * sv)
+                        };
+                    }
+                    rss += if s.complete { acc } else { yss[t] - acc };
+                }
+                let frac = s.residual_dof[a] / nf;
+                let gcv = (rss / (nf * k as f64)) / (frac * frac);
+                if gcv < best_gcv {
+                    best = a;
+                    best_gcv = gcv;
+                }
+            }
+            let alpha = s.alphas[best];
+            for t in 0..k {
+                for j in 0..m {
+                    w[(j, b * k + t)] = zt[(b * k + t, j)] * s.phi[j] / (s.lambda[j] + alpha);
+                }
+            }
+        }
+        let pred = held_out * &w; // n_test × (blocks·k)
+        let mut sse = vec![0.0; blocks * k];
+        for b in 0..blocks {
+            for t in 0..k {
+                let col = pred.column(b * k + t);
+                sse[b * k + t] = (0..y_test.nrows())
+                    .map(|i| {
+                        let e = y_test[(i, t)] - y_mean[t] - col[i];
+                        e * e
+                    })
+                    .sum();
+            }
+        }
+        Ok(sse)
+    }
+
+    /// Mean over the validation folds given to [`RidgeCv::decompose_centered`] of the fold's R²
+    /// (uniform over targets) of a ridge refitted on the other folds at the fixed `alpha`.
+    pub fn validation_r2(&self, y: &DMatrix<f64>, alpha: f64) -> Result<f64> {
+        let (n, k) = y.shape();
+        if n != self.inner.n_samples {
+            return Err(input_err(format!(
+                "validation: y has {n} rows for {} decomposed rows",
+                self.inner.n_samples
+            )));
+        }
+        let ysum: Vec<f64> = (0..k).map(|t| y.column(t).sum()).collect();
+        let mut scores = Vec::new();
+        match &self.inner.folds {
+            FoldData::Cov { c, scatter, val } => {
+                let x = &self.inner.coef_basis;
+                let d = c.nrows();
+                let g = tr_mul_skinny(full(x), full(y)); // d × k
+                for (f, &(start, len)) in val.iter().enumerate() {
+                    let n_ft = (n - len) as f64;
+                    let xf = x.rows(start, len);
+                    let yf = y.rows(start, len);
+                    let m: Vec<f64> = col_sums(&xf).iter().map(|s| -s / n_ft).collect();
+                    let ybar: Vec<f64> = (0..k)
+                        .map(|t| (ysum[t] - yf.column(t).sum()) / n_ft)
+                        .collect();
+                    let mut a = c - &scatter[f];
+                    for j in 0..d {
+                        for i in 0..d {
+                            a[(i, j)] -= n_ft * m[i] * m[j];
+                        }
+                        a[(j, j)] += alpha;
+                    }
+                    let gf = tr_mul_skinny(xf, yf);
+                    let rhs = DMatrix::from_fn(d, k, |i, t| {
+                        g[(i, t)] - gf[(i, t)] - n_ft * m[i] * ybar[t]
+                    });
+                    let beta = solve_spd(a, &rhs)?;
+                    let mut pred = mul_skinny(xf, &beta);
+                    for t in 0..k {
+                        let shift: f64 = (0..d).map(|i| m[i] * beta[(i, t)]).sum();
+                        pred.column_mut(t).add_scalar_mut(ybar[t] - shift);
+                    }
+                    scores.push(r2_dm(&yf.into_owned(), &pred));
+                }
+            }
+            FoldData::Gram { k: kern, val } => {
+                for &(start, len) in val {
+                    let ft: Vec<usize> =
+                        (0..n).filter(|&i| i < start || i >= start + len).collect();
+                    let nft = ft.len();
+                    let kft = DMatrix::from_fn(nft, nft, |i, j| kern[(ft[i], ft[j])]);
+                    let colmean: Vec<f64> = (0..nft).map(|j| kft.column(j).mean()).collect();
+                    let grand = colmean.iter().sum::<f64>() / nft as f64;
+                    let mut kc = DMatrix::from_fn(nft, nft, |i, j| {
+                        kft[(i, j)] - colmean[i] - colmean[j] + grand
+                    });
+                    for i in 0..nft {
+                        kc[(i, i)] += alpha;
+                    }
+                    let ybar: Vec<f64> = (0..k)
+                        .map(|t| ft.iter().map(|&i| y[(i, t)]).sum::<f64>() / nft as f64)
+                        .collect();
+                    let ycft = DMatrix::from_fn(nft, k, |i, t| y[(ft[i], t)] - ybar[t]);
+                    let coef = solve_spd(kc, &ycft)?;
+                    let kv =
+                        DMatrix::from_fn(len, nft, |r, i| kern[(start + r, ft[i])] - colmean[i]);
+                    let mut pred = mul_skinny(full(&kv), &coef);
+                    for t in 0..k {
+                        pred.column_mut(t).add_scalar_mut(ybar[t]);
+                    }
+                    scores.push(r2_dm(&y.rows(start, len).into_owned(), &pred));
+                }
+            }
+            FoldData::None => {
+                return Err(input_err(
+                    "this decomposition was made without validation folds",
+                ))
+            }
+        }
+        Ok(scores.iter().sum::<f64>() / scores.len() as f64)
+    }
+}
+
+/// Uniform-average R² of column-major matrices (scikit-learn conventions).
+fn r2_dm(truth: &DMatrix<f64>, pred: &DMatrix<f64>) -> f64 {
+    let k = truth.ncols();
+    let rm = |m: &DMatrix<f64>| -> Vec<f64> { m.transpose().as_slice().to_vec() };
+    crate::probe::metrics::r2_score(&rm(truth), &rm(pred), k).unwrap_or(f64::NAN)
 }
 
 /// The result of [`RidgeCv::fit`]: the model at the chosen alpha plus the CV curve, and the
@@ -796,6 +1179,8 @@ pub struct RidgeCvFit {
     decomposition: RidgeDecomposition,
     y_centered: DMatrix<f64>,
     y_mean: Vec<f64>,
+    /// `Uᵀ(y − ȳ)`, m × k.
+    zeta: DMatrix<f64>,
 }
 
 impl RidgeCvFit {
@@ -837,6 +1222,33 @@ impl RidgeCvFit {
             self.y_centered[(permutation[i], t)]
         });
         Ok(self.decomposition.fit_centered(yc, self.y_mean.clone()))
+    }
+
+    /// In-sample predictions on the decomposed rows, column-major n × k (`ȳ + U S_α Uᵀ(y − ȳ)`,
+    /// equal to `predict` on the training rows up to rounding).
+    pub fn predict_train(&self) -> DMatrix<f64> {
+        let d = &*self.decomposition.inner;
+        let a = self.alpha_index;
+        let w = DMatrix::from_fn(self.zeta.nrows(), self.zeta.ncols(), |j, t| {
+            self.zeta[(j, t)] * d.s(j, a)
+        });
+        let mut p = mul_skinny(full(&d.u), &w);
+        for (t, m) in self.y_mean.iter().enumerate() {
+            p.column_mut(t).add_scalar_mut(*m);
+        }
+        p
+    }
+
+    /// Predictions of the held-out rows given to the decomposition, column-major n_test × k
+    /// (equal to `predict` on them up to rounding).
+    pub fn predict_held_out(&self) -> Result<DMatrix<f64>> {
+        let basis = self.decomposition.held_out_basis()?;
+        let w = self.decomposition.weights(&self.zeta, self.alpha_index);
+        let mut p = mul_skinny(full(basis), &w);
+        for (t, m) in self.y_mean.iter().enumerate() {
+            p.column_mut(t).add_scalar_mut(*m);
+        }
+        Ok(p)
     }
 
     /// Held-out R² of this fit against a null of fits to shuffled training targets.
@@ -1200,4 +1612,165 @@ pub fn leave_one_group_out<G: Ord + Clone>(groups: &[G]) -> Result<Vec<GroupFold
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn std_normal(rng: &mut SplitMix64) -> f64 {
+        let u = |r: &mut SplitMix64| ((r.next_u64() >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
+        let (a, b) = (u(rng), u(rng));
+        (-2.0 * a.ln()).sqrt() * (2.0 * std::f64::consts::PI * b).cos()
+    }
+
+    fn rand_matrix(n: usize, d: usize, seed: u64) -> DMatrix<f64> {
+        let mut rng = SplitMix64::new(seed);
+        DMatrix::from_fn(n, d, |_, _| std_normal(&mut rng))
+    }
+
+    fn centered(x: &DMatrix<f64>) -> DMatrix<f64> {
+        let means: Vec<f64> = (0..x.ncols()).map(|j| x.column(j).mean()).collect();
+        DMatrix::from_fn(x.nrows(), x.ncols(), |i, j| x[(i, j)] - means[j])
+    }
+
+    fn row_major(m: &DMatrix<f64>) -> Vec<f64> {
+        m.transpose().as_slice().to_vec()
+    }
+
+    /// Direct ridge with intercept at a fixed alpha: (Xcᵀ Xc + αI) β = Xcᵀ yc.
+    fn ridge_direct(
+        x: &DMatrix<f64>,
+        y: &DMatrix<f64>,
+        alpha: f64,
+    ) -> (Vec<f64>, DMatrix<f64>, Vec<f64>) {
+        let xm: Vec<f64> = (0..x.ncols()).map(|j| x.column(j).mean()).collect();
+        let ym: Vec<f64> = (0..y.ncols()).map(|j| y.column(j).mean()).collect();
+        let xc = DMatrix::from_fn(x.nrows(), x.ncols(), |i, j| x[(i, j)] - xm[j]);
+        let yc = DMatrix::from_fn(y.nrows(), y.ncols(), |i, j| y[(i, j)] - ym[j]);
+        let mut a = xc.transpose() * &xc;
+        for j in 0..a.nrows() {
+            a[(j, j)] += alpha;
+        }
+        let beta = a.lu().solve(&(xc.transpose() * yc)).unwrap();
+        (xm, beta, ym)
+    }
+
+    fn engine_checks(n: usize, d: usize, n_test: usize) {
+        let x = centered(&rand_matrix(n, d, 1));
+        let x_test = rand_matrix(n_test, d, 2);
+        let signal = rand_matrix(d, 2, 3);
+        let y = &x * &signal * 0.3 + rand_matrix(n, 2, 4);
+        let alphas = default_alphas();
+        let val = vec![(0, n / 3), (n / 3, n / 3), (2 * (n / 3), n - 2 * (n / 3))];
+        let dec = RidgeCv {
+            alphas,
+            ..RidgeCv::default()
+        }
+        .decompose_centered(x.clone(), vec![0.0; d], Some(&x_test), Some(&val))
+        .unwrap();
+
+        // The analysis path (centered input, held-out basis, U-space predictions) = the public
+        // RidgeCv fit on row-major data (same alpha, same predictions through the coefficients).
+        let fit = dec.fit_matrix(&y).unwrap();
+        let xr = row_major(&x);
+        let yr = row_major(&y);
+        let reference = RidgeCv::default()
+            .fit(
+                MatrixRef::new(&xr, n, d).unwrap(),
+                MatrixRef::new(&yr, n, 2).unwrap(),
+            )
+            .unwrap();
+        assert_eq!(fit.alpha_index, reference.alpha_index, "n={n} d={d}");
+        let xtr = row_major(&x_test);
+        let want = reference
+            .predict(MatrixRef::new(&xtr, n_test, d).unwrap())
+            .unwrap();
+        let got = row_major(&fit.predict_held_out().unwrap());
+        for (g, w) in got.iter().zip(want.data()) {
+            assert!(
+                (g - w).abs() < 1e-8 * (1.0 + w.abs()),
+                "test prediction {g} vs {w}"
+            );
+        }
+        let want_train = reference
+            .predict(MatrixRef::new(&xr, n, d).unwrap())
+            .unwrap();
+        for (g, w) in row_major(&fit.predict_train())
+            .iter()
+            .zip(want_train.data())
+        {
+            assert!(
+                (g - w).abs() < 1e-8 * (1.0 + w.abs()),
+                "train prediction {g} vs {w}"
+            );
+        }
+
+        // K-fold at a fixed alpha = refitting each fold from scratch.
+        for &alpha in &[0.1, 10.0, 1000.0] {
+            let got = dec.validation_r2(&y, alpha).unwrap();
+            let mut want = 0.0;
+            for &(start, len) in &val {
+                let rows: Vec<usize> = (0..n).filter(|&i| i < start || i >= start + len).collect();
+                let xt = DMatrix::from_fn(rows.len(), d, |i, j| x[(rows[i], j)]);
+                let yt = DMatrix::from_fn(rows.len(), 2, |i, j| y[(rows[i], j)]);
+                let (xm, beta, ym) = ridge_direct(&xt, &yt, alpha);
+                let xv = DMatrix::from_fn(len, d, |i, j| x[(start + i, j)] - xm[j]);
+                let mut pv = xv * beta;
+                for t in 0..2 {
+                    pv.column_mut(t).add_scalar_mut(ym[t]);
+                }
+                want += r2_dm(&y.rows(start, len).into_owned(), &pv) / val.len() as f64;
+            }
+            assert!(
+                (got - want).abs() < 1e-8,
+                "kfold n={n} d={d} alpha={alpha}: {got} vs {want}"
+            );
+        }
+
+        // Null block 0 = a GCV RidgeCv fit scored on the test set; shuffles = fits on shuffled y.
+        let y_test = &x_test * &signal * 0.3 + rand_matrix(n_test, 2, 5);
+        let mut rng = SplitMix64::new(9);
+        let perms: Vec<Vec<usize>> = (0..3).map(|_| rng.permutation(n)).collect();
+        let sse = dec.permuted_held_out_sse(&y, &perms, &y_test).unwrap();
+        let gcv = RidgeCv {
+            cv_mode: CvMode::Generalized,
+            ..RidgeCv::default()
+        };
+        for b in 0..=perms.len() {
+            let yb = if b == 0 {
+                y.clone()
+            } else {
+                DMatrix::from_fn(n, 2, |i, t| y[(perms[b - 1][i], t)])
+            };
+            let ybr = row_major(&yb);
+            let f = gcv
+                .fit(
+                    MatrixRef::new(&xr, n, d).unwrap(),
+                    MatrixRef::new(&ybr, n, 2).unwrap(),
+                )
+                .unwrap();
+            let p = f.predict(MatrixRef::new(&xtr, n_test, d).unwrap()).unwrap();
+            for t in 0..2 {
+                let want: f64 = (0..n_test)
+                    .map(|i| (y_test[(i, t)] - p.data()[i * 2 + t]).powi(2))
+                    .sum();
+                let got = sse[b * 2 + t];
+                assert!(
+                    (got - want).abs() < 1e-7 * want,
+                    "null sse b={b} t={t}: {got} vs {want}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn engine_matches_direct_fits_covariance_route() {
+        engine_checks(90, 12, 17);
+    }
+
+    #[test]
+    fn engine_matches_direct_fits_kernel_route() {
+        engine_checks(30, 40, 11);
+    }
 }

@@ -1,0 +1,392 @@
+//! What the analysis is asked and what it finds: the serde types of the options, the report
+//! (report.json) and predictions.csv. No computation beyond formatting lives here.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::data::TargetKind;
+use crate::probe::ridge::default_alphas;
+use crate::{Error, Result};
+
+// =============================================================================================
+// Options and inputs
+// =============================================================================================
+
+/// How entities are split into training and test rows.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum SplitSpec {
+    /// Seeded random split; `n_test = ceil(test_fraction · n)`.
+    Random { test_fraction: f64, seed: u64 },
+    /// The dataset's `is_test` column.
+    Column,
+    /// Block hold-out on a group column: `held_out = Some(g)` tests on group `g` and trains on
+    /// the rest; `None` runs leave-one-group-out over every group and pools the held-out
+    /// predictions (each entity is predicted once, by a probe that never saw its group).
+    Group {
+        column: String,
+        held_out: Option<String>,
+    },
+}
+
+impl Default for SplitSpec {
+    fn default() -> Self {
+        SplitSpec::Random {
+            test_fraction: 0.2,
+            seed: 0,
+        }
+    }
+}
+
+/// What a space probe is fitted to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SpaceTargets {
+    /// Latitude and longitude in degrees (Gurnee & Tegmark).
+    #[default]
+    LatLon,
+    /// Unit-sphere (x, y, z); predictions are projected back to latitude/longitude.
+    Sphere,
+}
+
+/// Analysis settings. Defaults: 100 permutations, seed 0, standardized features, the
+/// [`default_alphas`] grid, 5 validation folds, latitude/longitude targets, 2^10 n-gram buckets,
+/// neuron check on, per-layer test predictions stored.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AnalysisOptions {
+    /// Shuffles for the permutation nulls (probe and neuron check); 0 skips them (p-values null).
+    pub n_permutations: usize,
+    /// Seeds validation folds, shuffles and control-task targets (the random split has its own).
+    pub seed: u64,
+    /// Standardize features with training-set statistics (else only centre them).
+    pub standardize: bool,
+    /// Ridge penalties searched by leave-one-out.
+    pub alphas: Vec<f64>,
+    /// K of the K-fold validation inside the training set that picks the layer.
+    pub validation_folds: usize,
+    pub space_targets: SpaceTargets,
+    /// Column for the per-group breakdown: default the group split's column, else `continent`,
+    /// else the first group column with 2–50 distinct values.
+    pub group_column: Option<String>,
+    /// Hash buckets of the character 1–3-gram baseline (cost grows as buckets³).
+    pub ngram_buckets: usize,
+    /// Run the single-dimension ("space neuron") check.
+    pub neuron_check: bool,
+    /// Store every layer's test (and, with one training set, training) predictions in the
+    /// report (for a layer slider on a map).
+    pub layer_predictions: bool,
+}
+
+impl Default for AnalysisOptions {
+    fn default() -> Self {
+        Self {
+            n_permutations: 100,
+            seed: 0,
+            standardize: true,
+            alphas: default_alphas(),
+            validation_folds: 5,
+            space_targets: SpaceTargets::LatLon,
+            group_column: None,
+            ngram_buckets: 1 << 10,
+            neuron_check: true,
+            layer_predictions: true,
+        }
+    }
+}
+
+/// What the report says about the model and prompt.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReportContext {
+    pub model_name: String,
+    pub model_sha256: String,
+    pub prompt_template: String,
+    pub dataset_name: String,
+}
+
+// =============================================================================================
+// Report
+// =============================================================================================
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelInfo {
+    pub name: String,
+    pub sha256: String,
+    pub n_layers: usize,
+    pub d_model: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DatasetInfo {
+    pub name: String,
+    pub n: usize,
+    pub target: TargetKind,
+    /// Columns of `truth`/`predicted`: `[latitude, longitude]` or `[year]`.
+    pub target_names: Vec<String>,
+    /// What the probe is fitted to (differs for sphere targets: `[x, y, z]`).
+    pub fitted_targets: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FoldInfo {
+    /// The held-out group (group splits), else null.
+    pub held_out: Option<String>,
+    pub n_train: usize,
+    pub n_test: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SplitInfo {
+    /// `random`, `column`, `group` (one held-out group) or `leave_one_group_out`.
+    pub kind: String,
+    /// Training rows (leave-one-group-out: every entity trains in some fold, so n).
+    pub n_train: usize,
+    /// Test rows (leave-one-group-out: every entity is predicted once, so n).
+    pub n_test: usize,
+    pub test_fraction: Option<f64>,
+    pub seed: Option<u64>,
+    pub column: Option<String>,
+    pub held_out: Option<String>,
+    pub validation_folds: usize,
+    /// One entry per fitted train/test split (one, or one per group).
+    pub folds: Vec<FoldInfo>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LayerControls {
+    /// Mean and max over shuffles of the test R² of probes fitted to shuffled training targets.
+    pub shuffled_r2_mean: Option<f64>,
+    pub shuffled_r2_max: Option<f64>,
+    /// Test R² on the first-token control task.
+    pub control_task_r2: Option<f64>,
+    /// `r2_test_fitted − control_task_r2`.
+    pub selectivity: Option<f64>,
+    /// Test R² of the same probe on the random-init model's activations.
+    pub random_init_r2: Option<f64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LayerReport {
+    pub layer: usize,
+    /// Ridge penalty chosen by leave-one-out on the training set (median over folds for
+    /// leave-one-group-out).
+    pub alpha: f64,
+    /// In-sample R² (training rows).
+    pub r2_train: f64,
+    /// Mean K-fold validation R² inside the training set (what the layer is selected by).
+    pub r2_validation: f64,
+    /// Held-out R² on the test set, uniform average over `target_names`.
+    pub r2_test: f64,
+    pub r2_test_per_target: Vec<f64>,
+    /// Held-out R² in the fitted coordinates (equals `r2_test` except for sphere targets).
+    pub r2_test_fitted: f64,
+    /// Spearman correlation per target on the test set (null when a side is constant).
+    pub spearman_test: Vec<Option<f64>>,
+    pub km_mean: Option<f64>,
+    pub km_median: Option<f64>,
+    pub proximity_error: Option<f64>,
+    pub years_mae: Option<f64>,
+    /// This layer's own permutation p-value (NOT corrected for choosing among layers).
+    pub p_value_uncorrected: Option<f64>,
+    pub controls: LayerControls,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FoldSelection {
+    pub held_out: Option<String>,
+    pub layer: usize,
+    pub alpha: f64,
+    pub r2_validation: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Selected {
+    /// The chosen layer (leave-one-group-out: the one most folds chose; see `by_fold`).
+    pub layer: usize,
+    pub alpha: f64,
+    pub chosen_by: String,
+    pub r2_validation: f64,
+    /// Held-out R², scored once for the choice.
+    pub r2_test: f64,
+    pub r2_test_fitted: f64,
+    pub spearman_test: Vec<Option<f64>>,
+    pub km_mean: Option<f64>,
+    pub km_median: Option<f64>,
+    pub proximity_error: Option<f64>,
+    pub years_mae: Option<f64>,
+    /// Max-over-layers permutation p-value, `(1 + #{null ≥ observed}) / (1 + shuffles)`.
+    pub p_value: Option<f64>,
+    /// The observed statistic the p-value tests (see `p_value_method`).
+    pub p_statistic: Option<f64>,
+    pub p_value_method: String,
+    pub n_permutations: usize,
+    pub control_task_r2: Option<f64>,
+    pub selectivity: Option<f64>,
+    pub random_init_r2: Option<f64>,
+    /// Each fold's own choice (one entry unless leave-one-group-out).
+    pub by_fold: Vec<FoldSelection>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Baselines {
+    /// Ridge on hashed character 1–3-grams of the name alone (no model), test R².
+    pub ngram_r2_test: Option<f64>,
+    pub ngram_buckets: usize,
+    /// Layer 0 (token embeddings) test R².
+    pub layer0_r2_test: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GroupReport {
+    pub group: String,
+    /// Training rows from this group that the probe which predicted it was trained on (0 for
+    /// the held-out group of a block hold-out).
+    pub n_train: usize,
+    pub n_test: usize,
+    /// R² within the group's test rows (null under two rows).
+    pub r2_test: Option<f64>,
+    pub km_mean: Option<f64>,
+    pub years_mae: Option<f64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NeuronReport {
+    pub layer: usize,
+    /// Residual-stream dimension.
+    pub index: usize,
+    pub target: String,
+    /// Signed Spearman correlation of that dimension with the target.
+    pub spearman: f64,
+    /// Max-over-dimensions permutation p-value.
+    pub p_value: Option<f64>,
+}
+
+/// One entity's truth and prediction at the selected layer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EntityPrediction {
+    pub index: usize,
+    pub name: String,
+    /// `train` (in-sample prediction) or `test` (held-out).
+    pub split: String,
+    /// The held-out group whose fold predicted it (leave-one-group-out).
+    pub fold: Option<String>,
+    pub group: Option<String>,
+    pub truth: Vec<f64>,
+    /// Raw probe output in `target_names` units (a latitude/longitude probe can overshoot ±90°
+    /// or ±180°; `error` uses the clamped and wrapped position).
+    pub predicted: Vec<f64>,
+    /// Great-circle km or absolute years.
+    pub error: f64,
+}
+
+/// Predictions of every layer, for animating a map layer by layer: the held-out rows, and the
+/// training rows' in-sample predictions where there is one training set (not under
+/// leave-one-group-out, where every entity is predicted by the fold that held it out).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LayerPredictions {
+    /// Entity indices of the test rows, in order.
+    pub entities: Vec<usize>,
+    /// `[layer][row][target]` in `target_names` units; positions with latitude clamped to ±90°
+    /// and longitude wrapped to [-180°, 180°) (`EntityPrediction::predicted` keeps the raw probe
+    /// output, from which R² is computed).
+    pub predicted: Vec<Vec<Vec<f64>>>,
+    /// Entity indices of the training rows, in order (empty under leave-one-group-out).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub train_entities: Vec<usize>,
+    /// `[layer][row][target]` for `train_entities`, in the units of `predicted`: in-sample
+    /// predictions of the probe fitted on those rows (optimistic, for showing only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub train_predicted: Vec<Vec<Vec<f64>>>,
+}
+
+/// Everything the analysis found. Serialize it as report.json.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub model: ModelInfo,
+    pub dataset: DatasetInfo,
+    pub prompt: String,
+    pub split: SplitInfo,
+    pub options: AnalysisOptions,
+    pub layers: Vec<LayerReport>,
+    pub selected: Selected,
+    pub baselines: Baselines,
+    pub by_group_column: Option<String>,
+    pub by_group: Vec<GroupReport>,
+    pub neurons: Vec<NeuronReport>,
+    /// Which rows the neuron check used: `train` or `all` (leave-one-group-out).
+    pub neuron_rows: Option<String>,
+    /// What each figure is (train / validation / test; how p-values are computed).
+    pub notes: BTreeMap<String, String>,
+    pub warnings: Vec<String>,
+    #[serde(default)]
+    pub entities: Vec<EntityPrediction>,
+    #[serde(default)]
+    pub layer_predictions: Option<LayerPredictions>,
+}
+
+// =============================================================================================
+// predictions.csv
+// =============================================================================================
+
+/// One row of predictions.csv.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PredictionRow {
+    pub name: String,
+    /// `train` or `test`.
+    pub split: String,
+    pub truth: Vec<f64>,
+    pub predicted: Vec<f64>,
+    /// Great-circle km (space) or absolute years (time).
+    pub error: f64,
+    pub group: Option<String>,
+}
+
+/// Per-entity rows at the selected layer, in dataset order.
+pub fn predictions(report: &Report) -> Vec<PredictionRow> {
+    report
+        .entities
+        .iter()
+        .map(|e| PredictionRow {
+            name: e.name.clone(),
+            split: e.split.clone(),
+            truth: e.truth.clone(),
+            predicted: e.predicted.clone(),
+            error: e.error,
+            group: e.group.clone(),
+        })
+        .collect()
+}
+
+/// predictions.csv text: `name,split,true_<t>…,predicted_<t>…,error_km|error_years,group`.
+pub fn predictions_csv(report: &Report) -> Result<String> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let tn = &report.dataset.target_names;
+    let mut header = vec!["name".to_string(), "split".to_string()];
+    header.extend(tn.iter().map(|t| format!("true_{t}")));
+    header.extend(tn.iter().map(|t| format!("predicted_{t}")));
+    header.push(match report.dataset.target {
+        TargetKind::Space => "error_km".into(),
+        TargetKind::Time => "error_years".into(),
+    });
+    header.push(
+        report
+            .by_group_column
+            .clone()
+            .unwrap_or_else(|| "group".into()),
+    );
+    let io = |e: csv::Error| Error::Compute(format!("writing predictions.csv: {e}"));
+    w.write_record(&header).map_err(io)?;
+    for r in predictions(report) {
+        let mut rec = vec![r.name, r.split];
+        rec.extend(r.truth.iter().map(|v| v.to_string()));
+        rec.extend(r.predicted.iter().map(|v| format!("{v:.6}")));
+        rec.push(format!("{:.3}", r.error));
+        rec.push(r.group.unwrap_or_default());
+        w.write_record(&rec).map_err(io)?;
+    }
+    let bytes = w
+        .into_inner()
+        .map_err(|e| Error::Compute(format!("writing predictions.csv: {e}")))?;
+    String::from_utf8(bytes).map_err(|e| Error::Compute(e.to_string()))
+}
