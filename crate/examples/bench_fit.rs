@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use probelab::data::{Dataset, TargetKind};
-use probelab::extract::Activations;
+use probelab::extract::{Activations, Pooling};
 use probelab::probe::analysis::{
     analyze, Analysis, AnalysisOptions, ControlInputs, ReportContext, SplitSpec,
 };
@@ -158,6 +158,7 @@ fn run(n: usize, d: usize, n_layers: usize, layers_to_time: usize, random_init: 
             model_name: "bench".into(),
             model_sha256: "0".repeat(64),
             prompt_template: "{name}".into(),
+            pooling: Pooling::Last,
             dataset_name: "bench".into(),
         };
         let report = analysis.finish(&ctx, outcomes).unwrap();

@@ -205,6 +205,7 @@ pub fn fit(
         model_name: meta.model_name.clone(),
         model_sha256: meta.model_sha256.clone(),
         prompt_template: meta.prompt_template.clone(),
+        pooling: meta.pooling,
         dataset_name: dataset.name.clone(),
     };
     analysis::analyze(

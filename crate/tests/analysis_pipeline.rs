@@ -141,6 +141,7 @@ fn ctx() -> ReportContext {
         model_name: "synthetic".into(),
         model_sha256: "0".repeat(64),
         prompt_template: "{name}".into(),
+        pooling: Pooling::Last,
         dataset_name: "synthetic".into(),
     }
 }

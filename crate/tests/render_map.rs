@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use probelab::data::{Dataset, TargetKind};
-use probelab::extract::Activations;
+use probelab::extract::{Activations, Pooling};
 use probelab::probe::analysis::{
     analyze, AnalysisOptions, ControlInputs, Report, ReportContext, SplitSpec,
 };
@@ -623,6 +623,7 @@ fn small_report(split: SplitSpec) -> Report {
             model_name: "synthetic".into(),
             model_sha256: "0".repeat(64),
             prompt_template: "{name}".into(),
+            pooling: Pooling::Last,
             dataset_name: "hits".into(),
         },
         &mut |_, _, _| true,

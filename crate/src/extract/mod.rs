@@ -15,10 +15,11 @@ use crate::model::{to_flat, Llama};
 pub const DEFAULT_TEMPLATE: &str = "{name}";
 
 /// Which of an entity's token positions make its vector.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Pooling {
     /// The residual stream at the entity name's last token.
+    #[default]
     Last,
     /// The mean over the entity name's tokens.
     Mean,

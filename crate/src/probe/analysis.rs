@@ -1415,6 +1415,7 @@ impl Analysis {
                 fitted_targets: self.fitted_names.clone(),
             },
             prompt: ctx.prompt_template.clone(),
+            pooling: ctx.pooling,
             split: self.split.clone(),
             options: self.opts.clone(),
             baselines: Baselines {

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::data::TargetKind;
+use crate::extract::Pooling;
 use crate::probe::ridge::default_alphas;
 use crate::{Error, Result};
 
@@ -102,6 +103,8 @@ pub struct ReportContext {
     pub model_name: String,
     pub model_sha256: String,
     pub prompt_template: String,
+    /// Which of the name's tokens gave each vector.
+    pub pooling: Pooling,
     pub dataset_name: String,
 }
 
@@ -306,6 +309,9 @@ pub struct Report {
     pub model: ModelInfo,
     pub dataset: DatasetInfo,
     pub prompt: String,
+    /// Which of the name's tokens gave each vector (`last` or `mean`).
+    #[serde(default)]
+    pub pooling: Pooling,
     pub split: SplitInfo,
     pub options: AnalysisOptions,
     pub layers: Vec<LayerReport>,
