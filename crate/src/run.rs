@@ -9,7 +9,7 @@ use crate::extract::acts::ActsMeta;
 use crate::extract::{self, Activations, ExtractOptions, Template};
 use crate::model::load::LoadedModel;
 use crate::probe::analysis::{
-    self, AnalysisOptions, ControlInputs, Report, ReportContext, SplitSpec,
+    self, AnalysisOptions, ControlInputs, Report, ReportContext, SplitSpec, StageProgress,
 };
 
 /// Seed of the random-initialised control model (fixed, so runs are reproducible).
@@ -69,9 +69,6 @@ pub fn dataset_from(
     }
 }
 
-/// Progress of a run's stages: `(stage, done, total)`; return false to cancel.
-pub type Progress<'a> = dyn FnMut(&str, usize, usize) -> bool + 'a;
-
 /// Extracts activations for every entity of `dataset` with `model`;
 /// `engine` runs `model` when given (the GPU engine holds its own copy of the file's weights, so
 /// it serves only the file's model, never the random-initialised one).
@@ -84,7 +81,7 @@ pub fn extract_dataset(
     template: &Template,
     opts: &ExtractOptions,
     stage: &str,
-    progress: &mut Progress,
+    progress: &mut StageProgress,
 ) -> Result<Activations> {
     let entities = extract::tokenize_entities(
         &loaded.tokenizer,
@@ -108,7 +105,7 @@ pub fn extract_both(
     template: &Template,
     opts: &ExtractOptions,
     with_random_init: bool,
-    progress: &mut Progress,
+    progress: &mut StageProgress,
 ) -> Result<(Activations, Option<Activations>)> {
     let real = extract_dataset(
         &loaded.model,
@@ -190,7 +187,7 @@ pub fn fit(
     dataset: &Dataset,
     split: &SplitSpec,
     opts: &AnalysisOptions,
-    progress: &mut Progress,
+    progress: &mut StageProgress,
 ) -> Result<Report> {
     analysis::check_matches(meta, dataset, None)?;
     let controls = ControlInputs {

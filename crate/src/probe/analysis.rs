@@ -68,8 +68,10 @@ pub struct ControlInputs<'a> {
     pub random_init: Option<&'a Activations>,
 }
 
-/// Progress: `(stage, done, total)`; return `false` to cancel ([`Error::Cancelled`]).
-pub type ProgressFn<'a> = dyn FnMut(&str, usize, usize) -> bool + 'a;
+/// Progress of a job in named stages, `(stage, done, total)`: the fit's layers, and a whole
+/// run's extractions and fit ([`crate::run`]). Return `false` to cancel ([`Error::Cancelled`]).
+/// (A single extraction counts batches and tokens instead: [`crate::extract::Progress`].)
+pub type StageProgress<'a> = dyn FnMut(&str, usize, usize) -> bool + 'a;
 
 // =============================================================================================
 // Checks
@@ -1790,7 +1792,7 @@ pub fn analyze(
     opts: &AnalysisOptions,
     controls: &ControlInputs<'_>,
     ctx: &ReportContext,
-    progress: &mut ProgressFn<'_>,
+    progress: &mut StageProgress<'_>,
 ) -> Result<Report> {
     let n = dataset.len();
     if acts.n_entities != n {
@@ -1870,7 +1872,7 @@ pub fn analyze(
 fn fit_layers(
     total: usize,
     fit_layer: &(dyn Fn(usize) -> Result<LayerOutcome> + Sync),
-    progress: &mut ProgressFn<'_>,
+    progress: &mut StageProgress<'_>,
 ) -> Result<Vec<LayerOutcome>> {
     #[cfg(not(target_arch = "wasm32"))]
     {

@@ -14,7 +14,7 @@ pub mod ridge;
 #[cfg(not(target_arch = "wasm32"))]
 mod threads;
 
-pub use analysis::{analyze, check_matches, Analysis, ControlInputs, LayerOutcome, ProgressFn};
+pub use analysis::{analyze, check_matches, Analysis, ControlInputs, LayerOutcome, StageProgress};
 pub use report::{predictions, predictions_csv, AnalysisOptions, Report, ReportContext, SplitSpec};
 
 use crate::Error;

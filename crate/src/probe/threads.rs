@@ -4,7 +4,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use crate::probe::analysis::{LayerOutcome, ProgressFn};
+use crate::probe::analysis::{LayerOutcome, StageProgress};
 use crate::{Error, Result};
 
 /// Fits layers `0..total` on `threads` workers.
@@ -12,7 +12,7 @@ pub(crate) fn fit_layers(
     total: usize,
     threads: usize,
     fit_layer: &(dyn Fn(usize) -> Result<LayerOutcome> + Sync),
-    progress: &mut ProgressFn<'_>,
+    progress: &mut StageProgress<'_>,
 ) -> Result<Vec<LayerOutcome>> {
     let next = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
