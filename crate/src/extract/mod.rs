@@ -318,6 +318,9 @@ pub fn batch_rows(
     model.forward_batch(entities, which, pooling)
 }
 
+/// Where [`for_each_batch`] hands each finished batch: `(which, rows)`.
+pub type BatchSink<'a> = dyn FnMut(&[usize], &[f32]) -> Result<()> + 'a;
+
 /// The batch loop, the one every engine and shell goes through: runs `model` over every entity
 /// in [`plan_batches`] order and hands each finished batch to `sink(which, rows)` (rows as
 /// [`batch_rows`] returns them). Cancelling through `progress` returns [`Error::Cancelled`].
@@ -325,7 +328,7 @@ pub fn for_each_batch(
     model: &dyn Forward,
     entities: &[EntityTokens],
     opts: &ExtractOptions,
-    sink: &mut dyn FnMut(&[usize], &[f32]) -> Result<()>,
+    sink: &mut BatchSink,
     progress: &mut Progress,
 ) -> Result<()> {
     let (mut done, mut tokens) = (0, 0);
