@@ -913,7 +913,17 @@ impl RidgeDecomposition {
                 best = a;
             }
         }
-        let model = self.coefficients(&zeta, &yc, &y_mean, best);
+        // The chosen alpha's residuals come with the CV product: Gram route it IS (I − H) y,
+        // covariance route it holds the fits.
+        let resid = DMatrix::from_fn(n, k, |i, t| {
+            let c = prod[(i, best * k + t)];
+            if s.complete {
+                c
+            } else {
+                yc[(i, t)] - c
+            }
+        });
+        let model = self.coefficients(&resid, &y_mean, best);
         RidgeCvFit {
             model,
             alpha_index: best,
@@ -935,29 +945,13 @@ impl RidgeDecomposition {
         })
     }
 
-    fn coefficients(
-        &self,
-        zeta: &DMatrix<f64>,
-        yc: &DMatrix<f64>,
-        y_mean: &[f64],
-        alpha_index: usize,
-    ) -> RidgeModel {
+    fn coefficients(&self, resid: &DMatrix<f64>, y_mean: &[f64], alpha_index: usize) -> RidgeModel {
         let s = &*self.inner;
-        // β = Xcᵀ c with dual coefficients c, as scikit-learn: kernel route c = U (Λ+α)⁻¹ Uᵀy;
-        // covariance route c = (y − ŷ)/α (ridge's identity αβ = Xcᵀ(y − Xc β)).
-        let dual = match s.route {
-            Route::Covariance => {
-                let alpha = s.alphas[alpha_index];
-                let w = DMatrix::from_fn(zeta.nrows(), zeta.ncols(), |j, t| {
-                    zeta[(j, t)] * s.s(j, alpha_index)
-                });
-                let fitted = mul_skinny(full(&s.u), &w);
-                (yc - fitted) / alpha
-            }
-            _ => mul_skinny(full(&s.u), &self.weights(zeta, alpha_index)),
-        };
+        // β = Xcᵀ c with the dual coefficients c = (y − ŷ)/α (ridge's identity
+        // αβ = Xcᵀ(y − Xc β)), as scikit-learn: accurate even for directions of tiny variance.
+        let dual = resid / s.alphas[alpha_index];
         let beta = tr_mul_skinny(full(&s.coef_basis), full(&dual));
-        let k = zeta.ncols();
+        let k = resid.ncols();
         let n_features = s.n_features;
         let mut coef = Vec::with_capacity(k * n_features);
         let mut intercept = Vec::with_capacity(k);
