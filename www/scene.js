@@ -1,4 +1,4 @@
-// Draws a scene (crate/src/render.rs's JSON format) on a canvas: the same figure the command
+// Draws a scene (crate/src/render/scene.rs's JSON format) on a canvas: the same figure the command
 // line writes as PNG. Text is drawn with fillText, never parsed as HTML.
 
 /** The identity view: the scene as it is. */
