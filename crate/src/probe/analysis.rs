@@ -170,13 +170,6 @@ fn fin(x: f64) -> Option<f64> {
     x.is_finite().then_some(x)
 }
 
-fn std_normal(rng: &mut SplitMix64) -> f64 {
-    // Box–Muller from two uniforms in (0, 1].
-    let u = |r: &mut SplitMix64| ((r.next_u64() >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
-    let (a, b) = (u(rng), u(rng));
-    (-2.0 * a.ln()).sqrt() * (2.0 * std::f64::consts::PI * b).cos()
-}
-
 fn mean_std(v: impl Iterator<Item = f64> + Clone) -> (f64, f64) {
     let n = v.clone().count().max(1) as f64;
     let m = v.clone().sum::<f64>() / n;
@@ -561,7 +554,7 @@ impl Analysis {
                 .map(|&tok| {
                     let v = stats
                         .iter()
-                        .map(|(m, s)| m + s * std_normal(&mut rng))
+                        .map(|(m, s)| m + s * rng.std_normal())
                         .collect();
                     (tok, v)
                 })
@@ -1901,11 +1894,11 @@ mod tests {
     fn neuron_spearman_matches_metrics() {
         let (n, d) = (50, 6);
         let mut rng = SplitMix64::new(4);
-        let mut acts: Vec<f32> = (0..n * d).map(|_| std_normal(&mut rng) as f32).collect();
+        let mut acts: Vec<f32> = (0..n * d).map(|_| rng.std_normal() as f32).collect();
         // Ties, and dimension 4 tracks the target.
         for i in 0..n {
             acts[i * d + 2] = (i % 3) as f32;
-            acts[i * d + 4] = i as f32 * 0.1 + 0.3 * std_normal(&mut rng) as f32;
+            acts[i * d + 4] = i as f32 * 0.1 + 0.3 * rng.std_normal() as f32;
         }
         let target: Vec<f64> = (0..n).map(|i| i as f64).collect();
         let rows: Vec<usize> = (0..n).collect();

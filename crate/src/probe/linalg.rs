@@ -634,15 +634,9 @@ mod tests {
     use super::*;
     use crate::probe::ridge::SplitMix64;
 
-    fn std_normal(rng: &mut SplitMix64) -> f64 {
-        let u = |r: &mut SplitMix64| ((r.next_u64() >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
-        let (a, b) = (u(rng), u(rng));
-        (-2.0 * a.ln()).sqrt() * (2.0 * std::f64::consts::PI * b).cos()
-    }
-
     fn rand_matrix(n: usize, d: usize, seed: u64) -> DMatrix<f64> {
         let mut rng = SplitMix64::new(seed);
-        DMatrix::from_fn(n, d, |_, _| std_normal(&mut rng))
+        DMatrix::from_fn(n, d, |_, _| rng.std_normal())
     }
 
     fn check_eigen(a: &DMatrix<f64>, what: &str) {

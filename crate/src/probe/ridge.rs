@@ -179,6 +179,13 @@ impl SplitMix64 {
         z ^ (z >> 31)
     }
 
+    /// A standard normal draw (Box–Muller from two uniforms in (0, 1]).
+    pub fn std_normal(&mut self) -> f64 {
+        let u = |r: &mut SplitMix64| ((r.next_u64() >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
+        let (a, b) = (u(self), u(self));
+        (-2.0 * a.ln()).sqrt() * (2.0 * std::f64::consts::PI * b).cos()
+    }
+
     /// Uniform integer in `0..n` without modulo bias (Lemire's multiply-and-reject). `n > 0`.
     pub fn below(&mut self, n: usize) -> usize {
         assert!(n > 0, "SplitMix64::below needs n > 0");
@@ -1612,15 +1619,9 @@ pub fn leave_one_group_out<G: Ord + Clone>(groups: &[G]) -> Result<Vec<GroupFold
 mod tests {
     use super::*;
 
-    fn std_normal(rng: &mut SplitMix64) -> f64 {
-        let u = |r: &mut SplitMix64| ((r.next_u64() >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
-        let (a, b) = (u(rng), u(rng));
-        (-2.0 * a.ln()).sqrt() * (2.0 * std::f64::consts::PI * b).cos()
-    }
-
     fn rand_matrix(n: usize, d: usize, seed: u64) -> DMatrix<f64> {
         let mut rng = SplitMix64::new(seed);
-        DMatrix::from_fn(n, d, |_, _| std_normal(&mut rng))
+        DMatrix::from_fn(n, d, |_, _| rng.std_normal())
     }
 
     fn centered(x: &DMatrix<f64>) -> DMatrix<f64> {
