@@ -199,3 +199,40 @@ fn bad_split_and_bad_dataset_are_refused_before_the_model_runs() {
     assert!(err.contains("line 3"), "{err}");
     assert!(!out.exists());
 }
+
+#[test]
+fn extract_with_pool_mean_streams_a_file_that_says_mean() {
+    let model = default_model();
+    let dir = outdir("pool-mean");
+    std::fs::create_dir_all(&dir).unwrap();
+    let names = dir.join("names.csv");
+    std::fs::write(&names, "name\nParis\nLima\nKyoto\n").unwrap();
+    let out = dir.join("acts.safetensors");
+    let (code, err) = probelab(&[
+        "extract",
+        "--model",
+        model.to_str().unwrap(),
+        "--dataset",
+        names.to_str().unwrap(),
+        "--pool",
+        "mean",
+        "--batch-size",
+        "2",
+        "--engine",
+        "cpu",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let (acts, meta) =
+        probelab::extract::acts::from_safetensors(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!(meta.pooling, probelab::extract::Pooling::Mean);
+    assert_eq!(meta.names, ["Paris", "Lima", "Kyoto"]);
+    assert_eq!(acts.n_entities, 3);
+    // Written batch by batch at each entity's place: every entity has its tokens and vectors.
+    assert!(acts.tokens_per_entity.iter().all(|&t| t > 0));
+    for e in 0..3 {
+        assert!(acts.vector(acts.n_layers, e).iter().any(|&v| v != 0.0));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -44,7 +44,7 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
         /// 'last' (the name's last token) or 'mean' (mean over the name's tokens).
-        #[arg(long, default_value = "last")]
+        #[arg(long = "pool", default_value = "last")]
         pooling: String,
         /// Entities per forward pass.
         #[arg(long, default_value_t = 64)]
@@ -71,7 +71,8 @@ enum Command {
         fit: FitArgs,
         #[arg(long)]
         out: PathBuf,
-        #[arg(long, default_value = "last")]
+        /// 'last' or 'mean', as for `extract`.
+        #[arg(long = "pool", default_value = "last")]
         pooling: String,
         #[arg(long, default_value_t = 64)]
         batch_size: usize,
