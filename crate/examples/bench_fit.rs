@@ -20,7 +20,7 @@ use probelab::extract::{Activations, Pooling};
 use probelab::probe::analysis::{
     analyze, Analysis, AnalysisOptions, ControlInputs, ReportContext, SplitSpec,
 };
-use probelab::probe::ridge::SplitMix64;
+use probelab::probe::split::SplitMix64;
 
 fn vm_hwm_mib() -> Option<f64> {
     let s = std::fs::read_to_string("/proc/self/status").ok()?;

@@ -1,8 +1,8 @@
-//! Activation files: the chunked writer (for datasets larger than memory) produces the same file
+//! Activation files: the batch writer (for datasets larger than memory) produces the same file
 //! contents as the in-memory serializer, readable back in f32 and f16.
 
 use probelab::extract::acts::{self, ActsMeta, ActsWriter, StoreAs};
-use probelab::extract::{Activations, Pooling};
+use probelab::extract::{Activations, EntityTokens, Pooling};
 
 fn sample(n: usize) -> (Activations, ActsMeta) {
     let (layers, d) = (3, 8);
@@ -29,23 +29,30 @@ fn sample(n: usize) -> (Activations, ActsMeta) {
     (acts, meta)
 }
 
-fn slice(a: &Activations, first: usize, n: usize) -> Activations {
-    let mut data = Vec::new();
+/// Rows `[layers + 1][which.len()][d]` of the entities `which`, as the batch loop hands them
+/// to the writer, and the entities' tokens (as many as the sample says, the first one first).
+fn batch(a: &Activations, which: &[usize]) -> (Vec<f32>, Vec<EntityTokens>) {
+    let d = a.d_model;
+    let mut rows = Vec::new();
     for l in 0..=a.n_layers {
-        data.extend_from_slice(&a.layer(l)[first * a.d_model..(first + n) * a.d_model]);
+        for &e in which {
+            rows.extend_from_slice(&a.layer(l)[e * d..(e + 1) * d]);
+        }
     }
-    Activations {
-        n_layers: a.n_layers,
-        n_entities: n,
-        d_model: a.d_model,
-        data,
-        tokens_per_entity: a.tokens_per_entity[first..first + n].to_vec(),
-        first_token_ids: a.first_token_ids[first..first + n].to_vec(),
-    }
+    let entities = (0..a.n_entities)
+        .map(|e| {
+            let n = a.tokens_per_entity[e] as usize;
+            EntityTokens {
+                ids: vec![a.first_token_ids[e]; n],
+                span: 0..n,
+            }
+        })
+        .collect();
+    (rows, entities)
 }
 
 #[test]
-fn chunked_writer_equals_the_in_memory_file() {
+fn batch_writer_equals_the_in_memory_file() {
     let (full, meta) = sample(23);
     for store in [StoreAs::F32, StoreAs::F16] {
         let path = std::env::temp_dir().join(format!(
@@ -61,9 +68,16 @@ fn chunked_writer_equals_the_in_memory_file() {
             store,
         )
         .unwrap();
-        // Chunks out of order and of uneven sizes.
-        for (first, n) in [(10, 7), (0, 10), (17, 6)] {
-            w.write_chunk(first, &slice(&full, first, n)).unwrap();
+        // Batches out of order, of uneven sizes, one of them not contiguous.
+        let batches: [Vec<usize>; 4] = [
+            (10..17).filter(|&e| e != 15).collect(),
+            vec![22, 3, 15],
+            (0..10).filter(|&e| e != 3).collect(),
+            vec![17, 18, 19, 20, 21],
+        ];
+        for which in &batches {
+            let (rows, entities) = batch(&full, which);
+            w.write_batch(&entities, which, &rows).unwrap();
         }
         assert!(!path.exists(), "the file must appear only when finished");
         w.finish().unwrap();

@@ -11,7 +11,7 @@ use probelab::probe::analysis::{
     analyze, check_matches, predictions, predictions_csv, AnalysisOptions, ControlInputs, Report,
     ReportContext, SpaceTargets, SplitSpec,
 };
-use probelab::probe::ridge::SplitMix64;
+use probelab::probe::split::SplitMix64;
 use probelab::Error;
 
 struct Rng(SplitMix64);

@@ -4,9 +4,10 @@
 
 use nalgebra::{DMatrix, DVector};
 use probelab::probe::ridge::{
-    default_alphas, leave_one_group_out, logspace, CvMode, Matrix, MatrixRef, PermutationTest,
-    Probe, RidgeCv, Route, Split, SplitMix64, StandardScaler,
+    default_alphas, logspace, CvMode, Matrix, MatrixRef, PermutationTest, Probe, RidgeCv, Route,
+    StandardScaler,
 };
+use probelab::probe::split::{leave_one_group_out, Split, SplitMix64};
 use serde_json::Value;
 
 const FIXTURE: &str = concat!(

@@ -6,7 +6,8 @@
 
 use std::time::Instant;
 
-use probelab::probe::ridge::{MatrixRef, PermutationTest, Probe, RidgeCv, SplitMix64};
+use probelab::probe::ridge::{MatrixRef, PermutationTest, Probe, RidgeCv};
+use probelab::probe::split::SplitMix64;
 
 #[test]
 #[ignore = "timing only; run explicitly in release mode"]

@@ -270,36 +270,6 @@ impl ActsWriter {
         })
     }
 
-    /// Writes a chunk: `chunk` holds entities `first..first + chunk.n_entities`.
-    pub fn write_chunk(&mut self, first: usize, chunk: &Activations) -> Result<()> {
-        use std::io::{Seek, SeekFrom, Write};
-        if chunk.n_layers != self.n_layers
-            || chunk.d_model != self.d_model
-            || first + chunk.n_entities > self.n_entities
-        {
-            return Err(Error::Compute(
-                "a chunk does not fit the activation file".into(),
-            ));
-        }
-        let elem = if self.store == StoreAs::F32 { 4 } else { 2 };
-        let io = |e| Error::io(self.tmp.display().to_string(), e);
-        for layer in 0..=self.n_layers {
-            let rows = chunk.layer(layer);
-            let bytes = encode(rows, self.store);
-            let at =
-                self.data_start + ((layer * self.n_entities + first) * self.d_model * elem) as u64;
-            self.file.seek(SeekFrom::Start(at)).map_err(io)?;
-            self.file.write_all(&bytes).map_err(io)?;
-        }
-        self.tokens_per_entity[first..first + chunk.n_entities]
-            .copy_from_slice(&chunk.tokens_per_entity);
-        if chunk.first_token_ids.len() == chunk.n_entities {
-            self.first_token_ids[first..first + chunk.n_entities]
-                .copy_from_slice(&chunk.first_token_ids);
-        }
-        Ok(())
-    }
-
     /// Writes one batch: rows `[layers + 1][which.len()][d_model]` (as
     /// [`crate::extract::batch_rows`] returns them) of the entities `which`, wherever they are
     /// in the file.

@@ -29,10 +29,14 @@
 //! matrix. The K validation folds reuse the per-fold scatter matrices that sum to the
 //! covariance, so they cost one Cholesky each.
 //!
-//! Nothing here uses files, clocks or OS randomness (seeded [`SplitMix64`] only), so the same
+//! Nothing here uses files, clocks or OS randomness (seeded [`SplitMix64`](crate::probe::split::SplitMix64) only), so the same
 //! code runs in wasm32. [`Analysis`] processes one layer at a time, so callers can stream layers
 //! that do not fit in memory together; [`analyze`] runs them in order, or natively on threads
-//! (`threads.rs`, the only native-only part). The report types live in `report.rs`.
+//! (`threads.rs`, the only native-only part). The plan (targets, splits, folds, shuffles,
+//! control task) is built in `plan.rs`, the single-dimension check in `neuron.rs`, and the
+//! report types live in `report.rs`. [`Analysis::finish`] reads as its steps: check the
+//! layers, score each layer, choose the layer per fold, score the choice against the
+//! max-over-layers null, break it down by group, and list every entity's prediction.
 // Index loops here follow the formulas' subscripts (targets t, alphas a, rows i).
 #![allow(clippy::needless_range_loop)]
 
@@ -45,7 +49,12 @@ use crate::extract::acts::ActsMeta;
 use crate::extract::Activations;
 use crate::probe::input_err;
 use crate::probe::metrics::{self, LatLon};
-use crate::probe::ridge::{RidgeCv, Split, SplitMix64};
+use crate::probe::neuron::NeuronPlan;
+use crate::probe::plan::{
+    breakdown_column, check_options, check_test_targets_vary, control_task, mix_seed, plan_folds,
+    plan_splits, FoldPlan, Targets,
+};
+use crate::probe::ridge::RidgeCv;
 use crate::{Error, Result};
 
 pub use crate::probe::report::{
@@ -162,19 +171,8 @@ fn check_finite_layer(
 // Small helpers
 // =============================================================================================
 
-fn mix_seed(seed: u64, tag: u64) -> u64 {
-    SplitMix64::new(seed ^ tag.wrapping_mul(0x9E37_79B9_7F4A_7C15)).next_u64()
-}
-
 fn fin(x: f64) -> Option<f64> {
     x.is_finite().then_some(x)
-}
-
-fn mean_std(v: impl Iterator<Item = f64> + Clone) -> (f64, f64) {
-    let n = v.clone().count().max(1) as f64;
-    let m = v.clone().sum::<f64>() / n;
-    let var = v.map(|x| (x - m) * (x - m)).sum::<f64>() / n;
-    (m, var.sqrt())
 }
 
 /// The geometric median of positive values (the median of their logs, exponentiated).
@@ -188,83 +186,6 @@ fn to_latlon(lat: f64, lon: f64) -> LatLon {
         lat: lat.clamp(-90.0, 90.0),
         lon: (lon + 180.0).rem_euclid(360.0) - 180.0,
     }
-}
-
-// =============================================================================================
-// Plan: everything that does not depend on the layer
-// =============================================================================================
-
-#[derive(Clone, Debug)]
-struct Scaled {
-    mean: Vec<f64>,
-    scale: Vec<f64>,
-    /// Training rows (fold order), z-scored.
-    train: DMatrix<f64>,
-    /// Test rows, z-scored with the training statistics.
-    test: DMatrix<f64>,
-}
-
-impl Scaled {
-    fn new(
-        values: &[f64],
-        k: usize,
-        train: &[usize],
-        test: &[usize],
-        what: &[String],
-    ) -> Result<Self> {
-        let mut mean = vec![0.0; k];
-        let mut scale = vec![0.0; k];
-        for t in 0..k {
-            let (m, s) = mean_std(train.iter().map(|&i| values[i * k + t]));
-            if s.is_nan() || s <= 0.0 || s <= 1e-12 * m.abs() {
-                return Err(input_err(format!(
-                    "target '{}' is constant ({m}) over the {} training entities; a probe cannot \
-                     be fitted or scored on it",
-                    what[t],
-                    train.len()
-                )));
-            }
-            mean[t] = m;
-            scale[t] = s;
-        }
-        let z = |rows: &[usize]| {
-            DMatrix::from_fn(rows.len(), k, |i, t| {
-                (values[rows[i] * k + t] - mean[t]) / scale[t]
-            })
-        };
-        Ok(Self {
-            train: z(train),
-            test: z(test),
-            mean,
-            scale,
-        })
-    }
-
-    fn unscale(&self, z: &DMatrix<f64>) -> DMatrix<f64> {
-        DMatrix::from_fn(z.nrows(), z.ncols(), |i, t| {
-            z[(i, t)] * self.scale[t] + self.mean[t]
-        })
-    }
-}
-
-#[derive(Clone, Debug)]
-struct FoldPlan {
-    held_out: Option<String>,
-    /// Training entities, validation folds contiguous.
-    train: Vec<usize>,
-    val: Vec<(usize, usize)>,
-    test: Vec<usize>,
-    y: Scaled,
-    control: Option<Scaled>,
-    perms: Vec<Vec<usize>>,
-}
-
-#[derive(Clone, Debug)]
-struct NeuronPlan {
-    rows: Vec<usize>,
-    targets: Vec<String>,
-    /// Centered, normalized target ranks, row `b·T + t` = target t under shuffle b (0 = none).
-    ty_t: DMatrix<f32>,
 }
 
 /// The prepared analysis: splits, targets, shuffles and controls. Feed it layers with
@@ -330,315 +251,20 @@ impl Analysis {
         d_model: usize,
         has_random_init: bool,
     ) -> Result<Self> {
-        let n = dataset.len();
-        if n == 0 {
-            return Err(Error::Dataset(format!(
-                "dataset '{}' has no entities",
-                dataset.name
-            )));
-        }
-        if d_model == 0 {
-            return Err(input_err("activations have d_model = 0"));
-        }
-        if opts.validation_folds < 2 {
-            return Err(input_err(format!(
-                "validation_folds must be at least 2, got {}",
-                opts.validation_folds
-            )));
-        }
-        if opts.alphas.is_empty() || opts.alphas.iter().any(|a| !(a.is_finite() && *a > 0.0)) {
-            return Err(input_err(format!(
-                "ridge alphas must be a non-empty list of finite values > 0, got {:?}",
-                opts.alphas
-            )));
-        }
-        let kind = dataset.kind;
-        let target_names: Vec<String> = kind.target_names().iter().map(|s| s.to_string()).collect();
-        let k_orig = target_names.len();
-        if dataset.targets.len() != n {
-            return Err(Error::Dataset(format!(
-                "dataset '{}' has {n} names but {} target rows",
-                dataset.name,
-                dataset.targets.len()
-            )));
-        }
-        let mut original = Vec::with_capacity(n * k_orig);
-        for (i, row) in dataset.targets.iter().enumerate() {
-            if row.len() != k_orig || row.iter().any(|v| !v.is_finite()) {
-                return Err(Error::Dataset(format!(
-                    "entity {} ('{}') has targets {row:?}; expected {k_orig} finite number(s) ({})",
-                    i + 1,
-                    dataset.names[i],
-                    target_names.join(", ")
-                )));
-            }
-            original.extend_from_slice(row);
-        }
-        let sphere = kind == TargetKind::Space && opts.space_targets == SpaceTargets::Sphere;
-        let (fitted, fitted_names) = if sphere {
-            let mut f = Vec::with_capacity(n * 3);
-            for i in 0..n {
-                let (la, lo) = (
-                    original[2 * i].to_radians(),
-                    original[2 * i + 1].to_radians(),
-                );
-                f.extend_from_slice(&[la.cos() * lo.cos(), la.cos() * lo.sin(), la.sin()]);
-            }
-            (f, vec!["x".to_string(), "y".into(), "z".into()])
-        } else {
-            (original.clone(), target_names.clone())
-        };
-        let k_fit = fitted_names.len();
-        // A constant column over the whole dataset is reported as such before any split.
-        for t in 0..k_fit {
-            let first = fitted[t];
-            if (0..n).all(|i| fitted[i * k_fit + t] == first) {
-                return Err(input_err(format!(
-                    "target '{}' is the same ({first}) for all {n} entities of dataset '{}'; \
-                     there is nothing to probe",
-                    fitted_names[t], dataset.name
-                )));
-            }
-        }
-
+        check_options(dataset, opts, d_model)?;
+        let targets = Targets::new(dataset, opts.space_targets)?;
         let mut warnings = Vec::new();
-
-        // ---- Splits -------------------------------------------------------------------
-        let mut split_column = None;
-        let (raw_folds, mut info): (Vec<(Option<String>, Split)>, SplitInfo) = match split {
-            SplitSpec::Random {
-                test_fraction,
-                seed,
-            } => {
-                let s = Split::random(n, *test_fraction, *seed)?;
-                let info = SplitInfo {
-                    kind: "random".into(),
-                    n_train: s.train.len(),
-                    n_test: s.test.len(),
-                    test_fraction: Some(*test_fraction),
-                    seed: Some(*seed),
-                    column: None,
-                    held_out: None,
-                    validation_folds: opts.validation_folds,
-                    folds: vec![],
-                };
-                (vec![(None, s)], info)
-            }
-            SplitSpec::Column => {
-                let mask = dataset.is_test.as_ref().ok_or_else(|| {
-                    Error::Dataset(format!(
-                        "dataset '{}' has no is_test column; use a random or group split",
-                        dataset.name
-                    ))
-                })?;
-                if mask.len() != n {
-                    return Err(Error::Dataset(format!(
-                        "is_test has {} values for {n} entities",
-                        mask.len()
-                    )));
-                }
-                let s = Split::from_test_mask(mask).map_err(|_| {
-                    Error::Dataset(format!(
-                        "the is_test column of '{}' marks {} of {n} entities as test; both sides \
-                         need entities",
-                        dataset.name,
-                        mask.iter().filter(|&&b| b).count()
-                    ))
-                })?;
-                let info = SplitInfo {
-                    kind: "column".into(),
-                    n_train: s.train.len(),
-                    n_test: s.test.len(),
-                    test_fraction: None,
-                    seed: None,
-                    column: Some("is_test".into()),
-                    held_out: None,
-                    validation_folds: opts.validation_folds,
-                    folds: vec![],
-                };
-                (vec![(None, s)], info)
-            }
-            SplitSpec::Group { column, held_out } => {
-                let col =
-                    dataset.groups.get(&column.to_lowercase()).ok_or_else(|| {
-                        Error::Dataset(format!(
-                        "dataset '{}' has no column '{column}' to hold out by; its group columns \
-                         are: {}",
-                        dataset.name,
-                        if dataset.groups.is_empty() {
-                            "(none)".to_string()
-                        } else {
-                            dataset.groups.keys().cloned().collect::<Vec<_>>().join(", ")
-                        }
-                    ))
-                    })?;
-                split_column = Some(column.to_lowercase());
-                let distinct: BTreeSet<&String> = col.iter().collect();
-                match held_out {
-                    Some(g) => {
-                        if !distinct.contains(g) {
-                            return Err(Error::Dataset(format!(
-                                "column '{column}' has no group '{g}'; its groups are: {}",
-                                list_some(distinct.iter().map(|s| s.as_str()))
-                            )));
-                        }
-                        let s = Split::hold_out_group(col, g).map_err(|_| {
-                            Error::Dataset(format!(
-                                "holding out '{g}' leaves no training entities (it is the only \
-                                 group in column '{column}')"
-                            ))
-                        })?;
-                        let info = SplitInfo {
-                            kind: "group".into(),
-                            n_train: s.train.len(),
-                            n_test: s.test.len(),
-                            test_fraction: None,
-                            seed: None,
-                            column: Some(column.to_lowercase()),
-                            held_out: Some(g.clone()),
-                            validation_folds: opts.validation_folds,
-                            folds: vec![],
-                        };
-                        (vec![(Some(g.clone()), s)], info)
-                    }
-                    None => {
-                        let folds =
-                            crate::probe::ridge::leave_one_group_out(col).map_err(|_| {
-                                Error::Dataset(format!(
-                                    "leave-one-group-out needs at least two groups in column \
-                                 '{column}', found {}",
-                                    distinct.len()
-                                ))
-                            })?;
-                        let info = SplitInfo {
-                            kind: "leave_one_group_out".into(),
-                            n_train: n,
-                            n_test: n,
-                            test_fraction: None,
-                            seed: None,
-                            column: Some(column.to_lowercase()),
-                            held_out: None,
-                            validation_folds: opts.validation_folds,
-                            folds: vec![],
-                        };
-                        (
-                            folds
-                                .into_iter()
-                                .map(|f| (Some(f.group), f.split))
-                                .collect(),
-                            info,
-                        )
-                    }
-                }
-            }
-        };
-
-        // ---- Control task: one random target per first token -------------------------
-        let control = if first_token_ids.is_empty() {
-            warnings.push("no first-token ids were given, so the control task was skipped".into());
-            None
-        } else {
-            if first_token_ids.len() != n {
-                return Err(input_err(format!(
-                    "{} first-token ids for {n} entities",
-                    first_token_ids.len()
-                )));
-            }
-            let types: BTreeSet<u32> = first_token_ids.iter().copied().collect();
-            let mut rng = SplitMix64::new(mix_seed(opts.seed, 3));
-            let stats: Vec<(f64, f64)> = (0..k_fit)
-                .map(|t| mean_std((0..n).map(|i| fitted[i * k_fit + t])))
-                .collect();
-            let table: BTreeMap<u32, Vec<f64>> = types
-                .iter()
-                .map(|&tok| {
-                    let v = stats
-                        .iter()
-                        .map(|(m, s)| m + s * rng.std_normal())
-                        .collect();
-                    (tok, v)
-                })
-                .collect();
-            if types.len() < 2 {
-                warnings.push(
-                    "every entity has the same first token, so the control task is constant and \
-                     was skipped"
-                        .into(),
-                );
-                None
-            } else {
-                Some(
-                    first_token_ids
-                        .iter()
-                        .flat_map(|tok| table[tok].clone())
-                        .collect::<Vec<f64>>(),
-                )
-            }
-        };
-
-        // ---- Folds: validation folds, scaled targets, shuffles ----------------------
-        let k = opts.validation_folds;
-        let mut folds = Vec::with_capacity(raw_folds.len());
-        for (fi, (held_out, s)) in raw_folds.into_iter().enumerate() {
-            let where_ = held_out
-                .as_ref()
-                .map(|g| format!(" (fold holding out '{g}')"))
-                .unwrap_or_default();
-            if s.train.len() < 2 * k {
-                return Err(input_err(format!(
-                    "{} training entities{where_} are too few for {k}-fold validation; need at \
-                     least {} (two per fold), or lower validation_folds",
-                    s.train.len(),
-                    2 * k
-                )));
-            }
-            if s.test.len() < 2 && held_out.is_none() {
-                return Err(input_err(format!(
-                    "only {} test entities; need at least 2 to score a probe",
-                    s.test.len()
-                )));
-            }
-            let vfolds = s.validation_folds(k, mix_seed(opts.seed, 1 + fi as u64))?;
-            let mut train = Vec::with_capacity(s.train.len());
-            let mut val = Vec::with_capacity(k);
-            for f in &vfolds {
-                val.push((train.len(), f.test.len()));
-                train.extend_from_slice(&f.test);
-            }
-            let y = Scaled::new(&fitted, k_fit, &train, &s.test, &fitted_names)
-                .map_err(|e| add_context(e, &where_))?;
-            let control_scaled = match &control {
-                Some(c) => match Scaled::new(c, k_fit, &train, &s.test, &fitted_names) {
-                    Ok(sc) => Some(sc),
-                    Err(_) => {
-                        warnings.push(format!(
-                            "the control-task targets are constant on the training set{where_}; \
-                             control task skipped there"
-                        ));
-                        None
-                    }
-                },
-                None => None,
-            };
-            let mut rng = SplitMix64::new(mix_seed(opts.seed, 1000 + fi as u64));
-            let perms = (0..opts.n_permutations)
-                .map(|_| rng.permutation(train.len()))
-                .collect();
-            info.folds.push(FoldInfo {
-                held_out: held_out.clone(),
-                n_train: train.len(),
-                n_test: s.test.len(),
-            });
-            folds.push(FoldPlan {
-                held_out,
-                train,
-                val,
-                test: s.test,
-                y,
-                control: control_scaled,
-                perms,
-            });
-        }
+        let (splits, mut split_info, split_column) =
+            plan_splits(dataset, split, opts.validation_folds)?;
+        let control = control_task(first_token_ids, &targets, opts.seed, &mut warnings)?;
+        let mut folds = plan_folds(
+            splits,
+            &targets,
+            control.as_deref(),
+            opts,
+            &mut split_info,
+            &mut warnings,
+        )?;
         // The control task is reported only when every fold has it.
         let control = if folds.iter().all(|f| f.control.is_some()) {
             control
@@ -648,103 +274,43 @@ impl Analysis {
             }
             None
         };
-        // Pooled test targets must vary to be scored.
-        let pooled: Vec<usize> = folds.iter().flat_map(|f| f.test.iter().copied()).collect();
-        for t in 0..k_orig {
-            let first = original[pooled[0] * k_orig + t];
-            if pooled.iter().all(|&i| original[i * k_orig + t] == first) {
-                return Err(input_err(format!(
-                    "target '{}' is constant ({first}) over the {} test entities; R² on it is \
-                     undefined",
-                    target_names[t],
-                    pooled.len()
-                )));
-            }
-        }
-
-        // ---- Neuron check plan -------------------------------------------------------
+        check_test_targets_vary(&folds, &targets)?;
         let neuron = if opts.neuron_check {
+            // One training set: its rows; leave-one-group-out: every entity.
             let rows: Vec<usize> = if folds.len() == 1 {
                 let mut r = folds[0].train.clone();
                 r.sort_unstable();
                 r
             } else {
-                (0..n).collect()
+                (0..dataset.len()).collect()
             };
-            let nr = rows.len();
-            let b = opts.n_permutations;
-            let t_n = k_orig;
-            let mut ranks = Vec::with_capacity(t_n);
-            for t in 0..t_n {
-                let vals: Vec<f64> = rows.iter().map(|&i| original[i * k_orig + t]).collect();
-                let r = metrics::average_ranks(&vals)?;
-                let mean = (nr as f64 + 1.0) / 2.0;
-                let norm = r
-                    .iter()
-                    .map(|v| (v - mean) * (v - mean))
-                    .sum::<f64>()
-                    .sqrt();
-                ranks.push(
-                    r.iter()
-                        .map(|v| if norm > 0.0 { (v - mean) / norm } else { 0.0 })
-                        .collect::<Vec<f64>>(),
-                );
-            }
-            let mut rng = SplitMix64::new(mix_seed(opts.seed, 7));
-            let perms: Vec<Vec<usize>> = (0..b).map(|_| rng.permutation(nr)).collect();
-            let ty_t = DMatrix::from_fn((b + 1) * t_n, nr, |row, i| {
-                let (bb, t) = (row / t_n, row % t_n);
-                let src = if bb == 0 { i } else { perms[bb - 1][i] };
-                ranks[t][src] as f32
-            });
-            Some(NeuronPlan {
+            Some(NeuronPlan::new(
                 rows,
-                targets: target_names.clone(),
-                ty_t,
-            })
+                &targets.original,
+                &targets.names,
+                opts.n_permutations,
+                mix_seed(opts.seed, 7),
+            )?)
         } else {
             None
         };
-
-        // ---- Group breakdown column ---------------------------------------------------
-        let group_column = match &opts.group_column {
-            Some(c) => {
-                let c = c.to_lowercase();
-                if !dataset.groups.contains_key(&c) {
-                    return Err(Error::Dataset(format!(
-                        "dataset '{}' has no column '{c}' for the group breakdown; its group \
-                         columns are: {}",
-                        dataset.name,
-                        dataset
-                            .groups
-                            .keys()
-                            .cloned()
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )));
-                }
-                Some(c)
-            }
-            None => split_column.clone().or_else(|| {
-                if dataset.groups.contains_key("continent") {
-                    Some("continent".into())
-                } else {
-                    dataset
-                        .groups
-                        .iter()
-                        .find(|(_, v)| {
-                            let d = v.iter().collect::<BTreeSet<_>>().len();
-                            (2..=50).contains(&d)
-                        })
-                        .map(|(k, _)| k.clone())
-                }
-            }),
-        };
+        let group_column = breakdown_column(
+            dataset,
+            opts.group_column.as_deref(),
+            split_column.as_deref(),
+        )?;
         let group_values = group_column
             .as_ref()
             .and_then(|c| dataset.groups.get(c))
             .cloned();
 
+        let Targets {
+            kind,
+            names: target_names,
+            fitted_names,
+            original,
+            fitted,
+        } = targets;
         Ok(Self {
             kind,
             opts: opts.clone(),
@@ -759,7 +325,7 @@ impl Analysis {
             control,
             folds,
             neuron,
-            split: info,
+            split: split_info,
             split_column,
             group_column,
             group_values,
@@ -816,7 +382,7 @@ impl Analysis {
             out.push(self.fit_fold(fold, acts, random_init)?);
         }
         let neurons = match &self.neuron {
-            Some(plan) => neuron_layer(layer, acts, d, plan, self.opts.n_permutations),
+            Some(plan) => plan.layer(layer, acts, d),
             None => vec![],
         };
         Ok(LayerOutcome {
@@ -997,391 +563,21 @@ impl Analysis {
     /// every layer 0..=n_layers once, in any order.
     pub fn finish(&self, ctx: &ReportContext, mut layers: Vec<LayerOutcome>) -> Result<Report> {
         layers.sort_by_key(|l| l.layer);
-        let n_l = self.n_layers + 1;
-        for (want, got) in (0..n_l).zip(
-            layers
-                .iter()
-                .map(|l| l.layer)
-                .chain(std::iter::repeat(usize::MAX)),
-        ) {
-            if want != got {
-                return Err(input_err(format!(
-                    "the report needs every layer 0..={} exactly once; layer {want} is missing or \
-                     repeated",
-                    self.n_layers
-                )));
-            }
-        }
-        if layers.len() != n_l {
-            return Err(input_err(format!(
-                "got {} layer results for {} layers",
-                layers.len(),
-                n_l
-            )));
-        }
-        let k_fit = self.fitted_names.len();
-        let k_orig = self.target_names.len();
-        let n_folds = self.folds.len();
-        let pooled: Vec<usize> = self
-            .folds
+        self.check_every_layer(&layers)?;
+        let pooled = self.pooled_test_rows();
+        let null = PooledNull::new(self, &pooled);
+        let (reports, layer_preds): (Vec<LayerReport>, Vec<Vec<f64>>) = layers
             .iter()
-            .flat_map(|f| f.test.iter().copied())
-            .collect();
-        let b_n = self.opts.n_permutations;
-        let loo = n_folds > 1;
-
-        // Pooled test predictions per layer, fitted and original units.
-        let stack = |l: &LayerOutcome,
-                     pick: &dyn Fn(&FoldLayer) -> Option<&DMatrix<f64>>|
-         -> Option<Vec<f64>> {
-            let mut v = Vec::with_capacity(pooled.len() * k_fit);
-            for f in &l.folds {
-                let m = pick(f)?;
-                for i in 0..m.nrows() {
-                    v.extend((0..k_fit).map(|t| m[(i, t)]));
-                }
-            }
-            Some(v)
-        };
-        let as_dm = |v: &[f64]| DMatrix::from_fn(v.len() / k_fit, k_fit, |i, t| v[i * k_fit + t]);
-
-        // Fitted-units SST over the pooled test set, for pooling null SSEs across folds.
-        let sst: Vec<f64> = (0..k_fit)
-            .map(|t| {
-                let vals: Vec<f64> = pooled.iter().map(|&i| self.fitted[i * k_fit + t]).collect();
-                let m = vals.iter().sum::<f64>() / vals.len() as f64;
-                vals.iter().map(|v| (v - m) * (v - m)).sum()
-            })
-            .collect();
-        // E[l][g][b] = Σ_t SSE / SST_t; pooled R² = 1 − Σ_g E / k.
-        let e_of = |l: &LayerOutcome, g: usize, b: usize| -> f64 {
-            (0..k_fit)
-                .map(|t| l.folds[g].null_sse[b * k_fit + t] / sst[t])
-                .sum::<f64>()
-        };
-        let has_null = b_n > 0;
-
-        let mut reports = Vec::with_capacity(n_l);
-        let mut layer_preds_orig = Vec::with_capacity(n_l);
-        for l in &layers {
-            let fitted_pred = stack(l, &|f| Some(&f.test_pred)).expect("always present");
-            let orig = self.to_original(&as_dm(&fitted_pred));
-            let sc = self.score(&pooled, &orig);
-            let r2_fit = self.r2_fitted(&self.fitted, &pooled, &fitted_pred);
-            // In-sample R² per fold (original units), averaged.
-            let r2_train = l
-                .folds
-                .iter()
-                .zip(&self.folds)
-                .map(|(fl, fp)| self.score_r2_only(&fp.train, &self.to_original(&fl.train_pred)))
-                .sum::<f64>()
-                / n_folds as f64;
-            let r2_validation =
-                l.folds.iter().map(|f| f.r2_validation).sum::<f64>() / n_folds as f64;
-            let alpha = if loo {
-                log_median(l.folds.iter().map(|f| f.alpha))
-            } else {
-                l.folds[0].alpha
-            };
-            let control_task_r2 = match (&self.control, stack(l, &|f| f.control_pred.as_ref())) {
-                (Some(c), Some(p)) => fin(self.r2_fitted(c, &pooled, &p)),
-                _ => None,
-            };
-            let random_init_r2 = stack(l, &|f| f.random_pred.as_ref())
-                .map(|p| self.score_r2_only(&pooled, &self.to_original(&as_dm(&p))))
-                .and_then(fin);
-            let (shuffled_mean, shuffled_max, p_unc) = if has_null {
-                let r2b: Vec<f64> = (0..=b_n)
-                    .map(|b| 1.0 - (0..n_folds).map(|g| e_of(l, g, b)).sum::<f64>() / k_fit as f64)
-                    .collect();
-                let null = &r2b[1..];
-                let ge = null.iter().filter(|&&v| v >= r2b[0]).count();
-                (
-                    fin(null.iter().sum::<f64>() / b_n as f64),
-                    fin(null.iter().cloned().fold(f64::NEG_INFINITY, f64::max)),
-                    Some((1 + ge) as f64 / (1 + b_n) as f64),
-                )
-            } else {
-                (None, None, None)
-            };
-            reports.push(LayerReport {
-                layer: l.layer,
-                alpha,
-                r2_train,
-                r2_validation,
-                r2_test: sc.r2,
-                r2_test_per_target: sc.per_target.clone(),
-                r2_test_fitted: r2_fit,
-                spearman_test: sc.spearman.clone(),
-                km_mean: sc.km_mean,
-                km_median: sc.km_median,
-                proximity_error: sc.proximity,
-                years_mae: sc.years_mae,
-                p_value_uncorrected: p_unc,
-                controls: LayerControls {
-                    shuffled_r2_mean: shuffled_mean,
-                    shuffled_r2_max: shuffled_max,
-                    control_task_r2,
-                    selectivity: control_task_r2.map(|c| r2_fit - c),
-                    random_init_r2,
-                },
-            });
-            layer_preds_orig.push(orig);
-        }
-
-        // ---- Selection: per fold, the layer with the best validation R² (ties → lower) ----
-        let mut by_fold = Vec::with_capacity(n_folds);
-        let mut chosen = Vec::with_capacity(n_folds);
-        for (g, fp) in self.folds.iter().enumerate() {
-            let mut best = 0;
-            for l in 1..n_l {
-                let (v, bv) = (
-                    layers[l].folds[g].r2_validation,
-                    layers[best].folds[g].r2_validation,
-                );
-                if v > bv || (bv.is_nan() && !v.is_nan()) {
-                    best = l;
-                }
-            }
-            chosen.push(best);
-            by_fold.push(FoldSelection {
-                held_out: fp.held_out.clone(),
-                layer: best,
-                alpha: layers[best].folds[g].alpha,
-                r2_validation: layers[best].folds[g].r2_validation,
-            });
-        }
-        let mut counts = vec![0usize; n_l];
-        chosen.iter().for_each(|&l| counts[l] += 1);
-        let sel_layer = (0..n_l)
-            .max_by(|&a, &b| counts[a].cmp(&counts[b]).then(b.cmp(&a)))
-            .unwrap_or(0);
-
-        // Selected predictions: each fold at its own layer.
-        let mut sel_fitted = Vec::with_capacity(pooled.len() * k_fit);
-        let mut sel_control = Vec::new();
-        let mut sel_random = Vec::new();
-        let mut have_control = self.control.is_some();
-        let mut have_random = self.has_random_init;
-        for (g, &l) in chosen.iter().enumerate() {
-            let f = &layers[l].folds[g];
-            for i in 0..f.test_pred.nrows() {
-                sel_fitted.extend((0..k_fit).map(|t| f.test_pred[(i, t)]));
-            }
-            match &f.control_pred {
-                Some(c) => {
-                    (0..c.nrows()).for_each(|i| sel_control.extend((0..k_fit).map(|t| c[(i, t)])))
-                }
-                None => have_control = false,
-            }
-            match &f.random_pred {
-                Some(c) => {
-                    (0..c.nrows()).for_each(|i| sel_random.extend((0..k_fit).map(|t| c[(i, t)])))
-                }
-                None => have_random = false,
-            }
-        }
-        let sel_orig = self.to_original(&as_dm(&sel_fitted));
-        let sel_scores = self.score(&pooled, &sel_orig);
-        let sel_r2_fitted = self.r2_fitted(&self.fitted, &pooled, &sel_fitted);
-        let sel_control_r2 = if have_control {
-            self.control
-                .as_ref()
-                .map(|c| self.r2_fitted(c, &pooled, &sel_control))
-                .and_then(fin)
-        } else {
-            None
-        };
-        let sel_random_r2 = if have_random {
-            fin(self.score_r2_only(&pooled, &self.to_original(&as_dm(&sel_random))))
-        } else {
-            None
-        };
-
-        // ---- Max-over-layers permutation p-value ---------------------------------------
-        let (p_value, p_statistic) = if has_null {
-            let observed = 1.0
-                - chosen
-                    .iter()
-                    .enumerate()
-                    .map(|(g, &l)| e_of(&layers[l], g, 0))
-                    .sum::<f64>()
-                    / k_fit as f64;
-            let mut ge = 0usize;
-            for b in 1..=b_n {
-                let best_e: f64 = (0..n_folds)
-                    .map(|g| {
-                        layers
-                            .iter()
-                            .map(|l| e_of(l, g, b))
-                            .fold(f64::INFINITY, f64::min)
-                    })
-                    .sum();
-                let null_max = 1.0 - best_e / k_fit as f64;
-                if null_max >= observed {
-                    ge += 1;
-                }
-            }
-            (Some((1 + ge) as f64 / (1 + b_n) as f64), fin(observed))
-        } else {
-            (None, None)
-        };
-
-        let k_txt = self.opts.validation_folds;
-        let selected =
-            Selected {
-                layer: sel_layer,
-                alpha: if loo {
-                    log_median(by_fold.iter().map(|f| f.alpha))
-                } else {
-                    by_fold[0].alpha
-                },
-                chosen_by: format!(
-                    "{k_txt}-fold validation R² on the training set{} (alpha per layer by \
-                 leave-one-out on the training set; validation folds refit at that alpha)",
-                    if loo {
-                        ", separately in each leave-one-group-out fold"
-                    } else {
-                        ""
-                    }
-                ),
-                r2_validation: by_fold.iter().map(|f| f.r2_validation).sum::<f64>()
-                    / n_folds as f64,
-                r2_test: sel_scores.r2,
-                r2_test_fitted: sel_r2_fitted,
-                spearman_test: sel_scores.spearman.clone(),
-                km_mean: sel_scores.km_mean,
-                km_median: sel_scores.km_median,
-                proximity_error: sel_scores.proximity,
-                years_mae: sel_scores.years_mae,
-                p_value,
-                p_statistic,
-                p_value_method: format!(
-                "permutation test, {b_n} shuffles of the training targets: statistic = test R² \
-                 (fitted coordinates) of the selected layer with alpha by GCV; null = for each \
-                 shuffle the MAXIMUM test R² over all {n_l} layers{}, so selecting the layer is \
-                 paid for; p = (1 + #null ≥ observed) / (1 + shuffles)",
-                if loo { " (per fold, pooled over folds)" } else { "" }
-            ),
-                n_permutations: b_n,
-                control_task_r2: sel_control_r2,
-                selectivity: sel_control_r2.map(|c| sel_r2_fitted - c),
-                random_init_r2: sel_random_r2,
-                by_fold,
-            };
-
-        // ---- Group breakdown at the selected layer -------------------------------------
-        let by_group = match &self.group_values {
-            Some(vals) => {
-                let mut test_rows: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-                for (pos, &i) in pooled.iter().enumerate() {
-                    test_rows.entry(vals[i].as_str()).or_default().push(pos);
-                }
-                let all: BTreeSet<&str> = vals.iter().map(String::as_str).collect();
-                all.into_iter()
-                    .map(|g| {
-                        let pos = test_rows.get(g).cloned().unwrap_or_default();
-                        // Training rows of this group in the folds that predicted it.
-                        let n_train = if self.folds.len() == 1 {
-                            self.folds[0]
-                                .train
-                                .iter()
-                                .filter(|&&i| vals[i] == g)
-                                .count()
-                        } else {
-                            self.folds
-                                .iter()
-                                .filter(|f| f.test.iter().any(|&i| vals[i] == g))
-                                .map(|f| f.train.iter().filter(|&&i| vals[i] == g).count())
-                                .sum()
-                        };
-                        let rows: Vec<usize> = pos.iter().map(|&p| pooled[p]).collect();
-                        let pred: Vec<f64> = pos
-                            .iter()
-                            .flat_map(|&p| sel_orig[p * k_orig..(p + 1) * k_orig].to_vec())
-                            .collect();
-                        let (r2, km, yrs) = if rows.len() >= 2 {
-                            let s = self.score_light(&rows, &pred);
-                            (fin(s.r2), s.km_mean, s.years_mae)
-                        } else if rows.len() == 1 {
-                            let s = self.score_light(&rows, &pred);
-                            (None, s.km_mean, s.years_mae)
-                        } else {
-                            (None, None, None)
-                        };
-                        GroupReport {
-                            group: g.to_string(),
-                            n_train,
-                            n_test: rows.len(),
-                            r2_test: r2,
-                            km_mean: km,
-                            years_mae: yrs,
-                        }
-                    })
-                    .collect()
-            }
-            None => vec![],
-        };
-
-        // ---- Entities ------------------------------------------------------------------
-        let mut entities = Vec::with_capacity(self.names.len());
-        if !loo {
-            let g0 = &self.folds[0];
-            let train_orig = self.to_original(&layers[chosen[0]].folds[0].train_pred);
-            for (pos, &i) in g0.train.iter().enumerate() {
-                entities.push(self.entity(
-                    i,
-                    "train",
-                    None,
-                    &train_orig[pos * k_orig..(pos + 1) * k_orig],
-                ));
-            }
-        }
-        let mut start = 0;
-        for f in &self.folds {
-            for (pos, &i) in f.test.iter().enumerate() {
-                let p = start + pos;
-                entities.push(self.entity(
-                    i,
-                    "test",
-                    f.held_out.clone(),
-                    &sel_orig[p * k_orig..(p + 1) * k_orig],
-                ));
-            }
-            start += f.test.len();
-        }
-        entities.sort_by_key(|e| e.index);
-
-        // For maps: positions with latitude clamped and longitude wrapped.
-        let rows_of = |v: &[f64]| -> Vec<Vec<f64>> {
-            v.chunks(k_orig)
-                .map(|c| match self.kind {
-                    TargetKind::Space => {
-                        let p = to_latlon(c[0], c[1]);
-                        vec![p.lat, p.lon]
-                    }
-                    TargetKind::Time => c.to_vec(),
-                })
-                .collect()
-        };
-        let layer_predictions = self.opts.layer_predictions.then(|| LayerPredictions {
-            entities: pooled.clone(),
-            predicted: layer_preds_orig.iter().map(|v| rows_of(v)).collect(),
-            train_entities: if loo {
-                vec![]
-            } else {
-                self.folds[0].train.clone()
-            },
-            train_predicted: if loo {
-                vec![]
-            } else {
-                layers
-                    .iter()
-                    .map(|l| rows_of(&self.to_original(&l.folds[0].train_pred)))
-                    .collect()
-            },
-        });
-
+            .map(|l| self.layer_report(l, &pooled, &null))
+            .unzip();
+        let (chosen, by_fold) = self.choose_layers(&layers);
+        let (selected, sel_pred) = self.selected(&layers, &chosen, by_fold, &pooled, &null);
+        let by_group = self.group_breakdown(&pooled, &sel_pred);
+        let entities = self.entities(&layers, &chosen, &sel_pred);
+        let layer_predictions = self
+            .opts
+            .layer_predictions
+            .then(|| self.layer_predictions(&layers, &pooled, &layer_preds));
         let ngram = self.ngram_baseline()?;
         let mut warnings = self.warnings.clone();
         if self.opts.n_permutations > 0 && self.opts.n_permutations < 20 {
@@ -1394,6 +590,7 @@ impl Analysis {
         let mut neurons: Vec<NeuronReport> =
             layers.iter().flat_map(|l| l.neurons.clone()).collect();
         neurons.sort_by_key(|r| r.layer);
+        let loo = self.folds.len() > 1;
 
         Ok(Report {
             model: ModelInfo {
@@ -1435,6 +632,372 @@ impl Analysis {
             entities,
             layer_predictions,
         })
+    }
+
+    /// `layers` (sorted) holds every layer 0..=n_layers exactly once.
+    fn check_every_layer(&self, layers: &[LayerOutcome]) -> Result<()> {
+        let n_l = self.n_layers + 1;
+        for (want, got) in (0..n_l).zip(
+            layers
+                .iter()
+                .map(|l| l.layer)
+                .chain(std::iter::repeat(usize::MAX)),
+        ) {
+            if want != got {
+                return Err(input_err(format!(
+                    "the report needs every layer 0..={} exactly once; layer {want} is missing or \
+                     repeated",
+                    self.n_layers
+                )));
+            }
+        }
+        if layers.len() != n_l {
+            return Err(input_err(format!(
+                "got {} layer results for {} layers",
+                layers.len(),
+                n_l
+            )));
+        }
+        Ok(())
+    }
+
+    /// The test entities of every fold, in fold order: the rows of every pooled test figure.
+    fn pooled_test_rows(&self) -> Vec<usize> {
+        self.folds
+            .iter()
+            .flat_map(|f| f.test.iter().copied())
+            .collect()
+    }
+
+    /// One layer's row of the report, and its pooled test predictions (original units).
+    fn layer_report(
+        &self,
+        l: &LayerOutcome,
+        pooled: &[usize],
+        null: &PooledNull,
+    ) -> (LayerReport, Vec<f64>) {
+        let k_fit = self.fitted_names.len();
+        let n_folds = self.folds.len();
+        let b_n = self.opts.n_permutations;
+        let fitted_pred =
+            stack_folds(&l.folds, k_fit, |f| Some(&f.test_pred)).expect("always present");
+        let orig = self.to_original(&to_matrix(&fitted_pred, k_fit));
+        let sc = self.score(pooled, &orig);
+        let r2_fit = self.r2_fitted(&self.fitted, pooled, &fitted_pred);
+        // In-sample R² per fold (original units), averaged.
+        let r2_train = l
+            .folds
+            .iter()
+            .zip(&self.folds)
+            .map(|(fl, fp)| self.score_r2_only(&fp.train, &self.to_original(&fl.train_pred)))
+            .sum::<f64>()
+            / n_folds as f64;
+        let r2_validation = l.folds.iter().map(|f| f.r2_validation).sum::<f64>() / n_folds as f64;
+        let alpha = if n_folds > 1 {
+            log_median(l.folds.iter().map(|f| f.alpha))
+        } else {
+            l.folds[0].alpha
+        };
+        let control_task_r2 = match (
+            &self.control,
+            stack_folds(&l.folds, k_fit, |f| f.control_pred.as_ref()),
+        ) {
+            (Some(c), Some(p)) => fin(self.r2_fitted(c, pooled, &p)),
+            _ => None,
+        };
+        let random_init_r2 = stack_folds(&l.folds, k_fit, |f| f.random_pred.as_ref())
+            .map(|p| self.score_r2_only(pooled, &self.to_original(&to_matrix(&p, k_fit))))
+            .and_then(fin);
+        let (shuffled_mean, shuffled_max, p_unc) = if b_n > 0 {
+            let r2b: Vec<f64> = (0..=b_n).map(|b| null.r2(l.folds.iter(), b)).collect();
+            let shuffled = &r2b[1..];
+            let ge = shuffled.iter().filter(|&&v| v >= r2b[0]).count();
+            (
+                fin(shuffled.iter().sum::<f64>() / b_n as f64),
+                fin(shuffled.iter().cloned().fold(f64::NEG_INFINITY, f64::max)),
+                Some((1 + ge) as f64 / (1 + b_n) as f64),
+            )
+        } else {
+            (None, None, None)
+        };
+        let report = LayerReport {
+            layer: l.layer,
+            alpha,
+            r2_train,
+            r2_validation,
+            r2_test: sc.r2,
+            r2_test_per_target: sc.per_target.clone(),
+            r2_test_fitted: r2_fit,
+            spearman_test: sc.spearman.clone(),
+            km_mean: sc.km_mean,
+            km_median: sc.km_median,
+            proximity_error: sc.proximity,
+            years_mae: sc.years_mae,
+            p_value_uncorrected: p_unc,
+            controls: LayerControls {
+                shuffled_r2_mean: shuffled_mean,
+                shuffled_r2_max: shuffled_max,
+                control_task_r2,
+                selectivity: control_task_r2.map(|c| r2_fit - c),
+                random_init_r2,
+            },
+        };
+        (report, orig)
+    }
+
+    /// Per fold, the layer with the best validation R² (ties → the lower layer).
+    fn choose_layers(&self, layers: &[LayerOutcome]) -> (Vec<usize>, Vec<FoldSelection>) {
+        let mut by_fold = Vec::with_capacity(self.folds.len());
+        let mut chosen = Vec::with_capacity(self.folds.len());
+        for (g, fp) in self.folds.iter().enumerate() {
+            let mut best = 0;
+            for l in 1..layers.len() {
+                let (v, bv) = (
+                    layers[l].folds[g].r2_validation,
+                    layers[best].folds[g].r2_validation,
+                );
+                if v > bv || (bv.is_nan() && !v.is_nan()) {
+                    best = l;
+                }
+            }
+            chosen.push(best);
+            by_fold.push(FoldSelection {
+                held_out: fp.held_out.clone(),
+                layer: best,
+                alpha: layers[best].folds[g].alpha,
+                r2_validation: layers[best].folds[g].r2_validation,
+            });
+        }
+        (chosen, by_fold)
+    }
+
+    /// The selected probe's figures (each fold scored at its own chosen layer; the reported
+    /// layer is the one most folds chose) and its pooled test predictions (original units).
+    fn selected(
+        &self,
+        layers: &[LayerOutcome],
+        chosen: &[usize],
+        by_fold: Vec<FoldSelection>,
+        pooled: &[usize],
+        null: &PooledNull,
+    ) -> (Selected, Vec<f64>) {
+        let k_fit = self.fitted_names.len();
+        let n_l = layers.len();
+        let n_folds = self.folds.len();
+        let loo = n_folds > 1;
+        let b_n = self.opts.n_permutations;
+        let mut counts = vec![0usize; n_l];
+        chosen.iter().for_each(|&l| counts[l] += 1);
+        let layer = (0..n_l)
+            .max_by(|&a, &b| counts[a].cmp(&counts[b]).then(b.cmp(&a)))
+            .unwrap_or(0);
+
+        let sel_folds = || chosen.iter().enumerate().map(|(g, &l)| &layers[l].folds[g]);
+        let fitted_pred =
+            stack_folds(sel_folds(), k_fit, |f| Some(&f.test_pred)).expect("always present");
+        let orig = self.to_original(&to_matrix(&fitted_pred, k_fit));
+        let scores = self.score(pooled, &orig);
+        let r2_fitted = self.r2_fitted(&self.fitted, pooled, &fitted_pred);
+        let control_r2 = match (
+            &self.control,
+            stack_folds(sel_folds(), k_fit, |f| f.control_pred.as_ref()),
+        ) {
+            (Some(c), Some(p)) => fin(self.r2_fitted(c, pooled, &p)),
+            _ => None,
+        };
+        let random_r2 = stack_folds(sel_folds(), k_fit, |f| f.random_pred.as_ref()).and_then(|p| {
+            fin(self.score_r2_only(pooled, &self.to_original(&to_matrix(&p, k_fit))))
+        });
+
+        // Max over layers: each shuffle's null statistic is the best pooled test R² any choice
+        // of layers could have reached, so choosing the layer is paid for.
+        let (p_value, p_statistic) = if b_n > 0 {
+            let observed = null.r2(sel_folds(), 0);
+            let ge = (1..=b_n)
+                .filter(|&b| null.best_r2_over_layers(layers, b) >= observed)
+                .count();
+            (Some((1 + ge) as f64 / (1 + b_n) as f64), fin(observed))
+        } else {
+            (None, None)
+        };
+
+        let k_txt = self.opts.validation_folds;
+        let selected =
+            Selected {
+                layer,
+                alpha: if loo {
+                    log_median(by_fold.iter().map(|f| f.alpha))
+                } else {
+                    by_fold[0].alpha
+                },
+                chosen_by: format!(
+                    "{k_txt}-fold validation R² on the training set{} (alpha per layer by \
+                 leave-one-out on the training set; validation folds refit at that alpha)",
+                    if loo {
+                        ", separately in each leave-one-group-out fold"
+                    } else {
+                        ""
+                    }
+                ),
+                r2_validation: by_fold.iter().map(|f| f.r2_validation).sum::<f64>()
+                    / n_folds as f64,
+                r2_test: scores.r2,
+                r2_test_fitted: r2_fitted,
+                spearman_test: scores.spearman.clone(),
+                km_mean: scores.km_mean,
+                km_median: scores.km_median,
+                proximity_error: scores.proximity,
+                years_mae: scores.years_mae,
+                p_value,
+                p_statistic,
+                p_value_method: format!(
+                "permutation test, {b_n} shuffles of the training targets: statistic = test R² \
+                 (fitted coordinates) of the selected layer with alpha by GCV; null = for each \
+                 shuffle the MAXIMUM test R² over all {n_l} layers{}, so selecting the layer is \
+                 paid for; p = (1 + #null ≥ observed) / (1 + shuffles)",
+                if loo { " (per fold, pooled over folds)" } else { "" }
+            ),
+                n_permutations: b_n,
+                control_task_r2: control_r2,
+                selectivity: control_r2.map(|c| r2_fitted - c),
+                random_init_r2: random_r2,
+                by_fold,
+            };
+        (selected, orig)
+    }
+
+    /// Per group of the breakdown column: test figures of the selected probe (`sel_pred`,
+    /// pooled test rows, original units) and the training rows it saw from that group.
+    fn group_breakdown(&self, pooled: &[usize], sel_pred: &[f64]) -> Vec<GroupReport> {
+        let Some(vals) = &self.group_values else {
+            return vec![];
+        };
+        let k_orig = self.target_names.len();
+        let mut test_rows: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        for (pos, &i) in pooled.iter().enumerate() {
+            test_rows.entry(vals[i].as_str()).or_default().push(pos);
+        }
+        let all: BTreeSet<&str> = vals.iter().map(String::as_str).collect();
+        all.into_iter()
+            .map(|g| {
+                let pos = test_rows.get(g).cloned().unwrap_or_default();
+                // Training rows of this group in the folds that predicted it.
+                let n_train = if self.folds.len() == 1 {
+                    self.folds[0]
+                        .train
+                        .iter()
+                        .filter(|&&i| vals[i] == g)
+                        .count()
+                } else {
+                    self.folds
+                        .iter()
+                        .filter(|f| f.test.iter().any(|&i| vals[i] == g))
+                        .map(|f| f.train.iter().filter(|&&i| vals[i] == g).count())
+                        .sum()
+                };
+                let rows: Vec<usize> = pos.iter().map(|&p| pooled[p]).collect();
+                let pred: Vec<f64> = pos
+                    .iter()
+                    .flat_map(|&p| sel_pred[p * k_orig..(p + 1) * k_orig].to_vec())
+                    .collect();
+                let (r2, km, yrs) = if rows.len() >= 2 {
+                    let s = self.score_light(&rows, &pred);
+                    (fin(s.r2), s.km_mean, s.years_mae)
+                } else if rows.len() == 1 {
+                    let s = self.score_light(&rows, &pred);
+                    (None, s.km_mean, s.years_mae)
+                } else {
+                    (None, None, None)
+                };
+                GroupReport {
+                    group: g.to_string(),
+                    n_train,
+                    n_test: rows.len(),
+                    r2_test: r2,
+                    km_mean: km,
+                    years_mae: yrs,
+                }
+            })
+            .collect()
+    }
+
+    /// Every entity's prediction by the selected probe, in dataset order: test rows from
+    /// `sel_pred`; with one training set, training rows in-sample at the chosen layer too.
+    fn entities(
+        &self,
+        layers: &[LayerOutcome],
+        chosen: &[usize],
+        sel_pred: &[f64],
+    ) -> Vec<EntityPrediction> {
+        let k_orig = self.target_names.len();
+        let mut entities = Vec::with_capacity(self.names.len());
+        if self.folds.len() == 1 {
+            let g0 = &self.folds[0];
+            let train_orig = self.to_original(&layers[chosen[0]].folds[0].train_pred);
+            for (pos, &i) in g0.train.iter().enumerate() {
+                entities.push(self.entity(
+                    i,
+                    "train",
+                    None,
+                    &train_orig[pos * k_orig..(pos + 1) * k_orig],
+                ));
+            }
+        }
+        let mut start = 0;
+        for f in &self.folds {
+            for (pos, &i) in f.test.iter().enumerate() {
+                let p = start + pos;
+                entities.push(self.entity(
+                    i,
+                    "test",
+                    f.held_out.clone(),
+                    &sel_pred[p * k_orig..(p + 1) * k_orig],
+                ));
+            }
+            start += f.test.len();
+        }
+        entities.sort_by_key(|e| e.index);
+        entities
+    }
+
+    /// Every layer's predictions for the map (latitude clamped, longitude wrapped): the pooled
+    /// test rows, and with one training set the training rows in-sample.
+    fn layer_predictions(
+        &self,
+        layers: &[LayerOutcome],
+        pooled: &[usize],
+        layer_preds: &[Vec<f64>],
+    ) -> LayerPredictions {
+        let k_orig = self.target_names.len();
+        let loo = self.folds.len() > 1;
+        let rows_of = |v: &[f64]| -> Vec<Vec<f64>> {
+            v.chunks(k_orig)
+                .map(|c| match self.kind {
+                    TargetKind::Space => {
+                        let p = to_latlon(c[0], c[1]);
+                        vec![p.lat, p.lon]
+                    }
+                    TargetKind::Time => c.to_vec(),
+                })
+                .collect()
+        };
+        LayerPredictions {
+            entities: pooled.to_vec(),
+            predicted: layer_preds.iter().map(|v| rows_of(v)).collect(),
+            train_entities: if loo {
+                vec![]
+            } else {
+                self.folds[0].train.clone()
+            },
+            train_predicted: if loo {
+                vec![]
+            } else {
+                layers
+                    .iter()
+                    .map(|l| rows_of(&self.to_original(&l.folds[0].train_pred)))
+                    .collect()
+            },
+        }
     }
 
     fn score_r2_only(&self, rows: &[usize], pred: &[f64]) -> f64 {
@@ -1575,20 +1138,77 @@ impl Analysis {
     }
 }
 
-fn add_context(e: Error, where_: &str) -> Error {
-    match e {
-        Error::Input(m) if !where_.is_empty() => Error::Input(format!("{m}{where_}")),
-        other => other,
+/// The permutation null pooled over folds: each fold's shuffled-target test SSE divided by the
+/// pooled test set's SST (fitted units), so that a pooled R² under shuffle b (0 = the real
+/// targets) is 1 − Σ_folds Σ_t SSE / SST_t / k.
+struct PooledNull {
+    sst: Vec<f64>,
+}
+
+impl PooledNull {
+    fn new(analysis: &Analysis, pooled: &[usize]) -> Self {
+        let k_fit = analysis.fitted_names.len();
+        let sst = (0..k_fit)
+            .map(|t| {
+                let vals: Vec<f64> = pooled
+                    .iter()
+                    .map(|&i| analysis.fitted[i * k_fit + t])
+                    .collect();
+                let m = vals.iter().sum::<f64>() / vals.len() as f64;
+                vals.iter().map(|v| (v - m) * (v - m)).sum()
+            })
+            .collect();
+        Self { sst }
+    }
+
+    /// Σ_t SSE_t / SST_t of one fold's probe under shuffle `b`.
+    fn error(&self, fold: &FoldLayer, b: usize) -> f64 {
+        let k = self.sst.len();
+        (0..k)
+            .map(|t| fold.null_sse[b * k + t] / self.sst[t])
+            .sum::<f64>()
+    }
+
+    /// Pooled test R² under shuffle `b` of the folds' probes (one per fold, in fold order).
+    fn r2<'a>(&self, folds: impl Iterator<Item = &'a FoldLayer>, b: usize) -> f64 {
+        1.0 - folds.map(|f| self.error(f, b)).sum::<f64>() / self.sst.len() as f64
+    }
+
+    /// The best pooled test R² under shuffle `b` over every choice of layer per fold.
+    fn best_r2_over_layers(&self, layers: &[LayerOutcome], b: usize) -> f64 {
+        let n_folds = layers[0].folds.len();
+        let best: f64 = (0..n_folds)
+            .map(|g| {
+                layers
+                    .iter()
+                    .map(|l| self.error(&l.folds[g], b))
+                    .fold(f64::INFINITY, f64::min)
+            })
+            .sum();
+        1.0 - best / self.sst.len() as f64
     }
 }
 
-fn list_some<'a>(it: impl Iterator<Item = &'a str>) -> String {
-    let v: Vec<&str> = it.collect();
-    if v.len() > 20 {
-        format!("{}, … ({} in all)", v[..20].join(", "), v.len())
-    } else {
-        v.join(", ")
+/// The folds' prediction matrices (`pick`, n_rows × k each) stacked row-major in fold order;
+/// None when a fold has none.
+fn stack_folds<'a>(
+    folds: impl IntoIterator<Item = &'a FoldLayer>,
+    k: usize,
+    pick: impl Fn(&'a FoldLayer) -> Option<&'a DMatrix<f64>>,
+) -> Option<Vec<f64>> {
+    let mut v = Vec::new();
+    for f in folds {
+        let m = pick(f)?;
+        for i in 0..m.nrows() {
+            v.extend((0..k).map(|t| m[(i, t)]));
+        }
     }
+    Some(v)
+}
+
+/// Row-major n × k values as a matrix.
+fn to_matrix(v: &[f64], k: usize) -> DMatrix<f64> {
+    DMatrix::from_fn(v.len() / k, k, |i, t| v[i * k + t])
 }
 
 struct Scores {
@@ -1655,94 +1275,6 @@ fn design(
         DMatrix::from_vec(nr, d, data)
     };
     (build(train), build(test))
-}
-
-/// Order-preserving u32 key of an f32 (-0.0 and 0.0 equal).
-fn order_key(v: f32) -> u32 {
-    if v == 0.0 {
-        return 0x8000_0000;
-    }
-    let b = v.to_bits();
-    if b >> 31 == 1 {
-        !b
-    } else {
-        b | 0x8000_0000
-    }
-}
-
-fn neuron_layer(
-    layer: usize,
-    acts: &[f32],
-    d: usize,
-    plan: &NeuronPlan,
-    b_n: usize,
-) -> Vec<NeuronReport> {
-    let nr = plan.rows.len();
-    let mut ranks = vec![0f32; nr * d];
-    let mut keys: Vec<u64> = Vec::with_capacity(nr);
-    let mean = (nr as f64 + 1.0) / 2.0;
-    let mut tmp = vec![0f64; nr];
-    for j in 0..d {
-        keys.clear();
-        keys.extend(
-            plan.rows
-                .iter()
-                .enumerate()
-                .map(|(i, &r)| ((order_key(acts[r * d + j]) as u64) << 32) | i as u64),
-        );
-        keys.sort_unstable();
-        let mut s = 0;
-        while s < nr {
-            let key = keys[s] >> 32;
-            let mut e = s + 1;
-            while e < nr && keys[e] >> 32 == key {
-                e += 1;
-            }
-            let rank = (s + 1 + e) as f64 / 2.0 - mean;
-            for q in &keys[s..e] {
-                tmp[(q & 0xFFFF_FFFF) as usize] = rank;
-            }
-            s = e;
-        }
-        let norm = tmp.iter().map(|v| v * v).sum::<f64>().sqrt();
-        let col = &mut ranks[j * nr..(j + 1) * nr];
-        if norm > 0.0 {
-            for (c, v) in col.iter_mut().zip(&tmp) {
-                *c = (v / norm) as f32;
-            }
-        }
-    }
-    let rm = DMatrix::from_vec(nr, d, ranks);
-    let corr = &plan.ty_t * &rm; // ((B+1)·T) × d
-    let t_n = plan.targets.len();
-    (0..t_n)
-        .map(|t| {
-            let (mut best, mut best_abs) = (0usize, -1.0f32);
-            for j in 0..d {
-                let a = corr[(t, j)].abs();
-                if a > best_abs {
-                    best = j;
-                    best_abs = a;
-                }
-            }
-            let p_value = (b_n > 0).then(|| {
-                let ge = (1..=b_n)
-                    .filter(|&b| {
-                        let row = b * t_n + t;
-                        (0..d).any(|j| corr[(row, j)].abs() >= best_abs)
-                    })
-                    .count();
-                (1 + ge) as f64 / (1 + b_n) as f64
-            });
-            NeuronReport {
-                layer,
-                index: best,
-                target: plan.targets[t].clone(),
-                spearman: corr[(t, best)] as f64,
-                p_value,
-            }
-        })
-        .collect()
 }
 
 /// Hashed character 1–3-gram counts of each lower-cased name with start/end markers,
@@ -1884,41 +1416,4 @@ fn fit_layers(
         }
     }
     Ok(outcomes)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn neuron_spearman_matches_metrics() {
-        let (n, d) = (50, 6);
-        let mut rng = SplitMix64::new(4);
-        let mut acts: Vec<f32> = (0..n * d).map(|_| rng.std_normal() as f32).collect();
-        // Ties, and dimension 4 tracks the target.
-        for i in 0..n {
-            acts[i * d + 2] = (i % 3) as f32;
-            acts[i * d + 4] = i as f32 * 0.1 + 0.3 * rng.std_normal() as f32;
-        }
-        let target: Vec<f64> = (0..n).map(|i| i as f64).collect();
-        let rows: Vec<usize> = (0..n).collect();
-        let r = metrics::average_ranks(&target).unwrap();
-        let mean = (n as f64 + 1.0) / 2.0;
-        let norm = r.iter().map(|v| (v - mean).powi(2)).sum::<f64>().sqrt();
-        let ty_t = DMatrix::from_fn(1, n, |_, i| ((r[i] - mean) / norm) as f32);
-        let plan = NeuronPlan {
-            rows,
-            targets: vec!["year".into()],
-            ty_t,
-        };
-        let out = neuron_layer(0, &acts, d, &plan, 0);
-        assert_eq!(out[0].index, 4);
-        let col: Vec<f64> = (0..n).map(|i| acts[i * d + 4] as f64).collect();
-        let want = metrics::spearman(&col, &target).unwrap();
-        assert!(
-            (out[0].spearman - want).abs() < 1e-5,
-            "{} vs {want}",
-            out[0].spearman
-        );
-    }
 }

@@ -632,7 +632,7 @@ pub(crate) fn col_sums(x: &nalgebra::DMatrixView<'_, f64>) -> Vec<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::probe::ridge::SplitMix64;
+    use crate::probe::split::SplitMix64;
 
     fn rand_matrix(n: usize, d: usize, seed: u64) -> DMatrix<f64> {
         let mut rng = SplitMix64::new(seed);

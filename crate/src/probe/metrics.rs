@@ -235,7 +235,7 @@ pub fn mean_absolute_error_years(truth_years: &[f64], pred_years: &[f64]) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::probe::ridge::SplitMix64;
+    use crate::probe::split::SplitMix64;
 
     #[test]
     fn fast_proximity_equals_its_definition() {
