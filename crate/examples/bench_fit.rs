@@ -18,8 +18,9 @@ use std::time::Instant;
 use probelab::data::{Dataset, TargetKind};
 use probelab::extract::{Activations, Pooling};
 use probelab::probe::analysis::{
-    analyze, Analysis, AnalysisOptions, ControlInputs, ReportContext, SplitSpec,
+    Analysis, AnalysisOptions, ControlInputs, ReportContext, SplitSpec,
 };
+use probelab::probe::analyze;
 use probelab::probe::split::SplitMix64;
 
 fn vm_hwm_mib() -> Option<f64> {

@@ -205,7 +205,7 @@ pub fn fit(
         pooling: meta.pooling,
         dataset_name: dataset.name.clone(),
     };
-    analysis::analyze(
+    crate::probe::analyze(
         acts,
         dataset,
         split,

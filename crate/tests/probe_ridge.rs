@@ -3,9 +3,9 @@
 //! splits and standardization.
 
 use nalgebra::{DMatrix, DVector};
+use probelab::probe::matrix::{Matrix, MatrixRef, StandardScaler};
 use probelab::probe::ridge::{
-    default_alphas, logspace, CvMode, Matrix, MatrixRef, PermutationTest, Probe, RidgeCv, Route,
-    StandardScaler,
+    default_alphas, logspace, CvMode, PermutationTest, Probe, RidgeCv, Route,
 };
 use probelab::probe::split::{leave_one_group_out, Split, SplitMix64};
 use serde_json::Value;

@@ -6,7 +6,8 @@
 
 use std::time::Instant;
 
-use probelab::probe::ridge::{MatrixRef, PermutationTest, Probe, RidgeCv};
+use probelab::probe::matrix::MatrixRef;
+use probelab::probe::ridge::{PermutationTest, Probe, RidgeCv};
 use probelab::probe::split::SplitMix64;
 
 #[test]

@@ -8,9 +8,8 @@ use std::collections::BTreeMap;
 
 use probelab::data::{Dataset, TargetKind};
 use probelab::extract::{Activations, Pooling};
-use probelab::probe::analysis::{
-    analyze, AnalysisOptions, ControlInputs, Report, ReportContext, SplitSpec,
-};
+use probelab::probe::analysis::{AnalysisOptions, ControlInputs, Report, ReportContext, SplitSpec};
+use probelab::probe::analyze;
 use probelab::probe::metrics;
 use probelab::render::figures::map_scene_at_layer;
 use probelab::render::geo::{self, EQUAL_EARTH_ASPECT, EQUAL_EARTH_X_MAX, EQUAL_EARTH_Y_MAX};

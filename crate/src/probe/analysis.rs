@@ -31,8 +31,8 @@
 //!
 //! Nothing here uses files, clocks or OS randomness (seeded [`SplitMix64`](crate::probe::split::SplitMix64) only), so the same
 //! code runs in wasm32. [`Analysis`] processes one layer at a time, so callers can stream layers
-//! that do not fit in memory together; [`analyze`] runs them in order, or natively on threads
-//! (`threads.rs`, the only native-only part). The plan (targets, splits, folds, shuffles,
+//! that do not fit in memory together; `layer_loop.rs` runs them all in one call (in order, or
+//! natively on threads: the only native-only part). The plan (targets, splits, folds, shuffles,
 //! control task) is built in `plan.rs`, the single-dimension check in `neuron.rs`, and the
 //! report types live in `report.rs`. [`Analysis::finish`] reads as its steps: check the
 //! layers, score each layer, choose the layer per fold, score the choice against the
@@ -48,14 +48,15 @@ use crate::data::{self, Dataset, TargetKind};
 use crate::extract::acts::ActsMeta;
 use crate::extract::Activations;
 use crate::probe::input_err;
+use crate::probe::matrix::{MatrixRef, StandardScaler};
 use crate::probe::metrics::{self, LatLon};
 use crate::probe::neuron::NeuronPlan;
 use crate::probe::plan::{
-    breakdown_column, check_options, check_test_targets_vary, control_task, mix_seed, plan_folds,
-    plan_splits, FoldPlan, Targets,
+    breakdown_column, check_options, check_test_targets_vary, control_task, mix_seed,
+    ngram_features, plan_folds, plan_splits, FoldPlan, Targets,
 };
 use crate::probe::ridge::RidgeCv;
-use crate::{Error, Result};
+use crate::Result;
 
 pub use crate::probe::report::{
     predictions, predictions_csv, AnalysisOptions, Baselines, DatasetInfo, EntityPrediction,
@@ -78,7 +79,7 @@ pub struct ControlInputs<'a> {
 }
 
 /// Progress of a job in named stages, `(stage, done, total)`: the fit's layers, and a whole
-/// run's extractions and fit ([`crate::run`]). Return `false` to cancel ([`Error::Cancelled`]).
+/// run's extractions and fit ([`crate::run`]). Return `false` to cancel ([`crate::Error::Cancelled`]).
 /// (A single extraction counts batches and tokens instead: [`crate::extract::Progress`].)
 pub type StageProgress<'a> = dyn FnMut(&str, usize, usize) -> bool + 'a;
 
@@ -147,7 +148,7 @@ fn short(h: &str) -> String {
     h.chars().take(12).collect()
 }
 
-fn check_finite_layer(
+pub(crate) fn check_finite_layer(
     what: &str,
     x: &[f32],
     d: usize,
@@ -1223,7 +1224,7 @@ struct Scores {
 
 /// Training rows (in the given order) and test rows as column-major f64 matrices, centred with
 /// the training mean and, when `standardize`, divided by the training standard deviation
-/// (scikit-learn's StandardScaler: population sd; a constant column keeps scale 1).
+/// ([`StandardScaler`] fitted on the training rows).
 fn design(
     x: &[f32],
     d: usize,
@@ -1231,31 +1232,14 @@ fn design(
     test: &[usize],
     standardize: bool,
 ) -> (DMatrix<f64>, DMatrix<f64>) {
-    let n = train.len();
-    let mut mean = vec![0.0f64; d];
-    for &r in train {
-        for (m, &v) in mean.iter_mut().zip(&x[r * d..(r + 1) * d]) {
-            *m += v as f64;
-        }
-    }
-    mean.iter_mut().for_each(|m| *m /= n as f64);
-    let mut scale = vec![1.0f64; d];
-    if standardize {
-        let mut var = vec![0.0f64; d];
-        for &r in train {
-            for ((s, &v), &m) in var.iter_mut().zip(&x[r * d..(r + 1) * d]).zip(&mean) {
-                let c = v as f64 - m;
-                *s += c * c;
-            }
-        }
-        for j in 0..d {
-            let sd = (var[j] / n as f64).sqrt();
-            scale[j] = if sd <= 10.0 * f64::EPSILON * mean[j].abs().max(f64::MIN_POSITIVE) {
-                1.0
-            } else {
-                sd
-            };
-        }
+    let rows = MatrixRef {
+        data: x,
+        n_rows: x.len() / d.max(1),
+        n_cols: d,
+    };
+    let StandardScaler { mean, mut scale } = StandardScaler::fit_rows(rows, train);
+    if !standardize {
+        scale.fill(1.0);
     }
     let inv: Vec<f64> = scale.iter().map(|s| 1.0 / s).collect();
     let build = |rows: &[usize]| {
@@ -1275,145 +1259,4 @@ fn design(
         DMatrix::from_vec(nr, d, data)
     };
     (build(train), build(test))
-}
-
-/// Hashed character 1–3-gram counts of each lower-cased name with start/end markers,
-/// row-major `n × buckets` (FNV-1a, identical on every platform).
-pub fn ngram_features(names: &[String], buckets: usize) -> Vec<f32> {
-    let mut out = vec![0f32; names.len() * buckets];
-    for (i, name) in names.iter().enumerate() {
-        let chars: Vec<char> = std::iter::once('\u{2}')
-            .chain(name.to_lowercase().chars())
-            .chain(std::iter::once('\u{3}'))
-            .collect();
-        for len in 1..=3usize {
-            for w in chars.windows(len) {
-                let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ len as u64;
-                for c in w {
-                    let mut buf = [0u8; 4];
-                    for b in c.encode_utf8(&mut buf).bytes() {
-                        h ^= b as u64;
-                        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-                    }
-                }
-                out[i * buckets + (h % buckets as u64) as usize] += 1.0;
-            }
-        }
-    }
-    out
-}
-
-// =============================================================================================
-// One call
-// =============================================================================================
-
-/// Runs the whole analysis on in-memory activations. Checks everything first (shapes, NaN/inf
-/// anywhere, the random-init model's shape), so a bad input fails before any fitting; a cancel
-/// from `progress` returns [`Error::Cancelled`]. Stages reported: `check`, `layers`, `report`.
-pub fn analyze(
-    acts: &Activations,
-    dataset: &Dataset,
-    split: &SplitSpec,
-    opts: &AnalysisOptions,
-    controls: &ControlInputs<'_>,
-    ctx: &ReportContext,
-    progress: &mut StageProgress<'_>,
-) -> Result<Report> {
-    let n = dataset.len();
-    if acts.n_entities != n {
-        return Err(input_err(format!(
-            "the activations are of {} entities but dataset '{}' has {n}; they belong to another \
-             entity list",
-            acts.n_entities, dataset.name
-        )));
-    }
-    if acts.data.len() != (acts.n_layers + 1) * acts.n_entities * acts.d_model {
-        return Err(input_err(format!(
-            "activations hold {} values, not (layers+1) {} × entities {} × d {}",
-            acts.data.len(),
-            acts.n_layers + 1,
-            acts.n_entities,
-            acts.d_model
-        )));
-    }
-    if let Some(r) = controls.random_init {
-        if (r.n_layers, r.n_entities, r.d_model) != (acts.n_layers, acts.n_entities, acts.d_model)
-            || r.data.len() != acts.data.len()
-        {
-            return Err(input_err(format!(
-                "random-init activations are {} layers × {} entities × {} dims but the model's are \
-                 {} × {} × {}; extract both with the same architecture and entities",
-                r.n_layers, r.n_entities, r.d_model, acts.n_layers, acts.n_entities, acts.d_model
-            )));
-        }
-    }
-    if !progress("check", 0, 1) {
-        return Err(Error::Cancelled);
-    }
-    for l in 0..=acts.n_layers {
-        check_finite_layer(
-            "activations",
-            acts.layer(l),
-            acts.d_model,
-            l,
-            &dataset.names,
-        )?;
-        if let Some(r) = controls.random_init {
-            check_finite_layer(
-                "random-init activations",
-                r.layer(l),
-                r.d_model,
-                l,
-                &dataset.names,
-            )?;
-        }
-    }
-    let analysis = Analysis::new(
-        dataset,
-        split,
-        opts,
-        &controls.first_token_ids,
-        acts.n_layers,
-        acts.d_model,
-        controls.random_init.is_some(),
-    )?;
-    if !progress("check", 1, 1) {
-        return Err(Error::Cancelled);
-    }
-    let total = acts.n_layers + 1;
-    let fit_layer =
-        |l: usize| analysis.layer(l, acts.layer(l), controls.random_init.map(|r| r.layer(l)));
-    let outcomes = fit_layers(total, &fit_layer, progress)?;
-    let report = analysis.finish(ctx, outcomes)?;
-    if !progress("report", 1, 1) {
-        return Err(Error::Cancelled);
-    }
-    Ok(report)
-}
-
-/// Fits every layer: on as many threads as the machine has natively ([`super::threads`]), in
-/// order in wasm32 (and on one core). Results come back in layer order; progress and
-/// cancellation are handled on the calling thread.
-fn fit_layers(
-    total: usize,
-    fit_layer: &(dyn Fn(usize) -> Result<LayerOutcome> + Sync),
-    progress: &mut StageProgress<'_>,
-) -> Result<Vec<LayerOutcome>> {
-    #[cfg(not(target_arch = "wasm32"))]
-    {
-        let threads = std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .min(total);
-        if threads > 1 {
-            return crate::probe::threads::fit_layers(total, threads, fit_layer, progress);
-        }
-    }
-    let mut outcomes = Vec::with_capacity(total);
-    for l in 0..total {
-        outcomes.push(fit_layer(l)?);
-        if !progress("layers", l + 1, total) {
-            return Err(Error::Cancelled);
-        }
-    }
-    Ok(outcomes)
 }

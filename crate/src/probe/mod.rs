@@ -3,27 +3,30 @@
 //!
 //! Files by job, in the order the data flows:
 //! - [`split`]: the seeded generator, train/test splits, validation folds, group hold-outs;
-//! - [`ridge`]: RidgeCv and its spectral engine, scalers, permutations;
+//! - [`matrix`]: row-major matrices and the train-only standard scaler;
+//! - [`ridge`]: RidgeCv and its spectral engine, the scaled probe, permutations;
 //! - [`linalg`]: eigensolver, Cholesky, small products;
 //! - [`metrics`]: R², great-circle km, ranks, proximity;
-//! - `plan`: what does not depend on the layer (targets, splits, folds, shuffles, control task);
+//! - `plan`: what does not depend on the layer (targets, splits, folds, shuffles, control task,
+//!   the names' n-grams);
 //! - `neuron`: the single-dimension ("space neuron") check;
 //! - [`analysis`]: the fit per layer, the selection of the layer, the report's assembly;
 //! - [`report`]: report.json and predictions.csv types;
-//! - `threads`: the native-only layer loop on threads.
+//! - [`layer_loop`]: the whole analysis in one call, its layers on threads natively.
 
 pub mod analysis;
+pub mod layer_loop;
 pub mod linalg;
+pub mod matrix;
 pub mod metrics;
 mod neuron;
 mod plan;
 pub mod report;
 pub mod ridge;
 pub mod split;
-#[cfg(not(target_arch = "wasm32"))]
-mod threads;
 
-pub use analysis::{analyze, check_matches, Analysis, ControlInputs, LayerOutcome, StageProgress};
+pub use analysis::{check_matches, Analysis, ControlInputs, LayerOutcome, StageProgress};
+pub use layer_loop::analyze;
 pub use report::{predictions, predictions_csv, AnalysisOptions, Report, ReportContext, SplitSpec};
 
 use crate::Error;
