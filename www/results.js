@@ -5,7 +5,7 @@
 import { IDENTITY, drawScene } from './scene.js';
 
 const $ = (id) => document.getElementById(id);
-let current = null;   // { handle (the core's Report), reportJson, report (parsed), scenes }
+let current = null;   // { handle (the core's Report), reportJson, report (parsed), scenes, verdict }
 let playing = null;
 
 // The map on screen: its scene (with `points`), the view {scale, x, y} in scene units, and the
@@ -59,6 +59,39 @@ function fillGroupTable(rep) {
   $('by-group').hidden = rep.by_group.length === 0;
 }
 
+// Where each verdict line's figure is on the page (the time scatter is drawn on the map canvas).
+const FIGURE_IDS = { layers: 'layers-canvas', map: 'map-wrap', time: 'map-wrap', by_group: 'by-group' };
+const OUTCOME_WORDS = { yes: 'passes', no: 'fails', not_run: 'not run' };
+
+/**
+ * The verdict card from the core (the command line prints the same): the headline, then one
+ * line per control with its mark, a link to the figure that shows it, and its figure. Each line
+ * keeps the numbers it was built from in data-value / data-against, for tests and scripts.
+ */
+function fillVerdict(handle) {
+  const v = JSON.parse(handle.verdict());
+  $('verdict-headline').textContent = v.headline;
+  $('verdict-checks').replaceChildren(...v.checks.map((c) => {
+    const li = document.createElement('li');
+    li.className = `check ${c.outcome}`;
+    li.dataset.key = c.key;
+    if (c.value !== null) li.dataset.value = String(c.value);
+    if (c.against !== null) li.dataset.against = String(c.against);
+    const mark = document.createElement('span');
+    mark.className = 'mark';
+    mark.textContent = { yes: '✓', no: '✗', not_run: '–' }[c.outcome];
+    mark.setAttribute('role', 'img');
+    mark.setAttribute('aria-label', OUTCOME_WORDS[c.outcome]);
+    const link = document.createElement('a');
+    link.href = `#${FIGURE_IDS[c.figure] || 'layers-canvas'}`;
+    link.textContent = c.label;
+    li.append(mark, ' ', link, `: ${c.detail}`);
+    return li;
+  }));
+  $('verdict').hidden = false;
+  return v;
+}
+
 /**
  * Shows a fitted report: `handle` (the core's Report, which this panel now owns), `reportJson`
  * (its text, for the export) and `scenes` ({layers, map | time}).
@@ -87,6 +120,7 @@ export function showResults(handle, reportJson, scenes, initialLayer) {
   map.view = { ...IDENTITY };
   hideTip();
   if (window.probelab) window.probelab.map = map;
+  current.verdict = fillVerdict(handle);
   drawScene($('layers-canvas'), scenes.layers);
   fillGroupTable(rep);
   if (rep.dataset.target === 'space') drawLayer(start);

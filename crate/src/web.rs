@@ -483,6 +483,13 @@ impl Report {
         figures::summary(&self.report)
     }
 
+    /// The verdict card as JSON ([`crate::render::verdict`]): the headline, its numbers, and one
+    /// line per control with its outcome and the figure that shows it.
+    pub fn verdict(&self) -> Result<String, JsError> {
+        serde_json::to_string(&crate::render::verdict(&self.report))
+            .map_err(|e| JsError::new(&e.to_string()))
+    }
+
     /// predictions.csv, as the command line writes it.
     pub fn predictions_csv(&self) -> Result<String, JsError> {
         analysis::predictions_csv(&self.report).map_err(js_err)

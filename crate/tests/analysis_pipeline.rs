@@ -8,10 +8,12 @@ use probelab::data::{self, Dataset, TargetKind};
 use probelab::extract::acts::ActsMeta;
 use probelab::extract::{Activations, Pooling};
 use probelab::probe::analysis::{
-    analyze, check_matches, predictions, predictions_csv, AnalysisOptions, ControlInputs, Report,
+    check_matches, predictions, predictions_csv, AnalysisOptions, ControlInputs, Report,
     ReportContext, SpaceTargets, SplitSpec,
 };
+use probelab::probe::analyze;
 use probelab::probe::split::SplitMix64;
+use probelab::render::{verdict, Outcome, Verdict};
 use probelab::Error;
 
 struct Rng(SplitMix64);
@@ -313,6 +315,153 @@ fn planted_signal_is_selected_with_a_small_p_value() {
         )),
         "{text}"
     );
+}
+
+/// The verdict card's numbers are the report's own, and each mark follows from them.
+fn check_card_against_report(r: &Report) -> Verdict {
+    let v = verdict(r);
+    let s = &r.selected;
+    assert_eq!(v.layer, s.layer);
+    assert_eq!(v.r2_test, s.r2_test);
+    assert_eq!(v.p_value, s.p_value);
+    match r.dataset.target {
+        TargetKind::Space => assert_eq!((v.error, v.error_unit), (s.km_median, "km")),
+        TargetKind::Time => assert_eq!((v.error, v.error_unit), (s.years_mae, "years")),
+    }
+    let keys: Vec<&str> = v.checks.iter().map(|c| c.key).collect();
+    assert_eq!(
+        keys,
+        [
+            "shuffled",
+            "names",
+            "layer0",
+            "random_init",
+            "control_task",
+            "unseen_group"
+        ]
+    );
+    let by_key = |k: &str| v.checks.iter().find(|c| c.key == k).unwrap();
+    // A comparison line: the probe's and the control's figures, marked by which is larger.
+    let compared = |k: &str, probe: f64, control: Option<f64>| {
+        let c = by_key(k);
+        assert_eq!((c.value, c.against), (Some(probe), control), "{k}");
+        let want = match control {
+            None => Outcome::NotRun,
+            Some(b) if probe > b => Outcome::Yes,
+            Some(_) => Outcome::No,
+        };
+        assert_eq!(c.outcome, want, "{k}: {c:?}");
+        if let Some(b) = control {
+            assert!(
+                c.detail
+                    .contains(&format!("{:+.2} ({probe:.2} against {b:.2})", probe - b)),
+                "{k}: {}",
+                c.detail
+            );
+        }
+    };
+    compared("names", s.r2_test, r.baselines.ngram_r2_test);
+    compared("layer0", s.r2_test, Some(r.baselines.layer0_r2_test));
+    compared("random_init", s.r2_test, s.random_init_r2);
+    compared("control_task", s.r2_test_fitted, s.control_task_r2);
+    if let Some(sel) = s.selectivity {
+        assert!(by_key("control_task")
+            .detail
+            .contains(&format!("selectivity {sel:+.2}")));
+    }
+    let shuffled = by_key("shuffled");
+    assert_eq!(shuffled.value, s.p_value);
+    match s.p_value {
+        Some(p) => {
+            assert_eq!(shuffled.outcome == Outcome::Yes, p < 0.05);
+            assert!(
+                shuffled.detail.contains(&format!("p = {p:.3}")),
+                "{}",
+                shuffled.detail
+            );
+            assert!(v
+                .headline
+                .contains(&format!("p = {p:.3} after choosing the layer")));
+        }
+        None => assert_eq!(shuffled.outcome, Outcome::NotRun),
+    }
+    let unseen = by_key("unseen_group");
+    if matches!(r.split.kind.as_str(), "group" | "leave_one_group_out") {
+        assert_eq!(unseen.value, Some(s.r2_test));
+        assert_eq!(unseen.outcome == Outcome::Yes, s.r2_test > 0.0);
+    } else {
+        assert_eq!((unseen.value, unseen.outcome), (None, Outcome::NotRun));
+    }
+    assert!(v.headline.contains(&format!("Layer {} reads", s.layer)));
+    assert!(v.headline.contains(&format!("R² {:.2}", s.r2_test)));
+    if let Some(e) = v.error {
+        assert!(v
+            .headline
+            .contains(&format!("error {e:.0} {}", v.error_unit)));
+    }
+    // The command line prints the same card: the headline, then one marked line per check.
+    let text = v.to_string();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 1 + v.checks.len());
+    assert_eq!(lines[0], v.headline);
+    for (line, c) in lines[1..].iter().zip(&v.checks) {
+        assert_eq!(
+            *line,
+            format!("  {} {}: {}", c.outcome.mark(), c.label, c.detail)
+        );
+    }
+    v
+}
+
+#[test]
+fn verdict_card_carries_the_reports_numbers() {
+    // A planted signal with every control: every line says yes except the unseen region,
+    // which a random split does not test.
+    let ds = space_dataset(400, 1);
+    let acts = activations(&ds, 4, 16, Some(3), 0.8, 2);
+    let random = activations(&ds, 4, 16, None, 0.0, 9);
+    let r = run(
+        &acts,
+        &ds,
+        &random_split(),
+        &opts(50),
+        first_tokens(400, 60, 4),
+        Some(&random),
+    )
+    .unwrap();
+    let v = check_card_against_report(&r);
+    let outcomes: Vec<Outcome> = v.checks.iter().map(|c| c.outcome).collect();
+    use Outcome::{No, NotRun, Yes};
+    assert_eq!(outcomes, [Yes, Yes, Yes, Yes, Yes, NotRun], "{v}");
+
+    // Names that spell the year and activations of noise: the names win, and the controls
+    // that were not run say so.
+    let spelled = time_dataset(600, 11, true);
+    let noise = activations(&spelled, 1, 8, None, 0.0, 12);
+    let r = run(&noise, &spelled, &random_split(), &opts(0), vec![], None).unwrap();
+    let v = check_card_against_report(&r);
+    let outcomes: Vec<Outcome> = v.checks.iter().map(|c| c.outcome).collect();
+    assert_eq!(outcomes[..2], [NotRun, No], "{v}");
+    assert_eq!(outcomes[3..], [NotRun, NotRun, NotRun], "{v}");
+
+    // Leave-one-group-out tests the unseen region.
+    let split = SplitSpec::Group {
+        column: "continent".into(),
+        held_out: None,
+    };
+    let ds = space_dataset(500, 31);
+    let acts = activations(&ds, 3, 12, Some(1), 0.8, 32);
+    let r = run(
+        &acts,
+        &ds,
+        &split,
+        &opts(10),
+        first_tokens(500, 50, 2),
+        None,
+    )
+    .unwrap();
+    let v = check_card_against_report(&r);
+    assert_ne!(v.checks[5].outcome, NotRun, "{v}");
 }
 
 #[test]

@@ -21,6 +21,31 @@ test('200 places: extraction, probes, summary, chart and map', async () => {
   assert.equal(rep.layers.length, 31);
   assert.match(await page.textContent('#summary'), /Layer \d+ .* R² -?\d/);
   assert.match(await page.textContent('#engine'), /CPU \(WebAssembly/);
+  // The verdict card carries the report's own numbers, and each line links to its figure.
+  const sel = rep.selected;
+  const headline = await page.textContent('#verdict-headline');
+  assert.ok(headline.startsWith(`Layer ${sel.layer} reads latitude and longitude of held-out places: R² ${sel.r2_test.toFixed(2)}, median error ${sel.km_median.toFixed(0)} km, p = ${sel.p_value.toFixed(3)}`), headline);
+  const card = await page.$$eval('#verdict-checks li', (lis) => lis.map((li) => ({
+    key: li.dataset.key, cls: li.className, value: li.dataset.value, against: li.dataset.against,
+    text: li.textContent, href: li.querySelector('a').getAttribute('href'),
+  })));
+  assert.deepEqual(card.map((c) => c.key), ['shuffled', 'names', 'layer0', 'random_init', 'control_task', 'unseen_group']);
+  const line = (k) => card.find((c) => c.key === k);
+  const num = (v) => (v === undefined ? null : Number(v));
+  assert.equal(num(line('shuffled').value), sel.p_value);
+  assert.match(line('shuffled').text, new RegExp(`p = ${sel.p_value.toFixed(3)}`));
+  assert.equal(line('shuffled').cls, `check ${sel.p_value < 0.05 ? 'yes' : 'no'}`);
+  for (const [k, probe, control] of [['names', sel.r2_test, rep.baselines.ngram_r2_test],
+    ['layer0', sel.r2_test, rep.baselines.layer0_r2_test], ['random_init', sel.r2_test, sel.random_init_r2],
+    ['control_task', sel.r2_test_fitted, sel.control_task_r2]]) {
+    assert.equal(num(line(k).value), probe, k);
+    assert.equal(num(line(k).against), control, k);
+    assert.equal(line(k).cls, `check ${probe > control ? 'yes' : 'no'}`, k);
+    assert.ok(line(k).text.includes(`(${probe.toFixed(2)} against ${control.toFixed(2)})`), `${k}: ${line(k).text}`);
+    assert.equal(line(k).href, '#layers-canvas');
+  }
+  assert.equal(line('unseen_group').cls, 'check not_run');
+  assert.equal(line('unseen_group').href, '#map-wrap');
   // The per-continent table lists every group with its counts, as text.
   const rows = await page.$$eval('#by-group tbody tr', (trs) => trs.map((tr) => [...tr.children].map((td) => td.textContent)));
   assert.equal(rows.length, rep.by_group.length);

@@ -225,7 +225,9 @@ fn write_all(dir: &Path, files: &[(String, Vec<u8>)]) -> Result<()> {
     Ok(())
 }
 
+/// The verdict card, then the summary in words (what the page shows above its figures).
 fn print_summary(report: &probelab::probe::analysis::Report, out: &Path) {
+    eprint!("{}", probelab::render::verdict(report));
     eprintln!("{}", probelab::render::figures::summary(report));
     eprintln!("wrote {}", out.display());
 }

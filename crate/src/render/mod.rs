@@ -4,7 +4,7 @@
 //! Read top to bottom: the [`scene`] format every figure is built in, its [`color`]s and
 //! [`font`], [`raster`]izing a scene to PNG, what the charts share ([`plot`]: title, ticks,
 //! axes), the three charts ([`map`] on the [`geo`] outlines, [`layer_curve`], [`time_scatter`]),
-//! and [`figures`]: a report's figures and summary built from these.
+//! [`figures`]: a report's figures and summary built from these, and the [`verdict`] card.
 
 pub mod scene;
 
@@ -20,6 +20,7 @@ pub mod map;
 pub mod time_scatter;
 
 pub mod figures;
+pub mod verdict;
 
 pub use color::{
     longitude_color, parse_color, with_alpha, BACKGROUND, BORDER, CONTINENT_COLORS, LAND, OCEAN,
@@ -34,3 +35,4 @@ pub use plot::nice_ticks;
 pub use raster::{rasterize, to_png, to_png_scaled, Raster, MAX_PIXELS};
 pub use scene::{Anchor, Item, Scene};
 pub use time_scatter::{time_scatter_scene, TimeScatterOptions};
+pub use verdict::{verdict, Check, Outcome, Verdict};
