@@ -28,6 +28,15 @@ pub(super) fn mean_std(v: impl Iterator<Item = f64> + Clone) -> (f64, f64) {
     (m, var.sqrt())
 }
 
+/// The dataset's group columns for an error message: "a, b", or "(none)".
+fn group_columns(dataset: &Dataset) -> String {
+    if dataset.groups.is_empty() {
+        return "(none)".into();
+    }
+    let names: Vec<&str> = dataset.groups.keys().map(String::as_str).collect();
+    names.join(", ")
+}
+
 fn add_context(e: Error, where_: &str) -> Error {
     match e {
         Error::Input(m) if !where_.is_empty() => Error::Input(format!("{m}{where_}")),
@@ -281,16 +290,7 @@ pub(super) fn plan_splits(
                     "dataset '{}' has no column '{column}' to hold out by; its group columns \
                      are: {}",
                     dataset.name,
-                    if dataset.groups.is_empty() {
-                        "(none)".to_string()
-                    } else {
-                        dataset
-                            .groups
-                            .keys()
-                            .cloned()
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    }
+                    group_columns(dataset)
                 ))
             })?;
             let split_column = Some(column.to_lowercase());
@@ -508,12 +508,7 @@ pub(super) fn breakdown_column(
                 "dataset '{}' has no column '{c}' for the group breakdown; its group columns \
                  are: {}",
                 dataset.name,
-                dataset
-                    .groups
-                    .keys()
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                group_columns(dataset)
             )));
         }
         return Ok(Some(c));
