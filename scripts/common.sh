@@ -79,8 +79,8 @@ build_wasm() {
 }
 
 setup_node() {
-  if [ ! -d "$ROOT/tests/e2e/node_modules/playwright-core" ]; then
-    log "installing Playwright (playwright-core; the browser is Debian's Chromium)"
+  if [ ! -d "$ROOT/tests/e2e/node_modules/playwright-core" ] || [ ! -d "$ROOT/tests/e2e/node_modules/axe-core" ]; then
+    log "installing Playwright (playwright-core; the browser is Debian's Chromium) and axe-core"
     (cd "$ROOT/tests/e2e" && npm ci --no-audit --no-fund --silent 2>/dev/null || npm install --no-audit --no-fund --silent)
   fi
   apt_install chromium

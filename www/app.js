@@ -4,12 +4,13 @@
 import { DEFAULT_MODEL_URL } from './config.js';
 import { WorkerPool } from './workers.js';
 import { gatherActivations, readStoredRun } from './activations.js';
-import { showResults } from './results.js';
+import { linkToLab, showResults } from './results.js';
 import { Store, reportKey, runKey, sha256Hex } from './store.js';
 import init, { Report, builtin_datasets, read_dataset } from './pkg/probelab.js';
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
+const embedded = params.has('embed');
 const workerCount = Math.max(1, Math.min(Number(params.get('workers')) || navigator.hardwareConcurrency || 2, 4));
 const workers = new WorkerPool(workerCount);
 // ?engine=cpu|gpu|auto: auto (the default) takes WebGPU when the browser offers an adapter.
@@ -137,6 +138,7 @@ async function loadModel(source) {
     // Results shown from the store before the model loaded belong to the model they name.
     if (state.shownFrom && state.shownFrom !== i.sha256) {
       $('probe-panel').hidden = true;
+      resultsFirst(false);
       $('probe-status').textContent = '';
       state.shownFrom = null;
     }
@@ -408,6 +410,27 @@ function show(stored, sha256) {
   state.shownFrom = sha256;
   $('probe-panel').hidden = false;
   $('summary').textContent = report.summary();
+  resultsFirst(true);
+  if (embedded) showTitle(state.report.dataset.target);
+  linkToLab();
+}
+
+/**
+ * Results first: once a result is on the page it leads, and the inputs fold into Setup (once,
+ * so a reader who opened Setup again keeps it open across re-fits). Without one, Setup is open.
+ */
+function resultsFirst(shown) {
+  if (shown && !document.body.classList.contains('has-results')) $('setup').open = false;
+  if (!shown) $('setup').open = true;
+  document.body.classList.toggle('has-results', shown);
+}
+
+/** The embed's title: ?title=, or a question that names what the figure tests. */
+function showTitle(target) {
+  const fallback = target === 'time' ? 'Is there a timeline inside the model?'
+    : target === 'space' ? 'Is there a map of the world inside the model?' : 'Probelab';
+  $('title').textContent = params.get('title') || fallback;
+  document.title = $('title').textContent;
 }
 
 /**
@@ -538,10 +561,13 @@ const arrived = Promise.all([builtins, storeReady, wasmReady]).then(async ([, st
 // Load the default model on arrival, unless the URL asks for another (?model=URL).
 const loaded = arrived.then(() => loadModel({ url: initial }));
 
-// Embedded (?embed=1, e.g. in a blog post's iframe): a compact view that runs on its own —
-// progress, then the summary, the chart and the map; the inputs stay hidden.
-if (params.has('embed')) {
+// Embedded (?embed=1, e.g. in a blog post's iframe): a figure that runs on its own — progress,
+// then the title, the verdict, the map with its slider and Play, and the chart; no inputs.
+if (embedded) {
   document.body.classList.add('embed');
+  showTitle(null);
+  $('open-lab-line').hidden = false;
+  linkToLab();
   Promise.all([loaded, arrived]).then(async ([, shown]) => {
     if (!shown && state.info && $('dataset').value !== 'custom') runExtraction();
   });

@@ -33,30 +33,71 @@ function drawLayer(layer) {
     map.scene = JSON.parse(json);
     drawMap();
     refreshTip();
+    fillPointsTable(rep, layer);
   }
   // The layer lives in the URL, so a link reproduces the view.
   const url = new URL(location.href);
   url.searchParams.set('layer', String(layer));
   history.replaceState(null, '', url);
+  linkToLab();
 }
 
-/** The per-group breakdown with counts, so thin coverage is visible. All cells are text. */
+/**
+ * The per-group breakdown: each group's counts, its test entities' mean error and (for places)
+ * their proximity error. Not R² within a group: against one region's own mean it is negative
+ * by construction. All cells are text.
+ */
 function fillGroupTable(rep) {
   const space = rep.dataset.target === 'space';
   $('by-group-error').textContent = space ? 'mean error (km)' : 'mean error (years)';
+  $('by-group-proximity').hidden = !space;
   const body = $('by-group').querySelector('tbody');
+  const fixed = (v, digits) => (v === null || v === undefined ? 'n/a' : v.toFixed(digits));
   body.replaceChildren(...rep.by_group.map((g) => {
     const tr = document.createElement('tr');
-    const cells = [g.group, g.n_train, g.n_test, g.r2_test === null ? 'n/a' : g.r2_test.toFixed(2),
-      space ? (g.km_mean === null ? 'n/a' : g.km_mean.toFixed(0)) : (g.years_mae === null ? 'n/a' : g.years_mae.toFixed(0))];
-    for (const c of cells) {
-      const td = document.createElement('td');
+    const cells = [g.group, g.n_train, g.n_test, fixed(space ? g.km_mean : g.years_mae, 0)];
+    if (space) cells.push(fixed(g.proximity_error, 2));
+    cells.forEach((c, i) => {
+      const td = document.createElement(i === 0 ? 'th' : 'td');
+      if (i === 0) td.scope = 'row';
       td.textContent = String(c);
       tr.append(td);
-    }
+    });
     return tr;
   }));
   $('by-group').hidden = rep.by_group.length === 0;
+}
+
+/**
+ * The figure's points as a table for screen readers: the map's places at the shown layer, or
+ * the time scatter's entities at the selected layer.
+ */
+function fillPointsTable(rep, layer) {
+  const space = rep.dataset.target === 'space';
+  const head = space ? ['place', 'group', 'split', 'true position', 'predicted position', 'error (km)']
+    : ['entity', 'split', 'true year', 'predicted year', 'error (years)'];
+  const rows = space
+    ? (map.scene?.points ?? []).map((p) => [p.name, p.group || '', p.split,
+      `${fmtLat(p.true_lat)}, ${fmtLon(p.true_lon)}`, `${fmtLat(p.pred_lat)}, ${fmtLon(p.pred_lon)}`, Math.round(p.error_km)])
+    : rep.entities.filter((e) => e.split === 'test').map((e) => [e.name, e.split,
+      Math.round(e.truth[0]), Math.round(e.predicted[0]), Math.round(e.error)]);
+  $('points-caption').textContent = space
+    ? `Places on the map at layer ${layer}: true and predicted positions`
+    : `Held-out entities at layer ${rep.selected.layer}: true and predicted years`;
+  $('points-head').replaceChildren(...head.map((h) => Object.assign(document.createElement('th'), { scope: 'col', textContent: h })));
+  $('points-table').querySelector('tbody').replaceChildren(...rows.map((r) => {
+    const tr = document.createElement('tr');
+    for (const c of r) tr.append(Object.assign(document.createElement('td'), { textContent: String(c) }));
+    return tr;
+  }));
+}
+
+/** "Open in the lab": this view's URL (dataset, split, layer, model, prompt) without ?embed. */
+export function linkToLab() {
+  const url = new URL(location.href);
+  url.searchParams.delete('embed');
+  url.searchParams.delete('title');
+  $('open-lab').href = url.href;
 }
 
 // Where each verdict line's figure is on the page (the time scatter is drawn on the map canvas).
@@ -124,7 +165,13 @@ export function showResults(handle, reportJson, scenes, initialLayer) {
   drawScene($('layers-canvas'), scenes.layers);
   fillGroupTable(rep);
   if (rep.dataset.target === 'space') drawLayer(start);
-  else drawScene($('map-canvas'), scenes.time);
+  else {
+    drawScene($('map-canvas'), scenes.time);
+    fillPointsTable(rep, rep.selected.layer);
+  }
+  $('map-canvas').setAttribute('aria-label', rep.dataset.target === 'space'
+    ? 'Map of true and predicted positions; the table of places below lists them'
+    : 'Predicted against true year; the table of entities below lists them');
   $('map-canvas').classList.toggle('interactive', rep.dataset.target === 'space');
   if (rep.dataset.target !== 'space') $('map-canvas').classList.remove('zoomed');
   return current.report;
@@ -133,6 +180,14 @@ export function showResults(handle, reportJson, scenes, initialLayer) {
 $('layer').addEventListener('input', () => current && drawLayer(Number($('layer').value)));
 $('color-by').addEventListener('change', () => current && drawLayer(Number($('layer').value)));
 $('map-split').addEventListener('change', () => current && drawLayer(Number($('layer').value)));
+// Reduced motion: no layer animation; the slider still steps through the layers.
+const reducedMotion = matchMedia('(prefers-reduced-motion: reduce)');
+const applyMotion = () => {
+  $('play').hidden = reducedMotion.matches;
+  if (reducedMotion.matches && playing) { clearInterval(playing); playing = null; $('play').textContent = 'Play layers'; }
+};
+reducedMotion.addEventListener('change', applyMotion);
+applyMotion();
 $('play').addEventListener('click', () => {
   if (!current) return;
   if (playing) { clearInterval(playing); playing = null; $('play').textContent = 'Play layers'; return; }
@@ -397,3 +452,17 @@ const zoomCentre = (factor) => {
 $('zoom-in').addEventListener('click', () => zoomCentre(1.6));
 $('zoom-out').addEventListener('click', () => zoomCentre(1 / 1.6));
 $('zoom-reset').addEventListener('click', () => interactive() && resetView());
+// The map from the keyboard (the map box is focusable): + and − zoom, arrows pan, 0 resets.
+$('map-wrap').addEventListener('keydown', (e) => {
+  if (!interactive() || e.altKey || e.ctrlKey || e.metaKey) return;
+  const step = 0.1 * map.scene.width;
+  const pan = { ArrowLeft: [step, 0], ArrowRight: [-step, 0], ArrowUp: [0, step], ArrowDown: [0, -step] }[e.key];
+  if (e.key === '+' || e.key === '=') zoomCentre(1.6);
+  else if (e.key === '-' || e.key === '_') zoomCentre(1 / 1.6);
+  else if (e.key === '0') resetView();
+  else if (pan) {
+    map.view = clampView({ ...map.view, x: map.view.x + pan[0], y: map.view.y + pan[1] });
+    scheduleDraw();
+  } else return;
+  e.preventDefault();
+});

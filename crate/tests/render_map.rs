@@ -718,3 +718,60 @@ fn layer_map_shows_the_chosen_split_with_errors_from_the_report() {
         .unwrap();
     assert_eq!(s.points.len(), n_test);
 }
+
+#[test]
+fn legend_has_no_entry_for_points_without_a_group() {
+    let opts = MapOptions::default();
+    let with = |group: &str| {
+        vec![
+            place("Paris", 48.85, 2.35, 45.0, 10.0, group, true),
+            place("Tokyo", 35.7, 139.7, 30.0, 120.0, group, true),
+        ]
+    };
+    let texts = |s: &render::Scene| -> Vec<String> {
+        s.items
+            .iter()
+            .filter_map(|i| match i {
+                render::Item::Text { text, .. } => Some(text.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    let named = map_scene(&with("Europe"), &opts);
+    let unnamed = map_scene(&with(""), &opts);
+    assert!(texts(&named).iter().any(|t| t == "Europe"));
+    // The named map has one legend dot more; the unnamed one has none and no blank label.
+    assert_eq!(circles(&unnamed).len() + 1, circles(&named).len());
+    assert!(texts(&unnamed).iter().all(|t| !t.trim().is_empty()));
+}
+
+#[test]
+fn group_proximity_error_is_its_test_places_mean_against_all_test_places() {
+    let r = small_report(SplitSpec::Random {
+        test_fraction: 0.25,
+        seed: 5,
+    });
+    let test: Vec<_> = r.entities.iter().filter(|e| e.split == "test").collect();
+    assert_eq!(test.len(), 30);
+    // By the definition: the share of the other test places truly nearer than the miss.
+    let own = |e: &&probelab::probe::analysis::EntityPrediction| {
+        let closer = test
+            .iter()
+            .filter(|o| o.index != e.index)
+            .filter(|o| km(e.truth[0], e.truth[1], o.truth[0], o.truth[1]) < e.error)
+            .count();
+        closer as f64 / (test.len() - 1) as f64
+    };
+    assert_eq!(r.by_group.len(), 3);
+    for g in &r.by_group {
+        let mine: Vec<f64> = test
+            .iter()
+            .filter(|e| e.group.as_deref() == Some(g.group.as_str()))
+            .map(own)
+            .collect();
+        assert_eq!(mine.len(), g.n_test, "{}", g.group);
+        let want = mine.iter().sum::<f64>() / mine.len() as f64;
+        let got = g.proximity_error.unwrap();
+        assert!((got - want).abs() < 1e-12, "{}: {got} vs {want}", g.group);
+    }
+}

@@ -224,3 +224,25 @@ export function mapMarkerAt(page, name) {
       r.top + c.clientTop + (m.view.y + m.view.scale * p.pred_xy[1]) * k];
   }, name);
 }
+
+/** Presses Tab until the element with `id` has the focus; returns the presses it took. */
+export async function tabTo(page, id, max = 120) {
+  for (let n = 1; n <= max; n++) {
+    await page.keyboard.press('Tab');
+    if (await page.evaluate((want) => document.activeElement?.id === want, id)) return n;
+  }
+  const at = await page.evaluate(() => document.activeElement?.id || document.activeElement?.tagName);
+  throw new Error(`${max} presses of Tab never reached #${id} (the focus is on ${at})`);
+}
+
+/** axe-core's serious and critical violations on the page (or frame), as "rule: targets" lines. */
+export async function axeViolations(page) {
+  const source = readFileSync(path.join(ROOT, 'tests/e2e/node_modules/axe-core/axe.min.js'), 'utf8');
+  await page.evaluate(source);
+  const found = await page.evaluate(async () => {
+    const r = await window.axe.run(document, { resultTypes: ['violations'] });
+    return r.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical')
+      .map((v) => `${v.id} (${v.impact}): ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`);
+  });
+  return found;
+}

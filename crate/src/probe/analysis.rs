@@ -878,6 +878,24 @@ impl Analysis {
         for (pos, &i) in pooled.iter().enumerate() {
             test_rows.entry(vals[i].as_str()).or_default().push(pos);
         }
+        // Each test entity's proximity error among all test entities (not only its group's),
+        // so a group's mean says how often its places are placed nearer to other places.
+        let proximity: Option<Vec<f64>> = match self.kind {
+            TargetKind::Space => {
+                let t: Vec<LatLon> = pooled
+                    .iter()
+                    .map(|&i| LatLon {
+                        lat: self.original[i * k_orig],
+                        lon: self.original[i * k_orig + 1],
+                    })
+                    .collect();
+                let p: Vec<LatLon> = (0..pooled.len())
+                    .map(|q| to_latlon(sel_pred[q * k_orig], sel_pred[q * k_orig + 1]))
+                    .collect();
+                metrics::proximity_errors(&t, &p).ok()
+            }
+            TargetKind::Time => None,
+        };
         let all: BTreeSet<&str> = vals.iter().map(String::as_str).collect();
         all.into_iter()
             .map(|g| {
@@ -910,11 +928,16 @@ impl Analysis {
                 } else {
                     (None, None, None)
                 };
+                let proximity_error = proximity
+                    .as_ref()
+                    .filter(|_| !pos.is_empty())
+                    .and_then(|e| fin(pos.iter().map(|&q| e[q]).sum::<f64>() / pos.len() as f64));
                 GroupReport {
                     group: g.to_string(),
                     n_train,
                     n_test: rows.len(),
                     r2_test: r2,
+                    proximity_error,
                     km_mean: km,
                     years_mae: yrs,
                 }

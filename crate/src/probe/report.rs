@@ -247,8 +247,13 @@ pub struct GroupReport {
     /// the held-out group of a block hold-out).
     pub n_train: usize,
     pub n_test: usize,
-    /// R² within the group's test rows (null under two rows).
+    /// R² within the group's test rows (null under two rows). Inside one region it compares
+    /// the probe with that region's own mean, so it is often negative; the page shows the
+    /// errors instead.
     pub r2_test: Option<f64>,
+    /// Mean proximity error of the group's test entities, each measured against all test
+    /// entities (space targets; null for time or an empty group).
+    pub proximity_error: Option<f64>,
     pub km_mean: Option<f64>,
     pub years_mae: Option<f64>,
 }

@@ -280,8 +280,10 @@ pub fn map_scene(points: &[MapPoint], opts: &MapOptions) -> Scene {
     // Legend in the empty lower-left corner of the map, key for the marks in the lower right.
     let lx = f.x + 6.0;
     match opts.color_by {
-        ColorBy::ByGroup if !colors.is_empty() => {
-            let mut names: Vec<(&String, &String)> = colors.iter().collect();
+        // Points without a group (a CSV with no group column) get a colour but no legend entry.
+        ColorBy::ByGroup if colors.keys().any(|g| !g.is_empty()) => {
+            let mut names: Vec<(&String, &String)> =
+                colors.iter().filter(|(g, _)| !g.is_empty()).collect();
             let more = names.len().saturating_sub(10);
             names.truncate(if more > 0 { 9 } else { 10 });
             let rows = names.len() + usize::from(more > 0);
