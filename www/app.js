@@ -411,6 +411,8 @@ function show(stored, sha256) {
   $('probe-panel').hidden = false;
   $('summary').textContent = report.summary();
   resultsFirst(true);
+  // The activations go with the result when this tab holds them (not on a revisit from the store).
+  $('export-acts').disabled = !state.lastRun?.data;
   if (embedded) showTitle(state.report.dataset.target);
   linkToLab();
 }
@@ -531,6 +533,7 @@ $('data-panel').addEventListener('drop', (e) => {
 $('extract').addEventListener('click', runExtraction);
 $('cancel').addEventListener('click', () => workers.cancel());
 $('download-acts').addEventListener('click', downloadActivations);
+$('export-acts').addEventListener('click', downloadActivations);
 $('split').addEventListener('change', refit);
 $('dataset').addEventListener('change', showDataset);
 $('names').addEventListener('input', () => { $('dataset').value = 'custom'; showDataset(); });

@@ -120,7 +120,7 @@ function fillVerdict(handle) {
     if (c.against !== null) li.dataset.against = String(c.against);
     const mark = document.createElement('span');
     mark.className = 'mark';
-    mark.textContent = { yes: '✓', no: '✗', not_run: '–' }[c.outcome];
+    mark.textContent = c.mark;
     mark.setAttribute('role', 'img');
     mark.setAttribute('aria-label', OUTCOME_WORDS[c.outcome]);
     const link = document.createElement('a');

@@ -27,10 +27,12 @@ test('200 places: extraction, probes, summary, chart and map', async () => {
   assert.ok(headline.startsWith(`Layer ${sel.layer} reads latitude and longitude of held-out places: R² ${sel.r2_test.toFixed(2)}, median error ${sel.km_median.toFixed(0)} km, p = ${sel.p_value.toFixed(3)}`), headline);
   const card = await page.$$eval('#verdict-checks li', (lis) => lis.map((li) => ({
     key: li.dataset.key, cls: li.className, value: li.dataset.value, against: li.dataset.against,
-    text: li.textContent, href: li.querySelector('a').getAttribute('href'),
+    text: li.textContent, href: li.querySelector('a').getAttribute('href'), mark: li.querySelector('.mark').textContent,
   })));
   assert.deepEqual(card.map((c) => c.key), ['shuffled', 'names', 'layer0', 'random_init', 'control_task', 'unseen_group']);
   const line = (k) => card.find((c) => c.key === k);
+  // The marks are the core's (the command line prints the same).
+  for (const c of card) assert.equal(c.mark, { 'check yes': '✓', 'check no': '✗', 'check not_run': '–' }[c.cls], c.key);
   const num = (v) => (v === undefined ? null : Number(v));
   assert.equal(num(line('shuffled').value), sel.p_value);
   assert.match(line('shuffled').text, new RegExp(`p = ${sel.p_value.toFixed(3)}`));
@@ -52,6 +54,10 @@ test('200 places: extraction, probes, summary, chart and map', async () => {
   assert.ok(rows.length >= 6, `groups: ${JSON.stringify(rows)}`);
   assert.deepEqual(rows.map((r) => r[0]), rep.by_group.map((g) => g.group));
   assert.deepEqual(rows.map((r) => Number(r[2])), rep.by_group.map((g) => g.n_test));
+  // Mean error and proximity error per group, not R² within a group (negative by construction).
+  assert.deepEqual(rows.map((r) => r[3]), rep.by_group.map((g) => g.km_mean.toFixed(0)));
+  assert.deepEqual(rows.map((r) => r[4]), rep.by_group.map((g) => g.proximity_error.toFixed(2)));
+  assert.ok(rep.by_group.every((g) => g.proximity_error >= 0 && g.proximity_error <= 1));
 
   // The map canvas shows land, ocean and coloured points.
   const counts = await mapPixels(page);
@@ -132,7 +138,7 @@ test('a run with mean pooling says "mean" in its report.json and its activations
   assert.equal(report.dataset.n, 40);
   assert.equal(report.pooling, 'mean');
   const acts = path.join(tmpdir(), `probelab-mean-${process.pid}.safetensors`);
-  writeFileSync(acts, await save('#download-acts'));
+  writeFileSync(acts, await save('#export-acts'));
   try {
     const { shape, metadata } = readSafetensors(acts);
     assert.deepEqual(shape, [report.model.n_layers + 1, 40, report.model.d_model]);

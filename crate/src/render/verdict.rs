@@ -43,6 +43,8 @@ pub struct Check {
     /// The question, e.g. "beats shuffled targets".
     pub label: String,
     pub outcome: Outcome,
+    /// `outcome.mark()`, carried so the page draws the same mark as the command line.
+    pub mark: &'static str,
     /// The probe's figure that the line tests (the p-value for `shuffled`, else a test R²).
     pub value: Option<f64>,
     /// What it is compared with (the level for `shuffled`, 0 for `unseen_group`, else the
@@ -111,6 +113,7 @@ fn beats(
         key,
         label: label.into(),
         outcome,
+        mark: outcome.mark(),
         value: Some(probe),
         against: control,
         detail,
@@ -160,6 +163,7 @@ pub fn verdict(report: &Report) -> Verdict {
                 key: "shuffled",
                 label: "beats shuffled targets".into(),
                 outcome,
+                mark: outcome.mark(),
                 value: Some(p),
                 against: Some(ALPHA_LEVEL),
                 detail: format!(
@@ -175,6 +179,7 @@ pub fn verdict(report: &Report) -> Verdict {
             key: "shuffled",
             label: "beats shuffled targets".into(),
             outcome: Outcome::NotRun,
+            mark: Outcome::NotRun.mark(),
             value: None,
             against: Some(ALPHA_LEVEL),
             detail: "not run (no shuffled refits)".into(),
@@ -248,6 +253,7 @@ pub fn verdict(report: &Report) -> Verdict {
                 key: "unseen_group",
                 label: format!("holds on an unseen {region}"),
                 outcome,
+                mark: outcome.mark(),
                 value: Some(s.r2_test),
                 against: Some(0.0),
                 detail: format!(
@@ -262,6 +268,7 @@ pub fn verdict(report: &Report) -> Verdict {
             key: "unseen_group",
             label: format!("holds on an unseen {region}"),
             outcome: Outcome::NotRun,
+            mark: Outcome::NotRun.mark(),
             value: None,
             against: Some(0.0),
             detail: format!("not tested (choose a {region} hold-out split)"),
