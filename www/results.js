@@ -112,6 +112,9 @@ const OUTCOME_WORDS = { yes: 'passes', no: 'fails', not_run: 'not run' };
 function fillVerdict(handle) {
   const v = JSON.parse(handle.verdict());
   $('verdict-headline').textContent = v.headline;
+  // A control that reaches the probe at some layer is said before the checks.
+  $('verdict-warning').textContent = v.warning ?? '';
+  $('verdict-warning').hidden = !v.warning;
   $('verdict-checks').replaceChildren(...v.checks.map((c) => {
     const li = document.createElement('li');
     li.className = `check ${c.outcome}`;

@@ -399,12 +399,18 @@ fn check_card_against_report(r: &Report) -> Verdict {
             .headline
             .contains(&format!("error {e:.0} {}", v.error_unit)));
     }
-    // The command line prints the same card: the headline, then one marked line per check.
+    // The command line prints the same card: the headline, the warning when a control wins,
+    // then one marked line per check.
     let text = v.to_string();
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 1 + v.checks.len());
+    let warned = usize::from(v.warning.is_some());
+    assert_eq!(lines.len(), 1 + warned + v.checks.len());
     assert_eq!(lines[0], v.headline);
-    for (line, c) in lines[1..].iter().zip(&v.checks) {
+    if let Some(w) = &v.warning {
+        assert_eq!(lines[1], format!("  ! {w}"));
+    }
+    assert_eq!(v.warning, probelab::render::rivals_sentence(r));
+    for (line, c) in lines[1 + warned..].iter().zip(&v.checks) {
         assert_eq!(
             *line,
             format!("  {} {}: {}", c.outcome.mark(), c.label, c.detail)
@@ -462,6 +468,70 @@ fn verdict_card_carries_the_reports_numbers() {
     .unwrap();
     let v = check_card_against_report(&r);
     assert_ne!(v.checks[5].outcome, NotRun, "{v}");
+}
+
+#[test]
+fn a_control_that_wins_at_any_layer_leads_the_summary_and_the_card() {
+    // The trained model carries a weak signal at layer 3; its random twin a strong one at
+    // layer 1, where the trained model has none: at the selected layer the twin looks beaten.
+    let ds = space_dataset(400, 41);
+    let acts = activations(&ds, 4, 16, Some(3), 0.35, 42);
+    let random = activations(&ds, 4, 16, Some(1), 1.0, 43);
+    let r = run(&acts, &ds, &random_split(), &opts(0), vec![], Some(&random)).unwrap();
+    let s = &r.selected;
+    assert_eq!(s.layer, 3);
+    let twin = r.layers[1].controls.random_init_r2.unwrap();
+    assert!(twin > s.r2_test, "twin {twin} vs probe {}", s.r2_test);
+    assert!(
+        s.random_init_r2.unwrap() < s.r2_test,
+        "the twin at layer 3 should look beaten"
+    );
+    let rivals = probelab::render::rivals(&r);
+    assert_eq!(rivals.len(), 1, "{rivals:?}");
+    assert_eq!(
+        (rivals[0].key, rivals[0].layer, rivals[0].r2),
+        ("random_init", Some(1), twin)
+    );
+    let lead = format!(
+        "Read with care: the random-initialised model R² {twin:.2} at layer 1 scores at or above \
+         the probe's held-out R² {:.2} at layer 3.",
+        s.r2_test
+    );
+    let text = probelab::render::figures::summary(&r);
+    assert!(text.starts_with(&lead), "{text}");
+    let v = probelab::render::verdict(&r);
+    assert_eq!(v.warning.as_deref(), Some(lead.as_str()));
+    assert!(v.to_string().lines().nth(1).unwrap().contains(&lead));
+
+    // Names that spell the year beat noise activations: the names baseline leads.
+    let spelled = time_dataset(600, 11, true);
+    let noise = activations(&spelled, 1, 8, None, 0.0, 12);
+    let r = run(&noise, &spelled, &random_split(), &opts(0), vec![], None).unwrap();
+    let text = probelab::render::figures::summary(&r);
+    assert!(
+        text.starts_with(&format!(
+            "Read with care: names alone (character n-grams, no model) R² {:.2}",
+            r.baselines.ngram_r2_test.unwrap()
+        )),
+        "{text}"
+    );
+
+    // A planted signal that beats every control: no warning.
+    let ds = space_dataset(400, 1);
+    let acts = activations(&ds, 4, 16, Some(3), 0.8, 2);
+    let random = activations(&ds, 4, 16, None, 0.0, 9);
+    let r = run(
+        &acts,
+        &ds,
+        &random_split(),
+        &opts(0),
+        first_tokens(400, 60, 4),
+        Some(&random),
+    )
+    .unwrap();
+    assert!(probelab::render::rivals(&r).is_empty());
+    assert!(probelab::render::verdict(&r).warning.is_none());
+    assert!(probelab::render::figures::summary(&r).starts_with("Layer 3 "));
 }
 
 #[test]

@@ -47,6 +47,12 @@ test('200 places: extraction, probes, summary, chart and map', async () => {
     assert.equal(line(k).href, '#layers-canvas');
   }
   assert.equal(line('unseen_group').cls, 'check not_run');
+  // A control that reaches the probe at any layer is said first (here computed from the report).
+  const best = (f) => Math.max(...rep.layers.map(f).filter(Number.isFinite));
+  const wins = rep.baselines.ngram_r2_test >= sel.r2_test || (sel.layer !== 0 && rep.baselines.layer0_r2_test >= sel.r2_test)
+    || best((l) => l.controls.random_init_r2) >= sel.r2_test || best((l) => l.controls.control_task_r2) >= sel.r2_test_fitted;
+  assert.equal(await page.isVisible('#verdict-warning'), wins);
+  assert.equal((await page.textContent('#summary')).startsWith('Read with care:'), wins);
   assert.equal(line('unseen_group').href, '#map-wrap');
   // The per-continent table lists every group with its counts, as text.
   const rows = await page.$$eval('#by-group tbody tr', (trs) => trs.map((tr) => [...tr.children].map((td) => td.textContent)));

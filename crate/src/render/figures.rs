@@ -53,7 +53,11 @@ pub fn summary(report: &Report) -> String {
         Some(v) if v.is_finite() => format!(" (the probe is {:+.2} above it)", s.r2_test - v),
         _ => String::new(),
     };
-    let mut out = format!(
+    // A control that wins, at any layer, is the first thing said.
+    let mut out = crate::render::verdict::rivals_sentence(report)
+        .map(|w| w + " ")
+        .unwrap_or_default();
+    out += &format!(
         "Layer {} (chosen on the training set's validation folds) predicts {what} of held-out \
          entities with R² {} ({error}); {} against {} shuffled-target refits, paying for the \
          choice of layer. ",

@@ -35,4 +35,4 @@ pub use plot::nice_ticks;
 pub use raster::{rasterize, to_png, to_png_scaled, Raster, MAX_PIXELS};
 pub use scene::{Anchor, Item, Scene};
 pub use time_scatter::{time_scatter_scene, TimeScatterOptions};
-pub use verdict::{verdict, Check, Outcome, Verdict};
+pub use verdict::{rivals, rivals_sentence, verdict, Check, Outcome, Rival, Verdict};

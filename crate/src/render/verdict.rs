@@ -62,6 +62,9 @@ pub struct Check {
 pub struct Verdict {
     /// One sentence with every headline number.
     pub headline: String,
+    /// Set when a control or baseline reaches the probe's score at some layer
+    /// ([`rivals_sentence`]): shown before the checks, so it is read first.
+    pub warning: Option<String>,
     pub layer: usize,
     /// Held-out R² of the selected layer (`report.selected.r2_test`).
     pub r2_test: f64,
@@ -119,6 +122,108 @@ fn beats(
         detail,
         figure,
     }
+}
+
+/// A control or baseline that scores at or above the selected probe on held-out entities.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Rival {
+    /// The check's key: `names`, `layer0`, `random_init` or `control_task`.
+    pub key: &'static str,
+    /// What it is, in words ("the random-initialised model").
+    pub what: &'static str,
+    /// Its best layer (the per-layer controls), or none (a baseline without layers).
+    pub layer: Option<usize>,
+    /// Its held-out R² there.
+    pub r2: f64,
+    /// The probe's figure it is compared with (`r2_test`, or `r2_test_fitted` for the control
+    /// task).
+    pub probe: f64,
+}
+
+/// Every control or baseline that reaches the probe's held-out R², a per-layer control at its
+/// best layer over all layers (not only at the selected one): on the paper's US places the
+/// random-initialised model's best layer beats the trained model's, which a comparison at the
+/// selected layer hides. The summary and the card lead with these.
+pub fn rivals(report: &Report) -> Vec<Rival> {
+    let s = &report.selected;
+    let b = &report.baselines;
+    let best = |f: &dyn Fn(&crate::probe::analysis::LayerReport) -> Option<f64>| {
+        report
+            .layers
+            .iter()
+            .filter_map(|l| f(l).filter(|v| v.is_finite()).map(|v| (l.layer, v)))
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+    };
+    let mut out = vec![];
+    let mut push = |key, what, layer, r2: Option<f64>, probe: f64| {
+        if let Some(r2) = r2.filter(|v| v.is_finite() && *v >= probe) {
+            out.push(Rival {
+                key,
+                what,
+                layer,
+                r2,
+                probe,
+            });
+        }
+    };
+    push(
+        "names",
+        "names alone (character n-grams, no model)",
+        None,
+        b.ngram_r2_test,
+        s.r2_test,
+    );
+    // Layer 0 selected: the probe is the layer-0 probe, not a rival of itself.
+    if s.layer != 0 {
+        push(
+            "layer0",
+            "the token embeddings (layer 0)",
+            None,
+            Some(b.layer0_r2_test),
+            s.r2_test,
+        );
+    }
+    if let Some((l, v)) = best(&|l| l.controls.random_init_r2) {
+        push(
+            "random_init",
+            "the random-initialised model",
+            Some(l),
+            Some(v),
+            s.r2_test,
+        );
+    }
+    if let Some((l, v)) = best(&|l| l.controls.control_task_r2) {
+        push(
+            "control_task",
+            "the control task (first token → random target)",
+            Some(l),
+            Some(v),
+            s.r2_test_fitted,
+        );
+    }
+    out
+}
+
+/// One sentence naming the rivals, or none: "Read with care: … score at or above the probe".
+pub fn rivals_sentence(report: &Report) -> Option<String> {
+    let rivals = rivals(report);
+    if rivals.is_empty() {
+        return None;
+    }
+    let each: Vec<String> = rivals
+        .iter()
+        .map(|r| match r.layer {
+            Some(l) => format!("{} R² {} at layer {l}", r.what, two(r.r2)),
+            None => format!("{} R² {}", r.what, two(r.r2)),
+        })
+        .collect();
+    Some(format!(
+        "Read with care: {} {} at or above the probe's held-out R² {} at layer {}.",
+        each.join("; "),
+        if rivals.len() == 1 { "scores" } else { "score" },
+        two(report.selected.r2_test),
+        report.selected.layer
+    ))
 }
 
 /// The verdict card of a report (see [`Verdict`]).
@@ -278,6 +383,7 @@ pub fn verdict(report: &Report) -> Verdict {
 
     Verdict {
         headline,
+        warning: rivals_sentence(report),
         layer: s.layer,
         r2_test: s.r2_test,
         error,
@@ -291,6 +397,9 @@ pub fn verdict(report: &Report) -> Verdict {
 impl fmt::Display for Verdict {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "{}", self.headline)?;
+        if let Some(w) = &self.warning {
+            writeln!(f, "  ! {w}")?;
+        }
         for c in &self.checks {
             writeln!(f, "  {} {}: {}", c.outcome.mark(), c.label, c.detail)?;
         }
