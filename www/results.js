@@ -92,6 +92,15 @@ function fillPointsTable(rep, layer) {
   }));
 }
 
+/**
+ * The score-by-layer chart, laid out by the core for the width it is shown at (beside the map
+ * on a wide screen it is under half the page): its text keeps its size instead of shrinking.
+ */
+function drawLayerChart() {
+  const shown = $('layers-canvas').parentElement.clientWidth;
+  drawScene($('layers-canvas'), shown > 0 ? JSON.parse(current.handle.layer_scene(shown)) : current.scenes.layers);
+}
+
 /** "Open in the lab": this view's URL (dataset, split, layer, model, prompt) without ?embed. */
 export function linkToLab() {
   const url = new URL(location.href);
@@ -165,7 +174,7 @@ export function showResults(handle, reportJson, scenes, initialLayer) {
   hideTip();
   if (window.probelab) window.probelab.map = map;
   current.verdict = fillVerdict(handle);
-  drawScene($('layers-canvas'), scenes.layers);
+  drawLayerChart();
   fillGroupTable(rep);
   if (rep.dataset.target === 'space') drawLayer(start);
   else {
@@ -180,6 +189,12 @@ export function showResults(handle, reportJson, scenes, initialLayer) {
   return current.report;
 }
 
+// A new width (a turned phone, a resized window) lays the chart out again.
+let resizing = 0;
+window.addEventListener('resize', () => {
+  clearTimeout(resizing);
+  resizing = setTimeout(() => current && drawLayerChart(), 150);
+});
 $('layer').addEventListener('input', () => current && drawLayer(Number($('layer').value)));
 $('color-by').addEventListener('change', () => current && drawLayer(Number($('layer').value)));
 $('map-split').addEventListener('change', () => current && drawLayer(Number($('layer').value)));

@@ -456,6 +456,13 @@ impl Report {
         Ok(format!("{{{}}}", parts.join(",")))
     }
 
+    /// The score-by-layer chart laid out for the width the page shows it at (scene JSON; the
+    /// height follows: 0.6 of the width, kept within 300–520).
+    pub fn layer_scene(&self, width: f32) -> String {
+        let w = width.clamp(300.0, 1400.0);
+        figures::layer_scene_sized(&self.report, w, (w * 0.6).clamp(300.0, 520.0)).to_json()
+    }
+
     /// The map at one layer (scene JSON, with its `points` for hover and tap) for the layer
     /// slider: the held-out places, and with `show_train` the training places too (faded;
     /// where the report has their predictions). Empty when there is none.

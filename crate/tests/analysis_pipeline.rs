@@ -1051,3 +1051,57 @@ fn bad_split_specifications_are_refused() {
     let e = err_text(run(&acts, &ds, &split, &opts(5), vec![], None));
     assert!(e.contains("test fraction"), "{e}");
 }
+
+#[test]
+fn layer_chart_laid_out_for_a_narrow_column_keeps_its_text_inside() {
+    // The page asks for the chart at the width it shows it (under half of a wide screen, or a
+    // phone): every label must still fit inside the scene, none scaled away.
+    let ds = space_dataset(300, 51);
+    let acts = activations(&ds, 6, 12, Some(4), 0.8, 52);
+    let random = activations(&ds, 6, 12, None, 0.0, 53);
+    let r = run(
+        &acts,
+        &ds,
+        &random_split(),
+        &opts(10),
+        first_tokens(300, 40, 5),
+        Some(&random),
+    )
+    .unwrap();
+    use probelab::render::{text_width, Anchor, Item};
+    for width in [300.0f32, 440.0, 960.0] {
+        let height = (width * 0.6).max(300.0);
+        let scene = probelab::render::figures::layer_scene_sized(&r, width, height);
+        assert_eq!((scene.width, scene.height), (width, height));
+        let mut texts = 0;
+        for item in &scene.items {
+            if let Item::Text {
+                x,
+                y,
+                text,
+                size,
+                anchor,
+                bold,
+                angle,
+                ..
+            } = item
+            {
+                texts += 1;
+                if *angle != 0.0 {
+                    continue;
+                }
+                let w = text_width(text, *size as f64, *bold) as f32;
+                let (left, right) = match anchor {
+                    Anchor::Left => (*x, x + w),
+                    Anchor::Center => (x - w / 2.0, x + w / 2.0),
+                    Anchor::Right => (x - w, *x),
+                };
+                assert!(
+                    left >= -0.5 && right <= width + 0.5 && *y <= height + 0.5,
+                    "at width {width}: {text:?} spans {left:.0}..{right:.0}"
+                );
+            }
+        }
+        assert!(texts > 10, "at width {width}: {texts} labels");
+    }
+}

@@ -95,6 +95,9 @@ test('the first minute: keyboard only to the map, results first, the embed as a 
       assert.ok(await view.isVisible('#verdict'), `${what}: no verdict`);
       assert.ok(await view.isVisible('#map-canvas'), `${what}: no map`);
       assert.deepEqual(await overflow(view), [], `${what} scrolls sideways`);
+      // The chart is laid out for the width it is shown at: its text is not scaled down.
+      const scale = await view.$eval('#layers-canvas', (c) => c.clientWidth / (c.width / devicePixelRatio));
+      assert.ok(scale > 0.97 && scale < 1.03, `${what}: the chart is drawn at ${scale.toFixed(2)}× its layout`);
       if (embed) {
         assert.equal(await view.textContent('#title'), 'Where SmolLM2 puts 200 places');
         // A figure: title, verdict, map with its slider, chart, top to bottom; no other controls.

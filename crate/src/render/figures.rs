@@ -121,8 +121,15 @@ pub fn summary(report: &Report) -> String {
     out.trim_end().to_string()
 }
 
-/// Score by layer: the probe's held-out R² with every control on the same axes.
+/// Score by layer: the probe's held-out R² with every control on the same axes (960 × 480, the
+/// size the command line writes).
 pub fn layer_scene(report: &Report) -> Scene {
+    layer_scene_sized(report, 960.0, 480.0)
+}
+
+/// [`layer_scene`] laid out for `width` × `height` scene units: the page asks for the width it
+/// shows the chart at, so its text is drawn at its own size rather than scaled down.
+pub fn layer_scene_sized(report: &Report, width: f32, height: f32) -> Scene {
     let layers: Vec<usize> = report.layers.iter().map(|l| l.layer).collect();
     let per_layer = |f: &dyn Fn(&analysis::LayerReport) -> Option<f64>| -> Vec<Option<f64>> {
         report.layers.iter().map(f).collect()
@@ -187,7 +194,7 @@ pub fn layer_scene(report: &Report) -> Scene {
         ),
         y_range: None,
     };
-    render::layer_curve_scene(&curve, 960.0, 480.0)
+    render::layer_curve_scene(&curve, width, height)
 }
 
 /// Space: true places and the probe's predictions at the selected layer on a world map.

@@ -162,7 +162,9 @@ pub fn layer_curve_scene(curve: &LayerCurve, width: f32, height: f32) -> Scene {
 
     let left = 12.0 + 16.0 + ylw + 10.0;
     let right = w - 16.0;
-    let legend_h = legend_rows(&mut s, &entries, left, 0.0, right, false) as f64 * 18.0;
+    // A narrow chart (a phone, a column beside the map) gives the legend the full width.
+    let legend_x = if w < 600.0 { 12.0 } else { left };
+    let legend_h = legend_rows(&mut s, &entries, legend_x, 0.0, right, false) as f64 * 18.0;
     let top = if curve.title.is_empty() { 14.0 } else { 40.0 };
     let bottom = h - 48.0 - if legend_h > 0.0 { legend_h + 8.0 } else { 0.0 };
 
@@ -304,7 +306,7 @@ pub fn layer_curve_scene(curve: &LayerCurve, width: f32, height: f32) -> Scene {
             s.label(px + dx, top + 11.0, &label, 11.0, anchor, "#444444");
         }
     }
-    legend_rows(&mut s, &entries, left, bottom + 56.0, right, true);
+    legend_rows(&mut s, &entries, legend_x, bottom + 56.0, right, true);
     s
 }
 

@@ -129,9 +129,27 @@ pub(super) fn draw_axes(
     );
 }
 
-/// The figure's title, bold in the top-left corner at `x` (nothing when empty).
+/// The figure's title, bold in the top-left corner at `x` (nothing when empty). In a narrow
+/// figure it shrinks to fit, down to 10 px, and past that is cut with an ellipsis.
 pub(super) fn title(s: &mut Scene, text: &str, x: f64) {
-    if !text.is_empty() {
-        s.text(x, 22.0, text, 16.0, Anchor::Left, INK, true, 0.0);
+    if text.is_empty() {
+        return;
     }
+    // Browsers' sans-serif runs up to ~8% wider than the embedded font's metrics.
+    let room = (s.width as f64 - 2.0 * x) / 1.08;
+    let full = super::font::text_width(text, 16.0, true);
+    let size = if full <= room {
+        16.0
+    } else {
+        (16.0 * room / full).max(10.0)
+    };
+    let chars: Vec<char> = text.chars().collect();
+    let mut keep = chars.len();
+    let mut shown = text.to_string();
+    while keep > 1 && super::font::text_width(&shown, size, true) > room {
+        keep -= 1;
+        let head: String = chars[..keep].iter().collect();
+        shown = format!("{}…", head.trim_end());
+    }
+    s.text(x, 22.0, &shown, size, Anchor::Left, INK, true, 0.0);
 }
