@@ -456,11 +456,10 @@ impl Report {
         Ok(format!("{{{}}}", parts.join(",")))
     }
 
-    /// The score-by-layer chart laid out for the width the page shows it at (scene JSON; the
-    /// height follows: 0.6 of the width, kept within 300–520).
+    /// The score-by-layer chart laid out for the width the page shows it at (scene JSON; see
+    /// [`figures::layer_scene_for_width`]).
     pub fn layer_scene(&self, width: f32) -> String {
-        let w = width.clamp(300.0, 1400.0);
-        figures::layer_scene_sized(&self.report, w, (w * 0.6).clamp(300.0, 520.0)).to_json()
+        figures::layer_scene_for_width(&self.report, width).to_json()
     }
 
     /// The map at one layer (scene JSON, with its `points` for hover and tap) for the layer

@@ -509,15 +509,7 @@ impl Analysis {
         };
         match self.kind {
             TargetKind::Space => {
-                let t: Vec<LatLon> = (0..rows.len())
-                    .map(|i| LatLon {
-                        lat: truth[2 * i],
-                        lon: truth[2 * i + 1],
-                    })
-                    .collect();
-                let p: Vec<LatLon> = (0..rows.len())
-                    .map(|i| to_latlon(pred[2 * i], pred[2 * i + 1]))
-                    .collect();
+                let (t, p) = self.places(rows, pred);
                 if let Ok(e) = metrics::km_errors(&t, &p) {
                     s.km_mean = fin(e.iter().sum::<f64>() / e.len() as f64);
                     s.km_median = metrics::median(e).ok().and_then(fin);
@@ -882,16 +874,7 @@ impl Analysis {
         // so a group's mean says how often its places are placed nearer to other places.
         let proximity: Option<Vec<f64>> = match self.kind {
             TargetKind::Space => {
-                let t: Vec<LatLon> = pooled
-                    .iter()
-                    .map(|&i| LatLon {
-                        lat: self.original[i * k_orig],
-                        lon: self.original[i * k_orig + 1],
-                    })
-                    .collect();
-                let p: Vec<LatLon> = (0..pooled.len())
-                    .map(|q| to_latlon(sel_pred[q * k_orig], sel_pred[q * k_orig + 1]))
-                    .collect();
+                let (t, p) = self.places(pooled, sel_pred);
                 metrics::proximity_errors(&t, &p).ok()
             }
             TargetKind::Time => None,
@@ -1031,6 +1014,22 @@ impl Analysis {
             .flat_map(|&i| self.original[i * k..(i + 1) * k].to_vec())
             .collect();
         metrics::r2_score(&truth, pred, k).unwrap_or(f64::NAN)
+    }
+
+    /// Space targets: the true places of `rows` and the places `pred` (latitude, longitude per
+    /// row, the probe's raw output) puts them, clamped and wrapped onto the globe.
+    fn places(&self, rows: &[usize], pred: &[f64]) -> (Vec<LatLon>, Vec<LatLon>) {
+        let truth = rows
+            .iter()
+            .map(|&i| LatLon {
+                lat: self.original[2 * i],
+                lon: self.original[2 * i + 1],
+            })
+            .collect();
+        let placed = (0..rows.len())
+            .map(|q| to_latlon(pred[2 * q], pred[2 * q + 1]))
+            .collect();
+        (truth, placed)
     }
 
     /// R², mean km or MAE years without the quadratic proximity error.

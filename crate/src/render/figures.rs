@@ -127,6 +127,13 @@ pub fn layer_scene(report: &Report) -> Scene {
     layer_scene_sized(report, 960.0, 480.0)
 }
 
+/// [`layer_scene`] for a page column `width` CSS pixels wide: that width (within 300–1400), and
+/// 0.6 of it in height (within 300–520).
+pub fn layer_scene_for_width(report: &Report, width: f32) -> Scene {
+    let w = width.clamp(300.0, 1400.0);
+    layer_scene_sized(report, w, (w * 0.6).clamp(300.0, 520.0))
+}
+
 /// [`layer_scene`] laid out for `width` × `height` scene units: the page asks for the width it
 /// shows the chart at, so its text is drawn at its own size rather than scaled down.
 pub fn layer_scene_sized(report: &Report, width: f32, height: f32) -> Scene {
