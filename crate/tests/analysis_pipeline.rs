@@ -1105,3 +1105,138 @@ fn layer_chart_laid_out_for_a_narrow_column_keeps_its_text_inside() {
         assert!(texts > 10, "at width {width}: {texts} labels");
     }
 }
+
+/// Each of `n_cities` random places under four names that share the city's own name
+/// ("Xyz", "North Foo, Xyz", "Xyz Street", "Old Xyz"), a little apart: a random split puts some
+/// of a city's names in training and others in test, so a test name contains a training place.
+fn places_named_after_each_other(n_cities: usize, seed: u64) -> Dataset {
+    let mut rng = Rng::new(seed);
+    let (mut names, mut targets, mut continent) = (vec![], vec![], vec![]);
+    for c in 0..n_cities {
+        let city = random_name(&mut rng, c);
+        let (lat, lon) = (rng.uniform() * 130.0 - 60.0, rng.uniform() * 340.0 - 170.0);
+        for form in ["{}", "North Foo, {}", "{} Street", "Old {}"] {
+            names.push(form.replace("{}", &city));
+            targets.push(vec![lat + rng.normal() * 0.3, lon + rng.normal() * 0.3]);
+            continent.push(CONTINENTS[((lon + 170.0) / 68.0).floor().min(4.0) as usize].into());
+        }
+    }
+    let mut groups = BTreeMap::new();
+    groups.insert("continent".to_string(), continent);
+    Dataset {
+        name: "places-named-after-each-other".into(),
+        kind: TargetKind::Space,
+        names,
+        targets,
+        groups,
+        is_test: None,
+    }
+}
+
+/// Activations that are a fixed random linear image of the names' character n-gram counts
+/// (plus noise) at every layer: a "model" that reads the string and nothing else.
+fn string_reading_activations(ds: &Dataset, n_layers: usize, d: usize, seed: u64) -> Activations {
+    let buckets = 256;
+    let mut rng = Rng::new(seed);
+    let w: Vec<f64> = (0..buckets * d).map(|_| rng.normal()).collect();
+    let counts: Vec<Vec<f64>> = ds
+        .names
+        .iter()
+        .map(|name| {
+            let mut row = vec![0.0; buckets];
+            let chars: Vec<char> = name.to_lowercase().chars().collect();
+            for len in 1..=3 {
+                for win in chars.windows(len) {
+                    let h = win.iter().fold(len as u64, |h, &c| {
+                        h.wrapping_mul(31).wrapping_add(c as u64)
+                    });
+                    row[(h % buckets as u64) as usize] += 1.0;
+                }
+            }
+            row
+        })
+        .collect();
+    let n = ds.len();
+    let mut acts = Activations::zeros(n_layers, n, d);
+    for l in 0..=n_layers {
+        for (i, row) in counts.iter().enumerate() {
+            for j in 0..d {
+                let s: f64 = (0..buckets).map(|b| row[b] * w[b * d + j]).sum();
+                acts.data[(l * n + i) * d + j] = (s + 0.1 * rng.normal()) as f32;
+            }
+        }
+    }
+    acts
+}
+
+#[test]
+fn a_planted_answer_in_the_names_leaves_no_gain_over_the_string() {
+    let ds = places_named_after_each_other(150, 21);
+    let acts = string_reading_activations(&ds, 2, 48, 22);
+    let r = run(&acts, &ds, &random_split(), &opts(30), vec![], None).unwrap();
+    let (ngram, knn) = (
+        r.baselines.ngram_r2_test.unwrap(),
+        r.baselines.knn_r2_test.unwrap(),
+    );
+    eprintln!(
+        "n-gram {ngram:.3}, kNN {knn:.3}, probe {:.3}, gain by layer {:?}, p {:?}",
+        r.selected.r2_test,
+        r.layers
+            .iter()
+            .map(|l| l.controls.gain_over_names.unwrap())
+            .collect::<Vec<_>>(),
+        r.selected.gain_p_value
+    );
+    assert!(
+        knn > 0.9,
+        "the nearest names are the same city's: kNN R² {knn}"
+    );
+    assert!(ngram > 0.5, "n-gram R² {ngram}");
+    for l in &r.layers {
+        let c = &l.controls;
+        let gain = c.gain_over_names.unwrap();
+        assert!(gain.abs() < 0.05, "layer {}: gain {gain}", l.layer);
+        assert_eq!(gain, c.r2_beside_names.unwrap() - ngram);
+    }
+    assert!(r.selected.gain_p_value.unwrap() > 0.05);
+}
+
+#[test]
+fn a_planted_signal_under_random_names_gains_over_the_string_with_p_at_the_floor() {
+    let ds = space_dataset(400, 1);
+    let acts = activations(&ds, 4, 16, Some(3), 0.8, 2);
+    let r = run(&acts, &ds, &random_split(), &opts(50), vec![], None).unwrap();
+    let floor = 1.0 / 51.0 + 1e-12;
+    let (ngram, knn) = (
+        r.baselines.ngram_r2_test.unwrap(),
+        r.baselines.knn_r2_test.unwrap(),
+    );
+    assert!(ngram < 0.1 && knn < 0.1, "n-gram {ngram}, kNN {knn}");
+    assert_eq!(r.selected.layer, 3);
+    let gain = r.selected.gain_over_names.unwrap();
+    assert!(gain > 0.5, "gain {gain}");
+    assert!(r.selected.gain_p_value.unwrap() <= floor);
+    let l3 = &r.layers[3].controls;
+    assert_eq!(l3.gain_over_names, r.selected.gain_over_names);
+    assert!(l3.gain_p_value_uncorrected.unwrap() <= floor);
+    // Beside names that carry nothing, the probe keeps its own score.
+    assert!((l3.r2_beside_names.unwrap() - r.layers[3].r2_test).abs() < 0.1);
+    for l in [0, 1, 2, 4] {
+        let g = r.layers[l].controls.gain_over_names.unwrap();
+        assert!(g < 0.1, "layer {l}: gain {g}");
+    }
+    // Off by option: no gain, no kNN, and the rest unchanged.
+    let off = AnalysisOptions {
+        gain_over_names: false,
+        knn_neighbours: vec![],
+        ..opts(50)
+    };
+    let r2 = run(&acts, &ds, &random_split(), &off, vec![], None).unwrap();
+    assert!(r2.selected.gain_over_names.is_none() && r2.baselines.knn_r2_test.is_none());
+    assert!(r2
+        .layers
+        .iter()
+        .all(|l| l.controls.gain_p_value_uncorrected.is_none()));
+    assert_eq!(r2.selected.r2_test, r.selected.r2_test);
+    assert_eq!(r2.baselines.ngram_r2_test, r.baselines.ngram_r2_test);
+}

@@ -48,12 +48,13 @@ use crate::data::{self, Dataset, TargetKind};
 use crate::extract::acts::ActsMeta;
 use crate::extract::Activations;
 use crate::probe::input_err;
-use crate::probe::matrix::{MatrixRef, StandardScaler};
+use crate::probe::lexical::{nearest_names, ngram_counts, ngram_features, NameFit};
+use crate::probe::matrix::design;
 use crate::probe::metrics::{self, LatLon};
 use crate::probe::neuron::NeuronPlan;
 use crate::probe::plan::{
-    breakdown_column, check_options, check_test_targets_vary, control_task, mix_seed,
-    ngram_features, plan_folds, plan_splits, FoldPlan, Targets,
+    breakdown_column, check_options, check_test_targets_vary, control_task, mix_seed, plan_folds,
+    plan_splits, FoldPlan, Targets,
 };
 use crate::probe::ridge::RidgeCv;
 use crate::Result;
@@ -206,6 +207,11 @@ pub struct Analysis {
     fitted: Vec<f64>,
     control: Option<Vec<f64>>,
     folds: Vec<FoldPlan>,
+    /// Per fold, the n-gram ridge (empty without n-grams).
+    names_fit: Vec<NameFit>,
+    /// Per fold, the nearest-names baseline's test predictions (fitted units) and its k
+    /// (empty when off).
+    knn_pred: Vec<(DMatrix<f64>, usize)>,
     neuron: Option<NeuronPlan>,
     split: SplitInfo,
     split_column: Option<String>,
@@ -239,6 +245,10 @@ struct FoldLayer {
     random_pred: Option<DMatrix<f64>>,
     /// `(1 + shuffles) × k_fit` test SSE in fitted units.
     null_sse: Vec<f64>,
+    /// The n-gram baseline plus this layer's probe of its residuals (test rows, fitted units),
+    /// and that sum's permutation null (residuals shuffled), as `null_sse`.
+    beside_names_pred: Option<DMatrix<f64>>,
+    beside_names_null_sse: Vec<f64>,
 }
 
 impl Analysis {
@@ -304,6 +314,45 @@ impl Analysis {
             .as_ref()
             .and_then(|c| dataset.groups.get(c))
             .cloned();
+        let ridge = RidgeCv {
+            alphas: opts.alphas.clone(),
+            ..RidgeCv::default()
+        };
+        let buckets = opts.ngram_buckets;
+        let names_fit = if buckets > 0 {
+            let feats = ngram_features(&dataset.names, buckets);
+            folds
+                .iter()
+                .map(|f| NameFit::new(&feats, buckets, f, &ridge))
+                .collect::<Result<Vec<_>>>()?
+        } else {
+            vec![]
+        };
+        let knn_pred = if !opts.knn_neighbours.is_empty() {
+            // The similarity uses its own fine hashing: it needs no model, only few collisions.
+            let knn_buckets = 1 << 16;
+            let counts: Vec<_> = dataset
+                .names
+                .iter()
+                .map(|n| ngram_counts(n, knn_buckets))
+                .collect();
+            folds
+                .iter()
+                .map(|f| {
+                    let (z, k) = nearest_names(
+                        &counts,
+                        knn_buckets,
+                        &f.train,
+                        &f.test,
+                        &f.y.train,
+                        &opts.knn_neighbours,
+                    );
+                    (f.y.unscale(&z), k)
+                })
+                .collect()
+        } else {
+            vec![]
+        };
 
         let Targets {
             kind,
@@ -325,6 +374,8 @@ impl Analysis {
             fitted,
             control,
             folds,
+            names_fit,
+            knn_pred,
             neuron,
             split: split_info,
             split_column,
@@ -379,8 +430,8 @@ impl Analysis {
             check_shape("random-init activations", r)?;
         }
         let mut out = Vec::with_capacity(self.folds.len());
-        for fold in &self.folds {
-            out.push(self.fit_fold(fold, acts, random_init)?);
+        for (g, fold) in self.folds.iter().enumerate() {
+            out.push(self.fit_fold(fold, self.names_fit.get(g), acts, random_init)?);
         }
         let neurons = match &self.neuron {
             Some(plan) => plan.layer(layer, acts, d),
@@ -402,7 +453,7 @@ impl Analysis {
     }
 
     /// Test-row predictions (fitted units) of a probe on features `x` (`[entities][d]`) fitted
-    /// to the fold's training targets: the random-init model's layer and the n-gram baseline.
+    /// to the fold's training targets: the random-init model's layer.
     fn held_out_prediction(
         &self,
         fold: &FoldPlan,
@@ -421,6 +472,7 @@ impl Analysis {
     fn fit_fold(
         &self,
         fold: &FoldPlan,
+        names_fit: Option<&NameFit>,
         acts: &[f32],
         random_init: Option<&[f32]>,
     ) -> Result<FoldLayer> {
@@ -439,15 +491,28 @@ impl Analysis {
             Some(c) => Some(c.unscale(&dec.fit_matrix(&c.train)?.predict_held_out()?)),
             None => None,
         };
-        let null_sse = if fold.perms.is_empty() {
-            vec![]
-        } else {
-            let z = dec.permuted_held_out_sse(&fold.y.train, &fold.perms, &fold.y.test)?;
+        // Test SSE under each shuffle of `train` (z-scored), in fitted units.
+        let null = |train: &DMatrix<f64>, test: &DMatrix<f64>| -> Result<Vec<f64>> {
+            if fold.perms.is_empty() {
+                return Ok(vec![]);
+            }
+            let z = dec.permuted_held_out_sse(train, &fold.perms, test)?;
             let k = fold.y.scale.len();
-            z.iter()
+            Ok(z.iter()
                 .enumerate()
                 .map(|(i, v)| v * fold.y.scale[i % k] * fold.y.scale[i % k])
-                .collect()
+                .collect())
+        };
+        let null_sse = null(&fold.y.train, &fold.y.test)?;
+        let (beside_names_pred, beside_names_null_sse) = match names_fit {
+            Some(nf) if self.opts.gain_over_names => {
+                let resid = dec.fit_matrix(&nf.train_resid)?.predict_held_out()?;
+                (
+                    Some(fold.y.unscale(&(&nf.test_pred + resid))),
+                    null(&nf.train_resid, &nf.test_resid)?,
+                )
+            }
+            _ => (None, vec![]),
         };
         drop((fit, dec));
         let random_pred = match random_init {
@@ -462,6 +527,8 @@ impl Analysis {
             control_pred,
             random_pred,
             null_sse,
+            beside_names_pred,
+            beside_names_null_sse,
         })
     }
 
@@ -535,21 +602,25 @@ impl Analysis {
         metrics::r2_score(&truth, pred, k).unwrap_or(f64::NAN)
     }
 
-    /// Character 1–3-gram baseline: test R² pooled over folds.
-    fn ngram_baseline(&self) -> Result<Option<f64>> {
-        let buckets = self.opts.ngram_buckets;
-        if buckets == 0 {
-            return Ok(None);
-        }
-        let feats = ngram_features(&self.names, buckets);
-        let mut rows = Vec::new();
-        let mut preds = Vec::new();
-        for fold in &self.folds {
-            let pred = self.held_out_prediction(fold, &feats, buckets, false)?;
-            preds.extend(self.to_original(&pred));
-            rows.extend_from_slice(&fold.test);
-        }
-        Ok(fin(self.score(&rows, &preds).r2))
+    /// The n-gram baseline's pooled test predictions (original units), if it ran.
+    fn ngram_predictions(&self) -> Option<Vec<f64>> {
+        (!self.names_fit.is_empty()).then(|| {
+            self.names_fit
+                .iter()
+                .zip(&self.folds)
+                .flat_map(|(nf, f)| self.to_original(&f.y.unscale(&nf.test_pred)))
+                .collect()
+        })
+    }
+
+    /// The nearest-names baseline's pooled test predictions (original units), if it ran.
+    fn knn_predictions(&self) -> Option<Vec<f64>> {
+        (!self.knn_pred.is_empty()).then(|| {
+            self.knn_pred
+                .iter()
+                .flat_map(|(p, _)| self.to_original(p))
+                .collect()
+        })
     }
 
     /// Selects the layer, computes the p-values and assembles the report. `layers` must hold
@@ -559,19 +630,24 @@ impl Analysis {
         self.check_every_layer(&layers)?;
         let pooled = self.pooled_test_rows();
         let null = PooledNull::new(self, &pooled);
+        let ngram = self
+            .ngram_predictions()
+            .and_then(|p| fin(self.score_r2_only(&pooled, &p)));
         let (reports, layer_preds): (Vec<LayerReport>, Vec<Vec<f64>>) = layers
             .iter()
-            .map(|l| self.layer_report(l, &pooled, &null))
+            .map(|l| self.layer_report(l, &pooled, &null, ngram))
             .unzip();
         let (chosen, by_fold) = self.choose_layers(&layers);
-        let (selected, sel_pred) = self.selected(&layers, &chosen, by_fold, &pooled, &null);
+        let (selected, sel_pred) = self.selected(&layers, &chosen, by_fold, &pooled, &null, ngram);
         let by_group = self.group_breakdown(&pooled, &sel_pred);
         let entities = self.entities(&layers, &chosen, &sel_pred);
         let layer_predictions = self
             .opts
             .layer_predictions
             .then(|| self.layer_predictions(&layers, &pooled, &layer_preds));
-        let ngram = self.ngram_baseline()?;
+        let knn = self
+            .knn_predictions()
+            .and_then(|p| fin(self.score_r2_only(&pooled, &p)));
         let mut warnings = self.warnings.clone();
         if self.opts.n_permutations > 0 && self.opts.n_permutations < 20 {
             warnings.push(format!(
@@ -606,6 +682,12 @@ impl Analysis {
             baselines: Baselines {
                 ngram_r2_test: ngram,
                 ngram_buckets: self.opts.ngram_buckets,
+                knn_r2_test: knn,
+                knn_neighbours: metrics::median(
+                    self.knn_pred.iter().map(|&(_, k)| k as f64).collect(),
+                )
+                .ok()
+                .map(|k| k.round() as usize),
                 layer0_r2_test: reports[0].r2_test,
             },
             layers: reports,
@@ -668,6 +750,7 @@ impl Analysis {
         l: &LayerOutcome,
         pooled: &[usize],
         null: &PooledNull,
+        ngram_r2: Option<f64>,
     ) -> (LayerReport, Vec<f64>) {
         let k_fit = self.fitted_names.len();
         let n_folds = self.folds.len();
@@ -701,8 +784,20 @@ impl Analysis {
         let random_init_r2 = stack_folds(&l.folds, k_fit, |f| f.random_pred.as_ref())
             .map(|p| self.score_r2_only(pooled, &self.to_original(&to_matrix(&p, k_fit))))
             .and_then(fin);
+        let beside_names = stack_folds(&l.folds, k_fit, |f| f.beside_names_pred.as_ref())
+            .map(|p| self.score_r2_only(pooled, &self.to_original(&to_matrix(&p, k_fit))))
+            .and_then(fin);
+        let gain_p = (b_n > 0 && beside_names.is_some()).then(|| {
+            let observed = null.r2(l.folds.iter(), 0, BESIDE_NAMES);
+            let ge = (1..=b_n)
+                .filter(|&b| null.r2(l.folds.iter(), b, BESIDE_NAMES) >= observed)
+                .count();
+            (1 + ge) as f64 / (1 + b_n) as f64
+        });
         let (shuffled_mean, shuffled_max, p_unc) = if b_n > 0 {
-            let r2b: Vec<f64> = (0..=b_n).map(|b| null.r2(l.folds.iter(), b)).collect();
+            let r2b: Vec<f64> = (0..=b_n)
+                .map(|b| null.r2(l.folds.iter(), b, PROBE))
+                .collect();
             let shuffled = &r2b[1..];
             let ge = shuffled.iter().filter(|&&v| v >= r2b[0]).count();
             (
@@ -733,6 +828,9 @@ impl Analysis {
                 control_task_r2,
                 selectivity: control_task_r2.map(|c| r2_fit - c),
                 random_init_r2,
+                r2_beside_names: beside_names,
+                gain_over_names: beside_names.zip(ngram_r2).map(|(b, n)| b - n),
+                gain_p_value_uncorrected: gain_p,
             },
         };
         (report, orig)
@@ -773,6 +871,7 @@ impl Analysis {
         by_fold: Vec<FoldSelection>,
         pooled: &[usize],
         null: &PooledNull,
+        ngram_r2: Option<f64>,
     ) -> (Selected, Vec<f64>) {
         let k_fit = self.fitted_names.len();
         let n_l = layers.len();
@@ -804,15 +903,23 @@ impl Analysis {
 
         // Max over layers: each shuffle's null statistic is the best pooled test R² any choice
         // of layers could have reached, so choosing the layer is paid for.
-        let (p_value, p_statistic) = if b_n > 0 {
-            let observed = null.r2(sel_folds(), 0);
+        let max_t = |pick: Pick| {
+            let observed = null.r2(sel_folds(), 0, pick);
             let ge = (1..=b_n)
-                .filter(|&b| null.best_r2_over_layers(layers, b) >= observed)
+                .filter(|&b| null.best_r2_over_layers(layers, b, pick) >= observed)
                 .count();
-            (Some((1 + ge) as f64 / (1 + b_n) as f64), fin(observed))
+            ((1 + ge) as f64 / (1 + b_n) as f64, observed)
+        };
+        let (p_value, p_statistic) = if b_n > 0 {
+            let (p, observed) = max_t(PROBE);
+            (Some(p), fin(observed))
         } else {
             (None, None)
         };
+        let beside_names = stack_folds(sel_folds(), k_fit, |f| f.beside_names_pred.as_ref())
+            .map(|p| self.score_r2_only(pooled, &self.to_original(&to_matrix(&p, k_fit))))
+            .and_then(fin);
+        let gain_p_value = (b_n > 0 && beside_names.is_some()).then(|| max_t(BESIDE_NAMES).0);
 
         let k_txt = self.opts.validation_folds;
         let selected =
@@ -854,6 +961,8 @@ impl Analysis {
                 control_task_r2: control_r2,
                 selectivity: control_r2.map(|c| r2_fitted - c),
                 random_init_r2: random_r2,
+                gain_over_names: beside_names.zip(ngram_r2).map(|(b, n)| b - n),
+                gain_p_value,
                 by_fold,
             };
         (selected, orig)
@@ -1184,33 +1293,37 @@ impl PooledNull {
         Self { sst }
     }
 
-    /// Σ_t SSE_t / SST_t of one fold's probe under shuffle `b`.
-    fn error(&self, fold: &FoldLayer, b: usize) -> f64 {
+    /// Σ_t SSE_t / SST_t of one fold's `pick`ed predictor under shuffle `b`.
+    fn error(&self, fold: &FoldLayer, b: usize, pick: Pick) -> f64 {
         let k = self.sst.len();
-        (0..k)
-            .map(|t| fold.null_sse[b * k + t] / self.sst[t])
-            .sum::<f64>()
+        let sse = pick(fold);
+        (0..k).map(|t| sse[b * k + t] / self.sst[t]).sum::<f64>()
     }
 
-    /// Pooled test R² under shuffle `b` of the folds' probes (one per fold, in fold order).
-    fn r2<'a>(&self, folds: impl Iterator<Item = &'a FoldLayer>, b: usize) -> f64 {
-        1.0 - folds.map(|f| self.error(f, b)).sum::<f64>() / self.sst.len() as f64
+    /// Pooled test R² under shuffle `b` of the folds' predictors (one per fold, in fold order).
+    fn r2<'a>(&self, folds: impl Iterator<Item = &'a FoldLayer>, b: usize, pick: Pick) -> f64 {
+        1.0 - folds.map(|f| self.error(f, b, pick)).sum::<f64>() / self.sst.len() as f64
     }
 
     /// The best pooled test R² under shuffle `b` over every choice of layer per fold.
-    fn best_r2_over_layers(&self, layers: &[LayerOutcome], b: usize) -> f64 {
+    fn best_r2_over_layers(&self, layers: &[LayerOutcome], b: usize, pick: Pick) -> f64 {
         let n_folds = layers[0].folds.len();
         let best: f64 = (0..n_folds)
             .map(|g| {
                 layers
                     .iter()
-                    .map(|l| self.error(&l.folds[g], b))
+                    .map(|l| self.error(&l.folds[g], b, pick))
                     .fold(f64::INFINITY, f64::min)
             })
             .sum();
         1.0 - best / self.sst.len() as f64
     }
 }
+
+/// Which permutation null of a fold's layer: the probe's, or the probe beside the names'.
+type Pick = fn(&FoldLayer) -> &[f64];
+const PROBE: Pick = |f| &f.null_sse;
+const BESIDE_NAMES: Pick = |f| &f.beside_names_null_sse;
 
 /// The folds' prediction matrices (`pick`, n_rows × k each) stacked row-major in fold order;
 /// None when a fold has none.
@@ -1242,43 +1355,4 @@ struct Scores {
     km_median: Option<f64>,
     proximity: Option<f64>,
     years_mae: Option<f64>,
-}
-
-/// Training rows (in the given order) and test rows as column-major f64 matrices, centred with
-/// the training mean and, when `standardize`, divided by the training standard deviation
-/// ([`StandardScaler`] fitted on the training rows).
-fn design(
-    x: &[f32],
-    d: usize,
-    train: &[usize],
-    test: &[usize],
-    standardize: bool,
-) -> (DMatrix<f64>, DMatrix<f64>) {
-    let rows = MatrixRef {
-        data: x,
-        n_rows: x.len() / d.max(1),
-        n_cols: d,
-    };
-    let StandardScaler { mean, mut scale } = StandardScaler::fit_rows(rows, train);
-    if !standardize {
-        scale.fill(1.0);
-    }
-    let inv: Vec<f64> = scale.iter().map(|s| 1.0 / s).collect();
-    let build = |rows: &[usize]| {
-        let nr = rows.len();
-        let mut data = vec![0.0f64; nr * d];
-        // Blocks of rows keep the strided column-major writes in cache.
-        for chunk_start in (0..nr).step_by(64) {
-            let chunk = &rows[chunk_start..(chunk_start + 64).min(nr)];
-            for j in 0..d {
-                let (m, s) = (mean[j], inv[j]);
-                let col = &mut data[j * nr + chunk_start..j * nr + chunk_start + chunk.len()];
-                for (c, &r) in col.iter_mut().zip(chunk) {
-                    *c = (x[r * d + j] as f64 - m) * s;
-                }
-            }
-        }
-        DMatrix::from_vec(nr, d, data)
-    };
-    (build(train), build(test))
 }

@@ -2,6 +2,7 @@
 //! [`StandardScaler`]: the shapes every probe takes and the standardization it applies.
 //! Activations may be `f32`; statistics are `f64`.
 
+use nalgebra::DMatrix;
 use serde::{Deserialize, Serialize};
 
 use crate::probe::input_err;
@@ -232,4 +233,43 @@ impl StandardScaler {
         }
         Ok(())
     }
+}
+
+/// Training rows (in the given order) and test rows as column-major f64 matrices, centred with
+/// the training mean and, when `standardize`, divided by the training standard deviation
+/// ([`StandardScaler`] fitted on the training rows).
+pub(super) fn design(
+    x: &[f32],
+    d: usize,
+    train: &[usize],
+    test: &[usize],
+    standardize: bool,
+) -> (DMatrix<f64>, DMatrix<f64>) {
+    let rows = MatrixRef {
+        data: x,
+        n_rows: x.len() / d.max(1),
+        n_cols: d,
+    };
+    let StandardScaler { mean, mut scale } = StandardScaler::fit_rows(rows, train);
+    if !standardize {
+        scale.fill(1.0);
+    }
+    let inv: Vec<f64> = scale.iter().map(|s| 1.0 / s).collect();
+    let build = |rows: &[usize]| {
+        let nr = rows.len();
+        let mut data = vec![0.0f64; nr * d];
+        // Blocks of rows keep the strided column-major writes in cache.
+        for chunk_start in (0..nr).step_by(64) {
+            let chunk = &rows[chunk_start..(chunk_start + 64).min(nr)];
+            for j in 0..d {
+                let (m, s) = (mean[j], inv[j]);
+                let col = &mut data[j * nr + chunk_start..j * nr + chunk_start + chunk.len()];
+                for (c, &r) in col.iter_mut().zip(chunk) {
+                    *c = (x[r * d + j] as f64 - m) * s;
+                }
+            }
+        }
+        DMatrix::from_vec(nr, d, data)
+    };
+    (build(train), build(test))
 }

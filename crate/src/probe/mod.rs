@@ -7,8 +7,9 @@
 //! - [`ridge`]: RidgeCv and its spectral engine, the scaled probe, permutations;
 //! - [`linalg`]: eigensolver, Cholesky, small products;
 //! - [`metrics`]: R², great-circle km, ranks, proximity;
-//! - `plan`: what does not depend on the layer (targets, splits, folds, shuffles, control task,
-//!   the names' n-grams);
+//! - `plan`: what does not depend on the layer (targets, splits, folds, shuffles, control task);
+//! - `lexical`: what the names' characters give without a model (n-grams, nearest names) and
+//!   the residual a probe beside them is fitted to;
 //! - `neuron`: the single-dimension ("space neuron") check;
 //! - [`analysis`]: the fit per layer, the selection of the layer, the report's assembly;
 //! - [`report`]: report.json and predictions.csv types;
@@ -16,6 +17,7 @@
 
 pub mod analysis;
 pub mod layer_loop;
+mod lexical;
 pub mod linalg;
 pub mod matrix;
 pub mod metrics;

@@ -1,7 +1,6 @@
 //! The plan of an analysis: everything that does not depend on the layer. The targets as
 //! given and as fitted, the train/test split(s), the K validation folds inside each training
-//! set, the z-scored targets, the shuffles of the permutation null, the control task and the names'
-//! character n-grams. Each
+//! set, the z-scored targets, the shuffles of the permutation null and the control task. Each
 //! step checks its own inputs, so a bad dataset or option fails before any layer is fitted.
 // Index loops here follow the formulas' subscripts (targets t, rows i).
 #![allow(clippy::needless_range_loop)]
@@ -137,6 +136,12 @@ pub(super) fn check_options(
         return Err(input_err(format!(
             "validation_folds must be at least 2, got {}",
             opts.validation_folds
+        )));
+    }
+    if opts.knn_neighbours.contains(&0) {
+        return Err(input_err(format!(
+            "knn_neighbours must list neighbour counts of at least 1, got {:?}",
+            opts.knn_neighbours
         )));
     }
     if opts.alphas.is_empty() || opts.alphas.iter().any(|a| !(a.is_finite() && *a > 0.0)) {
@@ -527,30 +532,4 @@ pub(super) fn breakdown_column(
             (2..=50).contains(&d)
         })
         .map(|(k, _)| k.clone()))
-}
-
-/// Hashed character 1–3-gram counts of each lower-cased name with start/end markers,
-/// row-major `n × buckets` (FNV-1a, identical on every platform).
-pub(super) fn ngram_features(names: &[String], buckets: usize) -> Vec<f32> {
-    let mut out = vec![0f32; names.len() * buckets];
-    for (i, name) in names.iter().enumerate() {
-        let chars: Vec<char> = std::iter::once('\u{2}')
-            .chain(name.to_lowercase().chars())
-            .chain(std::iter::once('\u{3}'))
-            .collect();
-        for len in 1..=3usize {
-            for w in chars.windows(len) {
-                let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ len as u64;
-                for c in w {
-                    let mut buf = [0u8; 4];
-                    for b in c.encode_utf8(&mut buf).bytes() {
-                        h ^= b as u64;
-                        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-                    }
-                }
-                out[i * buckets + (h % buckets as u64) as usize] += 1.0;
-            }
-        }
-    }
-    out
 }

@@ -53,7 +53,8 @@ pub enum SpaceTargets {
 
 /// Analysis settings. Defaults: 100 permutations, seed 0, standardized features, the
 /// [`default_alphas`] grid, 5 validation folds, latitude/longitude targets, 2^10 n-gram buckets,
-/// neuron check on, per-layer test predictions stored.
+/// the gain over the names, 1–20 nearest names, neuron check on, per-layer test predictions
+/// stored.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct AnalysisOptions {
@@ -71,8 +72,15 @@ pub struct AnalysisOptions {
     /// Column for the per-group breakdown: default the group split's column, else `continent`,
     /// else the first group column with 2–50 distinct values.
     pub group_column: Option<String>,
-    /// Hash buckets of the character 1–3-gram baseline (cost grows as buckets³).
+    /// Hash buckets of the character 1–3-gram baseline (cost grows as buckets³); 0 skips it
+    /// and the gain over the names.
     pub ngram_buckets: usize,
+    /// Fit each layer's probe beside the n-gram baseline too, for the R² the activations add
+    /// over the names' characters (`LayerControls::gain_over_names`).
+    pub gain_over_names: bool,
+    /// Neighbour counts the nearest-names baseline (`Baselines::knn_r2_test`) chooses from by
+    /// leave-one-out on the training names; empty skips it.
+    pub knn_neighbours: Vec<usize>,
     /// Run the single-dimension ("space neuron") check.
     pub neuron_check: bool,
     /// Store every layer's test (and, with one training set, training) predictions in the
@@ -91,6 +99,8 @@ impl Default for AnalysisOptions {
             space_targets: SpaceTargets::LatLon,
             group_column: None,
             ngram_buckets: 1 << 10,
+            gain_over_names: true,
+            knn_neighbours: vec![1, 2, 3, 5, 10, 20],
             neuron_check: true,
             layer_predictions: true,
         }
@@ -167,6 +177,17 @@ pub struct LayerControls {
     pub selectivity: Option<f64>,
     /// Test R² of the same probe on the random-init model's activations.
     pub random_init_r2: Option<f64>,
+    /// Test R² of the n-gram baseline plus a probe of this layer fitted to what the n-grams
+    /// leave unexplained (their leave-one-out residuals on the training rows).
+    #[serde(default)]
+    pub r2_beside_names: Option<f64>,
+    /// `r2_beside_names − baselines.ngram_r2_test`: what the activations add over the string.
+    #[serde(default)]
+    pub gain_over_names: Option<f64>,
+    /// This layer's permutation p-value for the gain (the residuals shuffled over the training
+    /// rows), NOT corrected for choosing the layer: see `selected.gain_p_value`.
+    #[serde(default)]
+    pub gain_p_value_uncorrected: Option<f64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -227,6 +248,13 @@ pub struct Selected {
     pub control_task_r2: Option<f64>,
     pub selectivity: Option<f64>,
     pub random_init_r2: Option<f64>,
+    /// The selected layer's gain over the names (see `LayerControls::gain_over_names`).
+    #[serde(default)]
+    pub gain_over_names: Option<f64>,
+    /// Its max-over-layers permutation p-value, as `p_value` but with the names' residuals
+    /// shuffled: the chance a probe beside the names gains as much at any layer by luck.
+    #[serde(default)]
+    pub gain_p_value: Option<f64>,
     /// Each fold's own choice (one entry unless leave-one-group-out).
     pub by_fold: Vec<FoldSelection>,
 }
@@ -236,6 +264,13 @@ pub struct Baselines {
     /// Ridge on hashed character 1–3-grams of the name alone (no model), test R².
     pub ngram_r2_test: Option<f64>,
     pub ngram_buckets: usize,
+    /// Each test name predicted by the mean target of its `knn_neighbours` most similar
+    /// training names (tf-idf cosine of character 1–3-gram counts), test R².
+    #[serde(default)]
+    pub knn_r2_test: Option<f64>,
+    /// The k chosen by leave-one-out on the training names (median over folds).
+    #[serde(default)]
+    pub knn_neighbours: Option<usize>,
     /// Layer 0 (token embeddings) test R².
     pub layer0_r2_test: f64,
 }

@@ -962,6 +962,29 @@ impl RidgeCvFit {
         p
     }
 
+    /// Leave-one-out predictions of the decomposed rows, column-major n × k, at the chosen
+    /// alpha: row i's prediction by the ridge fitted without row i, `y_i − r_i / (1 − h_ii)`
+    /// (exact for a linear smoother). The residuals come from `1 − s` on the kernel route, as
+    /// in the fit, so a near-interpolating fit loses no digits.
+    pub fn predict_leave_one_out(&self) -> DMatrix<f64> {
+        let d = &*self.decomposition.inner;
+        let a = self.alpha_index;
+        let w = DMatrix::from_fn(self.zeta.nrows(), self.zeta.ncols(), |j, t| {
+            let sv = d.s(j, a);
+            self.zeta[(j, t)] * if d.complete { 1.0 - sv } else { sv }
+        });
+        let prod = mul_skinny(full(&d.u), &w);
+        DMatrix::from_fn(self.y_centered.nrows(), self.y_centered.ncols(), |i, t| {
+            let yc = self.y_centered[(i, t)];
+            let r = if d.complete {
+                prod[(i, t)]
+            } else {
+                yc - prod[(i, t)]
+            };
+            yc - r / d.one_minus_h[(i, a)] + self.y_mean[t]
+        })
+    }
+
     /// Predictions of the held-out rows given to the decomposition, column-major n_test × k
     /// (equal to `predict` on them up to rounding).
     pub fn predict_held_out(&self) -> Result<DMatrix<f64>> {
@@ -1210,6 +1233,43 @@ mod tests {
         }
         let beta = a.lu().solve(&(xc.transpose() * yc)).unwrap();
         (xm, beta, ym)
+    }
+
+    /// Leave-one-out predictions equal refits without each row, on both routes.
+    #[test]
+    fn leave_one_out_predictions_equal_refits_without_the_row() {
+        for (n, d) in [(30, 6), (12, 20)] {
+            let x = rand_matrix(n, d, 11);
+            let y = &x * rand_matrix(d, 2, 12) * 0.5 + rand_matrix(n, 2, 13);
+            let alpha = 0.7;
+            let ridge = RidgeCv {
+                alphas: vec![alpha],
+                ..RidgeCv::default()
+            };
+            let loo = ridge
+                .decompose(MatrixRef::new(&row_major(&x), n, d).unwrap())
+                .unwrap()
+                .fit(MatrixRef::new(&row_major(&y), n, 2).unwrap())
+                .unwrap()
+                .predict_leave_one_out();
+            for i in 0..n {
+                let keep: Vec<usize> = (0..n).filter(|&r| r != i).collect();
+                let xs = x.select_rows(&keep);
+                let ys = y.select_rows(&keep);
+                let (xm, beta, ym) = ridge_direct(&xs, &ys, alpha);
+                for t in 0..2 {
+                    let p: f64 = ym[t]
+                        + (0..d)
+                            .map(|j| (x[(i, j)] - xm[j]) * beta[(j, t)])
+                            .sum::<f64>();
+                    assert!(
+                        (loo[(i, t)] - p).abs() < 1e-9 * (1.0 + p.abs()),
+                        "n {n}, d {d}, row {i}, target {t}: {} vs {p}",
+                        loo[(i, t)]
+                    );
+                }
+            }
+        }
     }
 
     fn engine_checks(n: usize, d: usize, n_test: usize) {
