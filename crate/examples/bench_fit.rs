@@ -3,12 +3,16 @@
 //!
 //!     cargo run --release -p probelab --example bench_fit              # (a) SmolLM2-135M size
 //!     cargo run --release -p probelab --example bench_fit -- llama 1   # (b) Llama-2-7B size, 1 layer
+//!     cargo run --release -p probelab --example bench_fit -- names 30  # (c) the names' cost
 //!
 //! (a) 5,000 entities × 576 dims × 31 layers (30 blocks + embeddings), random-init activations,
 //!     first-token control, n-gram baseline, neuron check, 100 shuffles, 5 validation folds.
 //! (b) 20,000 entities × 4,096 dims × 33 layers; layers are generated one at a time from a seed
 //!     and never held together. The argument says how many layers to time (default 1); the
 //!     figure for all 33 is extrapolated. `llama 1 norandom` skips the random-init model.
+//!
+//! (c) The 6,000 real names of `world-places` × 576 dims × 31 layers, every control: the whole
+//!     analysis with the gain over the names and the nearest-names baseline off, on, off.
 //!
 //! Peak memory is the process's VmHWM from /proc/self/status (Linux).
 
@@ -233,6 +237,87 @@ fn run(n: usize, d: usize, n_layers: usize, layers_to_time: usize, random_init: 
     }
 }
 
+/// (c) What the name baselines cost: `analyze()` on the 6,000 real place names of
+/// `world-places` (synthetic activations, every control), with the gain over the names and the
+/// nearest-names baseline on and then off, in the same process. The issue's budget is ≤ 50%.
+fn names_cost(n_layers: usize) {
+    let ds = probelab::data::load_builtin("world-places").unwrap();
+    let (n, d) = (ds.len(), 576);
+    let mut g = Gen(SplitMix64::new(5));
+    let tokens: Vec<u32> = (0..n).map(|_| (g.uniform() * 3000.0) as u32).collect();
+    let gen_all = |signal_layer: usize, seed: u64| -> Activations {
+        let mut data = Vec::with_capacity((n_layers + 1) * n * d);
+        for l in 0..=n_layers {
+            data.extend(layer(&ds, d, l, signal_layer, seed));
+        }
+        Activations {
+            n_layers,
+            n_entities: n,
+            d_model: d,
+            data,
+            tokens_per_entity: vec![1; n],
+            first_token_ids: tokens.clone(),
+        }
+    };
+    let acts = gen_all((n_layers * 2) / 3, 11);
+    let random = gen_all(usize::MAX / 2, 99);
+    let controls = ControlInputs {
+        first_token_ids: tokens.clone(),
+        random_init: Some(&random),
+    };
+    let ctx = ReportContext {
+        model_name: "bench".into(),
+        model_sha256: "0".repeat(64),
+        prompt_template: "{name}".into(),
+        pooling: Pooling::Last,
+        dataset_name: "world-places".into(),
+    };
+    let split = SplitSpec::Random {
+        test_fraction: 0.2,
+        seed: 0,
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!(
+        "(c) world-places names: n={n} d={d} layers={} on {threads} threads, every control",
+        n_layers + 1
+    );
+    let time = |opts: &AnalysisOptions| {
+        let t = Instant::now();
+        let r = analyze(&acts, &ds, &split, opts, &controls, &ctx, &mut |_, _, _| {
+            true
+        })
+        .unwrap();
+        (t.elapsed().as_secs_f64(), r)
+    };
+    let off = AnalysisOptions {
+        gain_over_names: false,
+        knn_neighbours: vec![],
+        ..AnalysisOptions::default()
+    };
+    // Off first, on second, off again: a drift of the shared machine shows as two offs apart.
+    let (t_off, _) = time(&off);
+    let (t_on, r) = time(&AnalysisOptions::default());
+    let (t_off2, _) = time(&off);
+    let base = (t_off + t_off2) / 2.0;
+    println!("  names baselines off: {t_off:.2} s, then {t_off2:.2} s");
+    println!(
+        "  names baselines on:  {t_on:.2} s, {:+.0}% over the mean of the offs",
+        100.0 * (t_on / base - 1.0)
+    );
+    let (b, s) = (&r.baselines, &r.selected);
+    println!(
+        "  n-gram R² {:?}, nearest names R² {:?} (k = {:?}), selected layer {} R² {:.3}, gain \
+         over the names {:?} (p {:?})",
+        b.ngram_r2_test,
+        b.knn_r2_test,
+        b.knn_neighbours,
+        s.layer,
+        s.r2_test,
+        s.gain_over_names,
+        s.gain_p_value
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
@@ -241,6 +326,10 @@ fn main() {
             let random = !args.iter().any(|a| a == "norandom");
             println!("(b) Llama-2-7B size");
             run(20_000, 4096, 32, k, random, false);
+        }
+        Some("names") => {
+            let l = args.get(1).and_then(|v| v.parse().ok()).unwrap_or(30);
+            names_cost(l);
         }
         Some("custom") => {
             // custom N D LAYERS

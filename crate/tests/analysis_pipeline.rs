@@ -334,6 +334,7 @@ fn check_card_against_report(r: &Report) -> Verdict {
         [
             "shuffled",
             "names",
+            "beyond_names",
             "layer0",
             "random_init",
             "control_task",
@@ -384,6 +385,21 @@ fn check_card_against_report(r: &Report) -> Verdict {
                 .contains(&format!("p = {p:.3} after choosing the layer")));
         }
         None => assert_eq!(shuffled.outcome, Outcome::NotRun),
+    }
+    let beyond = by_key("beyond_names");
+    assert_eq!(beyond.value, s.gain_p_value);
+    match (s.gain_over_names, s.gain_p_value) {
+        (Some(g), Some(p)) => {
+            assert_eq!(beyond.outcome == Outcome::Yes, g > 0.0 && p < 0.05);
+            assert!(
+                beyond
+                    .detail
+                    .contains(&format!("R² {g:+.2} over the n-grams, p = {p:.3}")),
+                "{}",
+                beyond.detail
+            );
+        }
+        _ => assert_eq!(beyond.outcome, Outcome::NotRun),
     }
     let unseen = by_key("unseen_group");
     if matches!(r.split.kind.as_str(), "group" | "leave_one_group_out") {
@@ -438,7 +454,7 @@ fn verdict_card_carries_the_reports_numbers() {
     let v = check_card_against_report(&r);
     let outcomes: Vec<Outcome> = v.checks.iter().map(|c| c.outcome).collect();
     use Outcome::{No, NotRun, Yes};
-    assert_eq!(outcomes, [Yes, Yes, Yes, Yes, Yes, NotRun], "{v}");
+    assert_eq!(outcomes, [Yes, Yes, Yes, Yes, Yes, Yes, NotRun], "{v}");
 
     // Names that spell the year and activations of noise: the names win, and the controls
     // that were not run say so.
@@ -447,8 +463,8 @@ fn verdict_card_carries_the_reports_numbers() {
     let r = run(&noise, &spelled, &random_split(), &opts(0), vec![], None).unwrap();
     let v = check_card_against_report(&r);
     let outcomes: Vec<Outcome> = v.checks.iter().map(|c| c.outcome).collect();
-    assert_eq!(outcomes[..2], [NotRun, No], "{v}");
-    assert_eq!(outcomes[3..], [NotRun, NotRun, NotRun], "{v}");
+    assert_eq!(outcomes[..3], [NotRun, No, NotRun], "{v}");
+    assert_eq!(outcomes[4..], [NotRun, NotRun, NotRun], "{v}");
 
     // Leave-one-group-out tests the unseen region.
     let split = SplitSpec::Group {
@@ -467,7 +483,8 @@ fn verdict_card_carries_the_reports_numbers() {
     )
     .unwrap();
     let v = check_card_against_report(&r);
-    assert_ne!(v.checks[5].outcome, NotRun, "{v}");
+    let unseen = v.checks.iter().find(|c| c.key == "unseen_group").unwrap();
+    assert_ne!(unseen.outcome, NotRun, "{v}");
 }
 
 #[test]
@@ -1199,6 +1216,23 @@ fn a_planted_answer_in_the_names_leaves_no_gain_over_the_string() {
         assert_eq!(gain, c.r2_beside_names.unwrap() - ngram);
     }
     assert!(r.selected.gain_p_value.unwrap() > 0.05);
+    // The card says the probe adds nothing to the name; the summary leads with the names.
+    let v = check_card_against_report(&r);
+    let beyond = v.checks.iter().find(|c| c.key == "beyond_names").unwrap();
+    assert_eq!(beyond.outcome, Outcome::No, "{v}");
+    let rivals = probelab::render::rivals(&r);
+    assert!(
+        rivals.iter().any(|x| x.key == "names_knn" && x.r2 == knn),
+        "{rivals:?}"
+    );
+    let text = probelab::render::figures::summary(&r);
+    assert!(text.starts_with("Read with care:"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "the most similar training names (no model) R² {knn:.2}"
+        )),
+        "{text}"
+    );
 }
 
 #[test]
@@ -1219,6 +1253,24 @@ fn a_planted_signal_under_random_names_gains_over_the_string_with_p_at_the_floor
     let l3 = &r.layers[3].controls;
     assert_eq!(l3.gain_over_names, r.selected.gain_over_names);
     assert!(l3.gain_p_value_uncorrected.unwrap() <= floor);
+    let v = check_card_against_report(&r);
+    let beyond = v.checks.iter().find(|c| c.key == "beyond_names").unwrap();
+    assert_eq!(beyond.outcome, Outcome::Yes, "{v}");
+    let text = probelab::render::figures::summary(&r);
+    assert!(
+        text.contains(&format!(
+            "Beyond the name: fitted to what the n-gram model gets wrong, layer 3 adds R² \
+             {gain:+.2}"
+        )),
+        "{text}"
+    );
+    let k = r.baselines.knn_neighbours.unwrap();
+    assert!(
+        text.contains(&format!(
+            "the {k} most similar training names' mean R² {knn:.2}"
+        )),
+        "{text}"
+    );
     // Beside names that carry nothing, the probe keeps its own score.
     assert!((l3.r2_beside_names.unwrap() - r.layers[3].r2_test).abs() < 0.1);
     for l in [0, 1, 2, 4] {
@@ -1233,6 +1285,9 @@ fn a_planted_signal_under_random_names_gains_over_the_string_with_p_at_the_floor
     };
     let r2 = run(&acts, &ds, &random_split(), &off, vec![], None).unwrap();
     assert!(r2.selected.gain_over_names.is_none() && r2.baselines.knn_r2_test.is_none());
+    let v = check_card_against_report(&r2);
+    assert_eq!(v.checks[2].outcome, Outcome::NotRun, "{v}");
+    assert!(!probelab::render::figures::summary(&r2).contains("Beyond the name"));
     assert!(r2
         .layers
         .iter()

@@ -29,7 +29,7 @@ test('200 places: extraction, probes, summary, chart and map', async () => {
     key: li.dataset.key, cls: li.className, value: li.dataset.value, against: li.dataset.against,
     text: li.textContent, href: li.querySelector('a').getAttribute('href'), mark: li.querySelector('.mark').textContent,
   })));
-  assert.deepEqual(card.map((c) => c.key), ['shuffled', 'names', 'layer0', 'random_init', 'control_task', 'unseen_group']);
+  assert.deepEqual(card.map((c) => c.key), ['shuffled', 'names', 'beyond_names', 'layer0', 'random_init', 'control_task', 'unseen_group']);
   const line = (k) => card.find((c) => c.key === k);
   // The marks are the core's (the command line prints the same).
   for (const c of card) assert.equal(c.mark, { 'check yes': '✓', 'check no': '✗', 'check not_run': '–' }[c.cls], c.key);
@@ -47,9 +47,13 @@ test('200 places: extraction, probes, summary, chart and map', async () => {
     assert.equal(line(k).href, '#layers-canvas');
   }
   assert.equal(line('unseen_group').cls, 'check not_run');
+  // What the activations add to the names: the gain's p after choosing the layer, its mark.
+  assert.equal(num(line('beyond_names').value), sel.gain_p_value);
+  assert.equal(line('beyond_names').cls, `check ${sel.gain_over_names > 0 && sel.gain_p_value < 0.05 ? 'yes' : 'no'}`);
+  assert.ok(line('beyond_names').text.includes(`R² ${sel.gain_over_names >= 0 ? '+' : ''}${sel.gain_over_names.toFixed(2)} over the n-grams`), line('beyond_names').text);
   // A control that reaches the probe at any layer is said first (here computed from the report).
   const best = (f) => Math.max(...rep.layers.map(f).filter(Number.isFinite));
-  const wins = rep.baselines.ngram_r2_test >= sel.r2_test || (sel.layer !== 0 && rep.baselines.layer0_r2_test >= sel.r2_test)
+  const wins = rep.baselines.ngram_r2_test >= sel.r2_test || rep.baselines.knn_r2_test >= sel.r2_test || (sel.layer !== 0 && rep.baselines.layer0_r2_test >= sel.r2_test)
     || best((l) => l.controls.random_init_r2) >= sel.r2_test || best((l) => l.controls.control_task_r2) >= sel.r2_test_fitted;
   assert.equal(await page.isVisible('#verdict-warning'), wins);
   assert.equal((await page.textContent('#summary')).startsWith('Read with care:'), wins);

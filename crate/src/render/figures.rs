@@ -68,12 +68,28 @@ pub fn summary(report: &Report) -> String {
     );
     out += &format!(
         "Baselines: layer 0 (token embeddings) R² {}{}; names alone (character n-grams, no \
-         model) R² {}{}. ",
+         model) R² {}{}",
         f(Some(b.layer0_r2_test), 2),
         margin(Some(b.layer0_r2_test)),
         f(b.ngram_r2_test, 2),
         margin(b.ngram_r2_test)
     );
+    if let (Some(r), Some(k)) = (b.knn_r2_test, b.knn_neighbours) {
+        out += &format!(
+            "; the {k} most similar training names' mean R² {}{}",
+            f(Some(r), 2),
+            margin(Some(r))
+        );
+    }
+    out += ". ";
+    if let (Some(g), Some(p)) = (s.gain_over_names, s.gain_p_value) {
+        out += &format!(
+            "Beyond the name: fitted to what the n-gram model gets wrong, layer {} adds R² \
+             {g:+.2} to it ({}, against the best gain at any layer on shuffled residuals). ",
+            s.layer,
+            fmt_p(Some(p))
+        );
+    }
     out += &match s.random_init_r2 {
         Some(r) => format!(
             "Random-initialised model at the same layer: R² {}{}. ",
@@ -182,6 +198,21 @@ pub fn layer_scene_sized(report: &Report, width: f32, height: f32) -> Scene {
             values: constant(report.baselines.ngram_r2_test),
             style: SeriesStyle::Dashed,
             color: "#d55e00".into(),
+        },
+        Series {
+            label: match report.baselines.knn_neighbours {
+                Some(k) => format!("{k} most similar names (no model)"),
+                None => "most similar names (no model)".into(),
+            },
+            values: constant(report.baselines.knn_r2_test),
+            style: SeriesStyle::Dashed,
+            color: "#7f3c00".into(),
+        },
+        Series {
+            label: "n-grams + probe of what they miss".into(),
+            values: per_layer(&|l| l.controls.r2_beside_names),
+            style: SeriesStyle::Line,
+            color: "#56b4e9".into(),
         },
     ];
     // A control that was not run has no line; leave it out of the legend too.

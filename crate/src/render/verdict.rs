@@ -38,17 +38,19 @@ impl Outcome {
 /// One line of the card: a question, its answer and the figure behind it.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Check {
-    /// Stable key: `shuffled`, `names`, `layer0`, `random_init`, `control_task`, `unseen_group`.
+    /// Stable key: `shuffled`, `names`, `beyond_names`, `layer0`, `random_init`,
+    /// `control_task`, `unseen_group`.
     pub key: &'static str,
     /// The question, e.g. "beats shuffled targets".
     pub label: String,
     pub outcome: Outcome,
     /// `outcome.mark()`, carried so the page draws the same mark as the command line.
     pub mark: &'static str,
-    /// The probe's figure that the line tests (the p-value for `shuffled`, else a test R²).
+    /// The probe's figure that the line tests (the p-value for `shuffled` and `beyond_names`,
+    /// else a test R²).
     pub value: Option<f64>,
-    /// What it is compared with (the level for `shuffled`, 0 for `unseen_group`, else the
-    /// control's test R²).
+    /// What it is compared with (the level for `shuffled` and `beyond_names`, 0 for
+    /// `unseen_group`, else the control's test R²).
     pub against: Option<f64>,
     /// The answer in words, e.g. "yes, p = 0.010" or "+0.09 (0.62 against 0.53)".
     pub detail: String,
@@ -127,7 +129,7 @@ fn beats(
 /// A control or baseline that scores at or above the selected probe on held-out entities.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Rival {
-    /// The check's key: `names`, `layer0`, `random_init` or `control_task`.
+    /// The check's key: `names`, `names_knn`, `layer0`, `random_init` or `control_task`.
     pub key: &'static str,
     /// What it is, in words ("the random-initialised model").
     pub what: &'static str,
@@ -171,6 +173,13 @@ pub fn rivals(report: &Report) -> Vec<Rival> {
         "names alone (character n-grams, no model)",
         None,
         b.ngram_r2_test,
+        s.r2_test,
+    );
+    push(
+        "names_knn",
+        "the most similar training names (no model)",
+        None,
+        b.knn_r2_test,
         s.r2_test,
     );
     // Layer 0 selected: the probe is the layer-0 probe, not a rival of itself.
@@ -224,6 +233,44 @@ pub fn rivals_sentence(report: &Report) -> Option<String> {
         two(report.selected.r2_test),
         report.selected.layer
     ))
+}
+
+/// "Adds to what the name spells": the probe fitted to the n-gram model's errors, yes when its
+/// gain over the n-grams beats shuffled residuals at [`ALPHA_LEVEL`] after choosing the layer.
+/// A probe can lose to the names' R² and still add to them, or beat it and add nothing.
+fn beyond_names(report: &Report) -> Check {
+    let s = &report.selected;
+    let (outcome, detail) = match (s.gain_over_names, s.gain_p_value) {
+        (Some(g), Some(p)) if g.is_finite() => {
+            let outcome = if g > 0.0 && p < ALPHA_LEVEL {
+                Outcome::Yes
+            } else {
+                Outcome::No
+            };
+            let word = if outcome == Outcome::Yes { "yes" } else { "no" };
+            (
+                outcome,
+                format!(
+                    "{word}, R² {g:+.2} over the n-grams, {} after choosing the layer",
+                    p_text(p)
+                ),
+            )
+        }
+        _ => (
+            Outcome::NotRun,
+            "not run (the gain over the names is off)".into(),
+        ),
+    };
+    Check {
+        key: "beyond_names",
+        label: "adds to what the name spells".into(),
+        outcome,
+        mark: outcome.mark(),
+        value: s.gain_p_value,
+        against: Some(ALPHA_LEVEL),
+        detail,
+        figure: "layers",
+    }
 }
 
 /// The verdict card of a report (see [`Verdict`]).
@@ -304,6 +351,7 @@ pub fn verdict(report: &Report) -> Verdict {
             "the n-gram baseline is off",
             "layers",
         ),
+        beyond_names(report),
         beats(
             "layer0",
             "beats the token embeddings (layer 0)",
