@@ -2,8 +2,8 @@
 
 use probelab::probe::metrics::{
     average_ranks, great_circle_km, km_errors, mean_absolute_error_years, mean_km_error,
-    mean_proximity_error, median_km_error, proximity_errors, r2_score, r2_score_per_target,
-    spearman, LatLon, EARTH_RADIUS_KM,
+    mean_proximity_error, median_km_error, proximity_errors, proximity_errors_of, r2_score,
+    r2_score_per_target, spearman, LatLon, EARTH_RADIUS_KM,
 };
 
 fn close(a: f64, b: f64, tol: f64) -> bool {
@@ -181,14 +181,27 @@ fn proximity_error_by_hand_and_lat_lon_order_matters() {
         0.0
     );
 
-    // A prediction at another entity's true spot: that entity is at the same distance, not
-    // strictly closer; with 4 entities on the equator 1°,2°,3° apart, predicting entity 0 at
-    // entity 3's place puts entities 1 and 2 closer → 2/3.
+    // Other entities' PREDICTIONS count, not their true places (Gurnee & Tegmark's
+    // definition). Four places on the equator 1° apart; entity 0 is predicted at 3°E (a 3°
+    // miss), entity 3 at 0.5°E (a 2.5° miss), 1 and 2 exactly. For entity 0 every other
+    // prediction (1°, 2°, 0.5° away) is closer than its own → 3/3; for entity 3 the others'
+    // predictions are 0°, 2° and 1° from its true place → 3/3. Counting true places instead
+    // would give 2/3 for both (entity 3's true place is exactly 3° from entity 0's, not closer).
     let line = [ll(0.0, 0.0), ll(0.0, 1.0), ll(0.0, 2.0), ll(0.0, 3.0)];
-    let mut guess = line;
-    guess[0] = ll(0.0, 3.0);
+    let guess = [ll(0.0, 3.0), ll(0.0, 1.0), ll(0.0, 2.0), ll(0.0, 0.5)];
     let e = proximity_errors(&line, &guess).unwrap();
-    assert!(close(e[0], 2.0 / 3.0, 1e-15));
+    assert_eq!(e, vec![1.0, 0.0, 0.0, 1.0]);
+    // The same entities measured one at a time against all the others give the same numbers.
+    assert_eq!(
+        proximity_errors_of(&line, &guess, &[3, 0]).unwrap(),
+        vec![1.0, 1.0]
+    );
+    assert!(proximity_errors_of(&line, &guess, &[4]).is_err());
+    // Equal distance is not closer: entity 0 predicted 2° off with entity 2 predicted exactly
+    // at its true place 2° away → only entity 1 (1° away) counts → 1/3.
+    let guess = [ll(0.0, 2.0), ll(0.0, 1.0), ll(0.0, 2.0), ll(0.0, 3.0)];
+    let e = proximity_errors(&line, &guess).unwrap();
+    assert!(close(e[0], 1.0 / 3.0, 1e-15));
     assert_eq!(&e[1..], &[0.0, 0.0, 0.0]);
     assert!(proximity_errors(&line[..1], &guess[..1]).is_err());
 }

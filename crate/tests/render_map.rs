@@ -746,21 +746,34 @@ fn legend_has_no_entry_for_points_without_a_group() {
 }
 
 #[test]
-fn group_proximity_error_is_its_test_places_mean_against_all_test_places() {
+fn group_proximity_error_places_its_test_places_among_every_prediction() {
     let r = small_report(SplitSpec::Random {
         test_fraction: 0.25,
         seed: 5,
     });
     let test: Vec<_> = r.entities.iter().filter(|e| e.split == "test").collect();
     assert_eq!(test.len(), 30);
-    // By the definition: the share of the other test places truly nearer than the miss.
+    assert_eq!(r.entities.len(), 120);
+    // By the definition (Gurnee & Tegmark): the share of the other entities, training rows
+    // included, whose prediction (clamped and wrapped onto the globe) is nearer to the test
+    // place's true position than its own prediction.
+    let placed = |o: &probelab::probe::analysis::EntityPrediction| {
+        (
+            o.predicted[0].clamp(-90.0, 90.0),
+            (o.predicted[1] + 180.0).rem_euclid(360.0) - 180.0,
+        )
+    };
     let own = |e: &&probelab::probe::analysis::EntityPrediction| {
-        let closer = test
+        let closer = r
+            .entities
             .iter()
             .filter(|o| o.index != e.index)
-            .filter(|o| km(e.truth[0], e.truth[1], o.truth[0], o.truth[1]) < e.error)
+            .filter(|o| {
+                let (la, lo) = placed(o);
+                km(e.truth[0], e.truth[1], la, lo) < e.error
+            })
             .count();
-        closer as f64 / (test.len() - 1) as f64
+        closer as f64 / (r.entities.len() - 1) as f64
     };
     assert_eq!(r.by_group.len(), 3);
     for g in &r.by_group {

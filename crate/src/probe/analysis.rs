@@ -639,8 +639,8 @@ impl Analysis {
             .unzip();
         let (chosen, by_fold) = self.choose_layers(&layers);
         let (selected, sel_pred) = self.selected(&layers, &chosen, by_fold, &pooled, &null, ngram);
-        let by_group = self.group_breakdown(&pooled, &sel_pred);
         let entities = self.entities(&layers, &chosen, &sel_pred);
+        let by_group = self.group_breakdown(&pooled, &sel_pred, &entities);
         let layer_predictions = self
             .opts
             .layer_predictions
@@ -970,7 +970,12 @@ impl Analysis {
 
     /// Per group of the breakdown column: test figures of the selected probe (`sel_pred`,
     /// pooled test rows, original units) and the training rows it saw from that group.
-    fn group_breakdown(&self, pooled: &[usize], sel_pred: &[f64]) -> Vec<GroupReport> {
+    fn group_breakdown(
+        &self,
+        pooled: &[usize],
+        sel_pred: &[f64],
+        entities: &[EntityPrediction],
+    ) -> Vec<GroupReport> {
         let Some(vals) = &self.group_values else {
             return vec![];
         };
@@ -979,12 +984,20 @@ impl Analysis {
         for (pos, &i) in pooled.iter().enumerate() {
             test_rows.entry(vals[i].as_str()).or_default().push(pos);
         }
-        // Each test entity's proximity error among all test entities (not only its group's),
-        // so a group's mean says how often its places are placed nearer to other places.
+        // Each test entity's proximity error among every entity's prediction (training rows
+        // in-sample, as Gurnee & Tegmark's block hold-out): a held-out block compared only with
+        // itself cannot say whether it lands in the right place on the whole map.
         let proximity: Option<Vec<f64>> = match self.kind {
             TargetKind::Space => {
-                let (t, p) = self.places(pooled, sel_pred);
-                metrics::proximity_errors(&t, &p).ok()
+                let rows: Vec<usize> = entities.iter().map(|e| e.index).collect();
+                let preds: Vec<f64> = entities.iter().flat_map(|e| e.predicted.clone()).collect();
+                let (t, p) = self.places(&rows, &preds);
+                let at: BTreeMap<usize, usize> =
+                    rows.iter().enumerate().map(|(q, &i)| (i, q)).collect();
+                let wanted: Vec<usize> = pooled.iter().filter_map(|i| at.get(i).copied()).collect();
+                (wanted.len() == pooled.len())
+                    .then(|| metrics::proximity_errors_of(&t, &p, &wanted).ok())
+                    .flatten()
             }
             TargetKind::Time => None,
         };
@@ -1262,7 +1275,8 @@ impl Analysis {
             "great-circle errors with predicted latitude clamped to ±90° and longitude wrapped"
                 .into(),
         );
-        put("proximity_error", "for each test entity, the fraction of other test entities truly closer to it than its prediction is; 0 is perfect".into());
+        put("proximity_error", "for each test entity, the fraction of the other test entities whose predictions lie closer to its true place than its own prediction (Gurnee & Tegmark); 0 is perfect".into());
+        put("by_group.proximity_error", "as proximity_error, but each test entity of the group is measured against every entity's prediction (training rows in-sample), so a held-out block is placed on the whole map".into());
         if self.folds.len() > 1 {
             put("leave_one_group_out", format!("each group of '{}' is held out in turn; every test figure pools the held-out predictions, each made by a probe that never saw the entity's group; each fold chooses its own layer", self.split_column.clone().unwrap_or_default()));
         }

@@ -170,15 +170,26 @@ pub fn median(mut v: Vec<f64>) -> Result<f64> {
     })
 }
 
-/// Proximity error of each entity: for entity `i`, the fraction of the OTHER entities `j` whose
-/// true position is strictly closer to `i`'s true position than `i`'s predicted position is
-/// (great-circle distances). 0 is perfect; it is scale-free, so a dense region is judged by its
-/// neighbours rather than by raw km. Needs at least two entities.
+/// Proximity error of each entity (Gurnee & Tegmark 2023): for entity `i`, the fraction of the
+/// OTHER entities `j` whose *prediction* lies strictly closer to `i`'s true position than `i`'s
+/// own prediction does (great-circle distances). 0 is perfect; it is scale-free, so a dense
+/// region is judged by where its neighbours are placed rather than by raw km. Needs at least
+/// two entities.
 pub fn proximity_errors(truth: &[LatLon], pred: &[LatLon]) -> Result<Vec<f64>> {
+    let all: Vec<usize> = (0..truth.len()).collect();
+    proximity_errors_of(truth, pred, &all)
+}
+
+/// [`proximity_errors`] of the entities `rows` only, each still measured against every other
+/// entity's prediction: a held-out block placed among all entities, not only among itself.
+pub fn proximity_errors_of(truth: &[LatLon], pred: &[LatLon], rows: &[usize]) -> Result<Vec<f64>> {
     check_same_len("proximity_errors", truth.len(), pred.len())?;
     let n = truth.len();
     if n < 2 {
         return Err(input_err("proximity error needs at least two entities"));
+    }
+    if let Some(&i) = rows.iter().find(|&&i| i >= n) {
+        return Err(input_err(format!("proximity error of entity {i} of {n}")));
     }
     // O(n²) dot products instead of O(n²) haversines: "closer than the miss" is "unit vectors'
     // dot product above the cosine of the miss angle"; pairs within rounding of the threshold
@@ -187,19 +198,21 @@ pub fn proximity_errors(truth: &[LatLon], pred: &[LatLon]) -> Result<Vec<f64>> {
         let (la, lo) = (p.lat.to_radians(), p.lon.to_radians());
         [la.cos() * lo.cos(), la.cos() * lo.sin(), la.sin()]
     };
-    let u: Vec<[f64; 3]> = truth.iter().map(unit).collect();
-    Ok((0..n)
-        .map(|i| {
+    let u_pred: Vec<[f64; 3]> = pred.iter().map(unit).collect();
+    Ok(rows
+        .iter()
+        .map(|&i| {
+            let ut = unit(&truth[i]);
             let miss = great_circle_km(truth[i], pred[i]);
             let cos_miss = (miss / EARTH_RADIUS_KM).cos();
             let mut closer = 0usize;
-            for j in 0..n {
+            for (j, uj) in u_pred.iter().enumerate() {
                 if j == i {
                     continue;
                 }
-                let dot = u[i][0] * u[j][0] + u[i][1] * u[j][1] + u[i][2] * u[j][2];
+                let dot = ut[0] * uj[0] + ut[1] * uj[1] + ut[2] * uj[2];
                 if (dot - cos_miss).abs() < 1e-9 {
-                    if great_circle_km(truth[i], truth[j]) < miss {
+                    if great_circle_km(truth[i], pred[j]) < miss {
                         closer += 1;
                     }
                 } else if dot > cos_miss {

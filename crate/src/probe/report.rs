@@ -286,8 +286,10 @@ pub struct GroupReport {
     /// the probe with that region's own mean, so it is often negative; the page shows the
     /// errors instead.
     pub r2_test: Option<f64>,
-    /// Mean proximity error of the group's test entities, each measured against all test
-    /// entities (space targets; null for time or an empty group).
+    /// Mean proximity error of the group's test entities, each measured against every
+    /// entity's prediction (training rows in-sample), as Gurnee & Tegmark read a block
+    /// hold-out: does the block land in the right place on the whole map (space targets; null
+    /// for time or an empty group).
     pub proximity_error: Option<f64>,
     pub km_mean: Option<f64>,
     pub years_mae: Option<f64>,
