@@ -12,7 +12,8 @@
 //!     figure for all 33 is extrapolated. `llama 1 norandom` skips the random-init model.
 //!
 //! (c) The 6,000 real names of `world-places` × 576 dims × 31 layers, every control: the whole
-//!     analysis with the gain over the names and the nearest-names baseline off, on, off.
+//!     analysis with the gain over the names, the nearest-names baseline and the learning curves
+//!     and online code off, on, off.
 //!
 //! Peak memory is the process's VmHWM from /proc/self/status (Linux).
 
@@ -237,9 +238,10 @@ fn run(n: usize, d: usize, n_layers: usize, layers_to_time: usize, random_init: 
     }
 }
 
-/// (c) What the name baselines cost: `analyze()` on the 6,000 real place names of
-/// `world-places` (synthetic activations, every control), with the gain over the names and the
-/// nearest-names baseline on and then off, in the same process. The budget is ≤ 50%.
+/// (c) What the name baselines and the learning step cost: `analyze()` on the 6,000 real place
+/// names of `world-places` (synthetic activations, every control), with the gain over the
+/// names, the nearest-names baseline, the learning curves and the online code off, on, off, in
+/// the same process. The budget is ≤ 50%.
 fn names_cost(n_layers: usize) {
     let ds = probelab::data::load_builtin("world-places").unwrap();
     let (n, d) = (ds.len(), 576);
@@ -292,6 +294,7 @@ fn names_cost(n_layers: usize) {
     let off = AnalysisOptions {
         gain_over_names: false,
         knn_neighbours: vec![],
+        learning: false,
         ..AnalysisOptions::default()
     };
     // Off first, on second, off again: a drift of the shared machine shows as two offs apart.
@@ -299,9 +302,9 @@ fn names_cost(n_layers: usize) {
     let (t_on, r) = time(&AnalysisOptions::default());
     let (t_off2, _) = time(&off);
     let base = (t_off + t_off2) / 2.0;
-    println!("  names baselines off: {t_off:.2} s, then {t_off2:.2} s");
+    println!("  names + learning off: {t_off:.2} s, then {t_off2:.2} s");
     println!(
-        "  names baselines on:  {t_on:.2} s, {:+.0}% over the mean of the offs",
+        "  names + learning on:  {t_on:.2} s, {:+.0}% over the mean of the offs",
         100.0 * (t_on / base - 1.0)
     );
     let (b, s) = (&r.baselines, &r.selected);

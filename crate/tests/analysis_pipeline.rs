@@ -1295,3 +1295,72 @@ fn a_planted_signal_under_random_names_gains_over_the_string_with_p_at_the_floor
     assert_eq!(r2.selected.r2_test, r.selected.r2_test);
     assert_eq!(r2.baselines.ngram_r2_test, r.baselines.ngram_r2_test);
 }
+
+#[test]
+fn learning_curve_ends_at_the_selected_score_and_the_signal_compresses() {
+    let ds = space_dataset(400, 21);
+    let acts = activations(&ds, 4, 16, Some(3), 0.8, 22);
+    let random = activations(&ds, 4, 16, None, 0.0, 23);
+    let r = run(&acts, &ds, &random_split(), &opts(0), vec![], Some(&random)).unwrap();
+    assert_eq!(r.selected.layer, 3);
+    let l = r
+        .learning
+        .as_ref()
+        .expect("one training set: learning is reported");
+    assert_eq!(l.layer, 3);
+    assert_eq!(*l.n_train.last().unwrap(), r.split.n_train);
+    // The full training set is the selected probe's own: the same test R².
+    let last = *l.r2_test.last().unwrap();
+    assert!(
+        (last - r.selected.r2_test).abs() < 1e-9,
+        "{last} vs {}",
+        r.selected.r2_test
+    );
+    let random_last = *l.random_init_r2_test.as_ref().unwrap().last().unwrap();
+    assert!((random_last - r.selected.random_init_r2.unwrap()).abs() < 1e-9);
+    let ngram_last = *l.ngram_r2_test.as_ref().unwrap().last().unwrap();
+    assert!((ngram_last - r.baselines.ngram_r2_test.unwrap()).abs() < 1e-9);
+    assert!(l.r2_test[0] < last, "{:?}", l.r2_test);
+    // The planted layer compresses the targets; noise and random names do not. (Uniform
+    // targets of z-range 2√3 cost log2(346) ≈ 8.4 bits each uniformly; a Gaussian code of
+    // σ = 1 costs ≈ 8.7, of the planted layer's residual σ ≈ 0.3 about 7.)
+    let code = l.code.as_ref().unwrap();
+    assert!(code.compression > 1.1, "{code:?}");
+    for other in [&l.random_init_code, &l.ngram_code] {
+        let c = other.as_ref().unwrap();
+        assert!(
+            c.compression < 1.05 && c.online_bits > code.online_bits,
+            "{c:?}"
+        );
+        assert_eq!(c.uniform_bits, code.uniform_bits);
+    }
+    let text = probelab::render::figures::summary(&r);
+    assert!(
+        text.contains(&format!(
+            "compresses the training targets {:.1}×",
+            code.compression
+        )),
+        "{text}"
+    );
+    let v: serde_json::Value = serde_json::to_value(&r).unwrap();
+    assert!(v.pointer("/learning/code/compression").is_some());
+    assert!(v.pointer("/notes/learning").is_some());
+
+    // No single training set under leave-one-group-out, and off when asked.
+    let logo = SplitSpec::Group {
+        column: "continent".into(),
+        held_out: None,
+    };
+    assert!(run(&acts, &ds, &logo, &opts(0), vec![], None)
+        .unwrap()
+        .learning
+        .is_none());
+    let off = AnalysisOptions {
+        learning: false,
+        ..opts(0)
+    };
+    assert!(run(&acts, &ds, &random_split(), &off, vec![], None)
+        .unwrap()
+        .learning
+        .is_none());
+}

@@ -48,6 +48,7 @@ use crate::data::{self, Dataset, TargetKind};
 use crate::extract::acts::ActsMeta;
 use crate::extract::Activations;
 use crate::probe::input_err;
+use crate::probe::learning::{self, Features};
 use crate::probe::lexical::{nearest_names, ngram_counts, ngram_features, NameFit};
 use crate::probe::matrix::design;
 use crate::probe::metrics::{self, LatLon};
@@ -57,13 +58,14 @@ use crate::probe::plan::{
     plan_splits, FoldPlan, Targets,
 };
 use crate::probe::ridge::RidgeCv;
+use crate::probe::split::SplitMix64;
 use crate::Result;
 
 pub use crate::probe::report::{
-    predictions, predictions_csv, AnalysisOptions, Baselines, DatasetInfo, EntityPrediction,
-    FoldInfo, FoldSelection, GroupReport, LayerControls, LayerPredictions, LayerReport, ModelInfo,
-    NeuronReport, PredictionRow, Report, ReportContext, Selected, SpaceTargets, SplitInfo,
-    SplitSpec,
+    predictions, predictions_csv, AnalysisOptions, Baselines, CodeLength, DatasetInfo,
+    EntityPrediction, FoldInfo, FoldSelection, GroupReport, LayerControls, LayerPredictions,
+    LayerReport, LearningReport, ModelInfo, NeuronReport, PredictionRow, Report, ReportContext,
+    Selected, SpaceTargets, SplitInfo, SplitSpec,
 };
 
 // =============================================================================================
@@ -532,6 +534,81 @@ impl Analysis {
         })
     }
 
+    /// Learning curves and online code lengths at `layer` (the selected one; `acts` and
+    /// `random_init` are that layer's activations) for the model, the random-init model and
+    /// the n-grams. None under leave-one-group-out (no single training set) or when
+    /// `opts.learning` is off.
+    pub fn learning(
+        &self,
+        layer: usize,
+        acts: &[f32],
+        random_init: Option<&[f32]>,
+    ) -> Result<Option<LearningReport>> {
+        if !self.opts.learning || self.folds.len() != 1 {
+            return Ok(None);
+        }
+        let fold = &self.folds[0];
+        let n_train = fold.train.len();
+        // One seeded order of the training rows: the curve's subsets are its prefixes, and the
+        // code sends the rows in it.
+        let mut pos: Vec<usize> = (0..n_train).collect();
+        SplitMix64::new(mix_seed(self.opts.seed, 13)).shuffle(&mut pos);
+        let order: Vec<usize> = pos.iter().map(|&p| fold.train[p]).collect();
+        let y_order = DMatrix::from_fn(n_train, fold.y.train.ncols(), |i, t| {
+            fold.y.train[(pos[i], t)]
+        });
+        let ridge = self.ridge();
+        let sizes = learning::curve_sizes(n_train);
+        let ends = learning::code_block_ends(n_train);
+        let score = |z: &DMatrix<f64>| {
+            self.score_r2_only(&fold.test, &self.to_original(&fold.y.unscale(z)))
+        };
+        let run = |f: Features<'_>| -> Result<(Vec<f64>, Option<CodeLength>)> {
+            let curve =
+                learning::learning_curve(f, &order, &y_order, &fold.test, &sizes, &ridge, &score)?;
+            let code = if ends.is_empty() {
+                None
+            } else {
+                Some(learning::online_code_length(
+                    f, &order, &y_order, &ends, &ridge,
+                )?)
+            };
+            Ok((curve, code))
+        };
+        let activations = |x| Features {
+            x,
+            d: self.d_model,
+            standardize: self.opts.standardize,
+        };
+        let (r2_test, code) = run(activations(acts))?;
+        let random = random_init.map(|x| run(activations(x))).transpose()?;
+        let buckets = self.opts.ngram_buckets;
+        let ngram = if buckets > 0 {
+            let x = ngram_features(&self.names, buckets);
+            Some(run(Features {
+                x: &x,
+                d: buckets,
+                standardize: false,
+            })?)
+        } else {
+            None
+        };
+        let (random_init_r2_test, random_init_code) = split_pair(random);
+        let (ngram_r2_test, ngram_code) = split_pair(ngram);
+        Ok(Some(LearningReport {
+            layer,
+            n_train: sizes,
+            r2_test,
+            random_init_r2_test,
+            ngram_r2_test,
+            code_block_ends: ends,
+            code_precision: learning::CODE_PRECISION,
+            code,
+            random_init_code,
+            ngram_code,
+        }))
+    }
+
     /// Fitted-unit predictions → `target_names` units (sphere → latitude/longitude).
     fn to_original(&self, p: &DMatrix<f64>) -> Vec<f64> {
         let k_orig = self.target_names.len();
@@ -706,6 +783,7 @@ impl Analysis {
             warnings,
             entities,
             layer_predictions,
+            learning: None,
         })
     }
 
@@ -1277,6 +1355,7 @@ impl Analysis {
         );
         put("proximity_error", "for each test entity, the fraction of the other test entities whose predictions lie closer to its true place than its own prediction (Gurnee & Tegmark); 0 is perfect".into());
         put("by_group.proximity_error", "as proximity_error, but each test entity of the group is measured against every entity's prediction (training rows in-sample), so a held-out block is placed on the whole map".into());
+        put("learning", format!("at the selected layer, with one training set: learning curves (test R² of probes fitted on nested seeded subsets of the training rows, {:?} of them) and the online code length of the training targets (Voita & Titov 2020): blocks ending at {:?} of the training rows in a seeded order, the first sent with a uniform code over the targets' range, each later one with a Gaussian code around the prediction of a ridge fitted on the blocks before it, variance its leave-one-out squared error there; z-scored targets at precision {}; compression = uniform bits / online bits; training rows only", learning::CURVE_FRACTIONS, learning::CODE_BLOCK_FRACTIONS, learning::CODE_PRECISION));
         if self.folds.len() > 1 {
             put("leave_one_group_out", format!("each group of '{}' is held out in turn; every test figure pools the held-out predictions, each made by a probe that never saw the entity's group; each fold chooses its own layer", self.split_column.clone().unwrap_or_default()));
         }
@@ -1354,6 +1433,14 @@ fn stack_folds<'a>(
         }
     }
     Some(v)
+}
+
+/// A learner's curve and code, or neither.
+fn split_pair(v: Option<(Vec<f64>, Option<CodeLength>)>) -> (Option<Vec<f64>>, Option<CodeLength>) {
+    match v {
+        Some((curve, code)) => (Some(curve), code),
+        None => (None, None),
+    }
 }
 
 /// Row-major n × k values as a matrix.

@@ -17,7 +17,7 @@ use crate::{Error, Result};
 
 /// Runs the whole analysis on in-memory activations. Checks everything first (shapes, NaN/inf
 /// anywhere, the random-init model's shape), so a bad input fails before any fitting; a cancel
-/// from `progress` returns [`Error::Cancelled`]. Stages reported: `check`, `layers`, `report`.
+/// from `progress` returns [`Error::Cancelled`]. Stages reported: `check`, `layers`, `learning`, `report`.
 pub fn analyze(
     acts: &Activations,
     dataset: &Dataset,
@@ -92,7 +92,13 @@ pub fn analyze(
     let fit_layer =
         |l: usize| analysis.layer(l, acts.layer(l), controls.random_init.map(|r| r.layer(l)));
     let outcomes = fit_layers(total, &fit_layer, progress)?;
-    let report = analysis.finish(ctx, outcomes)?;
+    let mut report = analysis.finish(ctx, outcomes)?;
+    if !progress("learning", 0, 1) {
+        return Err(Error::Cancelled);
+    }
+    let l = report.selected.layer;
+    report.learning =
+        analysis.learning(l, acts.layer(l), controls.random_init.map(|r| r.layer(l)))?;
     if !progress("report", 1, 1) {
         return Err(Error::Cancelled);
     }

@@ -10,6 +10,7 @@
 //! - `plan`: what does not depend on the layer (targets, splits, folds, shuffles, control task);
 //! - `lexical`: what the names' characters give without a model (n-grams, nearest names) and
 //!   the residual a probe beside them is fitted to;
+//! - [`learning`]: at the selected layer, learning curves and the online code length;
 //! - `neuron`: the single-dimension ("space neuron") check;
 //! - [`analysis`]: the fit per layer, the selection of the layer, the report's assembly;
 //! - [`report`]: report.json and predictions.csv types;
@@ -17,6 +18,7 @@
 
 pub mod analysis;
 pub mod layer_loop;
+pub mod learning;
 mod lexical;
 pub mod linalg;
 pub mod matrix;

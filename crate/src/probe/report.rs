@@ -53,8 +53,8 @@ pub enum SpaceTargets {
 
 /// Analysis settings. Defaults: 100 permutations, seed 0, standardized features, the
 /// [`default_alphas`] grid, 5 validation folds, latitude/longitude targets, 2^10 n-gram buckets,
-/// the gain over the names, 1–20 nearest names, neuron check on, per-layer test predictions
-/// stored.
+/// the gain over the names, 1–20 nearest names, learning curves and online code, neuron check
+/// on, per-layer test predictions stored.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct AnalysisOptions {
@@ -78,6 +78,10 @@ pub struct AnalysisOptions {
     /// Fit each layer's probe beside the n-gram baseline too, for the R² the activations add
     /// over the names' characters (`LayerControls::gain_over_names`).
     pub gain_over_names: bool,
+    /// At the selected layer, the learning curve and the online code length
+    /// (`Report::learning`); off skips both.
+    #[serde(default = "yes")]
+    pub learning: bool,
     /// Neighbour counts the nearest-names baseline (`Baselines::knn_r2_test`) chooses from by
     /// leave-one-out on the training names; empty skips it.
     pub knn_neighbours: Vec<usize>,
@@ -101,10 +105,15 @@ impl Default for AnalysisOptions {
             ngram_buckets: 1 << 10,
             gain_over_names: true,
             knn_neighbours: vec![1, 2, 3, 5, 10, 20],
+            learning: true,
             neuron_check: true,
             layer_predictions: true,
         }
     }
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// What the report says about the model and prompt.
@@ -307,6 +316,43 @@ pub struct NeuronReport {
     pub p_value: Option<f64>,
 }
 
+/// The length of the online (prequential) code of the training targets (Voita & Titov 2020),
+/// with a Gaussian code for regression; see `probe::learning`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CodeLength {
+    /// Bits to send every training target block by block, each block predicted by a probe
+    /// fitted on the blocks before it.
+    pub online_bits: f64,
+    /// Bits to send them with a uniform code over their range at the same precision.
+    pub uniform_bits: f64,
+    /// `uniform_bits / online_bits`: above 1, the probe compresses the targets.
+    pub compression: f64,
+}
+
+/// How much data the probe needs at the selected layer (one training set only: null under
+/// leave-one-group-out).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LearningReport {
+    pub layer: usize,
+    /// Training rows of each point of the curves (nested subsets of one seeded order).
+    pub n_train: Vec<usize>,
+    /// Test R² of the probe fitted on `n_train[i]` rows (alpha by leave-one-out on them).
+    pub r2_test: Vec<f64>,
+    /// The same on the random-init model's activations at the same layer.
+    pub random_init_r2_test: Option<Vec<f64>>,
+    /// The same on the names' character n-grams.
+    pub ngram_r2_test: Option<Vec<f64>>,
+    /// Where the online code's blocks end (training rows, in the same seeded order).
+    pub code_block_ends: Vec<usize>,
+    /// Precision of the code, in z-scored target units.
+    pub code_precision: f64,
+    /// The online code of the training targets for the probe (null when there are too few
+    /// training rows for two blocks), the random-init model and the n-grams.
+    pub code: Option<CodeLength>,
+    pub random_init_code: Option<CodeLength>,
+    pub ngram_code: Option<CodeLength>,
+}
+
 /// One entity's truth and prediction at the selected layer.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EntityPrediction {
@@ -371,6 +417,9 @@ pub struct Report {
     pub entities: Vec<EntityPrediction>,
     #[serde(default)]
     pub layer_predictions: Option<LayerPredictions>,
+    /// Learning curves and online code length at the selected layer.
+    #[serde(default)]
+    pub learning: Option<LearningReport>,
 }
 
 // =============================================================================================

@@ -104,6 +104,9 @@ pub fn summary(report: &Report) -> String {
             f(s.selectivity, 2)
         );
     }
+    if let Some(l) = &report.learning {
+        out += &learning_sentence(l);
+    }
     // Worst served = largest mean error (km or years): a group's own R² compares it with its
     // own mean, which for one continent is near the truth already, so it misleads here.
     let error = |g: &analysis::GroupReport| if space { g.km_mean } else { g.years_mae };
@@ -135,6 +138,45 @@ pub fn summary(report: &Report) -> String {
             .unwrap_or_else(|| ".".into());
     }
     out.trim_end().to_string()
+}
+
+/// How much data the probe needs, in one sentence: the code's compression beside the
+/// controls', and the test R² at the smallest and the full training set.
+fn learning_sentence(l: &analysis::LearningReport) -> String {
+    let mut out = String::new();
+    if let Some(c) = &l.code {
+        let others: Vec<String> = [
+            ("the random-initialised model", &l.random_init_code),
+            ("the n-grams", &l.ngram_code),
+        ]
+        .iter()
+        .filter_map(|(what, c)| c.as_ref().map(|c| format!("{what} {:.1}×", c.compression)))
+        .collect();
+        out += &format!(
+            "Description length: sent block by block, the probe compresses the training targets \
+             {:.1}× over a uniform code{}. ",
+            c.compression,
+            if others.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", others.join(", "))
+            }
+        );
+    }
+    if let (Some(&n0), Some(&r0), Some(&n1), Some(&r1)) = (
+        l.n_train.first(),
+        l.r2_test.first(),
+        l.n_train.last(),
+        l.r2_test.last(),
+    ) {
+        if l.n_train.len() > 1 {
+            out += &format!(
+                "Learning curve: held-out R² {r0:.2} from {n0} training entities, {r1:.2} from \
+                 {n1}. "
+            );
+        }
+    }
+    out
 }
 
 /// Score by layer: the probe's held-out R² with every control on the same axes (960 × 480, the
