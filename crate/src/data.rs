@@ -260,8 +260,9 @@ pub fn read_csv(name: &str, bytes: &[u8], on_bad: OnBadRows) -> Result<CsvConten
 /// An `is_test` column (true/false, 1/0, yes/no, y/n, t/f; empty = false) becomes
 /// `Dataset::is_test`; every other column becomes a group keyed by its lower-case header.
 ///
-/// A row is bad when it has the wrong number of fields, an empty or duplicate name (exact,
-/// after trimming spaces), or a missing, non-numeric or out-of-range latitude (±90),
+/// A row is bad when it has the wrong number of fields, an empty name, the name and targets of
+/// an earlier row (names compared exactly, after trimming spaces; the same name with other
+/// targets is a homonym and is kept), or a missing, non-numeric or out-of-range latitude (±90),
 /// longitude (±180) or year. Rows whose fields are all empty are ignored. With
 /// [`OnBadRows::Stop`] any bad row makes this an error that lists them with their line numbers
 /// (the header is line 1, and a quoted field with line breaks spans several lines); with
@@ -303,7 +304,7 @@ pub fn read_dataset_csv(
     let mut targets = Vec::new();
     let mut group_values: Vec<Vec<String>> = vec![Vec::new(); columns.groups.len()];
     let mut is_test = Vec::new();
-    let mut first_line_of: HashMap<String, usize> = HashMap::new();
+    let mut first_line_of: HashMap<String, Vec<(usize, Vec<f64>)>> = HashMap::new();
     let mut problems = Vec::new();
     let mut data_rows = 0usize;
 
@@ -331,14 +332,25 @@ pub fn read_dataset_csv(
                 message: messages.join("; "),
             }),
             Ok(row) => {
-                if let Some(first) = first_line_of.get(&row.name) {
+                // A name seen before with other targets is a homonym ("Springfield"): real
+                // data, kept as its own entity. With the same targets it is the same row twice.
+                let earlier = first_line_of.entry(row.name.clone()).or_default();
+                if let Some((first, _)) = earlier.iter().find(|(_, t)| *t == row.targets) {
                     problems.push(RowProblem {
                         line,
-                        message: format!("duplicate name '{}' (first on line {first})", row.name),
+                        message: format!(
+                            "duplicate row: '{}' with the same {} as line {first}",
+                            row.name,
+                            if row.targets.len() == 1 {
+                                "year"
+                            } else {
+                                "position"
+                            }
+                        ),
                     });
                     continue;
                 }
-                first_line_of.insert(row.name.clone(), line);
+                earlier.push((line, row.targets.clone()));
                 names.push(row.name);
                 targets.push(row.targets);
                 is_test.push(row.is_test);

@@ -1364,3 +1364,83 @@ fn learning_curve_ends_at_the_selected_score_and_the_signal_compresses() {
         .learning
         .is_none());
 }
+
+#[test]
+fn a_flagged_subset_that_carries_the_score_is_said_and_homonyms_are_counted() {
+    let n = 400;
+    let mut ds = space_dataset(n, 31);
+    // 40% of the names are codes; two names are homonyms of others (other places).
+    for i in 0..n {
+        if i % 5 < 2 {
+            ds.names[i] = format!("{:05}", 10000 + i);
+        }
+    }
+    ds.names[398] = ds.names[397].clone();
+    ds.names[399] = ds.names[393].clone();
+    let acts = activations(&ds, 3, 16, Some(2), 0.8, 32);
+    // The random-init model reads the code entities' targets exactly and nothing else.
+    let mut random = activations(&ds, 3, 16, None, 0.0, 33);
+    let (d, k) = (16, 2);
+    let cols: Vec<(f64, f64)> = (0..k)
+        .map(|t| {
+            let m = ds.targets.iter().map(|r| r[t]).sum::<f64>() / n as f64;
+            let s = (ds.targets.iter().map(|r| (r[t] - m).powi(2)).sum::<f64>() / n as f64).sqrt();
+            (m, s)
+        })
+        .collect();
+    for l in 0..=3 {
+        for i in 0..n {
+            for (t, (mean, sd)) in cols.iter().enumerate() {
+                random.data[(l * n + i) * d + t] = if i % 5 < 2 {
+                    ((ds.targets[i][t] - mean) / sd) as f32
+                } else {
+                    0.0
+                };
+            }
+        }
+    }
+    let r = run(&acts, &ds, &random_split(), &opts(0), vec![], Some(&random)).unwrap();
+    let flag = |key: &str| r.name_flags.iter().find(|f| f.flag == key).unwrap();
+    let code = flag("code");
+    assert_eq!(code.n, 160);
+    let test_codes = r
+        .entities
+        .iter()
+        .filter(|e| e.split == "test" && e.flags.contains(&"code".to_string()))
+        .count();
+    assert_eq!(code.n_test, test_codes);
+    assert!(code.random_init_r2_test.unwrap() >= code.r2_test.unwrap(), "{code:?}");
+    let homonym = flag("homonym");
+    assert_eq!(homonym.n, 4);
+    let e = |i: usize| &r.entities[i];
+    assert_eq!(e(397).flags, ["homonym"]);
+    assert!(e(0).flags.contains(&"code".to_string()));
+    // Shares of the squared error, by the entities' own errors.
+    let test: Vec<_> = r.entities.iter().filter(|e| e.split == "test").collect();
+    let total: f64 = test.iter().map(|e| e.error * e.error).sum();
+    let codes: f64 = test
+        .iter()
+        .filter(|e| e.flags.contains(&"code".to_string()))
+        .map(|e| e.error * e.error)
+        .sum();
+    assert!((code.share_of_error.unwrap() - codes / total).abs() < 1e-9);
+    let text = probelab::render::figures::summary(&r);
+    let pct = 100.0 * code.n_test as f64 / r.split.n_test as f64;
+    assert!(
+        text.contains(&format!(
+            "{pct:.0}% of the test names are numbers or codes (half or more of their letters and \
+             digits are digits); on them the random-initialised model matches the trained model"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("4 entities share their name with another entity at another place"),
+        "{text}"
+    );
+    // No flags, no sentences.
+    let clean = space_dataset(200, 5);
+    let acts = activations(&clean, 2, 8, Some(2), 1.0, 6);
+    let r = run(&acts, &clean, &random_split(), &opts(0), vec![], None).unwrap();
+    assert!(r.name_flags.is_empty());
+    assert!(probelab::render::figures::flag_sentences(&r).is_empty());
+}

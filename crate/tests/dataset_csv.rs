@@ -192,7 +192,7 @@ Berlin,,13.4,Germany
 Rome,abc,12.5,Italy
 North,91,0,Arctic
 East,0,181,Pacific
-Paris,1,1,Elsewhere
+Paris,48.85,2.35,France
 Short,1,1
 \"Two
 lines\",1,2,Somewhere
@@ -218,7 +218,7 @@ fn check_bad(text: &str) {
         "latitude 'abc' is not a number",
         "latitude 91 is outside -90..90",
         "longitude 181 is outside -180..180",
-        "duplicate name 'Paris' (first on line 2)",
+        "duplicate row: 'Paris' with the same position as line 2",
         "expected 4 fields (as in the header), found 3",
         "latitude 95 is outside -90..90",
         "latitude 'inf' is not a number",

@@ -47,6 +47,7 @@ use nalgebra::DMatrix;
 use crate::data::{self, Dataset, TargetKind};
 use crate::extract::acts::ActsMeta;
 use crate::extract::Activations;
+use crate::probe::flags::{name_flags, FLAGS};
 use crate::probe::input_err;
 use crate::probe::learning::{self, Features};
 use crate::probe::lexical::{nearest_names, ngram_counts, ngram_features, NameFit};
@@ -63,9 +64,9 @@ use crate::Result;
 
 pub use crate::probe::report::{
     predictions, predictions_csv, AnalysisOptions, Baselines, CodeLength, DatasetInfo,
-    EntityPrediction, FoldInfo, FoldSelection, GroupReport, LayerControls, LayerPredictions,
-    LayerReport, LearningReport, ModelInfo, NeuronReport, PredictionRow, Report, ReportContext,
-    Selected, SpaceTargets, SplitInfo, SplitSpec,
+    EntityPrediction, FlagReport, FoldInfo, FoldSelection, GroupReport, LayerControls,
+    LayerPredictions, LayerReport, LearningReport, ModelInfo, NeuronReport, PredictionRow, Report,
+    ReportContext, Selected, SpaceTargets, SplitInfo, SplitSpec,
 };
 
 // =============================================================================================
@@ -219,6 +220,8 @@ pub struct Analysis {
     split_column: Option<String>,
     group_column: Option<String>,
     group_values: Option<Vec<String>>,
+    /// Each entity's name flags (`flags::name_flags`).
+    flags: Vec<Vec<&'static str>>,
     warnings: Vec<String>,
 }
 
@@ -316,6 +319,15 @@ impl Analysis {
             .as_ref()
             .and_then(|c| dataset.groups.get(c))
             .cloned();
+        let places: Vec<String> = group_values
+            .iter()
+            .chain(dataset.groups.get("country"))
+            .flatten()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .cloned()
+            .collect();
+        let flags = name_flags(&dataset.names, &dataset.targets, &places);
         let ridge = RidgeCv {
             alphas: opts.alphas.clone(),
             ..RidgeCv::default()
@@ -383,6 +395,7 @@ impl Analysis {
             split_column,
             group_column,
             group_values,
+            flags,
             warnings,
         })
     }
@@ -722,9 +735,26 @@ impl Analysis {
             .opts
             .layer_predictions
             .then(|| self.layer_predictions(&layers, &pooled, &layer_preds));
-        let knn = self
-            .knn_predictions()
-            .and_then(|p| fin(self.score_r2_only(&pooled, &p)));
+        let knn_pred = self.knn_predictions();
+        let knn = knn_pred
+            .as_ref()
+            .and_then(|p| fin(self.score_r2_only(&pooled, p)));
+        let k_fit = self.fitted_names.len();
+        let random_sel = stack_folds(
+            chosen.iter().enumerate().map(|(g, &l)| &layers[l].folds[g]),
+            k_fit,
+            |f| f.random_pred.as_ref(),
+        )
+        .map(|p| self.to_original(&to_matrix(&p, k_fit)));
+        let name_flags = self.flag_reports(
+            &pooled,
+            &sel_pred,
+            &[
+                random_sel.as_deref(),
+                self.ngram_predictions().as_deref(),
+                knn_pred.as_deref(),
+            ],
+        );
         let mut warnings = self.warnings.clone();
         if self.opts.n_permutations > 0 && self.opts.n_permutations < 20 {
             warnings.push(format!(
@@ -783,6 +813,7 @@ impl Analysis {
             warnings,
             entities,
             layer_predictions,
+            name_flags,
             learning: None,
         })
     }
@@ -1305,7 +1336,70 @@ impl Analysis {
             truth,
             predicted: pred.to_vec(),
             error,
+            flags: self.flags[i].iter().map(|f| f.to_string()).collect(),
         }
+    }
+
+    /// Per name flag with at least one entity: the selected probe's figures on the flagged
+    /// test entities (`sel_pred`, pooled test rows, original units) and on the others, and each
+    /// baseline's (`baselines`: random-init, n-grams, nearest names, pooled like `sel_pred`)
+    /// on the flagged ones.
+    fn flag_reports(
+        &self,
+        pooled: &[usize],
+        sel_pred: &[f64],
+        baselines: &[Option<&[f64]>; 3],
+    ) -> Vec<FlagReport> {
+        let k = self.target_names.len();
+        let pick = |pred: &[f64], pos: &[usize]| -> Vec<f64> {
+            pos.iter()
+                .flat_map(|&q| pred[q * k..(q + 1) * k].to_vec())
+                .collect()
+        };
+        let r2_of = |pred: &[f64], pos: &[usize]| {
+            let rows: Vec<usize> = pos.iter().map(|&q| pooled[q]).collect();
+            (rows.len() >= 2)
+                .then(|| fin(self.score_r2_only(&rows, &pick(pred, pos))))
+                .flatten()
+        };
+        // Each test entity's error (km or years), for its share of the squared error.
+        let all_pos: Vec<usize> = (0..pooled.len()).collect();
+        let errors: Vec<f64> = all_pos
+            .iter()
+            .map(|&q| {
+                self.entity(pooled[q], "test", None, &sel_pred[q * k..(q + 1) * k])
+                    .error
+            })
+            .collect();
+        let total_sq: f64 = errors.iter().map(|e| e * e).sum();
+        FLAGS
+            .iter()
+            .filter_map(|&(flag, description)| {
+                let n = self.flags.iter().filter(|f| f.contains(&flag)).count();
+                if n == 0 {
+                    return None;
+                }
+                let (pos, others): (Vec<usize>, Vec<usize>) = all_pos
+                    .iter()
+                    .partition(|&&q| self.flags[pooled[q]].contains(&flag));
+                let sq: f64 = pos.iter().map(|&q| errors[q] * errors[q]).sum();
+                let base = |b: Option<&[f64]>| b.and_then(|p| r2_of(p, &pos));
+                Some(FlagReport {
+                    flag: flag.into(),
+                    description: description.into(),
+                    n,
+                    n_test: pos.len(),
+                    r2_test: r2_of(sel_pred, &pos),
+                    r2_test_others: r2_of(sel_pred, &others),
+                    error_test: (!pos.is_empty())
+                        .then(|| pos.iter().map(|&q| errors[q]).sum::<f64>() / pos.len() as f64),
+                    share_of_error: (total_sq > 0.0).then(|| sq / total_sq),
+                    random_init_r2_test: base(baselines[0]),
+                    ngram_r2_test: base(baselines[1]),
+                    knn_r2_test: base(baselines[2]),
+                })
+            })
+            .collect()
     }
 
     fn notes(&self) -> BTreeMap<String, String> {
@@ -1355,6 +1449,7 @@ impl Analysis {
         );
         put("proximity_error", "for each test entity, the fraction of the other test entities whose predictions lie closer to its true place than its own prediction (Gurnee & Tegmark); 0 is perfect".into());
         put("by_group.proximity_error", "as proximity_error, but each test entity of the group is measured against every entity's prediction (training rows in-sample), so a held-out block is placed on the whole map".into());
+        put("name_flags", "per flag of the names' form (qualifier, number or code, contains a group or country name, non-ASCII, homonym): the selected probe's test R² on the flagged test entities and on the others, their mean error and share of the test squared error, and the random-init model, the n-grams and the nearest names on the same flagged test entities".into());
         put("learning", format!("at the selected layer, with one training set: learning curves (test R² of probes fitted on nested seeded subsets of the training rows, {:?} of them) and the online code length of the training targets (Voita & Titov 2020): blocks ending at {:?} of the training rows in a seeded order, the first sent with a uniform code over the targets' range, each later one with a Gaussian code around the prediction of a ridge fitted on the blocks before it, variance its leave-one-out squared error there; z-scored targets at precision {}; compression = uniform bits / online bits; training rows only", learning::CURVE_FRACTIONS, learning::CODE_BLOCK_FRACTIONS, learning::CODE_PRECISION));
         if self.folds.len() > 1 {
             put("leave_one_group_out", format!("each group of '{}' is held out in turn; every test figure pools the held-out predictions, each made by a probe that never saw the entity's group; each fold chooses its own layer", self.split_column.clone().unwrap_or_default()));

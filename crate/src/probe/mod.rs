@@ -11,12 +11,14 @@
 //! - `lexical`: what the names' characters give without a model (n-grams, nearest names) and
 //!   the residual a probe beside them is fitted to;
 //! - [`learning`]: at the selected layer, learning curves and the online code length;
+//! - [`flags`]: what each name's form gives away (qualifier, code, a place inside, homonym);
 //! - `neuron`: the single-dimension ("space neuron") check;
 //! - [`analysis`]: the fit per layer, the selection of the layer, the report's assembly;
 //! - [`report`]: report.json and predictions.csv types;
 //! - [`layer_loop`]: the whole analysis in one call, its layers on threads natively.
 
 pub mod analysis;
+pub mod flags;
 pub mod layer_loop;
 pub mod learning;
 mod lexical;

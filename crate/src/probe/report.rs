@@ -353,6 +353,32 @@ pub struct LearningReport {
     pub ngram_code: Option<CodeLength>,
 }
 
+/// The selected probe on the test entities whose names carry one flag (see `probe::flags`),
+/// beside the baselines on the same entities.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FlagReport {
+    /// `qualifier`, `code`, `names_a_place`, `non_ascii` or `homonym`.
+    pub flag: String,
+    /// What the flagged names are, e.g. "are numbers or codes".
+    pub description: String,
+    /// Flagged entities, all and among the (pooled) test rows.
+    pub n: usize,
+    pub n_test: usize,
+    /// Test R² of the selected probe on the flagged test entities (null under two), and on the
+    /// other test entities.
+    pub r2_test: Option<f64>,
+    pub r2_test_others: Option<f64>,
+    /// Mean great-circle km or years of the flagged test entities.
+    pub error_test: Option<f64>,
+    /// Their share of the test set's squared error (km² or years²).
+    pub share_of_error: Option<f64>,
+    /// The random-init model at the same layer, the n-grams and the nearest names on the same
+    /// flagged test entities.
+    pub random_init_r2_test: Option<f64>,
+    pub ngram_r2_test: Option<f64>,
+    pub knn_r2_test: Option<f64>,
+}
+
 /// One entity's truth and prediction at the selected layer.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EntityPrediction {
@@ -369,6 +395,10 @@ pub struct EntityPrediction {
     pub predicted: Vec<f64>,
     /// Great-circle km or absolute years.
     pub error: f64,
+    /// What its name gives away (`probe::flags`): `qualifier`, `code`, `names_a_place`,
+    /// `non_ascii`, `homonym`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub flags: Vec<String>,
 }
 
 /// Predictions of every layer, for animating a map layer by layer: the held-out rows, and the
@@ -417,6 +447,9 @@ pub struct Report {
     pub entities: Vec<EntityPrediction>,
     #[serde(default)]
     pub layer_predictions: Option<LayerPredictions>,
+    /// Per name flag with at least one entity: the probe and the baselines on those entities.
+    #[serde(default)]
+    pub name_flags: Vec<FlagReport>,
     /// Learning curves and online code length at the selected layer.
     #[serde(default)]
     pub learning: Option<LearningReport>,

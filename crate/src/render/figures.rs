@@ -90,6 +90,10 @@ pub fn summary(report: &Report) -> String {
             fmt_p(Some(p))
         );
     }
+    for w in flag_sentences(report) {
+        out += &w;
+        out += " ";
+    }
     out += &match s.random_init_r2 {
         Some(r) => format!(
             "Random-initialised model at the same layer: R² {}{}. ",
@@ -138,6 +142,64 @@ pub fn summary(report: &Report) -> String {
             .unwrap_or_else(|| ".".into());
     }
     out.trim_end().to_string()
+}
+
+/// Where a subset of names carries the score: for a flag on at least 5 test names and 10% of
+/// them, a baseline that matches the trained model on those names, or a held-out R² that falls
+/// by 0.1 or more without them; and how much of the error homonyms account for.
+pub fn flag_sentences(report: &Report) -> Vec<String> {
+    let n_test = report.split.n_test.max(1) as f64;
+    let mut out = Vec::new();
+    for f in &report.name_flags {
+        let pct = 100.0 * f.n_test as f64 / n_test;
+        if f.flag == "homonym" {
+            if let Some(share) = f.share_of_error {
+                out.push(format!(
+                    "{} entities share their name with another entity at another {} \
+                     (homonyms, one activation for two answers); {} of them are test entities, \
+                     with {:.0}% of the test set's squared error.",
+                    f.n,
+                    if report.dataset.target == TargetKind::Space {
+                        "place"
+                    } else {
+                        "date"
+                    },
+                    f.n_test,
+                    100.0 * share
+                ));
+            }
+            continue;
+        }
+        if f.n_test < 5 || pct < 10.0 {
+            continue;
+        }
+        let Some(m) = f.r2_test else { continue };
+        let rival = [
+            ("the random-initialised model", f.random_init_r2_test),
+            ("the names' n-grams", f.ngram_r2_test),
+            ("the most similar training names", f.knn_r2_test),
+        ]
+        .into_iter()
+        .filter_map(|(what, r)| r.filter(|&r| r >= m).map(|r| (what, r)))
+        .max_by(|a, b| a.1.total_cmp(&b.1));
+        if let Some((what, r)) = rival {
+            out.push(format!(
+                "{pct:.0}% of the test names {}; on them {what} matches the trained model (R² \
+                 {r:.2} against {m:.2}).",
+                f.description
+            ));
+        } else if let Some(o) = f
+            .r2_test_others
+            .filter(|&o| o <= report.selected.r2_test - 0.1)
+        {
+            out.push(format!(
+                "{pct:.0}% of the test names {}; without them the held-out R² falls from {:.2} \
+                 to {o:.2}.",
+                f.description, report.selected.r2_test
+            ));
+        }
+    }
+    out
 }
 
 /// How much data the probe needs, in one sentence: the code's compression beside the
