@@ -69,6 +69,33 @@ function fillGroupTable(rep) {
 }
 
 /**
+ * What the names give away: per flag of the names' form, the held-out R² of the probe on the
+ * flagged test entities, on the others, and of each baseline on the flagged ones; their mean
+ * error and share of the squared error. All cells are text.
+ */
+function fillFlagTable(rep) {
+  const flags = rep.name_flags ?? [];
+  const space = rep.dataset.target === 'space';
+  $('name-flags-error').textContent = space ? 'mean error (km)' : 'mean error (years)';
+  const fixed = (v, digits) => (v === null || v === undefined ? 'n/a' : v.toFixed(digits));
+  $('name-flags').querySelector('tbody').replaceChildren(...flags.map((f) => {
+    const tr = document.createElement('tr');
+    tr.dataset.flag = f.flag;
+    const cells = [f.description, `${f.n} (${f.n_test})`, fixed(f.r2_test, 2), fixed(f.r2_test_others, 2),
+      fixed(f.random_init_r2_test, 2), fixed(f.ngram_r2_test, 2), fixed(f.knn_r2_test, 2), fixed(f.error_test, 0),
+      f.share_of_error === null || f.share_of_error === undefined ? 'n/a' : `${(100 * f.share_of_error).toFixed(0)}%`];
+    cells.forEach((c, i) => {
+      const td = document.createElement(i === 0 ? 'th' : 'td');
+      if (i === 0) td.scope = 'row';
+      td.textContent = String(c);
+      tr.append(td);
+    });
+    return tr;
+  }));
+  $('name-flags').hidden = flags.length === 0;
+}
+
+/**
  * The figure's points as a table for screen readers: the map's places at the shown layer, or
  * the time scatter's entities at the selected layer.
  */
@@ -98,7 +125,10 @@ function fillPointsTable(rep, layer) {
  */
 function drawLayerChart() {
   const shown = $('layers-canvas').parentElement.clientWidth;
-  drawScene($('layers-canvas'), shown > 0 ? JSON.parse(current.handle.layer_scene(shown)) : current.scenes.layers);
+  const scene = shown > 0 ? JSON.parse(current.handle.layer_scene(shown)) : current.scenes.layers;
+  drawScene($('layers-canvas'), scene);
+  // Tests read the drawn charts' scenes as window.probelab.charts.
+  if (window.probelab) window.probelab.charts = { layers: scene, learning: current.scenes.learning ?? null };
 }
 
 /** "Open in the lab": this view's URL (dataset, split, layer, model, prompt) without ?embed. */
@@ -147,7 +177,7 @@ function fillVerdict(handle) {
 
 /**
  * Shows a fitted report: `handle` (the core's Report, which this panel now owns), `reportJson`
- * (its text, for the export) and `scenes` ({layers, map | time}).
+ * (its text, for the export) and `scenes` ({layers, map | time, learning when it ran}).
  */
 export function showResults(handle, reportJson, scenes, initialLayer) {
   if (current) current.handle.free();
@@ -176,6 +206,10 @@ export function showResults(handle, reportJson, scenes, initialLayer) {
   current.verdict = fillVerdict(handle);
   drawLayerChart();
   fillGroupTable(rep);
+  fillFlagTable(rep);
+  // How much data the probe needs (a report from before the learning step has no such scene).
+  $('learning-wrap').hidden = !scenes.learning;
+  if (scenes.learning) drawScene($('learning-canvas'), scenes.learning);
   if (rep.dataset.target === 'space') drawLayer(start);
   else {
     drawScene($('map-canvas'), scenes.time);

@@ -1409,7 +1409,10 @@ fn a_flagged_subset_that_carries_the_score_is_said_and_homonyms_are_counted() {
         .filter(|e| e.split == "test" && e.flags.contains(&"code".to_string()))
         .count();
     assert_eq!(code.n_test, test_codes);
-    assert!(code.random_init_r2_test.unwrap() >= code.r2_test.unwrap(), "{code:?}");
+    assert!(
+        code.random_init_r2_test.unwrap() >= code.r2_test.unwrap(),
+        "{code:?}"
+    );
     let homonym = flag("homonym");
     assert_eq!(homonym.n, 4);
     let e = |i: usize| &r.entities[i];

@@ -27,7 +27,12 @@ fn each_flag_on_names_that_have_it_and_names_that_do_not() {
     let mut targets: Vec<Vec<f64>> = (0..names.len()).map(|i| vec![i as f64, 0.0]).collect();
     // The two Lyons are one place listed twice: not homonyms.
     targets[12] = targets[11].clone();
-    let places = ["France".to_string(), "Oregon".into(), "Europe".into(), "UK".into()];
+    let places = [
+        "France".to_string(),
+        "Oregon".into(),
+        "Europe".into(),
+        "UK".into(),
+    ];
     let flags = name_flags(&names, &targets, &places);
     let want: [&[&str]; 14] = [
         &["qualifier"],
@@ -57,7 +62,8 @@ fn each_flag_on_names_that_have_it_and_names_that_do_not() {
 
 #[test]
 fn homonyms_are_kept_and_a_repeated_row_is_not() {
-    let csv = "name,lat,lon\nSpringfield,39.8,-89.6\nSpringfield,42.1,-72.6\nSpringfield,39.8,-89.6\n";
+    let csv =
+        "name,lat,lon\nSpringfield,39.8,-89.6\nSpringfield,42.1,-72.6\nSpringfield,39.8,-89.6\n";
     let (d, problems) = read_dataset_csv("us", csv.as_bytes(), OnBadRows::Skip).unwrap();
     assert_eq!(d.names, ["Springfield", "Springfield"]);
     assert_eq!(d.targets, vec![vec![39.8, -89.6], vec![42.1, -72.6]]);

@@ -4,7 +4,7 @@
 
 use probelab::render::{
     self, layer_curve_scene, time_scatter_scene, Item, LayerCurve, Scene, Series, SeriesStyle,
-    TimeScatterOptions,
+    TimeScatterOptions, LAYER_AXIS_NOTE,
 };
 
 fn texts(s: &Scene) -> Vec<&str> {
@@ -79,6 +79,7 @@ fn sample_curve() -> LayerCurve {
         x_label: String::new(),
         title: "Latitude and longitude are linearly decodable from the middle layers".into(),
         y_range: None,
+        x_axis: Default::default(),
     }
 }
 
@@ -162,6 +163,7 @@ fn layer_curve_round_trips_rasterizes_and_survives_odd_input() {
         x_label: String::new(),
         title: String::new(),
         y_range: Some([0.0, 1.0]),
+        x_axis: Default::default(),
     };
     let s = layer_curve_scene(&odd, 300.0, 200.0);
     assert_eq!(
@@ -180,6 +182,7 @@ fn layer_curve_round_trips_rasterizes_and_survives_odd_input() {
         x_label: String::new(),
         title: String::new(),
         y_range: None,
+        x_axis: Default::default(),
     };
     render::to_png(&layer_curve_scene(&empty, 300.0, 200.0)).unwrap();
 }
@@ -262,4 +265,35 @@ fn time_scatter_has_the_diagonal_axes_and_labelled_outliers() {
     std::fs::write(std::env::temp_dir().join("probelab_time_scatter.png"), &png).unwrap();
     // empty input still draws axes
     render::to_png(&time_scatter_scene(&[], &TimeScatterOptions::default())).unwrap();
+}
+
+#[test]
+fn a_count_axis_is_labelled_as_given_without_the_layer_note() {
+    let curve = LayerCurve {
+        layers: vec![8, 40, 160],
+        series: vec![Series {
+            label: "probe".into(),
+            values: vec![Some(0.2), Some(0.5), Some(0.7)],
+            style: SeriesStyle::Line,
+            color: "#0072b2".into(),
+        }],
+        selected_layer: None,
+        y_label: "R²".into(),
+        x_label: "training entities".into(),
+        title: String::new(),
+        y_range: None,
+        x_axis: render::XAxis::Count,
+    };
+    let s = layer_curve_scene(&curve, 720.0, 400.0);
+    let t = texts(&s);
+    assert!(t.contains(&"training entities"), "{t:?}");
+    assert!(t.iter().all(|x| !x.contains(LAYER_AXIS_NOTE)), "{t:?}");
+    // The default axis is a layer axis and explains the convention.
+    let layered = LayerCurve {
+        x_axis: render::XAxis::Layer,
+        ..curve
+    };
+    assert!(texts(&layer_curve_scene(&layered, 720.0, 400.0))
+        .iter()
+        .any(|x| x.contains(LAYER_AXIS_NOTE)));
 }

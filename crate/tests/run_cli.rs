@@ -50,6 +50,7 @@ fn run_then_refit_by_continent() {
         "predictions.csv",
         "map.png",
         "layers.png",
+        "learning.png",
         "acts.safetensors",
         "acts_random_init.safetensors",
     ] {
@@ -107,7 +108,7 @@ fn run_then_refit_by_continent() {
         .unwrap()
         .starts_with("name,split,true_latitude,true_longitude"));
     // The PNGs are PNGs.
-    for f in ["map.png", "layers.png"] {
+    for f in ["map.png", "layers.png", "learning.png"] {
         assert_eq!(
             &std::fs::read(out.join(f)).unwrap()[..8],
             b"\x89PNG\r\n\x1a\n"

@@ -68,6 +68,35 @@ test('200 places: extraction, probes, summary, chart and map', async () => {
   assert.deepEqual(rows.map((r) => r[3]), rep.by_group.map((g) => g.km_mean.toFixed(0)));
   assert.deepEqual(rows.map((r) => r[4]), rep.by_group.map((g) => g.proximity_error.toFixed(2)));
   assert.ok(rep.by_group.every((g) => g.proximity_error >= 0 && g.proximity_error <= 1));
+  // What the names give away: one row per flag (world places carry qualifiers such as
+  // "Barcelona, Spain" and non-ASCII names), with the report's numbers as text.
+  const flagRows = await page.$$eval('#name-flags tbody tr', (trs) => trs.map((tr) => ({
+    flag: tr.dataset.flag, cells: [...tr.children].map((td) => td.textContent) })));
+  assert.ok(['qualifier', 'non_ascii'].every((k) => rep.name_flags.some((f) => f.flag === k)), JSON.stringify(rep.name_flags));
+  assert.deepEqual(flagRows.map((r) => r.flag), rep.name_flags.map((f) => f.flag));
+  const fixed2 = (v) => (v === null ? 'n/a' : v.toFixed(2));
+  for (const [i, f] of rep.name_flags.entries()) {
+    assert.deepEqual(flagRows[i].cells.slice(0, 7), [f.description, `${f.n} (${f.n_test})`, fixed2(f.r2_test),
+      fixed2(f.r2_test_others), fixed2(f.random_init_r2_test), fixed2(f.ngram_r2_test), fixed2(f.knn_r2_test)]);
+  }
+  assert.equal(await page.isVisible('#name-flags'), true);
+  // The score-by-layer chart draws the names' lines; the learning chart is drawn beside its
+  // report's figures.
+  const charts = await page.evaluate(() => window.probelab.charts);
+  const texts = (scene) => scene.items.filter((it) => it.kind === 'text').map((it) => it.text);
+  assert.ok(texts(charts.layers).includes(`${rep.baselines.knn_neighbours} most similar names (no model)`), JSON.stringify(texts(charts.layers)));
+  assert.ok(texts(charts.layers).includes('n-grams + probe of what they miss'));
+  assert.equal(rep.learning.layer, sel.layer);
+  assert.ok(texts(charts.learning).some((t) => t.startsWith(`probe, layer ${sel.layer} (code ${rep.learning.code.compression.toFixed(2)}`)), JSON.stringify(texts(charts.learning)));
+  assert.equal(await page.isVisible('#learning-canvas'), true);
+  const inked = await page.evaluate(() => {
+    const c = document.getElementById('learning-canvas');
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    let n = 0;
+    for (let i = 0; i < d.length; i += 4) if (d[i + 2] > d[i] + 60 && d[i + 3] > 0) n++;
+    return n;
+  });
+  assert.ok(inked > 100, `learning chart: ${inked} bluish pixels`);
 
   // The map canvas shows land, ocean and coloured points.
   const counts = await mapPixels(page);

@@ -8,7 +8,8 @@ use crate::data::TargetKind;
 use crate::error::{Error, Result};
 use crate::probe::analysis::{self, Report};
 use crate::render::{
-    self, ColorBy, LayerCurve, MapOptions, MapPoint, Scene, Series, SeriesStyle, TimeScatterOptions,
+    self, ColorBy, LayerCurve, MapOptions, MapPoint, Scene, Series, SeriesStyle,
+    TimeScatterOptions, XAxis,
 };
 
 fn fmt_p(p: Option<f64>) -> String {
@@ -335,8 +336,58 @@ pub fn layer_scene_sized(report: &Report, width: f32, height: f32) -> Scene {
             fmt_p(report.selected.p_value)
         ),
         y_range: None,
+        x_axis: XAxis::Layer,
     };
     render::layer_curve_scene(&curve, width, height)
+}
+
+/// How much data the probe needs (720 × 400): held-out R² against training entities at the
+/// selected layer for the probe, the random-init model and the n-grams, the online code's
+/// compression in the legend. None without a learning step.
+pub fn learning_scene(report: &Report) -> Option<Scene> {
+    let l = report.learning.as_ref()?;
+    let with_code = |what: &str, c: &Option<analysis::CodeLength>| match c {
+        Some(c) => format!("{what} (code {:.2}× over uniform)", c.compression),
+        None => what.to_string(),
+    };
+    let mut series = vec![
+        Series {
+            label: with_code(&format!("probe, layer {}", l.layer), &l.code),
+            values: l.r2_test.iter().map(|&v| Some(v)).collect(),
+            style: SeriesStyle::Line,
+            color: "#0072b2".into(),
+        },
+        Series {
+            label: with_code("random-init model", &l.random_init_code),
+            values: l
+                .random_init_r2_test
+                .as_ref()
+                .map_or_else(Vec::new, |v| v.iter().map(|&x| Some(x)).collect()),
+            style: SeriesStyle::Dashed,
+            color: "#009e73".into(),
+        },
+        Series {
+            label: with_code("names alone (character n-grams)", &l.ngram_code),
+            values: l
+                .ngram_r2_test
+                .as_ref()
+                .map_or_else(Vec::new, |v| v.iter().map(|&x| Some(x)).collect()),
+            style: SeriesStyle::Dashed,
+            color: "#d55e00".into(),
+        },
+    ];
+    series.retain(|s| s.values.iter().any(Option::is_some));
+    let curve = LayerCurve {
+        layers: l.n_train.clone(),
+        series,
+        selected_layer: None,
+        y_label: "R² on held-out entities".into(),
+        x_label: "training entities".into(),
+        title: format!("How much data the probe needs (layer {})", l.layer),
+        y_range: None,
+        x_axis: XAxis::Count,
+    };
+    Some(render::layer_curve_scene(&curve, 720.0, 400.0))
 }
 
 /// Space: true places and the probe's predictions at the selected layer on a world map.
@@ -496,18 +547,22 @@ pub fn time_scene(report: &Report) -> Result<Scene> {
     Ok(render::time_scatter_scene(&points, &opts))
 }
 
-/// A report's figures by name: `layers` (the score by layer), and `map` (space) or `time`
-/// (time). The one place that chooses a report's second figure.
+/// A report's figures by name: `layers` (the score by layer), `map` (space) or `time` (time),
+/// and `learning` when the report has a learning step. The one place that chooses them.
 pub fn scenes(report: &Report) -> Result<Vec<(&'static str, Scene)>> {
     let second = match report.dataset.target {
         TargetKind::Space => ("map", map_scene(report, true, ColorBy::ByGroup)?),
         TargetKind::Time => ("time", time_scene(report)?),
     };
-    Ok(vec![("layers", layer_scene(report)), second])
+    let mut out = vec![("layers", layer_scene(report)), second];
+    if let Some(learning) = learning_scene(report) {
+        out.push(("learning", learning));
+    }
+    Ok(out)
 }
 
-/// The files a run writes, by name: report.json, predictions.csv, layers.png, and map.png
-/// (space) or time.png (time).
+/// The files a run writes, by name: report.json, predictions.csv, layers.png, map.png (space)
+/// or time.png (time), and learning.png (with one training set).
 pub fn run_files(report: &Report) -> Result<Vec<(String, Vec<u8>)>> {
     let json = serde_json::to_vec_pretty(report).map_err(|e| Error::Compute(e.to_string()))?;
     let mut files = vec![

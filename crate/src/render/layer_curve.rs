@@ -27,6 +27,17 @@ pub enum SeriesStyle {
     },
 }
 
+/// What a curve's x values are.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum XAxis {
+    /// Layers: the axis label explains the convention ([`LAYER_AXIS_NOTE`]).
+    #[default]
+    Layer,
+    /// Counts (e.g. training entities): the label is shown as given.
+    Count,
+}
+
 /// One curve over the layers; `values[i]` belongs to `LayerCurve::layers[i]` (`None` = gap).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Series {
@@ -56,6 +67,9 @@ pub struct LayerCurve {
     /// Fixed y range; values outside are drawn on its edge. `None` = fit the data.
     #[serde(default)]
     pub y_range: Option<[f64; 2]>,
+    /// What `layers` hold: layers, or counts on the same kind of axis.
+    #[serde(default)]
+    pub x_axis: XAxis,
 }
 
 /// The x label a layer curve shows for `x_label`.
@@ -206,7 +220,10 @@ pub fn layer_curve_scene(curve: &LayerCurve, width: f32, height: f32) -> Scene {
         &yt,
         &|v| format!("{v:.0}"),
         &yfmt,
-        &layer_axis_label(&curve.x_label),
+        &match curve.x_axis {
+            XAxis::Layer => layer_axis_label(&curve.x_label),
+            XAxis::Count => curve.x_label.clone(),
+        },
         &curve.y_label,
     );
 

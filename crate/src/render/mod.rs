@@ -28,7 +28,7 @@ pub use color::{
 };
 pub use font::text_width;
 pub use layer_curve::{
-    layer_axis_label, layer_curve_scene, LayerCurve, Series, SeriesStyle, LAYER_AXIS_NOTE,
+    layer_axis_label, layer_curve_scene, LayerCurve, Series, SeriesStyle, XAxis, LAYER_AXIS_NOTE,
 };
 pub use map::{group_colors, map_scene, ColorBy, MapFrame, MapHit, MapOptions, MapPoint};
 pub use plot::nice_ticks;
