@@ -297,15 +297,35 @@ fn names_cost(n_layers: usize) {
         learning: false,
         ..AnalysisOptions::default()
     };
-    // Off first, on second, off again: a drift of the shared machine shows as two offs apart.
+    // Off first, each part on, all on, off again: a drift of the shared machine shows as two
+    // offs apart.
+    let learning_only = AnalysisOptions {
+        learning: true,
+        ..off.clone()
+    };
+    let names_on = AnalysisOptions {
+        learning: false,
+        ..AnalysisOptions::default()
+    };
     let (t_off, _) = time(&off);
+    let (t_names, _) = time(&names_on);
+    let (t_learning, _) = time(&learning_only);
     let (t_on, r) = time(&AnalysisOptions::default());
     let (t_off2, _) = time(&off);
     let base = (t_off + t_off2) / 2.0;
+    let pct = |t: f64| 100.0 * (t / base - 1.0);
     println!("  names + learning off: {t_off:.2} s, then {t_off2:.2} s");
     println!(
-        "  names + learning on:  {t_on:.2} s, {:+.0}% over the mean of the offs",
-        100.0 * (t_on / base - 1.0)
+        "  gain over the names + nearest names on: {t_names:.2} s, {:+.0}%",
+        pct(t_names)
+    );
+    println!(
+        "  learning curves + online code on:       {t_learning:.2} s, {:+.0}%",
+        pct(t_learning)
+    );
+    println!(
+        "  all on:                                 {t_on:.2} s, {:+.0}% over the mean of the offs",
+        pct(t_on)
     );
     let (b, s) = (&r.baselines, &r.selected);
     println!(

@@ -593,19 +593,27 @@ impl Analysis {
             d: self.d_model,
             standardize: self.opts.standardize,
         };
-        let (r2_test, code) = run(activations(acts))?;
-        let random = random_init.map(|x| run(activations(x))).transpose()?;
         let buckets = self.opts.ngram_buckets;
-        let ngram = if buckets > 0 {
-            let x = ngram_features(&self.names, buckets);
-            Some(run(Features {
-                x: &x,
+        let ngram_x = (buckets > 0).then(|| ngram_features(&self.names, buckets));
+        let learners = [
+            Some(activations(acts)),
+            random_init.map(activations),
+            ngram_x.as_deref().map(|x| Features {
+                x,
                 d: buckets,
                 standardize: false,
-            })?)
-        } else {
-            None
-        };
+            }),
+        ];
+        // The learners are independent: natively, one thread each.
+        let mut fitted = learning::on_threads(&learners, &|f| f.map(&run).transpose())
+            .into_iter()
+            .collect::<Result<Vec<_>>>()?;
+        let ngram = fitted.pop().flatten();
+        let random = fitted.pop().flatten();
+        let (r2_test, code) = fitted
+            .pop()
+            .flatten()
+            .ok_or_else(|| crate::Error::Compute("the learning step lost the model".into()))?;
         let (random_init_r2_test, random_init_code) = split_pair(random);
         let (ngram_r2_test, ngram_code) = split_pair(ngram);
         Ok(Some(LearningReport {

@@ -181,3 +181,21 @@ pub fn online_code_length(
         compression: uniform / online,
     })
 }
+
+/// `f` on every job: natively each on its own thread, in order in wasm32 (no std threads).
+pub(super) fn on_threads<J: Sync, R: Send>(jobs: &[J], f: &(dyn Fn(&J) -> R + Sync)) -> Vec<R> {
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = jobs.iter().map(|j| s.spawn(move || f(j))).collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect()
+        })
+    }
+    #[cfg(target_arch = "wasm32")]
+    {
+        jobs.iter().map(f).collect()
+    }
+}
