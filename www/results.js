@@ -43,8 +43,8 @@ function drawLayer(layer) {
 }
 
 /**
- * The per-group breakdown: each group's counts, its test entities' mean error and (for places)
- * their proximity error. Not R² within a group: against one region's own mean it is negative
+ * The per-group breakdown: each group's counts, its test entities' mean error, (for places)
+ * their proximity error, and the median of each "how well known" column (population…). Not R² within a group: against one region's own mean it is negative
  * by construction. All cells are text.
  */
 function fillGroupTable(rep) {
@@ -53,10 +53,18 @@ function fillGroupTable(rep) {
   $('by-group-proximity').hidden = !space;
   const body = $('by-group').querySelector('tbody');
   const fixed = (v, digits) => (v === null || v === undefined ? 'n/a' : v.toFixed(digits));
+  // Whom the map serves: each "how well known" column's median per group, after the errors.
+  const coverage = rep.coverage ?? [];
+  const head = $('by-group').querySelector('thead tr');
+  head.querySelectorAll('.coverage-col').forEach((th) => th.remove());
+  for (const c of coverage) {
+    head.append(Object.assign(document.createElement('th'), { scope: 'col', className: 'coverage-col', textContent: `median ${c.column} (test)` }));
+  }
   body.replaceChildren(...rep.by_group.map((g) => {
     const tr = document.createElement('tr');
     const cells = [g.group, g.n_train, g.n_test, fixed(space ? g.km_mean : g.years_mae, 0)];
     if (space) cells.push(fixed(g.proximity_error, 2));
+    for (const c of coverage) cells.push(fixed(c.by_group.find((x) => x.group === g.group)?.median, 0));
     cells.forEach((c, i) => {
       const td = document.createElement(i === 0 ? 'th' : 'td');
       if (i === 0) td.scope = 'row';

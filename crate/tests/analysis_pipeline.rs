@@ -1447,3 +1447,53 @@ fn a_flagged_subset_that_carries_the_score_is_said_and_homonyms_are_counted() {
     assert!(r.name_flags.is_empty());
     assert!(probelab::render::figures::flag_sentences(&r).is_empty());
 }
+
+#[test]
+fn error_that_falls_with_population_is_reported_with_its_interval() {
+    let n = 400;
+    let mut ds = space_dataset(n, 41);
+    let mut rng = Rng::new(42);
+    let population: Vec<f64> = (0..n)
+        .map(|_| 10f64.powf(3.0 + 4.0 * rng.uniform()))
+        .collect();
+    ds.groups.insert(
+        "population".into(),
+        population.iter().map(|p| format!("{p:.0}")).collect(),
+    );
+    // Small places get noisier vectors at the signal layer, so the probe misses them more.
+    let mut acts = activations(&ds, 2, 16, Some(2), 1.0, 43);
+    let d = 16;
+    for (i, p) in population.iter().enumerate() {
+        let noise = 3.0 * (7.0 - p.log10()) / 4.0;
+        for j in 0..d {
+            acts.data[(2 * n + i) * d + j] += (noise * rng.normal()) as f32;
+        }
+    }
+    let r = run(&acts, &ds, &random_split(), &opts(0), vec![], None).unwrap();
+    assert_eq!(r.coverage.len(), 1);
+    let c = &r.coverage[0];
+    assert_eq!(c.column, "population");
+    assert_eq!(c.n_test, r.split.n_test);
+    // The report's ρ is the test entities' errors against their populations.
+    let test: Vec<_> = r.entities.iter().filter(|e| e.split == "test").collect();
+    let errors: Vec<f64> = test.iter().map(|e| e.error).collect();
+    let pops: Vec<f64> = test.iter().map(|e| population[e.index].round()).collect();
+    let rho = probelab::probe::metrics::spearman(&pops, &errors).unwrap();
+    assert!((c.spearman - rho).abs() < 1e-12, "{} vs {rho}", c.spearman);
+    assert!(c.ci95[1] < 0.0, "{c:?}");
+    assert_eq!(c.by_group.iter().map(|g| g.n_test).sum::<usize>(), c.n_test);
+    let text = probelab::render::figures::summary(&r);
+    assert!(
+        text.contains(&format!(
+            "Whom the map serves: the held-out error against population, Spearman ρ {:+.2}",
+            c.spearman
+        )) && text.contains("places with more of it are placed better"),
+        "{text}"
+    );
+    // No such column, no coverage.
+    ds.groups.remove("population");
+    assert!(run(&acts, &ds, &random_split(), &opts(0), vec![], None)
+        .unwrap()
+        .coverage
+        .is_empty());
+}

@@ -68,6 +68,15 @@ test('200 places: extraction, probes, summary, chart and map', async () => {
   assert.deepEqual(rows.map((r) => r[3]), rep.by_group.map((g) => g.km_mean.toFixed(0)));
   assert.deepEqual(rows.map((r) => r[4]), rep.by_group.map((g) => g.proximity_error.toFixed(2)));
   assert.ok(rep.by_group.every((g) => g.proximity_error >= 0 && g.proximity_error <= 1));
+  // Whom the map serves: the places' population, its correlation with the error in the summary
+  // and its median per group in the table.
+  const pop = rep.coverage.find((c) => c.column === 'population');
+  assert.ok(pop && pop.n_test === rep.split.n_test, JSON.stringify(rep.coverage));
+  assert.ok((await page.textContent('#summary')).includes(`the held-out error against population, Spearman ρ ${pop.spearman >= 0 ? '+' : ''}${pop.spearman.toFixed(2)}`));
+  assert.deepEqual(rows.map((r) => r[5]), rep.by_group.map((g) => {
+    const m = pop.by_group.find((x) => x.group === g.group)?.median;
+    return m === undefined ? 'n/a' : m.toFixed(0);
+  }));
   // What the names give away: one row per flag (world places carry qualifiers such as
   // "Barcelona, Spain" and non-ASCII names), with the report's numbers as text.
   const flagRows = await page.$$eval('#name-flags tbody tr', (trs) => trs.map((tr) => ({

@@ -47,6 +47,7 @@ use nalgebra::DMatrix;
 use crate::data::{self, Dataset, TargetKind};
 use crate::extract::acts::ActsMeta;
 use crate::extract::Activations;
+use crate::probe::coverage::{coverage, numeric_values, COVERAGE_COLUMNS};
 use crate::probe::flags::{name_flags, FLAGS};
 use crate::probe::input_err;
 use crate::probe::learning::{self, Features};
@@ -63,10 +64,10 @@ use crate::probe::split::SplitMix64;
 use crate::Result;
 
 pub use crate::probe::report::{
-    predictions, predictions_csv, AnalysisOptions, Baselines, CodeLength, DatasetInfo,
-    EntityPrediction, FlagReport, FoldInfo, FoldSelection, GroupReport, LayerControls,
-    LayerPredictions, LayerReport, LearningReport, ModelInfo, NeuronReport, PredictionRow, Report,
-    ReportContext, Selected, SpaceTargets, SplitInfo, SplitSpec,
+    predictions, predictions_csv, AnalysisOptions, Baselines, CodeLength, CoverageReport,
+    DatasetInfo, EntityPrediction, FlagReport, FoldInfo, FoldSelection, GroupCoverage, GroupReport,
+    LayerControls, LayerPredictions, LayerReport, LearningReport, ModelInfo, NeuronReport,
+    PredictionRow, Report, ReportContext, Selected, SpaceTargets, SplitInfo, SplitSpec,
 };
 
 // =============================================================================================
@@ -222,6 +223,8 @@ pub struct Analysis {
     group_values: Option<Vec<String>>,
     /// Each entity's name flags (`flags::name_flags`).
     flags: Vec<Vec<&'static str>>,
+    /// The dataset's "how well known" columns as numbers (`coverage::COVERAGE_COLUMNS`).
+    coverage_values: Vec<(String, Vec<Option<f64>>)>,
     warnings: Vec<String>,
 }
 
@@ -328,6 +331,13 @@ impl Analysis {
             .cloned()
             .collect();
         let flags = name_flags(&dataset.names, &dataset.targets, &places);
+        let coverage_values = COVERAGE_COLUMNS
+            .iter()
+            .filter_map(|&c| {
+                let cells = dataset.groups.get(c)?;
+                Some((c.to_string(), numeric_values(cells)?))
+            })
+            .collect();
         let ridge = RidgeCv {
             alphas: opts.alphas.clone(),
             ..RidgeCv::default()
@@ -396,6 +406,7 @@ impl Analysis {
             group_column,
             group_values,
             flags,
+            coverage_values,
             warnings,
         })
     }
@@ -754,6 +765,16 @@ impl Analysis {
             |f| f.random_pred.as_ref(),
         )
         .map(|p| self.to_original(&to_matrix(&p, k_fit)));
+        let test_errors: Vec<(usize, f64)> = entities
+            .iter()
+            .filter(|e| e.split == "test")
+            .map(|e| (e.index, e.error))
+            .collect();
+        let coverage = self
+            .coverage_values
+            .iter()
+            .filter_map(|(c, v)| coverage(c, v, &test_errors, self.group_values.as_deref()))
+            .collect();
         let name_flags = self.flag_reports(
             &pooled,
             &sel_pred,
@@ -821,6 +842,7 @@ impl Analysis {
             warnings,
             entities,
             layer_predictions,
+            coverage,
             name_flags,
             learning: None,
         })
@@ -1457,6 +1479,7 @@ impl Analysis {
         );
         put("proximity_error", "for each test entity, the fraction of the other test entities whose predictions lie closer to its true place than its own prediction (Gurnee & Tegmark); 0 is perfect".into());
         put("by_group.proximity_error", "as proximity_error, but each test entity of the group is measured against every entity's prediction (training rows in-sample), so a held-out block is placed on the whole map".into());
+        put("coverage", "per 'how well known' column of the dataset (population, page_views, …): Spearman's rho of the test entities' errors at the selected layer with the column, a 95% interval by Fisher's z with standard error sqrt(1.06/(n-3)), and per group the column's median and the mean error; test rows only".into());
         put("name_flags", "per flag of the names' form (qualifier, number or code, contains a group or country name, non-ASCII, homonym): the selected probe's test R² on the flagged test entities and on the others, their mean error and share of the test squared error, and the random-init model, the n-grams and the nearest names on the same flagged test entities".into());
         put("learning", format!("at the selected layer, with one training set: learning curves (test R² of probes fitted on nested seeded subsets of the training rows, {:?} of them) and the online code length of the training targets (Voita & Titov 2020): blocks ending at {:?} of the training rows in a seeded order, the first sent with a uniform code over the targets' range, each later one with a Gaussian code around the prediction of a ridge fitted on the blocks before it, variance its leave-one-out squared error there; z-scored targets at precision {}; compression = uniform bits / online bits; training rows only", learning::CURVE_FRACTIONS, learning::CODE_BLOCK_FRACTIONS, learning::CODE_PRECISION));
         if self.folds.len() > 1 {

@@ -11,6 +11,7 @@
 //! - `lexical`: what the names' characters give without a model (n-grams, nearest names) and
 //!   the residual a probe beside them is fitted to;
 //! - [`learning`]: at the selected layer, learning curves and the online code length;
+//! - [`coverage`]: whom the map serves (error against population or page views);
 //! - [`flags`]: what each name's form gives away (qualifier, code, a place inside, homonym);
 //! - `neuron`: the single-dimension ("space neuron") check;
 //! - [`analysis`]: the fit per layer, the selection of the layer, the report's assembly;
@@ -18,6 +19,7 @@
 //! - [`layer_loop`]: the whole analysis in one call, its layers on threads natively.
 
 pub mod analysis;
+pub mod coverage;
 pub mod flags;
 pub mod layer_loop;
 pub mod learning;

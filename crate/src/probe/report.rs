@@ -379,6 +379,31 @@ pub struct FlagReport {
     pub knn_r2_test: Option<f64>,
 }
 
+/// Whom the map serves: the selected probe's held-out error against a "how well known" column
+/// (see `probe::coverage`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CoverageReport {
+    /// The dataset column, e.g. `population`.
+    pub column: String,
+    /// Test entities with a value.
+    pub n_test: usize,
+    /// Spearman's ρ of the test entities' errors (km or years) with the column: negative when
+    /// better-known entities are placed better.
+    pub spearman: f64,
+    /// Its 95% interval (Fisher's z, standard error √(1.06 / (n − 3))).
+    pub ci95: [f64; 2],
+    /// Per group of the breakdown column: the column's median and the mean error there.
+    pub by_group: Vec<GroupCoverage>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GroupCoverage {
+    pub group: String,
+    pub n_test: usize,
+    pub median: f64,
+    pub mean_error: f64,
+}
+
 /// One entity's truth and prediction at the selected layer.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EntityPrediction {
@@ -447,6 +472,10 @@ pub struct Report {
     pub entities: Vec<EntityPrediction>,
     #[serde(default)]
     pub layer_predictions: Option<LayerPredictions>,
+    /// Per "how well known" column of the dataset (population, page views…): the held-out
+    /// error against it.
+    #[serde(default)]
+    pub coverage: Vec<CoverageReport>,
     /// Per name flag with at least one entity: the probe and the baselines on those entities.
     #[serde(default)]
     pub name_flags: Vec<FlagReport>,

@@ -109,6 +109,9 @@ pub fn summary(report: &Report) -> String {
             f(s.selectivity, 2)
         );
     }
+    for c in &report.coverage {
+        out += &coverage_sentence(c, space);
+    }
     if let Some(l) = &report.learning {
         out += &learning_sentence(l);
     }
@@ -201,6 +204,24 @@ pub fn flag_sentences(report: &Report) -> Vec<String> {
         }
     }
     out
+}
+
+/// Whom the map serves, in one sentence: the held-out error against a "how well known" column.
+pub fn coverage_sentence(c: &analysis::CoverageReport, space: bool) -> String {
+    let [lo, hi] = c.ci95;
+    let who = if space { "places" } else { "entities" };
+    let reading = if hi < 0.0 {
+        format!(": {who} with more of it are placed better")
+    } else if lo > 0.0 {
+        format!(": {who} with more of it are placed worse")
+    } else {
+        "; no clear relation".into()
+    };
+    format!(
+        "Whom the map serves: the held-out error against {}, Spearman ρ {:+.2} (95% CI {lo:+.2} \
+         to {hi:+.2}, {} test {who}){reading}. ",
+        c.column, c.spearman, c.n_test
+    )
 }
 
 /// How much data the probe needs, in one sentence: the code's compression beside the
