@@ -6,6 +6,7 @@
 //! small; results return in the input order, and batching never changes them.
 
 pub mod acts;
+pub mod surprisal;
 
 use crate::error::{Error, Result};
 use crate::model::gguf::Config;

@@ -242,6 +242,74 @@ impl Llama {
         Ok((x + blk.w_down.forward(&gated)?)?)
     }
 
+    /// Natural-log probabilities of chosen tokens given the tokens before them: for sequence
+    /// `s` and each position `p` in `positions[s]` (1 ≤ p < its length), ln p(seq[p] | seq[..p])
+    /// from the final norm and the LM head at position p − 1 (log-softmax over the vocabulary
+    /// in f64).
+    pub fn token_log_probs(
+        &self,
+        sequences: &[Vec<u32>],
+        positions: &[Vec<usize>],
+    ) -> Result<Vec<Vec<f64>>> {
+        if positions.len() != sequences.len() {
+            return Err(Error::Input(format!(
+                "{} position lists for {} sequences",
+                positions.len(),
+                sequences.len()
+            )));
+        }
+        for (s, ps) in sequences.iter().zip(positions) {
+            if let Some(&p) = ps.iter().find(|&&p| p == 0 || p >= s.len()) {
+                return Err(Error::Input(format!(
+                    "position {p} has no token before it in a sequence of {}",
+                    s.len()
+                )));
+            }
+        }
+        let n_layers = self.config.n_layers;
+        let mut rows: Vec<Tensor> = Vec::new();
+        self.forward_layers(sequences, |layer, hidden| {
+            if layer == n_layers {
+                for (s, ps) in positions.iter().enumerate() {
+                    let seq = hidden.get(s)?;
+                    for &p in ps {
+                        rows.push(seq.get(p - 1)?);
+                    }
+                }
+            }
+            Ok(())
+        })?;
+        let wanted: Vec<u32> = sequences
+            .iter()
+            .zip(positions)
+            .flat_map(|(s, ps)| ps.iter().map(|&p| s[p]))
+            .collect();
+        let mut flat = Vec::with_capacity(wanted.len());
+        if !rows.is_empty() {
+            let x = Tensor::stack(&rows, 0)?;
+            let xn = candle_nn::ops::rms_norm(&x, &self.output_norm, self.config.rms_eps as f32)?;
+            let head = self.output.as_ref().unwrap_or(&self.embedding);
+            let logits = xn
+                .matmul(&head.dequantize(&Device::Cpu)?.t()?)?
+                .to_vec2::<f32>()?;
+            for (row, &tok) in logits.iter().zip(&wanted) {
+                let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+                let lse = max
+                    + row
+                        .iter()
+                        .map(|&v| (v as f64 - max).exp())
+                        .sum::<f64>()
+                        .ln();
+                flat.push(row[tok as usize] as f64 - lse);
+            }
+        }
+        let mut it = flat.into_iter();
+        Ok(positions
+            .iter()
+            .map(|ps| it.by_ref().take(ps.len()).collect())
+            .collect())
+    }
+
     /// Logits for the token after `tokens` (final norm + LM head, last position only).
     pub fn next_token_logits(&self, tokens: &[u32]) -> Result<Vec<f32>> {
         let mut last = None;
