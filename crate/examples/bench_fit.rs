@@ -208,6 +208,7 @@ fn run(n: usize, d: usize, n_layers: usize, layers_to_time: usize, random_init: 
         let controls = ControlInputs {
             first_token_ids: tokens.clone(),
             random_init: random.as_ref(),
+            name_surprisal: None,
         };
         let t = Instant::now();
         analyze(
@@ -266,6 +267,7 @@ fn names_cost(n_layers: usize) {
     let controls = ControlInputs {
         first_token_ids: tokens.clone(),
         random_init: Some(&random),
+        name_surprisal: None,
     };
     let ctx = ReportContext {
         model_name: "bench".into(),

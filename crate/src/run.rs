@@ -135,6 +135,34 @@ pub fn extract_both(
     Ok((real, random))
 }
 
+/// Each entity's surprisal of its name under the model (nats per token; None where no token
+/// could be scored): one more CPU forward pass over the prompts, with the LM head.
+pub fn name_surprisal(
+    loaded: &LoadedModel,
+    dataset: &Dataset,
+    template: &Template,
+    progress: &mut StageProgress,
+) -> Result<Vec<Option<f64>>> {
+    let entities = extract::tokenize_entities(
+        &loaded.tokenizer,
+        &dataset.names,
+        template,
+        loaded.model.config.context_length,
+    )?;
+    let line_break = loaded.tokenizer.encode_text("\n")?;
+    extract::surprisal::name_surprisal(
+        &loaded.model,
+        &line_break,
+        &entities,
+        ExtractOptions::default().batch_size,
+        &mut |done, total, _| progress("surprisal", done, total),
+    )
+}
+
+/// The names' surprisals are saved beside the activations under this name (a JSON array, null
+/// where a name was not scored).
+pub const SURPRISAL_FILE: &str = "name_surprisal.json";
+
 /// The random-initialised model's activations are saved beside the model's under this name.
 pub const RANDOM_INIT_FILE: &str = "acts_random_init.safetensors";
 
@@ -146,6 +174,8 @@ pub struct SavedActivations {
     pub random_init: Option<Activations>,
     /// Where the twin was looked for (to say so when it is not there).
     pub random_init_path: std::path::PathBuf,
+    /// The names' surprisals ([`SURPRISAL_FILE`] beside the activations), when saved.
+    pub name_surprisal: Option<Vec<Option<f64>>>,
 }
 
 /// Reads an activation file and its random-init twin ([`RANDOM_INIT_FILE`] in the same folder),
@@ -171,19 +201,40 @@ pub fn read_saved(path: &std::path::Path) -> Result<SavedActivations> {
     } else {
         None
     };
+    let surprisal_path = path.with_file_name(SURPRISAL_FILE);
+    let name_surprisal = if surprisal_path.exists() {
+        let text = std::fs::read_to_string(&surprisal_path)
+            .map_err(|e| Error::io(surprisal_path.display().to_string(), e))?;
+        let v: Vec<Option<f64>> = serde_json::from_str(&text)
+            .map_err(|e| Error::Input(format!("{}: {e}", surprisal_path.display())))?;
+        if v.len() != meta.names.len() {
+            return Err(Error::Input(format!(
+                "{} holds {} surprisals for {} entities",
+                surprisal_path.display(),
+                v.len(),
+                meta.names.len()
+            )));
+        }
+        Some(v)
+    } else {
+        None
+    };
     Ok(SavedActivations {
         acts,
         meta,
         random_init,
         random_init_path,
+        name_surprisal,
     })
 }
 
 /// Fits the probes and every control on saved or fresh activations.
+#[allow(clippy::too_many_arguments)]
 pub fn fit(
     acts: &Activations,
     meta: &ActsMeta,
     random_init: Option<&Activations>,
+    name_surprisal: Option<&[Option<f64>]>,
     dataset: &Dataset,
     split: &SplitSpec,
     opts: &AnalysisOptions,
@@ -197,6 +248,7 @@ pub fn fit(
             Vec::new()
         },
         random_init,
+        name_surprisal,
     };
     let ctx = ReportContext {
         model_name: meta.model_name.clone(),

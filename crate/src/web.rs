@@ -404,6 +404,7 @@ pub fn fit_probes(
         &acts,
         &meta,
         random.as_ref(),
+        None,
         &dataset,
         &split,
         &opts,

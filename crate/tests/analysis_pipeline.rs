@@ -172,6 +172,7 @@ fn run(
         &ControlInputs {
             first_token_ids: tokens,
             random_init,
+            name_surprisal: None,
         },
         &ctx(),
         &mut |_, _, _| true,
@@ -1337,7 +1338,7 @@ fn learning_curve_ends_at_the_selected_score_and_the_signal_compresses() {
     let text = probelab::render::figures::summary(&r);
     assert!(
         text.contains(&format!(
-            "compresses the training targets {:.1}×",
+            "compresses the training targets {:.2}×",
             code.compression
         )),
         "{text}"

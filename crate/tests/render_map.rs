@@ -617,6 +617,7 @@ fn small_report(split: SplitSpec) -> Report {
         &ControlInputs {
             first_token_ids: vec![],
             random_init: None,
+            name_surprisal: None,
         },
         &ReportContext {
             model_name: "synthetic".into(),

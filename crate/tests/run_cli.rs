@@ -53,6 +53,7 @@ fn run_then_refit_by_continent() {
         "learning.png",
         "acts.safetensors",
         "acts_random_init.safetensors",
+        "name_surprisal.json",
     ] {
         assert!(out.join(f).exists(), "{f} missing");
     }
@@ -99,6 +100,24 @@ fn run_then_refit_by_continent() {
     );
     assert!(!r["by_group"].as_array().unwrap().is_empty());
     assert!(!r["neurons"].as_array().unwrap().is_empty());
+    // Whom the map serves: the places' population and the model's surprisal of their names,
+    // each entity carrying its surprisal (the file beside the activations holds the same).
+    let columns: Vec<&str> = r["coverage"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["column"].as_str().unwrap())
+        .collect();
+    assert_eq!(columns, ["population", "surprisal"]);
+    let saved: Vec<Option<f64>> =
+        serde_json::from_str(&std::fs::read_to_string(out.join("name_surprisal.json")).unwrap())
+            .unwrap();
+    assert_eq!(saved.len(), 200);
+    for e in r["entities"].as_array().unwrap() {
+        let i = e["index"].as_u64().unwrap() as usize;
+        let s = saved[i].expect("every name is scored after a line break");
+        assert!(s > 0.0 && (e["surprisal"].as_f64().unwrap() - s).abs() < 1e-12);
+    }
     // predictions.csv: a header and one row per entity.
     let csv = std::fs::read_to_string(out.join("predictions.csv")).unwrap();
     assert_eq!(csv.lines().count(), 201);
@@ -141,6 +160,9 @@ fn run_then_refit_by_continent() {
     for g in r["by_group"].as_array().unwrap() {
         assert_eq!(g["n_train"], 0, "a held-out continent was trained on: {g}");
     }
+    // The saved surprisals come back with the activations.
+    assert_eq!(r["coverage"][1]["column"], "surprisal");
+    assert_eq!(r["coverage"][1]["n_test"], 200);
 
     // Activations of another dataset than the one named: refused, nothing written.
     let wrong = outdir("wrong");

@@ -23,7 +23,9 @@ fn name_surprisal_equals_the_numpy_reference() {
     for c in cases {
         let t = Template::new(c["template"].as_str().unwrap()).unwrap();
         let name = c["name"].as_str().unwrap().to_string();
-        let e = tokenize_entities(&m.tokenizer, &[name], &t, 8192).unwrap().remove(0);
+        let e = tokenize_entities(&m.tokenizer, &[name], &t, 8192)
+            .unwrap()
+            .remove(0);
         // The scoring sequence is the reference's: the prompt, after a line break when the
         // name opens it.
         let scored: Vec<u32> = if e.span.start == 0 {
@@ -40,7 +42,11 @@ fn name_surprisal_equals_the_numpy_reference() {
     for (c, g) in cases.iter().zip(&got) {
         let want = c["surprisal_nats"].as_f64().unwrap();
         let g = g.expect("every name is scored");
-        assert!((g - want).abs() <= 1e-3, "{}: {g} vs {want} nats", c["name"]);
+        assert!(
+            (g - want).abs() <= 1e-3,
+            "{}: {g} vs {want} nats",
+            c["name"]
+        );
     }
     // Without a line break to put first, a one-token name that opens the prompt has none.
     let t = Template::new("{name}").unwrap();

@@ -370,6 +370,7 @@ fn run(cli: Cli) -> Result<()> {
                 !no_random_init,
                 &mut progress,
             )?;
+            let surprisal = run::name_surprisal(&m, &dataset, &template, &mut progress)?;
             let meta = ActsMeta::for_dataset(
                 &m.model.config.name,
                 &m.sha256,
@@ -381,6 +382,7 @@ fn run(cli: Cli) -> Result<()> {
                 &real,
                 &meta,
                 random.as_ref(),
+                Some(&surprisal),
                 &dataset,
                 &split,
                 &fit.options(),
@@ -398,6 +400,10 @@ fn run(cli: Cli) -> Result<()> {
                     acts::to_safetensors(r, &meta, StoreAs::F32)?,
                 ));
             }
+            files.push((
+                run::SURPRISAL_FILE.into(),
+                serde_json::to_vec(&surprisal).map_err(|e| Error::Compute(e.to_string()))?,
+            ));
             write_all(&out, &files)?;
             print_summary(&report, &out);
         }
@@ -425,6 +431,7 @@ fn run(cli: Cli) -> Result<()> {
                 &saved.acts,
                 meta,
                 saved.random_init.as_ref(),
+                saved.name_surprisal.as_deref(),
                 &dataset,
                 &split,
                 &fit.options(),

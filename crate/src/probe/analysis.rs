@@ -47,7 +47,7 @@ use nalgebra::DMatrix;
 use crate::data::{self, Dataset, TargetKind};
 use crate::extract::acts::ActsMeta;
 use crate::extract::Activations;
-use crate::probe::coverage::{coverage, numeric_values, COVERAGE_COLUMNS};
+use crate::probe::coverage::{coverage, numeric_values, COVERAGE_COLUMNS, SURPRISAL};
 use crate::probe::flags::{name_flags, FLAGS};
 use crate::probe::input_err;
 use crate::probe::learning::{self, Features};
@@ -81,6 +81,9 @@ pub struct ControlInputs<'a> {
     pub first_token_ids: Vec<u32>,
     /// The same entities through a randomly initialised model of the same architecture.
     pub random_init: Option<&'a Activations>,
+    /// Each entity's surprisal of its name under the model (nats per token;
+    /// [`crate::extract::surprisal`]); read like a "how well known" column.
+    pub name_surprisal: Option<&'a [Option<f64>]>,
 }
 
 /// Progress of a job in named stages, `(stage, done, total)`: the fit's layers, and a whole
@@ -331,7 +334,7 @@ impl Analysis {
             .cloned()
             .collect();
         let flags = name_flags(&dataset.names, &dataset.targets, &places);
-        let coverage_values = COVERAGE_COLUMNS
+        let coverage_values: Vec<(String, Vec<Option<f64>>)> = COVERAGE_COLUMNS
             .iter()
             .filter_map(|&c| {
                 let cells = dataset.groups.get(c)?;
@@ -409,6 +412,21 @@ impl Analysis {
             coverage_values,
             warnings,
         })
+    }
+
+    /// Adds the model's surprisal of each name (nats per token, None where not scored) as a
+    /// coverage column, and to each entity's prediction.
+    pub fn with_name_surprisal(mut self, surprisal: &[Option<f64>]) -> Result<Self> {
+        if surprisal.len() != self.names.len() {
+            return Err(input_err(format!(
+                "{} name surprisals for {} entities",
+                surprisal.len(),
+                self.names.len()
+            )));
+        }
+        self.coverage_values
+            .push((SURPRISAL.into(), surprisal.to_vec()));
+        Ok(self)
     }
 
     /// Fits and scores one layer (`acts`: `[entities][d_model]` row-major, as
@@ -1367,6 +1385,11 @@ impl Analysis {
             predicted: pred.to_vec(),
             error,
             flags: self.flags[i].iter().map(|f| f.to_string()).collect(),
+            surprisal: self
+                .coverage_values
+                .iter()
+                .find(|(c, _)| c == SURPRISAL)
+                .and_then(|(_, v)| v[i]),
         }
     }
 

@@ -1,5 +1,6 @@
 //! Whom the map serves: how each held-out entity's error goes with a number that says how well
-//! known the entity is (a `population` or `page_views` column of the dataset), as a Spearman
+//! known the entity is (a `population` or `page_views` column of the dataset, or the model's
+//! own surprisal of the name, where more means less familiar), as a Spearman
 //! correlation with a confidence interval, and that number's median per group. A map that is
 //! only good for big, well-documented places is a map of the training text's attention.
 
@@ -17,6 +18,10 @@ pub const COVERAGE_COLUMNS: [&str; 8] = [
     "visits",
     "count",
 ];
+
+/// The coverage column of the model's own surprisal of each name (nats per token), when it
+/// was measured.
+pub const SURPRISAL: &str = "surprisal";
 
 /// Fewest test entities with a value for a correlation.
 pub const MIN_COVERAGE_ROWS: usize = 10;

@@ -76,7 +76,7 @@ pub fn analyze(
             )?;
         }
     }
-    let analysis = Analysis::new(
+    let mut analysis = Analysis::new(
         dataset,
         split,
         opts,
@@ -85,6 +85,9 @@ pub fn analyze(
         acts.d_model,
         controls.random_init.is_some(),
     )?;
+    if let Some(s) = controls.name_surprisal {
+        analysis = analysis.with_name_surprisal(s)?;
+    }
     if !progress("check", 1, 1) {
         return Err(Error::Cancelled);
     }

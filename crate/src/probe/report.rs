@@ -424,6 +424,9 @@ pub struct EntityPrediction {
     /// `non_ascii`, `homonym`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub flags: Vec<String>,
+    /// The model's surprisal of the name inside the prompt (nats per token), when measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub surprisal: Option<f64>,
 }
 
 /// Predictions of every layer, for animating a map layer by layer: the held-out rows, and the

@@ -234,11 +234,11 @@ fn learning_sentence(l: &analysis::LearningReport) -> String {
             ("the n-grams", &l.ngram_code),
         ]
         .iter()
-        .filter_map(|(what, c)| c.as_ref().map(|c| format!("{what} {:.1}×", c.compression)))
+        .filter_map(|(what, c)| c.as_ref().map(|c| format!("{what} {:.2}×", c.compression)))
         .collect();
         out += &format!(
             "Description length: sent block by block, the probe compresses the training targets \
-             {:.1}× over a uniform code{}. ",
+             {:.2}× over a uniform code{}. ",
             c.compression,
             if others.is_empty() {
                 String::new()
