@@ -374,7 +374,8 @@ const currentSplit = () => $('split').value;
 async function fitAndShow(dataset, run, randomRun, opts) {
   const store = await storeReady;
   const split = currentSplit();
-  const key = await reportKey({ run: run.run, randomRun: randomRun ? randomRun.run : null, dataset: dataset.key, split, permutations, seed: String(SEED) });
+  const surprisal = surprisalFor(currentRequest());
+  const key = await reportKey({ run: run.run, randomRun: randomRun ? randomRun.run : null, dataset: dataset.key, split, permutations, seed: String(SEED), surprisal: surprisal ? 'v1' : undefined });
   $('probe-panel').hidden = false;
   let stored = await store.getReport(key);
   const t = performance.now();
@@ -389,6 +390,7 @@ async function fitAndShow(dataset, run, randomRun, opts) {
       randomInit: randomRun ? randomRun.data.slice() : undefined,
       firstTokenIds: run.firstTokenIds, dataset: dataset.name, csv: dataset.csv, split, permutations,
       modelName: state.info.name, modelSha256: state.info.sha256, template: opts.template, pooling: opts.pooling,
+      surprisal: surprisal ? surprisal.slice() : undefined,
     }, (p) => {
       if (p.stage !== 'layers') return;
       bar.max = p.total; bar.value = p.done;
@@ -469,6 +471,41 @@ async function showStoredState(modelRecord) {
   return false;
 }
 
+/** The names' surprisal measured for this model, prompt and names, when it was. */
+function surprisalFor({ names, opts }) {
+  const s = state.surprisal;
+  return s && s.sha256 === state.info?.sha256 && s.template === opts.template && s.names === names.join('\n') ? s.values : null;
+}
+
+/**
+ * "Colour by: the model's surprisal": scores each name with the model once (CPU, one more
+ * pass with the LM head), then re-fits so the report, the summary and the map carry it.
+ */
+async function colourBySurprisal() {
+  if ($('color-by').value !== 'surprisal' || !state.report || state.extracting || !state.info) return;
+  if (state.report.entities.some((e) => e.surprisal !== undefined && e.surprisal !== null)) return;
+  const { names, opts } = currentRequest();
+  if (surprisalFor({ names, opts })) return;
+  state.extracting = true; setBusy();
+  const bar = $('fit-progress');
+  try {
+    $('probe-status').textContent = 'Scoring each name with the model (its surprisal)…';
+    bar.hidden = false; bar.value = 0;
+    const values = await workers.surprisal(names, opts.template, (p) => {
+      bar.max = p.total; bar.value = p.done;
+      $('probe-status').textContent = `Scoring each name with the model (its surprisal): ${p.done} of ${p.total}.`;
+    });
+    state.surprisal = { sha256: state.info.sha256, template: opts.template, names: names.join('\n'), values };
+  } catch (e) {
+    showError(`Could not score the names: ${e.message}`);
+    return;
+  } finally {
+    bar.hidden = true;
+    state.extracting = false; setBusy();
+  }
+  await refit();
+}
+
 /** A changed split re-fits the activations in memory or in the store; the model does not run. */
 async function refit() {
   if (state.extracting || !state.info) return;
@@ -535,6 +572,7 @@ $('cancel').addEventListener('click', () => workers.cancel());
 $('download-acts').addEventListener('click', downloadActivations);
 $('export-acts').addEventListener('click', downloadActivations);
 $('split').addEventListener('change', refit);
+$('color-by').addEventListener('change', colourBySurprisal);
 $('dataset').addEventListener('change', showDataset);
 $('names').addEventListener('input', () => { $('dataset').value = 'custom'; showDataset(); });
 

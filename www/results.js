@@ -27,8 +27,7 @@ function drawLayer(layer) {
   const rep = current.report;
   $('layer-value').textContent = `${layer}${layer === rep.selected.layer ? ' (selected)' : ''}`;
   if (rep.dataset.target !== 'space') return;
-  const json = current.handle.map_scene(layer, $('color-by').value === 'longitude',
-    $('map-split').value === 'all');
+  const json = current.handle.map_scene(layer, $('color-by').value, $('map-split').value === 'all');
   if (json) {
     map.scene = JSON.parse(json);
     drawMap();

@@ -173,6 +173,7 @@ export class Store {
 }
 
 /** The key of a fitted report: the runs it was fitted on plus everything the fit reads. */
-export function reportKey({ run, randomRun, dataset, split, permutations, seed }) {
-  return sha256Hex(JSON.stringify({ FORMAT, run, randomRun, dataset, split, permutations, seed }));
+export function reportKey({ run, randomRun, dataset, split, permutations, seed, surprisal }) {
+  // A fit with the names' surprisal is another report; one without keeps its old key.
+  return sha256Hex(JSON.stringify({ FORMAT, run, randomRun, dataset, split, permutations, seed, ...(surprisal ? { surprisal } : {}) }));
 }

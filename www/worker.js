@@ -127,12 +127,16 @@ self.onmessage = async (ev) => {
       await ready;
       const report = fit_probes(msg.data, msg.nLayers, msg.dModel, msg.randomInit, msg.firstTokenIds,
         msg.dataset, msg.csv, msg.split, msg.permutations, 0n, msg.modelName, msg.modelSha256, msg.template, msg.pooling,
-        (stage, done, total) => post({ type: 'fit-progress', stage, done, total }));
+        msg.surprisal, (stage, done, total) => post({ type: 'fit-progress', stage, done, total }));
       try {
         post({ type: 'fitted', report: report.to_json(), scenes: report.scenes() });
       } finally {
         report.free();
       }
+    }
+    else if (msg.type === 'surprisal') {
+      const values = lab.name_surprisal(msg.names, msg.template, (done, total) => post({ type: 'surprisal-progress', done, total }));
+      post({ type: 'surprisal', values }, [values.buffer]);
     }
     else if (msg.type === 'safetensors') {
       const bytes = lab.safetensors(msg.data, msg.names, msg.tokensPerEntity, msg.template, msg.pooling, msg.datasetName);

@@ -126,6 +126,15 @@ export class WorkerPool {
     return { report: m.report, scenes: m.scenes };
   }
 
+  /**
+   * The model's surprisal of each name inside the prompt (nats per token, NaN where not
+   * scored), on worker 0's CPU model; onProgress({done, total}) after each batch.
+   */
+  async surprisal(names, template, onProgress = () => {}) {
+    const m = await this.request(0, { type: 'surprisal', names, template }, ['surprisal'], (p) => { if (p.type === 'surprisal-progress') onProgress(p); });
+    return m.values;
+  }
+
   /** A safetensors file of gathered activations, made by worker 0's core. */
   async safetensors(args) {
     const m = await this.request(0, { type: 'safetensors', ...args }, ['safetensors']);

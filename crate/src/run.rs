@@ -139,13 +139,13 @@ pub fn extract_both(
 /// could be scored): one more CPU forward pass over the prompts, with the LM head.
 pub fn name_surprisal(
     loaded: &LoadedModel,
-    dataset: &Dataset,
+    names: &[String],
     template: &Template,
     progress: &mut StageProgress,
 ) -> Result<Vec<Option<f64>>> {
     let entities = extract::tokenize_entities(
         &loaded.tokenizer,
-        &dataset.names,
+        names,
         template,
         loaded.model.config.context_length,
     )?;

@@ -105,6 +105,25 @@ impl Lab {
         .map_err(js_err)
     }
 
+    /// The model's surprisal of each name inside the prompt (nats per token, NaN where none
+    /// of its tokens could be scored), on the CPU; `on_progress(done, total)` after each batch.
+    pub fn name_surprisal(
+        &self,
+        names: Vec<String>,
+        template: &str,
+        on_progress: Option<js_sys::Function>,
+    ) -> Result<Vec<f64>, JsError> {
+        let template = Template::new(template).map_err(js_err)?;
+        let values = crate::run::name_surprisal(&self.loaded, &names, &template, &mut |_, d, t| {
+            if let Some(f) = &on_progress {
+                let _ = f.call2(&JsValue::NULL, &(d as u32).into(), &(t as u32).into());
+            }
+            true
+        })
+        .map_err(js_err)?;
+        Ok(values.into_iter().map(|v| v.unwrap_or(f64::NAN)).collect())
+    }
+
     /// Tokens in each prepared entity's prompt.
     pub fn tokens_per_entity(&self) -> Vec<u32> {
         self.entities.iter().map(|e| e.ids.len() as u32).collect()
@@ -347,7 +366,8 @@ pub fn read_dataset(file_name: &str, bytes: &[u8]) -> Result<String, JsError> {
 /// Fits the probes with every control on activations `[layers + 1][entities][d_model]` (from
 /// the page's extraction, or any other source) for a built-in dataset or CSV bytes, and returns
 /// the [`Report`]. `random_init` (same shape) enables the random-init control; an empty
-/// `first_token_ids` skips the control task; `on_progress(stage, done, total)` hears each stage.
+/// `first_token_ids` skips the control task; `surprisal` (one per entity, NaN = not scored) adds
+/// the names' surprisal to the report; `on_progress(stage, done, total)` hears each stage.
 #[wasm_bindgen]
 #[allow(clippy::too_many_arguments)]
 pub fn fit_probes(
@@ -365,6 +385,7 @@ pub fn fit_probes(
     model_sha256: &str,
     prompt: &str,
     pooling: &str,
+    surprisal: Option<Vec<f64>>,
     on_progress: Option<js_sys::Function>,
 ) -> Result<Report, JsError> {
     let (dataset, _) =
@@ -400,11 +421,14 @@ pub fn fit_probes(
         seed,
         ..Default::default()
     };
+    // NaN marks a name the model could not score.
+    let surprisal: Option<Vec<Option<f64>>> =
+        surprisal.map(|v| v.into_iter().map(|x| x.is_finite().then_some(x)).collect());
     let report = crate::run::fit(
         &acts,
         &meta,
         random.as_ref(),
-        None,
+        surprisal.as_deref(),
         &dataset,
         &split,
         &opts,
@@ -466,16 +490,17 @@ impl Report {
     /// The map at one layer (scene JSON, with its `points` for hover and tap) for the layer
     /// slider: the held-out places, and with `show_train` the training places too (faded;
     /// where the report has their predictions). Empty when there is none.
+    /// `color_by`: `group`, `longitude` or `surprisal`.
     pub fn map_scene(
         &self,
         layer: usize,
-        color_by_longitude: bool,
+        color_by: &str,
         show_train: bool,
     ) -> Result<String, JsError> {
-        let color_by = if color_by_longitude {
-            ColorBy::ByTrueLongitude
-        } else {
-            ColorBy::ByGroup
+        let color_by = match color_by {
+            "longitude" => ColorBy::ByTrueLongitude,
+            "surprisal" => ColorBy::Surprisal,
+            _ => ColorBy::ByGroup,
         };
         Ok(
             figures::map_scene_at_layer(&self.report, layer, color_by, show_train)

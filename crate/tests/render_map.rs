@@ -281,6 +281,7 @@ fn place(
         pred_lon: plon,
         group: group.into(),
         is_test,
+        surprisal: None,
     }
 }
 
@@ -788,4 +789,65 @@ fn group_proximity_error_places_its_test_places_among_every_prediction() {
         let got = g.proximity_error.unwrap();
         assert!((got - want).abs() < 1e-12, "{}: {got} vs {want}", g.group);
     }
+}
+
+#[test]
+fn surprisal_shades_the_places_on_a_ramp_with_a_colour_bar() {
+    let opts = MapOptions {
+        color_by: ColorBy::Surprisal,
+        ..MapOptions::default()
+    };
+    let mut pts: Vec<MapPoint> = (0..21)
+        .map(|i| {
+            let mut p = place(
+                &format!("p{i}"),
+                0.0,
+                -100.0 + 10.0 * i as f64,
+                0.0,
+                0.0,
+                "",
+                true,
+            );
+            p.surprisal = Some(i as f64);
+            p
+        })
+        .collect();
+    pts[20].surprisal = None;
+    let s = map_scene(&pts, &opts);
+    let fills: Vec<String> = s
+        .items
+        .iter()
+        .filter_map(|it| match it {
+            render::Item::Circle {
+                r, fill: Some(f), ..
+            } if *r == 3.0 => Some(f.clone()),
+            _ => None,
+        })
+        .collect();
+    // The lowest surprisal is at the ramp's light end, the highest at its dark end (the ramp
+    // spans the 5th to 95th percentile), a place without one is grey.
+    let has = |c: String| fills.iter().any(|f| f.starts_with(&c));
+    assert!(has(render::ramp_color(0.0)), "{fills:?}");
+    assert!(has(render::ramp_color(1.0)), "{fills:?}");
+    assert!(has("#666666".into()), "{fills:?}");
+    let texts: Vec<&str> = s
+        .items
+        .iter()
+        .filter_map(|it| match it {
+            render::Item::Text { text, .. } => Some(text.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        texts.contains(&"model's surprisal of the name (nats/token)"),
+        "{texts:?}"
+    );
+    // Nothing measured: every place grey, and the legend says so.
+    for p in &mut pts {
+        p.surprisal = None;
+    }
+    let s = map_scene(&pts, &opts);
+    assert!(s.items.iter().any(
+        |it| matches!(it, render::Item::Text { text, .. } if text == "no surprisal measured")
+    ));
 }

@@ -5,7 +5,7 @@ import { readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { ROOT, launch, mapPixels, openLab, readSafetensors, startServer, waitForReport } from './harness.mjs';
+import { ROOT, launch, mapPixels, openLab, readSafetensors, startServer, waitForProgress, waitForReport } from './harness.mjs';
 
 let server, browser;
 before(async () => { server = await startServer(); browser = await launch(); });
@@ -140,6 +140,22 @@ test('200 places: extraction, probes, summary, chart and map', async () => {
     const png = await save(b);
     assert.deepEqual([...png.bytes.subarray(0, 8)], [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a], `${png.name} is not a PNG`);
   }
+
+  // Colour by the model's surprisal of each name: the page scores the names once, re-fits, and
+  // the map shades its places by it (a colour bar instead of the continents' legend).
+  const groupMap = await page.evaluate(() => document.getElementById('map-canvas').toDataURL());
+  await page.selectOption('#color-by', 'surprisal');
+  await waitForProgress(page, () => window.probelab.report?.entities.every((e) => typeof e.surprisal === 'number'),
+    { what: 'the surprisal re-fit' });
+  const rs = await page.evaluate(() => window.probelab.report);
+  assert.deepEqual(rs.coverage.map((c) => c.column), ['population', 'surprisal']);
+  assert.ok(rs.entities.every((e) => e.surprisal > 0), 'every name is scored after a line break');
+  assert.ok((await page.textContent('#summary')).includes('the held-out error against surprisal'));
+  await page.waitForFunction(() => window.probelab.map.scene?.items.some((it) => it.kind === 'text' && it.text.startsWith("model's surprisal of the name")));
+  const shaded = await page.evaluate(() => document.getElementById('map-canvas').toDataURL());
+  assert.notEqual(shaded, groupMap, 'the map did not change colour');
+  const hits = await page.evaluate(() => window.probelab.map.scene.points.length);
+  assert.equal(hits, rs.split.n_test);
   assert.deepEqual(pageErrors, []);
   await page.close();
 });

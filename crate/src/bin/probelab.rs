@@ -370,7 +370,7 @@ fn run(cli: Cli) -> Result<()> {
                 !no_random_init,
                 &mut progress,
             )?;
-            let surprisal = run::name_surprisal(&m, &dataset, &template, &mut progress)?;
+            let surprisal = run::name_surprisal(&m, &dataset.names, &template, &mut progress)?;
             let meta = ActsMeta::for_dataset(
                 &m.model.config.name,
                 &m.sha256,

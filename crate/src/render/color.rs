@@ -52,6 +52,25 @@ pub fn longitude_color(lon: f64) -> String {
     format!("#{:02x}{:02x}{:02x}", ch(0.0), ch(1.0), ch(2.0))
 }
 
+/// A sequential colour for `t` in 0..=1 (clamped): yellow through teal to dark purple,
+/// viridis' ends and middle, a ramp that stays ordered in grey and for the common colour-vision
+/// deficiencies.
+pub fn ramp_color(t: f64) -> String {
+    let t = if t.is_finite() {
+        t.clamp(0.0, 1.0)
+    } else {
+        0.5
+    };
+    let stops = [[0xfd, 0xe7, 0x25], [0x21, 0x91, 0x8c], [0x44, 0x01, 0x54]];
+    let (a, b, u) = if t < 0.5 {
+        (stops[0], stops[1], 2.0 * t)
+    } else {
+        (stops[1], stops[2], 2.0 * t - 1.0)
+    };
+    let ch = |k: usize| (a[k] as f64 + (b[k] as f64 - a[k] as f64) * u).round() as u8;
+    format!("#{:02x}{:02x}{:02x}", ch(0), ch(1), ch(2))
+}
+
 /// Parses `#rgb`, `#rrggbb` or `#rrggbbaa` into RGBA bytes.
 pub fn parse_color(s: &str) -> Result<[u8; 4]> {
     let bad = || Error::Input(format!("colour '{s}' is not #rgb, #rrggbb or #rrggbbaa"));

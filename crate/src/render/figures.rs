@@ -431,6 +431,7 @@ pub fn map_scene(report: &Report, show_train: bool, color_by: ColorBy) -> Result
             pred_lon: wrap_longitude(e.predicted[1]),
             group: e.group.clone().unwrap_or_default(),
             is_test: e.split == "test",
+            surprisal: e.surprisal,
         })
         .collect();
     let s = &report.selected;
@@ -488,6 +489,7 @@ pub fn map_scene_at_layer(
             pred_lon: wrap_longitude(pred[1]),
             group: e.group.clone().unwrap_or_default(),
             is_test,
+            surprisal: e.surprisal,
         })
     };
     let mut points: Vec<MapPoint> = lp

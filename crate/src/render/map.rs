@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::color::{
-    longitude_color, with_alpha, BACKGROUND, BORDER, CONTINENT_COLORS, INK, LAND, MUTED, OCEAN,
-    PALETTE,
+    longitude_color, ramp_color, with_alpha, BACKGROUND, BORDER, CONTINENT_COLORS, INK, LAND,
+    MUTED, OCEAN, PALETTE,
 };
 use super::font::text_width;
 use super::geo;
@@ -27,6 +27,9 @@ pub struct MapPoint {
     /// Colour group (a continent name gets its fixed colour; other groups get palette colours).
     pub group: String,
     pub is_test: bool,
+    /// The model's surprisal of the name (nats per token), for [`ColorBy::Surprisal`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub surprisal: Option<f64>,
 }
 
 /// How map points are coloured.
@@ -39,6 +42,9 @@ pub enum ColorBy {
     /// By true longitude on a cyclic colour ramp, with a colour bar: a probe that keeps the
     /// east–west order shows the rainbow in order.
     ByTrueLongitude,
+    /// By the model's surprisal of the name on a sequential ramp (familiar = light, surprising
+    /// = dark), with a colour bar over the shown points' range; points without one are grey.
+    Surprisal,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -231,9 +237,21 @@ pub fn map_scene(points: &[MapPoint], opts: &MapOptions) -> Scene {
         })
         .collect();
     let colors = group_colors(shown.iter().map(|p| p.group.as_str()));
+    // The surprisal ramp spans the shown points' 5th to 95th percentile, so a few odd names
+    // do not wash out the rest.
+    let ramp = {
+        let mut v: Vec<f64> = shown.iter().filter_map(|p| p.surprisal).collect();
+        v.sort_by(f64::total_cmp);
+        let q = |f: f64| v[((v.len() - 1) as f64 * f).round() as usize];
+        (!v.is_empty()).then(|| (q(0.05), q(0.95).max(q(0.05) + 1e-9)))
+    };
     let color_of = |p: &MapPoint| match opts.color_by {
         ColorBy::ByGroup => colors[&p.group].clone(),
         ColorBy::ByTrueLongitude => longitude_color(p.true_lon),
+        ColorBy::Surprisal => match (p.surprisal, ramp) {
+            (Some(v), Some((lo, hi))) => ramp_color((v - lo) / (hi - lo)),
+            _ => MUTED.to_string(),
+        },
     };
     let dot_r = if shown.len() > 1500 { 2.2 } else { 3.0 };
     for test in [false, true] {
@@ -318,6 +336,29 @@ pub fn map_scene(points: &[MapPoint], opts: &MapOptions) -> Scene {
             }
         }
         ColorBy::ByGroup => {}
+        ColorBy::Surprisal => {
+            let bw = (f.w * 0.2).clamp(100.0, 220.0);
+            let top = f.y + f.h - 44.0;
+            s.rect(lx - 4.0, top - 4.0, bw + 24.0, 46.0, "#ffffffcc");
+            let label = match ramp {
+                Some(_) => "model's surprisal of the name (nats/token)",
+                None => "no surprisal measured",
+            };
+            s.label(lx + 4.0, top + 9.0, label, 11.0, Anchor::Left, INK);
+            if let Some((lo, hi)) = ramp {
+                let n = 24;
+                for i in 0..n {
+                    let x0 = lx + 4.0 + bw * i as f64 / n as f64;
+                    let c = ramp_color((i as f64 + 0.5) / n as f64);
+                    s.rect(x0, top + 14.0, bw / n as f64 + 0.6, 9.0, &c);
+                }
+                for (i, v) in [lo, hi].iter().enumerate() {
+                    let x = lx + 4.0 + bw * i as f64;
+                    let anchor = [Anchor::Left, Anchor::Right][i];
+                    s.label(x, top + 35.0, &format!("{v:.1}"), 10.0, anchor, MUTED);
+                }
+            }
+        }
         ColorBy::ByTrueLongitude => {
             let bw = (f.w * 0.2).clamp(100.0, 220.0);
             let top = f.y + f.h - 44.0;

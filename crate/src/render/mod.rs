@@ -23,8 +23,8 @@ pub mod figures;
 pub mod verdict;
 
 pub use color::{
-    longitude_color, parse_color, with_alpha, BACKGROUND, BORDER, CONTINENT_COLORS, LAND, OCEAN,
-    PALETTE,
+    longitude_color, parse_color, ramp_color, with_alpha, BACKGROUND, BORDER, CONTINENT_COLORS,
+    LAND, OCEAN, PALETTE,
 };
 pub use font::text_width;
 pub use layer_curve::{
