@@ -268,13 +268,14 @@ mod tests {
             })
             .collect();
         pred[3] = truth[3]; // a perfect prediction
-                            // The definition, by haversines.
+
+        // The definition, by haversines: other entities' predictions nearer the true place.
         let n = truth.len();
         let want = (0..n)
             .map(|i| {
                 let miss = great_circle_km(truth[i], pred[i]);
                 let closer = (0..n)
-                    .filter(|&j| j != i && great_circle_km(truth[i], truth[j]) < miss)
+                    .filter(|&j| j != i && great_circle_km(truth[i], pred[j]) < miss)
                     .count();
                 closer as f64 / (n - 1) as f64
             })
