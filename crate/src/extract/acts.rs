@@ -12,6 +12,9 @@ use crate::extract::{Activations, Pooling};
 
 pub use crate::model::LAYER_CONVENTION;
 
+/// The random-initialised model's activations are saved beside the model's under this name.
+pub const RANDOM_INIT_FILE: &str = "acts_random_init.safetensors";
+
 /// What the activations are of; stored as safetensors metadata.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ActsMeta {

@@ -6,6 +6,9 @@
 //! small; results return in the input order, and batching never changes them.
 
 pub mod acts;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod import;
+pub mod npy;
 
 use crate::error::{Error, Result};
 use crate::model::gguf::Config;
