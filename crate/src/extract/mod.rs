@@ -93,13 +93,16 @@ impl EntityTokens {
     }
 }
 
-/// Batches of entity indices, shortest prompts first, so that padding within a batch stays
-/// small. Every engine runs entities in this order; results land in input order regardless.
+/// Batches of entity indices, shortest prompts first, and only prompts of one length in a
+/// batch: with no padding, an entity's vector does not depend on which others share its batch,
+/// so a list cut into shards (workers, machines) gives the very vectors of the whole list, bit
+/// for bit. Every engine runs entities in this order; results land in input order regardless.
 pub fn plan_batches(entities: &[EntityTokens], batch_size: usize) -> Vec<Vec<usize>> {
     let mut order: Vec<usize> = (0..entities.len()).collect();
     order.sort_by_key(|&i| entities[i].ids.len());
     order
-        .chunks(batch_size.max(1))
+        .chunk_by(|&a, &b| entities[a].ids.len() == entities[b].ids.len())
+        .flat_map(|same_length| same_length.chunks(batch_size.max(1)))
         .map(<[usize]>::to_vec)
         .collect()
 }
@@ -275,8 +278,14 @@ impl Forward for Llama {
     ) -> Result<Vec<f32>> {
         let d = self.config.d_model;
         let mut rows = vec![0.0; (self.config.n_layers + 1) * which.len() * d];
-        let seqs: Vec<Vec<u32>> = which.iter().map(|&i| entities[i].ids.clone()).collect();
+        let mut seqs: Vec<Vec<u32>> = which.iter().map(|&i| entities[i].ids.clone()).collect();
         let len = seqs.iter().map(Vec::len).max().unwrap_or(0);
+        // A lone one-token prompt makes one-row matrix products, which candle computes on
+        // another path (matrix-vector) a few ulps away from the many-row one: run it twice, so
+        // that its vector is the one any other batch gives it.
+        if seqs.len() == 1 && len == 1 {
+            seqs.push(seqs[0].clone());
+        }
         self.forward_layers(&seqs, |layer, hidden| {
             let flat = to_flat(hidden)?;
             for (row, &e) in which.iter().enumerate() {
