@@ -556,10 +556,19 @@ fn from_arrays(
         tokens_per_entity: vec![0; entities],
         first_token_ids: Vec::new(),
     };
-    let layout_text = match layout {
+    let mut layout_text = match layout {
         Layout::EntitiesFirst => "[entities, layers+1, d]",
         _ => "[layers+1, entities, d]",
-    };
+    }
+    .to_string();
+    if tensor == "hidden_states" {
+        // transformers puts the final norm's output at the last index; Probelab's last layer is
+        // the residual stream before it (crate/tests/import_hf.rs measures both).
+        layout_text.push_str(
+            "; HF hidden_states: index 0 is the embedding output (layer 0), the last index is \
+             after the model's final norm",
+        );
+    }
     let mut imported = Imported {
         acts,
         meta: ActsMeta {
