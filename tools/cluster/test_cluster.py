@@ -32,9 +32,9 @@ def run(cmd, **kw):
     return p
 
 
-def ray_extract(out, csv, *extra):
+def ray_extract(out, csv, *extra, probelab=BIN):
     return [sys.executable, EXTRACT, "--model", MODEL, "--names", csv, "--out", out,
-            "--workers", "2", "--probelab", BIN, *extra]
+            "--workers", "2", "--probelab", probelab, *extra]
 
 
 @pytest.fixture(scope="module")
@@ -164,3 +164,34 @@ def test_a_killed_worker_has_its_shard_retried(places):
     assert len(retried) >= 1, starts
     assert all(ev[(s["file"], "done")] == 1 for s in manifest["shards"]), ev
     assert_same(merged, single)
+
+
+def test_a_failed_probelab_is_retried_and_an_exhausted_shard_reported(places, tmp_path):
+    d, csv, single, _ = places
+    # A probelab that fails on its first call for the shard starting at entity 100 (as a
+    # crash or a full disk would), then works: the retry makes the result whole.
+    flaky = tmp_path / "flaky-probelab"
+    marker = tmp_path / "failed-once"
+    flaky.write_text(
+        "#!/bin/sh\n"
+        f'case "$*" in *shard-0000100-*) if [ ! -e {marker} ]; then touch {marker}; '
+        'echo "simulated failure" >&2; exit 3; fi;; esac\n'
+        f'exec {BIN} "$@"\n')
+    flaky.chmod(0o755)
+    out = d / "flaky"
+    run(ray_extract(out, csv, "--shard-size", "100", probelab=flaky))
+    ev = events(out)
+    assert ev[("shard-0000100-0000200.safetensors", "failed")] == 1, ev
+    assert ev[("shard-0000100-0000200.safetensors", "done")] == 1, ev
+    _, merged = load_sharded(out)
+    assert_same(merged, single)
+    # A probelab that always fails: the shard is reported after its retries, the others are kept
+    # for a re-run, and no manifest is written.
+    out = d / "broken"
+    cmd = ray_extract(out, csv, "--shard-size", "200", "--retries", "1", probelab="/bin/false")
+    p = subprocess.run([str(c) for c in cmd], capture_output=True, text=True)
+    assert p.returncode != 0
+    assert "2 shards failed" in p.stderr and "re-run to retry them" in p.stderr, p.stderr
+    assert "failed after 1 retries" in p.stdout, p.stdout
+    assert not (out / "manifest.json").exists()
+    assert events(out)[("shard-0000000-0000200.safetensors", "failed")] == 2

@@ -173,7 +173,8 @@ pub fn read(path: &Path, opts: &ImportOptions) -> Result<Imported> {
         }
     };
     if let Some(names) = &opts.names {
-        check_same_names(&imported.meta.names, names, "the file", "the names file")?;
+        check_same_names(&imported.meta.names, names, "the file", "the names file")
+            .map_err(|e| within(path, e))?;
     }
     check_finite(&imported.acts, &imported.meta.names).map_err(|e| within(path, e))?;
     Ok(imported)
@@ -665,7 +666,12 @@ fn read_shards(manifest_path: &Path, opts: &ImportOptions) -> Result<Imported> {
             ),
         ));
     }
-    let mut parts: Vec<(PathBuf, Activations, ActsMeta)> = Vec::new();
+    // Shard by shard into the merged array: one shard in memory beside it, not all of them.
+    let n = manifest.n_entities;
+    let mut first: Option<(PathBuf, ActsMeta)> = None;
+    let mut merged = Activations::zeros(0, 0, 0);
+    let mut names = Vec::with_capacity(n);
+    let mut all_first_ids = true;
     for s in &shards {
         let p = dir.join(&s.file);
         if !p.exists() {
@@ -693,52 +699,55 @@ fn read_shards(manifest_path: &Path, opts: &ImportOptions) -> Result<Imported> {
                 ),
             ));
         }
-        if let Some((p0, a0, m0)) = parts.first() {
-            let same = (
-                a.n_layers,
-                a.d_model,
-                &m.model_sha256,
-                &m.prompt_template,
-                m.pooling,
-            ) == (
-                a0.n_layers,
-                a0.d_model,
-                &m0.model_sha256,
-                &m0.prompt_template,
-                m0.pooling,
-            );
-            if !same {
-                return Err(bad(
-                    &p,
-                    format!(
-                        "is not of the same extraction as {}: model, prompt, pool or shape differ",
-                        p0.display()
-                    ),
-                ));
+        match &first {
+            None => {
+                merged = Activations::zeros(a.n_layers, n, a.d_model);
+                first = Some((p.clone(), m.clone()));
+            }
+            Some((p0, m0)) => {
+                let same = (
+                    a.n_layers,
+                    a.d_model,
+                    &m.model_sha256,
+                    &m.prompt_template,
+                    m.pooling,
+                ) == (
+                    merged.n_layers,
+                    merged.d_model,
+                    &m0.model_sha256,
+                    &m0.prompt_template,
+                    m0.pooling,
+                );
+                if !same {
+                    return Err(bad(
+                        &p,
+                        format!(
+                            "is not of the same extraction as {}: model, prompt, pool or shape differ",
+                            p0.display()
+                        ),
+                    ));
+                }
             }
         }
-        parts.push((p, a, m));
-    }
-    let (_, first, m0) = &parts[0];
-    let (l1, d, n) = (first.n_layers + 1, first.d_model, manifest.n_entities);
-    let mut merged = Activations::zeros(first.n_layers, n, d);
-    let keep_first_ids = parts
-        .iter()
-        .all(|(_, a, _)| a.first_token_ids.len() == a.n_entities);
-    merged.first_token_ids = Vec::with_capacity(n);
-    let mut names = Vec::with_capacity(n);
-    for ((_, a, m), s) in parts.iter().zip(&shards) {
-        for l in 0..l1 {
+        let d = a.d_model;
+        for l in 0..=a.n_layers {
             let to = (l * n + s.start) * d;
             merged.data[to..to + a.n_entities * d].copy_from_slice(a.layer(l));
         }
         merged.tokens_per_entity[s.start..s.end].copy_from_slice(&a.tokens_per_entity);
-        merged.first_token_ids.extend_from_slice(&a.first_token_ids);
-        names.extend(m.names.iter().cloned());
+        if a.first_token_ids.len() == a.n_entities {
+            merged.first_token_ids[s.start..s.end].copy_from_slice(&a.first_token_ids);
+        } else {
+            all_first_ids = false;
+        }
+        names.extend(m.names);
     }
-    if !keep_first_ids {
+    if !all_first_ids {
         merged.first_token_ids.clear();
     }
+    let Some((_, m0)) = first else {
+        return Err(bad(manifest_path, "the manifest lists no shards"));
+    };
     let meta = ActsMeta {
         dataset_name: manifest
             .dataset_name
