@@ -103,7 +103,7 @@ fn streamed_batch_rows_equal_the_whole_extraction() {
     };
     let whole = extract::extract(&m.model, &ents, &opts, &mut |_, _, _| true).unwrap();
     let (layers, d) = (m.model.config.n_layers + 1, m.model.config.d_model);
-    let batches = extract::plan_batches(&ents, opts.batch_size);
+    let batches = extract::plan_batches(&ents, opts.batch_size, extract::Batching::SameLength);
     assert!(batches.len() > 1);
     let mut seen = vec![false; names.len()];
     for which in &batches {

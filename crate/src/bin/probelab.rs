@@ -157,7 +157,7 @@ struct ImportArgs {
     /// 'activations', else 'hidden_states', else the only 3-d float array).
     #[arg(long)]
     tensor: Option<String>,
-    /// The random-initialised model's activations (same entities, same format) for that
+    /// The random-initialised model's activations (same entities, any of these formats) for that
     /// control; without it the report says the control is missing.
     #[arg(long)]
     random_init: Option<PathBuf>,
