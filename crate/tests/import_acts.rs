@@ -141,6 +141,30 @@ fn an_ambiguous_shape_needs_the_layout_flag() {
 }
 
 #[test]
+fn numpy_bytes_names_and_a_version_2_header() {
+    let got = import::read(&fixture("import/bytes_names_v2.npz"), &Default::default()).unwrap();
+    assert_fixture_values(&got.acts);
+    assert_eq!(got.meta.names, names());
+}
+
+#[test]
+fn numpy_files_we_refuse_say_why() {
+    let e = err(import::read(
+        &fixture("import/fortran_order.npy"),
+        &with_names(),
+    ));
+    assert!(
+        e.contains("Fortran order") && e.contains("ascontiguousarray"),
+        "{e}"
+    );
+    let e = err(import::read(
+        &fixture("import/object_names.npz"),
+        &Default::default(),
+    ));
+    assert!(e.contains("names.npy") && e.contains("object array"), "{e}");
+}
+
+#[test]
 fn a_nan_is_named_by_layer_and_entity() {
     let e = err(import::read(
         &fixture("import/nan_at_l2_e3.npz"),
@@ -564,6 +588,17 @@ fn the_random_init_control_from_a_second_file_or_missing() {
         e.contains("random-init") && e.contains("row 1") && e.contains("'Lima'"),
         "{e}"
     );
+    // A control of another shape (not the same architecture).
+    let narrow: Vec<f32> = (0..4 * 5 * 2).map(|i| i as f32).collect();
+    write_safetensors(
+        &d.join("narrow.safetensors"),
+        &[("activations", vec![4, 5, 2], &narrow, false)],
+        &[],
+    );
+    let e = import::read_run(&lf, Some(&d.join("narrow.safetensors")), &with_names())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("width 2, the model's 3 of width 3"), "{e}");
     // Probelab's own file finds its twin beside it.
     let (a, m) = probelab_sample(6);
     let d = tmp("twin");

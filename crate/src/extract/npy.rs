@@ -72,6 +72,11 @@ fn parse_descr(descr: &str) -> Result<Elem> {
         return Err(bad(format!("dtype '{d}' is not a simple NumPy dtype")));
     }
     let (kind, size) = rest.split_at(rest.len().min(1));
+    if kind == "O" {
+        return Err(bad(
+            "an object array (pickled Python objects) cannot be read safely; save strings with np.array(list_of_str) and numbers as floats",
+        ));
+    }
     let size: usize = size
         .parse()
         .map_err(|_| bad(format!("dtype '{d}' is not a simple NumPy dtype")))?;
@@ -82,9 +87,6 @@ fn parse_descr(descr: &str) -> Result<Elem> {
             big_endian,
         }),
         ("S", n) => Ok(Elem::Bytes { len: n }),
-        ("O", _) => Err(bad(
-            "an object array (pickled Python objects) cannot be read safely; save strings with np.array(list_of_str) and numbers as floats",
-        )),
         _ => Err(bad(format!(
             "dtype '{d}' is not read: activations must be float16, float32 or float64, names unicode or bytes"
         ))),
@@ -206,7 +208,10 @@ pub fn read_npz(bytes: &[u8]) -> Result<Vec<(String, NpyArray)>> {
         member
             .read_to_end(&mut buf)
             .map_err(|e| bad_zip(format!("{name}: {e}")))?;
-        let array = read_npy(&buf).map_err(|e| bad_zip(format!("{name}: {e}")))?;
+        let array = read_npy(&buf).map_err(|e| match e {
+            Error::Input(m) => bad_zip(format!("{name}: {m}")),
+            e => e,
+        })?;
         out.push((name.trim_end_matches(".npy").to_string(), array));
     }
     Ok(out)
