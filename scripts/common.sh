@@ -87,3 +87,17 @@ setup_node() {
 }
 
 setup_vulkan() { apt_install mesa-vulkan-drivers libvulkan1; }
+
+# tools/cluster's Python: Ray and the test's readers in tools/cluster/.venv (pinned).
+setup_cluster() {
+  if ! command -v python3 >/dev/null 2>&1 || ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
+    apt_install python3 python3-venv
+  fi
+  "$ROOT/tools/cluster/setup.sh"
+}
+
+# A local Ray cluster of 2 CPU workers extracts 400 names in shards (tools/cluster/test_cluster.py).
+cluster_tests() {
+  PROBELAB_BIN="$CARGO_TARGET_DIR/release/probelab" \
+    "$ROOT/tools/cluster/.venv/bin/python" -m pytest -q -p no:cacheprovider "$ROOT/tools/cluster/test_cluster.py"
+}

@@ -159,74 +159,7 @@ pub fn name_surprisal(
     )
 }
 
-/// The names' surprisals are saved beside the activations under this name (a JSON array, null
-/// where a name was not scored).
-pub const SURPRISAL_FILE: &str = "name_surprisal.json";
-
-/// The random-initialised model's activations are saved beside the model's under this name.
-pub const RANDOM_INIT_FILE: &str = "acts_random_init.safetensors";
-
-/// Saved activations, and the random-initialised twin's when its file stands beside them.
-#[cfg(not(target_arch = "wasm32"))]
-pub struct SavedActivations {
-    pub acts: Activations,
-    pub meta: ActsMeta,
-    pub random_init: Option<Activations>,
-    /// Where the twin was looked for (to say so when it is not there).
-    pub random_init_path: std::path::PathBuf,
-    /// The names' surprisals ([`SURPRISAL_FILE`] beside the activations), when saved.
-    pub name_surprisal: Option<Vec<Option<f64>>>,
-}
-
-/// Reads an activation file and its random-init twin ([`RANDOM_INIT_FILE`] in the same folder),
-/// refusing a twin of another model or another list of names.
-#[cfg(not(target_arch = "wasm32"))]
-pub fn read_saved(path: &std::path::Path) -> Result<SavedActivations> {
-    let read = |p: &std::path::Path| -> Result<_> {
-        let bytes = std::fs::read(p).map_err(|e| Error::io(p.display().to_string(), e))?;
-        crate::extract::acts::from_safetensors(&bytes)
-    };
-    let (acts, meta) = read(path)?;
-    let random_init_path = path.with_file_name(RANDOM_INIT_FILE);
-    let random_init = if random_init_path.exists() {
-        let (r, r_meta) = read(&random_init_path)?;
-        if r_meta.model_sha256 != meta.model_sha256 || r_meta.names != meta.names {
-            return Err(Error::Input(format!(
-                "{} is not the random-init twin of {}",
-                random_init_path.display(),
-                path.display()
-            )));
-        }
-        Some(r)
-    } else {
-        None
-    };
-    let surprisal_path = path.with_file_name(SURPRISAL_FILE);
-    let name_surprisal = if surprisal_path.exists() {
-        let text = std::fs::read_to_string(&surprisal_path)
-            .map_err(|e| Error::io(surprisal_path.display().to_string(), e))?;
-        let v: Vec<Option<f64>> = serde_json::from_str(&text)
-            .map_err(|e| Error::Input(format!("{}: {e}", surprisal_path.display())))?;
-        if v.len() != meta.names.len() {
-            return Err(Error::Input(format!(
-                "{} holds {} surprisals for {} entities",
-                surprisal_path.display(),
-                v.len(),
-                meta.names.len()
-            )));
-        }
-        Some(v)
-    } else {
-        None
-    };
-    Ok(SavedActivations {
-        acts,
-        meta,
-        random_init,
-        random_init_path,
-        name_surprisal,
-    })
-}
+pub use crate::extract::acts::{RANDOM_INIT_FILE, SURPRISAL_FILE};
 
 /// Fits the probes and every control on saved or fresh activations.
 #[allow(clippy::too_many_arguments)]
@@ -266,4 +199,18 @@ pub fn fit(
         &ctx,
         &mut |s, d, t| progress(s, d, t),
     )
+}
+
+/// Records in the report where the activations came from and where the random-initialised
+/// control's came from (or that it is missing), for activations read from files.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn note_source(report: &mut Report, imported: &crate::extract::import::ImportedRun) {
+    report.notes.insert(
+        "activations.source".into(),
+        imported.real.source.to_string(),
+    );
+    report.notes.insert(
+        "activations.random_init".into(),
+        imported.random_init_note.clone(),
+    );
 }

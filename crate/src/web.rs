@@ -83,7 +83,9 @@ impl Lab {
             self.loaded.model.config.context_length,
         )
         .map_err(js_err)?;
-        self.batches = extract::plan_batches(&entities, batch_size);
+        // The page's batches serve its WebGPU and its WebAssembly workers alike: the fewest
+        // (a SwiftShader submission costs about the same whatever its size).
+        self.batches = extract::plan_batches(&entities, batch_size, extract::Batching::Padded);
         *self.rows.borrow_mut() = None;
         self.entities = Rc::new(entities);
         self.pooling = pooling;

@@ -51,6 +51,44 @@ fn batching_does_not_change_the_vectors() {
 }
 
 #[test]
+fn a_list_cut_into_shards_gives_the_whole_lists_vectors_bit_for_bit() {
+    // What tools/cluster relies on: each worker extracts its own shard, and the merged shards
+    // must be the single-process extraction. Batches hold one prompt length each (no padding),
+    // and a lone one-token prompt runs as two rows, so no vector depends on its batch-mates;
+    // the cuts give shards with a single entity, single-token names included.
+    let m = LoadedModel::open(&default_model(), &LoadOptions::default()).unwrap();
+    let mut names = place_names();
+    names.extend(["Rome", "Lima", "Oslo", "Paris"].map(String::from));
+    let template = Template::new("{name}").unwrap();
+    let ents = extract::tokenize_entities(&m.tokenizer, &names, &template, 8192).unwrap();
+    assert!(ents.iter().filter(|e| e.ids.len() == 1).count() >= 2);
+    for pooling in [Pooling::Last, Pooling::Mean] {
+        let opts = ExtractOptions {
+            pooling,
+            batch_size: 8,
+        };
+        let whole = extract::extract(&m.model, &ents, &opts, &mut |_, _, _| true).unwrap();
+        let cuts = [0, 1, 2, 9, 10, 23, 24, names.len() - 1, names.len()];
+        for w in cuts.windows(2) {
+            let shard = &ents[w[0]..w[1]];
+            let part = extract::extract(&m.model, shard, &opts, &mut |_, _, _| true).unwrap();
+            for l in 0..=m.model.config.n_layers {
+                for (i, e) in (w[0]..w[1]).enumerate() {
+                    assert_eq!(
+                        part.vector(l, i),
+                        whole.vector(l, e),
+                        "{pooling:?}: layer {l}, entity {e} ('{}') in shard {}..{}",
+                        names[e],
+                        w[0],
+                        w[1]
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
 fn streamed_batch_rows_equal_the_whole_extraction() {
     // The page streams each batch's rows (batch order) to its cache; stitched back by entity
     // index they must equal `extract`'s rows for the same batches, bit for bit.
@@ -65,7 +103,7 @@ fn streamed_batch_rows_equal_the_whole_extraction() {
     };
     let whole = extract::extract(&m.model, &ents, &opts, &mut |_, _, _| true).unwrap();
     let (layers, d) = (m.model.config.n_layers + 1, m.model.config.d_model);
-    let batches = extract::plan_batches(&ents, opts.batch_size);
+    let batches = extract::plan_batches(&ents, opts.batch_size, extract::Batching::SameLength);
     assert!(batches.len() > 1);
     let mut seen = vec![false; names.len()];
     for which in &batches {

@@ -9,6 +9,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use probelab::data::OnBadRows;
 use probelab::engine::{Engine, EngineChoice};
 use probelab::extract::acts::{self, ActsMeta, StoreAs};
+use probelab::extract::import;
 use probelab::extract::{self, ExtractOptions, Pooling, Template};
 use probelab::model::load::LoadedModel;
 use probelab::model::LoadOptions;
@@ -83,14 +84,19 @@ enum Command {
         #[arg(long, default_value = "auto")]
         engine: String,
     },
-    /// Re-fit probes on saved activations (no model run): a new split, new options.
+    /// Fit probes on saved activations (no model run): Probelab's own, a directory of shards
+    /// with manifest.json (tools/cluster/), or arrays from other tools.
     Fit {
-        /// acts.safetensors written by `run` (acts_random_init.safetensors beside it is used
-        /// for the random-init control when present).
+        /// acts.safetensors written by `run` (acts_random_init.safetensors beside it is the
+        /// random-init control when present); a shard directory (or its manifest.json); or a
+        /// .safetensors / .npy / .npz array [layers+1, entities, d] or [entities, layers+1, d],
+        /// HF's stacked `hidden_states` included (index 0, the embedding output, is layer 0).
         acts: PathBuf,
         /// The dataset the activations were extracted for; default: the name stored in the file.
         #[arg(long)]
         dataset: Option<String>,
+        #[command(flatten)]
+        import: ImportArgs,
         #[command(flatten)]
         fit: FitArgs,
         #[arg(long)]
@@ -132,6 +138,65 @@ struct FitArgs {
     /// Skip bad CSV rows (listed with their line numbers) instead of stopping.
     #[arg(long)]
     skip_bad_rows: bool,
+}
+
+/// How to read activations made elsewhere; each flag overrides what the file says.
+#[derive(clap::Args)]
+struct ImportArgs {
+    /// The names, one per line (or a .csv with a name column), in the file's entity order;
+    /// needed when the file carries none (safetensors metadata 'names', an .npz array 'names').
+    #[arg(long)]
+    names: Option<PathBuf>,
+    /// Which axis holds the layers: auto (the file says: HF's 'hidden_states' and Probelab's
+    /// files are layers first, or metadata 'layout'; else the axis of size len(names) holds the
+    /// entities, and an array whose first two axes both have that size needs this flag),
+    /// layers-first ([layers+1, entities, d]) or entities-first ([entities, layers+1, d]).
+    #[arg(long, default_value = "auto")]
+    layout: String,
+    /// The tensor or array holding the activations when the file has several (default:
+    /// 'activations', else 'hidden_states', else the only 3-d float array).
+    #[arg(long)]
+    tensor: Option<String>,
+    /// The random-initialised model's activations (same entities, any of these formats) for that
+    /// control; without it the report says the control is missing.
+    #[arg(long)]
+    random_init: Option<PathBuf>,
+    /// What made the activations (recorded in the report), e.g. 'transformers 4.57'.
+    #[arg(long)]
+    tool: Option<String>,
+    /// The model they are of (recorded in the report), e.g. 'HuggingFaceTB/SmolLM2-135M'.
+    #[arg(long)]
+    model_id: Option<String>,
+    /// The prompt template they were made with (recorded in the report).
+    #[arg(long)]
+    prompt: Option<String>,
+    /// How each entity's tokens were pooled: last or mean (recorded in the report).
+    #[arg(long)]
+    pool: Option<String>,
+}
+
+impl ImportArgs {
+    fn options(&self) -> Result<import::ImportOptions> {
+        let names = match &self.names {
+            Some(p) => {
+                let bytes = std::fs::read(p).map_err(|e| Error::io(p.display().to_string(), e))?;
+                Some(
+                    data::read_names(&p.to_string_lossy(), &bytes)
+                        .map_err(|e| Error::Dataset(format!("{}: {e}", p.display())))?,
+                )
+            }
+            None => None,
+        };
+        Ok(import::ImportOptions {
+            layout: self.layout.parse()?,
+            names,
+            tensor: self.tensor.clone(),
+            tool: self.tool.clone(),
+            model_id: self.model_id.clone(),
+            prompt: self.prompt.clone(),
+            pool: self.pool.as_deref().map(str::parse).transpose()?,
+        })
+    }
 }
 
 impl FitArgs {
@@ -410,34 +475,44 @@ fn run(cli: Cli) -> Result<()> {
         Command::Fit {
             acts: path,
             dataset,
+            import: import_args,
             fit,
             out,
         } => {
             let split = run::parse_split(&fit.split, fit.seed)?;
-            let saved = run::read_saved(&path)?;
-            let meta = &saved.meta;
-            if saved.random_init.is_none() {
-                eprintln!(
-                    "no {} beside the activations: the random-init control is skipped",
-                    saved.random_init_path.display()
-                );
-            }
-            let dataset = dataset_arg(
-                dataset.as_deref().unwrap_or(&meta.dataset_name),
-                fit.skip_bad_rows,
+            let imported = import::read_run(
+                &path,
+                import_args.random_init.as_deref(),
+                &import_args.options()?,
             )?;
+            let meta = &imported.real.meta;
+            eprintln!("activations: {}", imported.real.source);
+            eprintln!("random-init control: {}", imported.random_init_note);
+            let dataset = match dataset
+                .or_else(|| Some(meta.dataset_name.clone()).filter(|n| !n.is_empty()))
+            {
+                Some(d) => dataset_arg(&d, fit.skip_bad_rows)?,
+                None => {
+                    return Err(Error::Input(format!(
+                        "{} does not name its dataset: give it with --dataset",
+                        path.display()
+                    )))
+                }
+            };
+            import::check_dataset(meta, &dataset)?;
             let (bar, mut progress) = stage_bar();
-            let report = run::fit(
-                &saved.acts,
+            let mut report = run::fit(
+                &imported.real.acts,
                 meta,
-                saved.random_init.as_ref(),
-                saved.name_surprisal.as_deref(),
+                imported.random_init.as_ref(),
+                imported.name_surprisal.as_deref(),
                 &dataset,
                 &split,
                 &fit.options(),
                 &mut progress,
             )?;
             bar.finish_and_clear();
+            run::note_source(&mut report, &imported);
             write_all(&out, &figures::run_files(&report)?)?;
             print_summary(&report, &out);
         }

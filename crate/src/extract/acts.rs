@@ -12,6 +12,13 @@ use crate::extract::{Activations, Pooling};
 
 pub use crate::model::LAYER_CONVENTION;
 
+/// The random-initialised model's activations are saved beside the model's under this name.
+pub const RANDOM_INIT_FILE: &str = "acts_random_init.safetensors";
+
+/// The names' surprisals under the model are saved beside the activations under this name (a
+/// JSON array, null where a name was not scored; see `extract::surprisal`).
+pub const SURPRISAL_FILE: &str = "name_surprisal.json";
+
 /// What the activations are of; stored as safetensors metadata.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ActsMeta {

@@ -6,6 +6,9 @@
 //! small; results return in the input order, and batching never changes them.
 
 pub mod acts;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod import;
+pub mod npy;
 pub mod surprisal;
 
 use crate::error::{Error, Result};
@@ -91,15 +94,38 @@ impl EntityTokens {
     }
 }
 
-/// Batches of entity indices, shortest prompts first, so that padding within a batch stays
-/// small. Every engine runs entities in this order; results land in input order regardless.
-pub fn plan_batches(entities: &[EntityTokens], batch_size: usize) -> Vec<Vec<usize>> {
+/// How [`plan_batches`] groups prompts into batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Batching {
+    /// One prompt length per batch: no padding, so an entity's vector does not depend on which
+    /// others share its batch, and a list cut into shards (workers, machines) gives the very
+    /// vectors of the whole list, bit for bit. The CPU's choice: a batch costs what its tokens
+    /// cost.
+    SameLength,
+    /// The fewest batches, each padded to its longest prompt. The GPUs' choice: a submission
+    /// costs about the same whatever its size (SwiftShader most of all), and their vectors are
+    /// compared within a tolerance anyway.
+    Padded,
+}
+
+/// Batches of entity indices, shortest prompts first. Every engine runs entities in this
+/// order; results land in input order regardless.
+pub fn plan_batches(
+    entities: &[EntityTokens],
+    batch_size: usize,
+    batching: Batching,
+) -> Vec<Vec<usize>> {
     let mut order: Vec<usize> = (0..entities.len()).collect();
     order.sort_by_key(|&i| entities[i].ids.len());
-    order
-        .chunks(batch_size.max(1))
-        .map(<[usize]>::to_vec)
-        .collect()
+    let size = batch_size.max(1);
+    match batching {
+        Batching::Padded => order.chunks(size).map(<[usize]>::to_vec).collect(),
+        Batching::SameLength => order
+            .chunk_by(|&a, &b| entities[a].ids.len() == entities[b].ids.len())
+            .flat_map(|same_length| same_length.chunks(size))
+            .map(<[usize]>::to_vec)
+            .collect(),
+    }
 }
 
 /// Tokenizes every entity; names that cannot be used are errors naming the entity.
@@ -251,6 +277,11 @@ pub type Progress<'a> = dyn FnMut(usize, usize, usize) -> bool + 'a;
 pub trait Forward {
     /// The model's shape (layers, width).
     fn config(&self) -> &Config;
+    /// How this model's batches are planned: by default one prompt length per batch, which
+    /// makes the vectors independent of the batching.
+    fn batching(&self) -> Batching {
+        Batching::SameLength
+    }
     /// One forward pass over `entities[which]`: rows `[layers + 1][which.len()][d_model]`,
     /// each entity's vector read as `pooling` says over its name's tokens.
     fn forward_batch(
@@ -273,8 +304,14 @@ impl Forward for Llama {
     ) -> Result<Vec<f32>> {
         let d = self.config.d_model;
         let mut rows = vec![0.0; (self.config.n_layers + 1) * which.len() * d];
-        let seqs: Vec<Vec<u32>> = which.iter().map(|&i| entities[i].ids.clone()).collect();
+        let mut seqs: Vec<Vec<u32>> = which.iter().map(|&i| entities[i].ids.clone()).collect();
         let len = seqs.iter().map(Vec::len).max().unwrap_or(0);
+        // A lone one-token prompt makes one-row matrix products, which candle computes on
+        // another path (matrix-vector) a few ulps away from the many-row one: run it twice, so
+        // that its vector is the one any other batch gives it.
+        if seqs.len() == 1 && len == 1 {
+            seqs.push(seqs[0].clone());
+        }
         self.forward_layers(&seqs, |layer, hidden| {
             let flat = to_flat(hidden)?;
             for (row, &e) in which.iter().enumerate() {
@@ -333,7 +370,7 @@ pub fn for_each_batch(
     progress: &mut Progress,
 ) -> Result<()> {
     let (mut done, mut tokens) = (0, 0);
-    for which in &plan_batches(entities, opts.batch_size) {
+    for which in &plan_batches(entities, opts.batch_size, model.batching()) {
         let rows = batch_rows(model, entities, which, opts.pooling)?;
         sink(which, &rows)?;
         done += which.len();

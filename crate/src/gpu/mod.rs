@@ -479,6 +479,9 @@ impl crate::extract::Forward for GpuLlama {
     fn config(&self) -> &Config {
         &self.config
     }
+    fn batching(&self) -> crate::extract::Batching {
+        crate::extract::Batching::Padded
+    }
     fn forward_batch(
         &self,
         entities: &[EntityTokens],
