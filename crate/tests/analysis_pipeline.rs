@@ -1483,6 +1483,21 @@ fn error_that_falls_with_population_is_reported_with_its_interval() {
     assert!((c.spearman - rho).abs() < 1e-12, "{} vs {rho}", c.spearman);
     assert!(c.ci95[1] < 0.0, "{c:?}");
     assert_eq!(c.by_group.iter().map(|g| g.n_test).sum::<usize>(), c.n_test);
+    // Per group: the column's median and mean, and the mean error, over its test entities.
+    for g in &c.by_group {
+        let rows: Vec<_> = test
+            .iter()
+            .filter(|e| e.group.as_deref() == Some(g.group.as_str()))
+            .collect();
+        assert_eq!(rows.len(), g.n_test);
+        let mean = rows
+            .iter()
+            .map(|e| population[e.index].round())
+            .sum::<f64>()
+            / rows.len() as f64;
+        let err = rows.iter().map(|e| e.error).sum::<f64>() / rows.len() as f64;
+        assert!((g.mean - mean).abs() < 1e-6 * mean && (g.mean_error - err).abs() < 1e-9);
+    }
     let text = probelab::render::figures::summary(&r);
     assert!(
         text.contains(&format!(

@@ -85,6 +85,7 @@ pub(super) fn coverage(
                 group: g.to_string(),
                 n_test: rows.len(),
                 median,
+                mean: rows.iter().map(|r| r.1).sum::<f64>() / rows.len() as f64,
                 mean_error: rows.iter().map(|r| r.2).sum::<f64>() / rows.len() as f64,
             });
         }

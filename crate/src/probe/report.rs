@@ -400,7 +400,9 @@ pub struct CoverageReport {
 pub struct GroupCoverage {
     pub group: String,
     pub n_test: usize,
+    /// The column's median and mean over the group's test entities.
     pub median: f64,
+    pub mean: f64,
     pub mean_error: f64,
 }
 
