@@ -576,16 +576,18 @@ impl Analysis {
         })
     }
 
-    /// Learning curves and online code lengths at `layer` (the selected one; `acts` and
+    /// Learning curves and online code lengths at the selected layer of `report` (`acts` and
     /// `random_init` are that layer's activations) for the model, the random-init model and
-    /// the n-grams. None under leave-one-group-out (no single training set) or when
-    /// `opts.learning` is off.
+    /// the n-grams. The curves' last point, the full training set, is the report's own score
+    /// of each (not fitted twice). None under leave-one-group-out (no single training set) or
+    /// when `opts.learning` is off.
     pub fn learning(
         &self,
-        layer: usize,
+        report: &Report,
         acts: &[f32],
         random_init: Option<&[f32]>,
     ) -> Result<Option<LearningReport>> {
+        let layer = report.selected.layer;
         if !self.opts.learning || self.folds.len() != 1 {
             return Ok(None);
         }
@@ -601,22 +603,32 @@ impl Analysis {
         });
         let ridge = self.ridge();
         let sizes = learning::curve_sizes(n_train);
+        let fitted_sizes = &sizes[..sizes.len() - 1];
         let ends = learning::code_block_ends(n_train);
         let score = |z: &DMatrix<f64>| {
             self.score_r2_only(&fold.test, &self.to_original(&fold.y.unscale(z)))
         };
-        let run = |f: Features<'_>| -> Result<(Vec<f64>, Option<CodeLength>)> {
-            let curve =
-                learning::learning_curve(f, &order, &y_order, &fold.test, &sizes, &ridge, &score)?;
-            let code = if ends.is_empty() {
-                None
-            } else {
-                Some(learning::online_code_length(
-                    f, &order, &y_order, &ends, &ridge,
-                )?)
+        let run =
+            |(f, full): (Features<'_>, Option<f64>)| -> Result<(Vec<f64>, Option<CodeLength>)> {
+                let mut curve = learning::learning_curve(
+                    f,
+                    &order,
+                    &y_order,
+                    &fold.test,
+                    fitted_sizes,
+                    &ridge,
+                    &score,
+                )?;
+                curve.push(full.unwrap_or(f64::NAN));
+                let code = if ends.is_empty() {
+                    None
+                } else {
+                    Some(learning::online_code_length(
+                        f, &order, &y_order, &ends, &ridge,
+                    )?)
+                };
+                Ok((curve, code))
             };
-            Ok((curve, code))
-        };
         let activations = |x| Features {
             x,
             d: self.d_model,
@@ -624,13 +636,17 @@ impl Analysis {
         };
         let buckets = self.opts.ngram_buckets;
         let ngram_x = (buckets > 0).then(|| ngram_features(&self.names, buckets));
+        let (s, b) = (&report.selected, &report.baselines);
         let learners = [
-            Some(activations(acts)),
-            random_init.map(activations),
-            ngram_x.as_deref().map(|x| Features {
-                x,
-                d: buckets,
-                standardize: false,
+            Some((activations(acts), Some(s.r2_test))),
+            random_init.map(|x| (activations(x), s.random_init_r2)),
+            ngram_x.as_deref().map(|x| {
+                let f = Features {
+                    x,
+                    d: buckets,
+                    standardize: false,
+                };
+                (f, b.ngram_r2_test)
             }),
         ];
         // The learners are independent: natively, one thread each.

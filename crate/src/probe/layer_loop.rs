@@ -100,8 +100,11 @@ pub fn analyze(
         return Err(Error::Cancelled);
     }
     let l = report.selected.layer;
-    report.learning =
-        analysis.learning(l, acts.layer(l), controls.random_init.map(|r| r.layer(l)))?;
+    report.learning = analysis.learning(
+        &report,
+        acts.layer(l),
+        controls.random_init.map(|r| r.layer(l)),
+    )?;
     if !progress("report", 1, 1) {
         return Err(Error::Cancelled);
     }

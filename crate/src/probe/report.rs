@@ -336,7 +336,8 @@ pub struct LearningReport {
     pub layer: usize,
     /// Training rows of each point of the curves (nested subsets of one seeded order).
     pub n_train: Vec<usize>,
-    /// Test R² of the probe fitted on `n_train[i]` rows (alpha by leave-one-out on them).
+    /// Test R² of the probe fitted on `n_train[i]` rows (alpha by leave-one-out on them); the
+    /// last, on every training row, is the selected probe's own `r2_test`.
     pub r2_test: Vec<f64>,
     /// The same on the random-init model's activations at the same layer.
     pub random_init_r2_test: Option<Vec<f64>>,
