@@ -41,6 +41,18 @@ function drawLayer(layer) {
   linkToLab();
 }
 
+/** A table row of text cells, the first a row header. */
+function tableRow(cells) {
+  const tr = document.createElement('tr');
+  cells.forEach((c, i) => {
+    const td = document.createElement(i === 0 ? 'th' : 'td');
+    if (i === 0) td.scope = 'row';
+    td.textContent = String(c);
+    tr.append(td);
+  });
+  return tr;
+}
+
 /**
  * The per-group breakdown: each group's counts, its test entities' mean error, (for places)
  * their proximity error, and the median of each "how well known" column (population…). Not R² within a group: against one region's own mean it is negative
@@ -60,17 +72,10 @@ function fillGroupTable(rep) {
     head.append(Object.assign(document.createElement('th'), { scope: 'col', className: 'coverage-col', textContent: `median ${c.column} (test)` }));
   }
   body.replaceChildren(...rep.by_group.map((g) => {
-    const tr = document.createElement('tr');
     const cells = [g.group, g.n_train, g.n_test, fixed(space ? g.km_mean : g.years_mae, 0)];
     if (space) cells.push(fixed(g.proximity_error, 2));
     for (const c of coverage) cells.push(fixed(c.by_group.find((x) => x.group === g.group)?.median, 0));
-    cells.forEach((c, i) => {
-      const td = document.createElement(i === 0 ? 'th' : 'td');
-      if (i === 0) td.scope = 'row';
-      td.textContent = String(c);
-      tr.append(td);
-    });
-    return tr;
+    return tableRow(cells);
   }));
   $('by-group').hidden = rep.by_group.length === 0;
 }
@@ -86,17 +91,10 @@ function fillFlagTable(rep) {
   $('name-flags-error').textContent = space ? 'mean error (km)' : 'mean error (years)';
   const fixed = (v, digits) => (v === null || v === undefined ? 'n/a' : v.toFixed(digits));
   $('name-flags').querySelector('tbody').replaceChildren(...flags.map((f) => {
-    const tr = document.createElement('tr');
-    tr.dataset.flag = f.flag;
-    const cells = [f.description, `${f.n} (${f.n_test})`, fixed(f.r2_test, 2), fixed(f.r2_test_others, 2),
+    const tr = tableRow([f.description, `${f.n} (${f.n_test})`, fixed(f.r2_test, 2), fixed(f.r2_test_others, 2),
       fixed(f.random_init_r2_test, 2), fixed(f.ngram_r2_test, 2), fixed(f.knn_r2_test, 2), fixed(f.error_test, 0),
-      f.share_of_error === null || f.share_of_error === undefined ? 'n/a' : `${(100 * f.share_of_error).toFixed(0)}%`];
-    cells.forEach((c, i) => {
-      const td = document.createElement(i === 0 ? 'th' : 'td');
-      if (i === 0) td.scope = 'row';
-      td.textContent = String(c);
-      tr.append(td);
-    });
+      f.share_of_error === null || f.share_of_error === undefined ? 'n/a' : `${(100 * f.share_of_error).toFixed(0)}%`]);
+    tr.dataset.flag = f.flag;
     return tr;
   }));
   $('name-flags').hidden = flags.length === 0;

@@ -83,6 +83,31 @@ pub enum StoreAs {
     F16,
 }
 
+/// A floating-point tensor's values as f32 (F32, F16, BF16, F64, little-endian); None for
+/// any other dtype.
+pub(crate) fn float_values(t: &TensorView<'_>) -> Option<Vec<f32>> {
+    let d = t.data();
+    Some(match t.dtype() {
+        Dtype::F32 => d
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+        Dtype::F16 => d
+            .chunks_exact(2)
+            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        Dtype::BF16 => d
+            .chunks_exact(2)
+            .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        Dtype::F64 => d
+            .chunks_exact(8)
+            .map(|b| f64::from_le_bytes(b.try_into().unwrap_or([0; 8])) as f32)
+            .collect(),
+        _ => return None,
+    })
+}
+
 /// The safetensors metadata for `meta`.
 fn metadata_map(meta: &ActsMeta) -> Result<HashMap<String, String>> {
     let mut md = HashMap::new();
@@ -158,16 +183,7 @@ pub fn from_safetensors(bytes: &[u8]) -> Result<(Activations, ActsMeta)> {
         )));
     }
     let data: Vec<f32> = match t.dtype() {
-        Dtype::F32 => t
-            .data()
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect(),
-        Dtype::F16 => t
-            .data()
-            .chunks_exact(2)
-            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-            .collect(),
+        Dtype::F32 | Dtype::F16 => float_values(&t).unwrap_or_default(),
         other => return Err(bad(format!("dtype {other:?} is not f32 or f16"))),
     };
     let u32s = |name: &str| -> Option<Vec<u32>> {

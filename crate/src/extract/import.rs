@@ -15,8 +15,6 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use safetensors::tensor::Dtype;
-
 use super::acts::{self, ActsMeta, RANDOM_INIT_FILE, SURPRISAL_FILE};
 use super::npy::{self, NpyArray, NpyData};
 use super::{Activations, Pooling};
@@ -361,29 +359,9 @@ fn read_safetensors(path: &Path, opts: &ImportOptions) -> Result<Imported> {
     let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| bad(path, e))?;
     let mut arrays = Vec::new();
     for (name, t) in st.tensors() {
-        let data: Vec<f32> = match t.dtype() {
-            Dtype::F32 => t
-                .data()
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect(),
-            Dtype::F16 => t
-                .data()
-                .chunks_exact(2)
-                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-            Dtype::BF16 => t
-                .data()
-                .chunks_exact(2)
-                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-            Dtype::F64 => t
-                .data()
-                .chunks_exact(8)
-                .map(|b| f64::from_le_bytes(b.try_into().unwrap_or([0; 8])) as f32)
-                .collect(),
-            // Token tables and the like: not activations.
-            _ => continue,
+        // Token tables and the like are not activations.
+        let Some(data) = acts::float_values(&t) else {
+            continue;
         };
         arrays.push((
             name,
