@@ -395,6 +395,15 @@ pub fn learning_scene(report: &Report) -> Option<Scene> {
         },
     ];
     series.retain(|s| s.values.iter().any(Option::is_some));
+    // A probe on a handful of rows can score far below zero; below −0.5 is drawn on the edge so
+    // the rest of the curve keeps its resolution.
+    let values: Vec<f64> = series
+        .iter()
+        .flat_map(|s| s.values.iter().flatten().copied())
+        .filter(|v| v.is_finite())
+        .collect();
+    let lo = values.iter().copied().fold(0.0, f64::min).max(-0.5);
+    let hi = values.iter().copied().fold(0.1, f64::max);
     let curve = LayerCurve {
         layers: l.n_train.clone(),
         series,
@@ -402,7 +411,7 @@ pub fn learning_scene(report: &Report) -> Option<Scene> {
         y_label: "R² on held-out entities".into(),
         x_label: "training entities".into(),
         title: format!("How much data the probe needs (layer {})", l.layer),
-        y_range: None,
+        y_range: Some([lo - 0.05, hi + 0.05]),
         x_axis: XAxis::Count,
     };
     Some(render::layer_curve_scene(&curve, 720.0, 400.0))
