@@ -143,6 +143,8 @@ def main(argv=None):
     names = read_names(args.names)
     if not names:
         sys.exit(f"{args.names}: no names")
+    if "" in names:
+        sys.exit(f"{args.names}: entity {names.index('') + 1} has an empty name")
     n = len(names)
     model = os.path.abspath(args.model)
     binary = os.path.abspath(args.probelab) if os.path.sep in args.probelab else args.probelab
