@@ -667,8 +667,8 @@ fn fit_on_an_imported_array_records_where_it_came_from() {
     std::fs::write(dir.join("acts.npy"), npy_bytes(&[n, l1, d], &values)).unwrap();
     std::fs::write(dir.join("names.txt"), ds.names.join("\n")).unwrap();
     let out = dir.join("out");
-    let o = Command::new(env!("CARGO_BIN_EXE_probelab"))
-        .args(["fit", dir.join("acts.npy").to_str().unwrap(), "--names"])
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_probelab"));
+    cmd.args(["fit", dir.join("acts.npy").to_str().unwrap(), "--names"])
         .arg(dir.join("names.txt"))
         .args([
             "--dataset",
@@ -683,13 +683,8 @@ fn fit_on_an_imported_array_records_where_it_came_from() {
             "10",
             "--out",
         ])
-        .arg(&out)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(o.status.success(), "{stderr}");
-    let r: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+        .arg(&out);
+    let r = common::report_of(&mut cmd, &out);
     assert_eq!(r["selected"]["layer"], 2);
     assert!(
         r["selected"]["r2_test"].as_f64().unwrap() > 0.8,

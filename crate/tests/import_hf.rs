@@ -103,19 +103,14 @@ fn hf_hidden_states_fit() {
             .collect();
     std::fs::write(dir.join("places20.csv"), rows.join("\n")).unwrap();
     let out = dir.join("fit");
-    let o = Command::new(env!("CARGO_BIN_EXE_probelab"))
-        .arg("fit")
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_probelab"));
+    cmd.arg("fit")
         .arg(fixture(FIXTURE))
         .arg("--dataset")
         .arg(dir.join("places20.csv"))
         .args(["--permutations", "5", "--out"])
-        .arg(&out)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(o.status.success(), "{stderr}");
-    let r: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+        .arg(&out);
+    let r = common::report_of(&mut cmd, &out);
     assert_eq!(r["dataset"]["n"], 20);
     assert_eq!(r["layers"].as_array().unwrap().len(), 31);
     let source = r["notes"]["activations.source"].as_str().unwrap();

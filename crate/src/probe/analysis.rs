@@ -809,9 +809,13 @@ impl Analysis {
             .iter()
             .filter_map(|(c, v)| coverage(c, v, &test_errors, self.group_values.as_deref()))
             .collect();
+        // Each pooled test row's error (km or years), as its entity's prediction says.
+        let error_of: BTreeMap<usize, f64> = test_errors.iter().copied().collect();
+        let pooled_errors: Vec<f64> = pooled.iter().map(|i| error_of[i]).collect();
         let name_flags = self.flag_reports(
             &pooled,
             &sel_pred,
+            &pooled_errors,
             &[
                 random_sel.as_deref(),
                 self.ngram_predictions().as_deref(),
@@ -1412,11 +1416,12 @@ impl Analysis {
     /// Per name flag with at least one entity: the selected probe's figures on the flagged
     /// test entities (`sel_pred`, pooled test rows, original units) and on the others, and each
     /// baseline's (`baselines`: random-init, n-grams, nearest names, pooled like `sel_pred`)
-    /// on the flagged ones.
+    /// on the flagged ones; `errors` are the pooled rows' errors (km or years).
     fn flag_reports(
         &self,
         pooled: &[usize],
         sel_pred: &[f64],
+        errors: &[f64],
         baselines: &[Option<&[f64]>; 3],
     ) -> Vec<FlagReport> {
         let k = self.target_names.len();
@@ -1431,15 +1436,7 @@ impl Analysis {
                 .then(|| fin(self.score_r2_only(&rows, &pick(pred, pos))))
                 .flatten()
         };
-        // Each test entity's error (km or years), for its share of the squared error.
         let all_pos: Vec<usize> = (0..pooled.len()).collect();
-        let errors: Vec<f64> = all_pos
-            .iter()
-            .map(|&q| {
-                self.entity(pooled[q], "test", None, &sel_pred[q * k..(q + 1) * k])
-                    .error
-            })
-            .collect();
         let total_sq: f64 = errors.iter().map(|e| e * e).sum();
         FLAGS
             .iter()

@@ -367,8 +367,8 @@ pub fn layer_scene_sized(report: &Report, width: f32, height: f32) -> Scene {
 /// compression in the legend. None without a learning step.
 pub fn learning_scene(report: &Report) -> Option<Scene> {
     let l = report.learning.as_ref()?;
-    let points = |v: &Option<Vec<f64>>| -> Vec<Option<f64>> {
-        v.iter().flatten().map(|&x| Some(x)).collect()
+    let points = |v: Option<&Vec<f64>>| -> Vec<Option<f64>> {
+        v.into_iter().flatten().map(|&x| Some(x)).collect()
     };
     let with_code = |what: &str, c: &Option<analysis::CodeLength>| match c {
         Some(c) => format!("{what} (code {:.2}× over uniform)", c.compression),
@@ -377,19 +377,19 @@ pub fn learning_scene(report: &Report) -> Option<Scene> {
     let mut series = vec![
         Series {
             label: with_code(&format!("probe, layer {}", l.layer), &l.code),
-            values: points(&Some(l.r2_test.clone())),
+            values: points(Some(&l.r2_test)),
             style: SeriesStyle::Line,
             color: "#0072b2".into(),
         },
         Series {
             label: with_code("random-init model", &l.random_init_code),
-            values: points(&l.random_init_r2_test),
+            values: points(l.random_init_r2_test.as_ref()),
             style: SeriesStyle::Dashed,
             color: "#009e73".into(),
         },
         Series {
             label: with_code("names alone (character n-grams)", &l.ngram_code),
-            values: points(&l.ngram_r2_test),
+            values: points(l.ngram_r2_test.as_ref()),
             style: SeriesStyle::Dashed,
             color: "#d55e00".into(),
         },

@@ -412,3 +412,12 @@ pub fn place_names() -> Vec<String> {
     .map(|s| s.to_string())
     .collect()
 }
+
+/// Runs a `probelab` command that writes a run folder `out`, asserts it succeeded (its stderr
+/// in the message), and returns the report.json it wrote.
+pub fn report_of(cmd: &mut std::process::Command, out: &std::path::Path) -> serde_json::Value {
+    let o = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap()
+}
