@@ -8,6 +8,7 @@
 //! shells ([`web`] in the browser, `bin/probelab.rs` on the command line).
 //! Layer 0 is the embedding output; layer i (1..=L) is the residual stream after block i.
 
+pub mod causal;
 pub mod data;
 pub mod engine;
 pub mod error;

@@ -214,3 +214,56 @@ pub fn note_source(report: &mut Report, imported: &crate::extract::import::Impor
         imported.random_init_note.clone(),
     );
 }
+
+/// The causal test at `layer` (default: the report's selected layer) with the probes of a run:
+/// refitted from its activations exactly as the report fitted them (same split, options and
+/// control task), then edited along in `loaded`'s forward pass.
+#[allow(clippy::too_many_arguments)]
+pub fn causal(
+    loaded: &LoadedModel,
+    acts: &Activations,
+    meta: &ActsMeta,
+    dataset: &Dataset,
+    report: &Report,
+    layer: Option<usize>,
+    opts: &crate::causal::CausalOptions,
+    progress: &mut StageProgress,
+) -> Result<crate::probe::report::CausalReport> {
+    analysis::check_matches(meta, dataset, Some(&loaded.sha256)).map_err(|e| {
+        Error::Input(format!(
+            "the run's probes do not belong to this model and dataset: {e}"
+        ))
+    })?;
+    let layer = layer.unwrap_or(report.selected.layer);
+    if layer > acts.n_layers {
+        return Err(Error::Input(format!(
+            "layer {layer} is out of range: the run has layers 0..={}",
+            acts.n_layers
+        )));
+    }
+    let first_tokens = if acts.first_token_ids.len() == acts.n_entities {
+        acts.first_token_ids.clone()
+    } else {
+        Vec::new()
+    };
+    let directions = crate::probe::directions::fit_directions(
+        layer,
+        acts.layer(layer),
+        acts.d_model,
+        dataset,
+        &report.split.spec()?,
+        &report.options,
+        &first_tokens,
+    )?;
+    crate::causal::causal_test(
+        &crate::causal::CausalInputs {
+            model: &loaded.model,
+            tokenizer: &loaded.tokenizer,
+            dataset,
+            directions: &directions,
+            pooling: meta.pooling,
+        },
+        opts,
+        progress,
+    )
+}

@@ -83,6 +83,11 @@ enum Command {
         /// gpu, cpu or auto, as for `extract` (the random-init control always runs on the CPU).
         #[arg(long, default_value = "auto")]
         engine: String,
+        /// Run the causal test at the selected layer too (as `probelab steer`).
+        #[arg(long)]
+        causal: bool,
+        #[command(flatten)]
+        causal_args: CausalArgs,
     },
     /// Fit probes on saved activations (no model run): Probelab's own, a directory of shards
     /// with manifest.json (tools/cluster/), or arrays from other tools.
@@ -101,6 +106,21 @@ enum Command {
         fit: FitArgs,
         #[arg(long)]
         out: PathBuf,
+    },
+    /// Does the model use the probe's direction? Edit along it at one layer and read the
+    /// model's own answers, against null edits of the same size; adds a `causal` block to the
+    /// run's report.json and rewrites its figures and summary.
+    Steer {
+        /// A directory written by `probelab run` (report.json and acts.safetensors).
+        run_dir: PathBuf,
+        /// The GGUF the run was made with (checked against the activations' sha256).
+        #[arg(long)]
+        model: PathBuf,
+        /// The run's dataset, when it is a CSV file (a built-in one is found by name).
+        #[arg(long)]
+        dataset: Option<String>,
+        #[command(flatten)]
+        causal: CausalArgs,
     },
     /// Describe a GGUF model: shape, quantization, tokenizer.
     Info {
@@ -138,6 +158,51 @@ struct FitArgs {
     /// Skip bad CSV rows (listed with their line numbers) instead of stopping.
     #[arg(long)]
     skip_bad_rows: bool,
+}
+
+/// The causal test's settings (`steer`, `run --causal`).
+#[derive(clap::Args)]
+struct CausalArgs {
+    /// The layer to edit (default: the run's selected layer).
+    #[arg(long)]
+    layer: Option<usize>,
+    /// The question whose answer is read; {name} is replaced by each name (default for
+    /// places: "{name} is a place on the continent of").
+    #[arg(long)]
+    readout: Option<String>,
+    /// The dataset column whose values answer it (default: continent; century for dates).
+    #[arg(long)]
+    answer_column: Option<String>,
+    /// Candidate answers, comma-separated (default: every value of the answer column).
+    #[arg(long, value_delimiter = ',')]
+    candidates: Vec<String>,
+    /// Shifts to ask for, comma-separated, in degrees or years (default ±15,±30,±60 degrees).
+    #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
+    doses: Vec<f64>,
+    /// Random null directions per axis (at least 20 for a p-value worth reading).
+    #[arg(long, default_value_t = 20)]
+    random_nulls: usize,
+    /// Edit at most this many test entities (0: all).
+    #[arg(long, default_value_t = 0)]
+    max_entities: usize,
+    /// Seeds the null directions and the choice of entities.
+    #[arg(long, default_value_t = 0)]
+    causal_seed: u64,
+}
+
+impl CausalArgs {
+    fn options(&self) -> probelab::causal::CausalOptions {
+        probelab::causal::CausalOptions {
+            readout: self.readout.clone(),
+            answer_column: self.answer_column.clone(),
+            candidates: self.candidates.clone(),
+            doses: self.doses.clone(),
+            n_random: self.random_nulls,
+            max_entities: self.max_entities,
+            seed: self.causal_seed,
+            ..Default::default()
+        }
+    }
 }
 
 /// How to read activations made elsewhere; each flag overrides what the file says.
@@ -411,6 +476,8 @@ fn run(cli: Cli) -> Result<()> {
             batch_size,
             no_random_init,
             engine,
+            causal,
+            causal_args,
         } => {
             // Check every argument before the slow work starts.
             let choice: EngineChoice = engine.parse()?;
@@ -443,7 +510,7 @@ fn run(cli: Cli) -> Result<()> {
                 pooling,
                 &dataset,
             );
-            let report = run::fit(
+            let mut report = run::fit(
                 &real,
                 &meta,
                 random.as_ref(),
@@ -453,6 +520,18 @@ fn run(cli: Cli) -> Result<()> {
                 &fit.options(),
                 &mut progress,
             )?;
+            if causal {
+                report.causal = Some(run::causal(
+                    &m,
+                    &real,
+                    &meta,
+                    &dataset,
+                    &report,
+                    causal_args.layer,
+                    &causal_args.options(),
+                    &mut progress,
+                )?);
+            }
             bar.finish_and_clear();
             let mut files = figures::run_files(&report)?;
             files.push((
@@ -515,6 +594,44 @@ fn run(cli: Cli) -> Result<()> {
             run::note_source(&mut report, &imported);
             write_all(&out, &figures::run_files(&report)?)?;
             print_summary(&report, &out);
+        }
+        Command::Steer {
+            run_dir,
+            model,
+            dataset,
+            causal,
+        } => {
+            let read = |name: &str| -> Result<Vec<u8>> {
+                let p = run_dir.join(name);
+                std::fs::read(&p).map_err(|e| Error::io(p.display().to_string(), e))
+            };
+            let mut report: probelab::probe::Report = serde_json::from_slice(&read("report.json")?)
+                .map_err(|e| {
+                    Error::Input(format!(
+                        "{}: not a report.json of probelab run ({e})",
+                        run_dir.join("report.json").display()
+                    ))
+                })?;
+            let (acts, meta) = acts::from_safetensors(&read("acts.safetensors")?)?;
+            let name = dataset.unwrap_or_else(|| meta.dataset_name.clone());
+            let dataset = dataset_arg(&name, false)?;
+            let m = load(&model)?;
+            let (bar, mut progress) = stage_bar();
+            let started = Instant::now();
+            report.causal = Some(run::causal(
+                &m,
+                &acts,
+                &meta,
+                &dataset,
+                &report,
+                causal.layer,
+                &causal.options(),
+                &mut progress,
+            )?);
+            bar.finish_and_clear();
+            eprintln!("causal test: {:.1} s", started.elapsed().as_secs_f64());
+            write_all(&run_dir, &figures::run_files(&report)?)?;
+            print_summary(&report, &run_dir);
         }
         Command::Info { model } => {
             let m = load(&model)?;

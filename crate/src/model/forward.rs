@@ -159,6 +159,16 @@ impl Llama {
     pub fn forward_layers(
         &self,
         sequences: &[Vec<u32>],
+        on_layer: impl FnMut(usize, &Tensor) -> Result<()>,
+    ) -> Result<()> {
+        self.forward_until(sequences, self.config.n_layers, on_layer)
+    }
+
+    /// [`Llama::forward_layers`] that stops after layer `last` (no block past it runs).
+    fn forward_until(
+        &self,
+        sequences: &[Vec<u32>],
+        last: usize,
         mut on_layer: impl FnMut(usize, &Tensor) -> Result<()>,
     ) -> Result<()> {
         let c = &self.config;
@@ -192,11 +202,97 @@ impl Llama {
 
         let (cos, sin) = rope_tables(c, len)?;
         let mask = causal_mask(len, c.n_heads / c.n_kv_heads)?;
-        for (i, block) in self.blocks.iter().enumerate() {
+        for (i, block) in self.blocks.iter().enumerate().take(last) {
             x = self.block_forward(block, &x, b, len, &cos, &sin, &mask)?;
             on_layer(i + 1, &x.reshape((b, len, c.d_model))?)?;
         }
         Ok(())
+    }
+
+    /// The residual stream at `layer` for a batch, `[batch, max_len, d_model]` (right-padded as
+    /// in [`Llama::forward_layers`]); no block after `layer` runs.
+    pub fn hidden_at(&self, sequences: &[Vec<u32>], layer: usize) -> Result<Tensor> {
+        self.check_layer(layer)?;
+        let mut out = None;
+        self.forward_until(sequences, layer, |l, hidden| {
+            if l == layer {
+                out = Some(hidden.clone());
+            }
+            Ok(())
+        })?;
+        out.ok_or_else(|| Error::Compute(format!("layer {layer} was not reached")))
+    }
+
+    /// Continues a batch from the residual stream at `layer` (`[batch, len, d_model]`, as
+    /// [`Llama::hidden_at`] gives it, possibly edited) through blocks `layer + 1..=L`: the final
+    /// residual stream, before the final norm. The causal test's edited forward pass.
+    pub fn resume(&self, layer: usize, hidden: &Tensor) -> Result<Tensor> {
+        self.resume_layers(layer, hidden, |_, _| Ok(()))
+    }
+
+    /// [`Llama::resume`], calling `on_layer(i, hidden [batch, len, d_model])` after each block
+    /// i in `layer + 1..=L`.
+    pub fn resume_layers(
+        &self,
+        layer: usize,
+        hidden: &Tensor,
+        mut on_layer: impl FnMut(usize, &Tensor) -> Result<()>,
+    ) -> Result<Tensor> {
+        self.check_layer(layer)?;
+        let c = &self.config;
+        let (b, len, d) = hidden.dims3()?;
+        if d != c.d_model {
+            return Err(Error::Input(format!(
+                "a residual stream of width {d} for a model of width {}",
+                c.d_model
+            )));
+        }
+        let (cos, sin) = rope_tables(c, len)?;
+        let mask = causal_mask(len, c.n_heads / c.n_kv_heads)?;
+        let mut x = hidden.reshape((b * len, d))?;
+        for (i, block) in self.blocks.iter().enumerate().skip(layer) {
+            x = self.block_forward(block, &x, b, len, &cos, &sin, &mask)?;
+            on_layer(i + 1, &x.reshape((b, len, d))?)?;
+        }
+        Ok(x.reshape((b, len, d))?)
+    }
+
+    fn check_layer(&self, layer: usize) -> Result<()> {
+        if layer > self.config.n_layers {
+            return Err(Error::Input(format!(
+                "layer {layer} is out of range: this model has layers 0..={}",
+                self.config.n_layers
+            )));
+        }
+        Ok(())
+    }
+
+    /// The LM head's rows for `ids` (all of the vocabulary when `None`), dequantized:
+    /// `[k, d_model]`. Keep it across calls of [`Llama::head_logits`]: dequantizing the whole
+    /// head costs more than a short forward pass.
+    pub fn head_rows(&self, ids: Option<&[u32]>) -> Result<Tensor> {
+        let head = self.output.as_ref().unwrap_or(&self.embedding);
+        let w = head.dequantize(&Device::Cpu)?;
+        match ids {
+            None => Ok(w),
+            Some(ids) => {
+                if let Some(&bad) = ids.iter().find(|&&t| t as usize >= self.vocab_size) {
+                    return Err(Error::Input(format!(
+                        "token id {bad} is outside the vocabulary of {}",
+                        self.vocab_size
+                    )));
+                }
+                let idx = Tensor::from_vec(ids.to_vec(), ids.len(), &Device::Cpu)?;
+                Ok(w.index_select(&idx, 0)?)
+            }
+        }
+    }
+
+    /// Logits of final residual-stream rows `x [m, d_model]` (final norm, then `head [k,
+    /// d_model]` from [`Llama::head_rows`]): `m` rows of `k` values.
+    pub fn head_logits(&self, x: &Tensor, head: &Tensor) -> Result<Vec<Vec<f32>>> {
+        let xn = candle_nn::ops::rms_norm(x, &self.output_norm, self.config.rms_eps as f32)?;
+        Ok(xn.matmul(&head.t()?)?.to_vec2::<f32>()?)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -287,11 +383,7 @@ impl Llama {
         let mut flat = Vec::with_capacity(wanted.len());
         if !rows.is_empty() {
             let x = Tensor::stack(&rows, 0)?;
-            let xn = candle_nn::ops::rms_norm(&x, &self.output_norm, self.config.rms_eps as f32)?;
-            let head = self.output.as_ref().unwrap_or(&self.embedding);
-            let logits = xn
-                .matmul(&head.dequantize(&Device::Cpu)?.t()?)?
-                .to_vec2::<f32>()?;
+            let logits = self.head_logits(&x, &self.head_rows(None)?)?;
             for (row, &tok) in logits.iter().zip(&wanted) {
                 let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
                 let lse = max
@@ -321,10 +413,8 @@ impl Llama {
             Ok(())
         })?;
         let last = last.ok_or_else(|| Error::Compute("no final layer".into()))?;
-        let xn = candle_nn::ops::rms_norm(&last, &self.output_norm, self.config.rms_eps as f32)?;
-        let head = self.output.as_ref().unwrap_or(&self.embedding);
-        let w = head.dequantize(&Device::Cpu)?;
-        Ok(xn.matmul(&w.t()?)?.squeeze(0)?.to_vec1::<f32>()?)
+        let mut rows = self.head_logits(&last, &self.head_rows(None)?)?;
+        Ok(rows.pop().unwrap_or_default())
     }
 }
 

@@ -64,10 +64,11 @@ use crate::probe::split::SplitMix64;
 use crate::Result;
 
 pub use crate::probe::report::{
-    predictions, predictions_csv, AnalysisOptions, Baselines, CodeLength, CoverageReport,
-    DatasetInfo, EntityPrediction, FlagReport, FoldInfo, FoldSelection, GroupCoverage, GroupReport,
-    LayerControls, LayerPredictions, LayerReport, LearningReport, ModelInfo, NeuronReport,
-    PredictionRow, Report, ReportContext, Selected, SpaceTargets, SplitInfo, SplitSpec,
+    predictions, predictions_csv, AnalysisOptions, Baselines, CausalReport, CodeLength,
+    CoverageReport, DatasetInfo, EntityPrediction, FlagReport, FoldInfo, FoldSelection,
+    GroupCoverage, GroupReport, LayerControls, LayerPredictions, LayerReport, LearningReport,
+    ModelInfo, NeuronReport, PredictionRow, Report, ReportContext, Selected, SpaceTargets,
+    SplitInfo, SplitSpec,
 };
 
 // =============================================================================================
@@ -883,6 +884,7 @@ impl Analysis {
             coverage,
             name_flags,
             learning: None,
+            causal: None,
         })
     }
 

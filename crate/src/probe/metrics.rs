@@ -88,7 +88,8 @@ pub fn average_ranks(x: &[f64]) -> Result<Vec<f64>> {
     Ok(ranks)
 }
 
-fn pearson(a: &[f64], b: &[f64]) -> f64 {
+/// Pearson correlation; NaN when either input is constant.
+pub fn pearson(a: &[f64], b: &[f64]) -> f64 {
     let n = a.len() as f64;
     let (ma, mb) = (a.iter().sum::<f64>() / n, b.iter().sum::<f64>() / n);
     let (mut sab, mut saa, mut sbb) = (0.0, 0.0, 0.0);
@@ -243,6 +244,66 @@ pub fn mean_absolute_error_years(truth_years: &[f64], pred_years: &[f64]) -> Res
         .map(|(t, p)| (t - p).abs())
         .sum::<f64>()
         / truth_years.len() as f64)
+}
+
+/// Mean and its 95% interval by the normal approximation (mean ± 1.96 standard errors, sample
+/// standard deviation); the interval is the mean itself for fewer than two values.
+pub fn mean_ci95(v: &[f64]) -> (f64, f64, f64) {
+    let n = v.len() as f64;
+    if v.is_empty() {
+        return (f64::NAN, f64::NAN, f64::NAN);
+    }
+    let m = v.iter().sum::<f64>() / n;
+    if v.len() < 2 {
+        return (m, m, m);
+    }
+    let sd = (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0)).sqrt();
+    let h = 1.96 * sd / n.sqrt();
+    (m, m - h, m + h)
+}
+
+/// Least-squares slope of `y` on `x` (NaN when `x` is constant).
+pub fn slope(x: &[f64], y: &[f64]) -> f64 {
+    let n = x.len() as f64;
+    let (mx, my) = (x.iter().sum::<f64>() / n, y.iter().sum::<f64>() / n);
+    let sxy: f64 = x.iter().zip(y).map(|(a, b)| (a - mx) * (b - my)).sum();
+    let sxx: f64 = x.iter().map(|a| (a - mx).powi(2)).sum();
+    if sxx == 0.0 {
+        f64::NAN
+    } else {
+        sxy / sxx
+    }
+}
+
+/// P(X ≥ k) for X ~ Binomial(n, p), summed in log space (exact for any n a dataset has).
+pub fn binomial_upper_tail(n: usize, k: usize, p: f64) -> f64 {
+    if k == 0 {
+        return 1.0;
+    }
+    if k > n || p <= 0.0 {
+        return 0.0;
+    }
+    if p >= 1.0 {
+        return 1.0;
+    }
+    let ln_fact = |m: usize| (1..=m).map(|i| (i as f64).ln()).sum::<f64>();
+    let ln_n = ln_fact(n);
+    (k..=n)
+        .map(|j| {
+            (ln_n - ln_fact(j) - ln_fact(n - j)
+                + j as f64 * p.ln()
+                + (n - j) as f64 * (1.0 - p).ln())
+            .exp()
+        })
+        .sum::<f64>()
+        .min(1.0)
+}
+
+/// `(1 + #{null ≥ observed}) / (1 + #null)`: a one-sided rank p-value whose floor is
+/// `1 / (1 + #null)`.
+pub fn rank_p_value(observed: f64, null: &[f64]) -> f64 {
+    let above = null.iter().filter(|&&v| v >= observed).count();
+    (1 + above) as f64 / (1 + null.len()) as f64
 }
 
 #[cfg(test)]

@@ -14,12 +14,14 @@
 //! - [`coverage`]: whom the map serves (error against population or page views);
 //! - [`flags`]: what each name's form gives away (qualifier, code, a place inside, homonym);
 //! - `neuron`: the single-dimension ("space neuron") check;
+//! - [`directions`]: one layer's probe as raw-space directions (what the causal test edits);
 //! - [`analysis`]: the fit per layer, the selection of the layer, the report's assembly;
 //! - [`report`]: report.json and predictions.csv types;
 //! - [`layer_loop`]: the whole analysis in one call, its layers on threads natively.
 
 pub mod analysis;
 pub mod coverage;
+pub mod directions;
 pub mod flags;
 pub mod layer_loop;
 pub mod learning;

@@ -175,6 +175,26 @@ pub struct SplitInfo {
     pub folds: Vec<FoldInfo>,
 }
 
+impl SplitInfo {
+    /// The split that made this one (to refit a run's probes exactly).
+    pub fn spec(&self) -> Result<SplitSpec> {
+        match self.kind.as_str() {
+            "random" => Ok(SplitSpec::Random {
+                test_fraction: self.test_fraction.unwrap_or(0.2),
+                seed: self.seed.unwrap_or(0),
+            }),
+            "column" => Ok(SplitSpec::Column),
+            "group" | "leave_one_group_out" => Ok(SplitSpec::Group {
+                column: self.column.clone().unwrap_or_default(),
+                held_out: self.held_out.clone(),
+            }),
+            other => Err(Error::Input(format!(
+                "a report with an unknown split kind '{other}'"
+            ))),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct LayerControls {
     /// Mean and max over shuffles of the test R² of probes fitted to shuffled training targets.
@@ -488,6 +508,127 @@ pub struct Report {
     /// Learning curves and online code length at the selected layer.
     #[serde(default)]
     pub learning: Option<LearningReport>,
+    /// The causal test (`probelab steer`, `run --causal`, the page's "Does the model use it?").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub causal: Option<CausalReport>,
+}
+
+// =============================================================================================
+// The causal test (computed in crate::causal)
+// =============================================================================================
+
+/// Does the model use the probe's direction? Edits along it at one layer, read through the
+/// model's own answer to a question, against null edits of the same size.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CausalReport {
+    /// The edited layer (0 = embedding output, i = after block i).
+    pub layer: usize,
+    /// `last` (the name's last token) or `all` (every token of the name): where edits land.
+    pub positions: String,
+    pub readout: String,
+    /// The column whose values are the answers, and the candidates scored.
+    pub answer_column: String,
+    pub candidates: Vec<String>,
+    /// Each candidate's first token as the vocabulary spells it (what is scored).
+    pub candidate_tokens: Vec<String>,
+    /// Edited entities (the test rows, or the first `max_entities` of them).
+    pub n_entities: usize,
+    pub baseline: CausalBaseline,
+    /// One per probe target (latitude, longitude; or year).
+    pub axes: Vec<CausalAxis>,
+    pub erasure: Erasure,
+    pub side_effects: SideEffects,
+    /// Per edited entity: where its answer sits before and after the largest edits.
+    pub entities: Vec<CausalEntity>,
+    /// How each figure is computed.
+    pub notes: BTreeMap<String, String>,
+}
+
+/// The model's answers before any edit.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CausalBaseline {
+    /// Share of edited entities whose most probable candidate is their true answer.
+    pub accuracy: f64,
+    /// The rate to beat: the larger of 1 / candidates and the commonest true answer's share.
+    pub chance: f64,
+    /// One-sided binomial p of the accuracy against `chance`.
+    pub p_value: f64,
+    /// Whether the model answers the question at all (p < 0.05); if not, the edits say nothing.
+    pub answerable: bool,
+    /// Mean probability of the true answer.
+    pub mean_p_true: f64,
+}
+
+/// Edits along one target's probe direction.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CausalAxis {
+    pub target: String,
+    /// Norm of the edit that moves this target's reading by one unit (degree or year) and the
+    /// other targets' by none.
+    pub norm_per_unit: f64,
+    pub doses: Vec<DoseEffect>,
+    /// Least-squares slope of the answer's change on the dose, over every (entity, dose), and
+    /// the Pearson correlation of the two.
+    pub slope: f64,
+    pub correlation: f64,
+    /// `(mean change at +D − mean change at −D) / 2D` for the largest dose D: the statistic
+    /// the nulls are compared on.
+    pub effect: f64,
+    /// The same statistic for edits of the same norm along null directions.
+    pub null_random: Vec<f64>,
+    pub null_orthogonal: Vec<f64>,
+    pub null_control_task: Option<f64>,
+    /// `(1 + #nulls ≥ effect) / (1 + #nulls)`, one-sided, over all three null families.
+    pub p_value: f64,
+}
+
+/// The answer's response to one dose of edit along one axis.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DoseEffect {
+    /// Units asked for (degrees or years).
+    pub dose: f64,
+    /// Mean change of the answer's expected position on this axis, and its 95% interval.
+    pub mean_change: f64,
+    pub ci_low: f64,
+    pub ci_high: f64,
+    /// Mean change of the true answer's probability.
+    pub mean_change_p_true: f64,
+}
+
+/// Projecting the probe's directions out of the residual stream.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Erasure {
+    /// Mean drop of the true answer's probability.
+    pub drop_p_true: f64,
+    /// The same for random subspaces of the same dimension.
+    pub null_drops: Vec<f64>,
+    /// `(1 + #null drops ≥ drop) / (1 + #nulls)`.
+    pub p_value: f64,
+}
+
+/// What the same edits do to completions that have nothing to do with place or time.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SideEffects {
+    pub n_prompts: usize,
+    /// Mean |change| of the completions' mean log-probability per token (nats), under the
+    /// probe's largest edits and under the random null edits of the same norm.
+    pub probe_mean_abs_change: f64,
+    pub random_mean_abs_change: f64,
+}
+
+/// One edited entity.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CausalEntity {
+    pub name: String,
+    pub truth: Vec<f64>,
+    pub true_answer: Option<String>,
+    /// The most probable candidate before any edit.
+    pub answer: String,
+    pub p_true: Option<f64>,
+    /// The answer's expected position before any edit, and after the edits of −D and +D on
+    /// each axis (`[axis][0 = −D, 1 = +D]`).
+    pub expected: Vec<f64>,
+    pub moved: Vec<[Vec<f64>; 2]>,
 }
 
 // =============================================================================================

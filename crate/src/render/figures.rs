@@ -115,6 +115,10 @@ pub fn summary(report: &Report) -> String {
     if let Some(l) = &report.learning {
         out += &learning_sentence(l);
     }
+    if let Some(c) = &report.causal {
+        out += &causal_sentence(c, space);
+        out += " ";
+    }
     // Worst served = largest mean error (km or years): a group's own R² compares it with its
     // own mean, which for one continent is near the truth already, so it misleads here.
     let error = |g: &analysis::GroupReport| if space { g.km_mean } else { g.years_mae };
@@ -146,6 +150,70 @@ pub fn summary(report: &Report) -> String {
             .unwrap_or_else(|| ".".into());
     }
     out.trim_end().to_string()
+}
+
+/// Does the model use the direction: whether its answers follow the probe's edits beyond the
+/// null edits, how much erasing the direction costs, and the side effects; or, when the model
+/// cannot answer the question, that the test cannot be read.
+pub fn causal_sentence(c: &analysis::CausalReport, space: bool) -> String {
+    let b = &c.baseline;
+    if !b.answerable {
+        return format!(
+            "Does the model use it? Asked \"{}\", the model picks the right answer for {:.0}% \
+             of {} test entities against {:.0}% by chance ({}), so editing layer {} cannot show \
+             whether it uses the probe's direction.",
+            c.readout,
+            100.0 * b.accuracy,
+            c.n_entities,
+            100.0 * b.chance,
+            fmt_p(Some(b.p_value)),
+            c.layer
+        );
+    }
+    let unit = if space { "°" } else { " years" };
+    let axes: Vec<String> = c
+        .axes
+        .iter()
+        .map(|a| {
+            let top = a.doses.iter().fold(0.0f64, |m, d| m.max(d.dose.abs()));
+            format!(
+                "{}: the answer moves {:+.2}{unit} for an edit of +{top:.0}{unit} ({} against \
+                 {} null edits)",
+                a.target,
+                a.effect * top,
+                fmt_p(Some(a.p_value)),
+                a.null_random.len() + a.null_orthogonal.len() + a.null_control_task.iter().count()
+            )
+        })
+        .collect();
+    let beyond = c
+        .axes
+        .iter()
+        .filter(|a| a.p_value < 0.05 && a.effect > 0.0)
+        .count();
+    let verdict = match beyond {
+        0 => "do not follow the probe's direction beyond null edits of the same size",
+        n if n == c.axes.len() => "follow the probe's direction beyond null edits of the same size",
+        _ => "follow the probe's direction beyond the nulls on some axes only",
+    };
+    let median = |v: &[f64]| crate::probe::metrics::median(v.to_vec()).unwrap_or(f64::NAN);
+    format!(
+        "Does the model use it? Edited at layer {} (asked \"{}\", right {:.0}% of the time \
+             against {:.0}% by chance), its answers {verdict}: {}. Erasing the direction lowers the \
+             true answer's probability by {:.3} (random subspaces: median {:.3}, {}). Unrelated \
+             completions move by {:.3} nats per token under the probe's largest edits, {:.3} under \
+             random ones.",
+        c.layer,
+        c.readout,
+        100.0 * b.accuracy,
+        100.0 * b.chance,
+        axes.join("; "),
+        c.erasure.drop_p_true,
+        median(&c.erasure.null_drops),
+        fmt_p(Some(c.erasure.p_value)),
+        c.side_effects.probe_mean_abs_change,
+        c.side_effects.random_mean_abs_change
+    )
 }
 
 /// Where a subset of names carries the score: for a flag on at least 5 test names and 10% of

@@ -1,0 +1,629 @@
+//! The causal test: edits along the probe's direction, read through the model's own answers.
+//!
+//! - a planted model whose LM head reads latitude off one residual direction: edits along the
+//!   probe are detected with p at the floor; in a twin whose head reads a direction no entity
+//!   varies on, they are not;
+//! - edit arithmetic: an edit asking for Δ moves the probe's reading by Δ, orthogonal edits by 0;
+//! - the edited forward pass equals an independent NumPy computation on the default model;
+//! - the default model on world-places-200 end to end, and the bad inputs.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use candle_core::{Device, Tensor};
+use common::*;
+use probelab::causal::{edit, CausalOptions};
+use probelab::data::{self, Dataset, OnBadRows};
+use probelab::extract::acts::ActsMeta;
+use probelab::extract::{Activations, ExtractOptions, Pooling, Template};
+use probelab::model::{LoadOptions, LoadedModel};
+use probelab::probe::directions::fit_directions;
+use probelab::probe::report::CausalReport;
+use probelab::probe::split::SplitMix64;
+use probelab::probe::{AnalysisOptions, Report, SplitSpec};
+use probelab::run;
+use serde_json::Value;
+
+// =============================================================================================
+// A planted model
+// =============================================================================================
+
+// Narrower than the training set (43 rows), so the probe can find U itself rather than its
+// projection on the span of the training rows.
+const D: usize = 32;
+/// The edited layer: after block 1 of 2, so block 2 runs on the edit.
+const LAYER: usize = 1;
+/// Residual dimensions: latitude is written on U, longitude on V; the twin's head reads W,
+/// which no block writes and no name's embedding has.
+const U: usize = 0;
+const V: usize = 1;
+const W: usize = 2;
+
+/// Single-character names: each one token of the byte-level vocabulary.
+fn planted_names() -> Vec<String> {
+    ('A'..='Z')
+        .chain('a'..='z')
+        .chain('0'..='9')
+        .map(String::from)
+        .collect()
+}
+
+/// A dataset of the single-character names at seeded positions, with a `hemisphere` answer
+/// column (N or S) and a `label` column whose answers (Nord, Nadir) begin with the same token.
+fn planted_csv() -> String {
+    let mut rng = Rng(7);
+    let mut csv = String::from("name,latitude,longitude,hemisphere,label\n");
+    for name in planted_names() {
+        let mut lat = rng.next_f32() as f64 * 60.0;
+        if lat.abs() < 6.0 {
+            lat = 6.0_f64.copysign(lat);
+        }
+        let lon = rng.next_f32() as f64 * 150.0;
+        let (h, label) = if lat > 0.0 {
+            ("N", "Nord")
+        } else {
+            ("S", "Nadir")
+        };
+        csv += &format!("{name},{lat:.3},{lon:.3},{h},{label}\n");
+    }
+    csv
+}
+
+/// A 2-block llama whose names' embeddings carry latitude on U and longitude on V, whose blocks
+/// add small random updates that never touch U, V or W, and whose LM head scores " N" and " S"
+/// by ±(residual · `read`): `read = U` is the planted model, `read = W` the twin that reads a
+/// direction no entity varies on.
+fn planted_gguf(read: usize) -> Vec<u8> {
+    let (mut tokens, mut merges) = byte_vocab();
+    merges.extend(["Ġ N".to_string(), "Ġ S".to_string()]);
+    tokens.extend(["ĠN".to_string(), "ĠS".to_string()]);
+    let vocab = tokens.len();
+    let id = |t: &str| tokens.iter().position(|x| x == t).unwrap();
+    let (n_id, s_id) = (id("ĠN"), id("ĠS"));
+    let positions: Vec<(usize, f64, f64)> = planted_csv()
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (id(f[0]), f[1].parse().unwrap(), f[2].parse().unwrap())
+        })
+        .collect();
+    let mut rng = Rng(11);
+    let mut embedding = vec![0f32; vocab * D];
+    for t in 0..vocab {
+        for j in 3..D {
+            embedding[t * D + j] = 0.5 * rng.next_f32();
+        }
+    }
+    for &(t, lat, lon) in &positions {
+        embedding[t * D + U] = (lat / 30.0) as f32;
+        embedding[t * D + V] = (lon / 60.0) as f32;
+    }
+    let mut head = vec![0f32; vocab * D];
+    head[n_id * D + read] = 1.0;
+    head[s_id * D + read] = -1.0;
+
+    let f32_tensor = |name: String, dims: Vec<u64>, values: Vec<f32>| RawTensor {
+        name,
+        dims,
+        ggml_type: 0,
+        data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+    };
+    let (heads, kv, ffn) = (4usize, 2usize, 128usize);
+    let hd = D / heads;
+    let mut small = |rows: usize, cols: usize, keep_out: bool| -> Vec<f32> {
+        (0..rows * cols)
+            .map(|i| {
+                // Output projections leave rows U, V, W at zero: no block writes them.
+                if keep_out && i / cols <= W {
+                    0.0
+                } else {
+                    0.05 * rng.next_f32()
+                }
+            })
+            .collect()
+    };
+    let mut tensors = vec![
+        f32_tensor(
+            "token_embd.weight".into(),
+            vec![vocab as u64, D as u64],
+            embedding,
+        ),
+        f32_tensor("output_norm.weight".into(), vec![D as u64], vec![1.0; D]),
+        f32_tensor("output.weight".into(), vec![vocab as u64, D as u64], head),
+    ];
+    for i in 0..2 {
+        let b = |n: &str| format!("blk.{i}.{n}.weight");
+        let m = |r: usize, c: usize| vec![r as u64, c as u64];
+        tensors.push(f32_tensor(b("attn_norm"), vec![D as u64], vec![1.0; D]));
+        tensors.push(f32_tensor(b("ffn_norm"), vec![D as u64], vec![1.0; D]));
+        tensors.push(f32_tensor(b("attn_q"), m(D, D), small(D, D, false)));
+        tensors.push(f32_tensor(
+            b("attn_k"),
+            m(kv * hd, D),
+            small(kv * hd, D, false),
+        ));
+        tensors.push(f32_tensor(
+            b("attn_v"),
+            m(kv * hd, D),
+            small(kv * hd, D, false),
+        ));
+        tensors.push(f32_tensor(b("attn_output"), m(D, D), small(D, D, true)));
+        tensors.push(f32_tensor(b("ffn_gate"), m(ffn, D), small(ffn, D, false)));
+        tensors.push(f32_tensor(b("ffn_up"), m(ffn, D), small(ffn, D, false)));
+        tensors.push(f32_tensor(b("ffn_down"), m(D, ffn), small(D, ffn, true)));
+    }
+    let mut meta = vec![
+        ("general.architecture", Meta::Str("llama".into())),
+        ("general.name", Meta::Str("planted latitude llama".into())),
+        ("llama.block_count", Meta::U32(2)),
+        ("llama.embedding_length", Meta::U32(D as u32)),
+        ("llama.feed_forward_length", Meta::U32(ffn as u32)),
+        ("llama.attention.head_count", Meta::U32(heads as u32)),
+        ("llama.attention.head_count_kv", Meta::U32(kv as u32)),
+        ("llama.attention.layer_norm_rms_epsilon", Meta::F32(1e-5)),
+        ("llama.rope.freq_base", Meta::F32(10000.0)),
+        ("llama.context_length", Meta::U32(64)),
+    ];
+    meta.extend([
+        ("tokenizer.ggml.model", Meta::Str("gpt2".into())),
+        ("tokenizer.ggml.pre", Meta::Str("smollm".into())),
+        ("tokenizer.ggml.tokens", Meta::Strs(tokens)),
+        ("tokenizer.ggml.merges", Meta::Strs(merges)),
+        ("tokenizer.ggml.add_bos_token", Meta::Bool(false)),
+    ]);
+    write_gguf(&meta, &tensors)
+}
+
+/// A fresh directory per call: tests run in parallel and may ask for the same name.
+fn temp_dir(name: &str) -> PathBuf {
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let d = std::env::temp_dir().join(format!("probelab-causal-{}-{n}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// The planted (or twin) model written to a file, with the dataset CSV beside it.
+fn planted_files(read: usize) -> (PathBuf, PathBuf) {
+    let dir = temp_dir(&format!("planted-{read}"));
+    let model = dir.join("planted.gguf");
+    std::fs::write(&model, planted_gguf(read)).unwrap();
+    let csv = dir.join("planted.csv");
+    std::fs::write(&csv, planted_csv()).unwrap();
+    (model, csv)
+}
+
+struct Fitted {
+    loaded: LoadedModel,
+    dataset: Dataset,
+    acts: Activations,
+    meta: ActsMeta,
+    report: Report,
+}
+
+fn fit_planted(read: usize) -> Fitted {
+    let (model, _) = planted_files(read);
+    let loaded = LoadedModel::open(&model, &LoadOptions::default()).unwrap();
+    let (dataset, _) =
+        data::read_dataset_csv("planted", planted_csv().as_bytes(), OnBadRows::Stop).unwrap();
+    let template = Template::new("{name}").unwrap();
+    let acts = run::extract_dataset(
+        &loaded.model,
+        None,
+        &loaded,
+        &dataset,
+        &template,
+        &ExtractOptions::default(),
+        "extract",
+        &mut |_, _, _| true,
+    )
+    .unwrap();
+    let meta = ActsMeta::for_dataset(
+        &loaded.model.config.name,
+        &loaded.sha256,
+        &template.text,
+        Pooling::Last,
+        &dataset,
+    );
+    let opts = AnalysisOptions {
+        n_permutations: 20,
+        ..AnalysisOptions::default()
+    };
+    let split = SplitSpec::Random {
+        test_fraction: 0.3,
+        seed: 1,
+    };
+    let report = run::fit(
+        &acts,
+        &meta,
+        None,
+        None,
+        &dataset,
+        &split,
+        &opts,
+        &mut |_, _, _| true,
+    )
+    .unwrap();
+    Fitted {
+        loaded,
+        dataset,
+        acts,
+        meta,
+        report,
+    }
+}
+
+fn hemisphere_question() -> CausalOptions {
+    CausalOptions {
+        readout: Some("{name}".into()),
+        answer_column: Some("hemisphere".into()),
+        ..CausalOptions::default()
+    }
+}
+
+fn causal_of(f: &Fitted, opts: &CausalOptions) -> probelab::Result<CausalReport> {
+    run::causal(
+        &f.loaded,
+        &f.acts,
+        &f.meta,
+        &f.dataset,
+        &f.report,
+        Some(LAYER),
+        opts,
+        &mut |_, _, _| true,
+    )
+}
+
+#[test]
+fn a_planted_direction_is_detected_at_the_floor_and_an_unread_one_is_not() {
+    let planted = fit_planted(U);
+    let c = causal_of(&planted, &hemisphere_question()).unwrap();
+    let lat = &c.axes[0];
+    let n_null = lat.null_random.len() + lat.null_orthogonal.len() + 1;
+    assert_eq!(lat.target, "latitude");
+    assert!(n_null >= 31, "{n_null} nulls");
+    assert!(c.baseline.answerable, "{:?}", c.baseline);
+    assert!(c.baseline.accuracy > 0.9, "{:?}", c.baseline);
+    assert_eq!(lat.p_value, 1.0 / (1 + n_null) as f64, "{lat:?}");
+    assert!(lat.effect > 0.0 && lat.slope > 0.0 && lat.correlation > 0.5);
+    // The answer moves north with a northward edit and south with a southward one.
+    let at = |dose: f64| lat.doses.iter().find(|d| d.dose == dose).unwrap();
+    assert!(
+        at(60.0).ci_low > 0.0 && at(-60.0).ci_high < 0.0,
+        "{:?}",
+        lat.doses
+    );
+    // Erasing the direction that carries the answer costs more than any random subspace.
+    assert_eq!(c.erasure.p_value, 1.0 / 21.0, "{:?}", c.erasure);
+    assert!(
+        c.erasure.drop_p_true > 0.2,
+        "{:?} {:?}",
+        c.erasure,
+        c.baseline
+    );
+    assert_eq!(c.side_effects.n_prompts, 24);
+    assert_eq!(c.entities.len(), c.n_entities);
+
+    let twin = fit_planted(W);
+    let t = causal_of(&twin, &hemisphere_question()).unwrap();
+    assert!(t.axes[0].p_value > 0.1, "{:?}", t.axes[0]);
+    assert!(t.axes[0].effect.abs() < 1e-6, "{:?}", t.axes[0]);
+    // The twin does not answer at all, and the report says so rather than printing a null.
+    assert!(!t.baseline.answerable, "{:?}", t.baseline);
+}
+
+#[test]
+fn an_edit_moves_the_probe_reading_by_exactly_the_dose() {
+    let f = fit_planted(U);
+    let d = f.acts.d_model;
+    let dirs = fit_directions(
+        LAYER,
+        f.acts.layer(LAYER),
+        d,
+        &f.dataset,
+        &f.report.split.spec().unwrap(),
+        &f.report.options,
+        &f.acts.first_token_ids,
+    )
+    .unwrap();
+    // The refitted probe is the report's: same test predictions at that layer.
+    let lp = f.report.layer_predictions.as_ref().unwrap();
+    for (row, &i) in lp.entities.iter().enumerate() {
+        let got = dirs.probe.read(f.acts.vector(LAYER, i));
+        let want = &lp.predicted[LAYER][row];
+        for t in 0..2 {
+            assert!((got[t] - want[t]).abs() < 1e-6, "{got:?} vs {want:?}");
+        }
+    }
+    // Real residual-stream rows at the edited layer, as the causal test holds them (f32).
+    let ids: Vec<Vec<u32>> = dirs
+        .test
+        .iter()
+        .map(|&i| {
+            let name = &f.dataset.names[i];
+            f.loaded.tokenizer.encode_prompt(name).unwrap().ids
+        })
+        .collect();
+    let hidden = f.loaded.model.hidden_at(&ids, LAYER).unwrap();
+    let shifts = edit::unit_shifts(&dirs.probe.weights).unwrap();
+    let basis = edit::orthonormal_basis(&dirs.probe.weights);
+    let orthogonal = edit::random_directions(5, d, &basis, &mut SplitMix64::new(3));
+    for j in 0..ids.len() {
+        let row: Vec<f32> = hidden.get(j).unwrap().get(0).unwrap().to_vec1().unwrap();
+        let before = dirs.probe.read(&row);
+        for (t, shift) in shifts.iter().enumerate() {
+            for dose in [-60.0, 15.0, 60.0] {
+                let mut x = row.clone();
+                edit::add(&mut x, &edit::scaled(shift, dose));
+                let after = dirs.probe.read(&x);
+                for s in 0..2 {
+                    let want = if s == t { dose } else { 0.0 };
+                    assert!(
+                        (after[s] - before[s] - want).abs() < 1e-3,
+                        "target {t}, dose {dose}: reading {s} moved {}",
+                        after[s] - before[s]
+                    );
+                }
+            }
+        }
+        for u in &orthogonal {
+            let mut x = row.clone();
+            edit::add(&mut x, &edit::scaled(u, 10.0 * edit::norm(&shifts[0])));
+            let after = dirs.probe.read(&x);
+            for s in 0..2 {
+                assert!(
+                    (after[s] - before[s]).abs() < 1e-3,
+                    "{after:?} vs {before:?}"
+                );
+            }
+        }
+        // Erasure leaves nothing along the probe's directions.
+        let mut x = row.clone();
+        edit::erase(&mut x, &basis);
+        for b in &basis {
+            let dot: f64 = x.iter().zip(b).map(|(&x, b)| x as f64 * b).sum();
+            assert!(dot.abs() < 1e-4, "{dot}");
+        }
+    }
+}
+
+// =============================================================================================
+// The edited forward pass against NumPy
+// =============================================================================================
+
+#[test]
+fn the_edited_forward_pass_equals_the_numpy_reference() {
+    let bytes = std::fs::read(fixture("edited_forward_smollm2.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let meta = meta.metadata().clone().unwrap();
+    let floats = |name: &str| -> Vec<f32> {
+        st.tensor(name)
+            .unwrap()
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+            .collect()
+    };
+    let ids: Vec<u32> = serde_json::from_str(&meta["ids"]).unwrap();
+    let layer: usize = meta["layer"].parse().unwrap();
+    let position: usize = meta["position"].parse().unwrap();
+    let (edit_vec, want_hidden, want_logits) =
+        (floats("edit"), floats("hidden_last"), floats("logits"));
+
+    let loaded = LoadedModel::open(&default_model(), &LoadOptions::default()).unwrap();
+    assert_eq!(loaded.sha256, meta["model_sha256"]);
+    let m = &loaded.model;
+    let d = m.config.d_model;
+    let hidden = m.hidden_at(std::slice::from_ref(&ids), layer).unwrap();
+    let mut x = hidden.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let delta: Vec<f64> = edit_vec.iter().map(|&v| v as f64).collect();
+    edit::add(&mut x[position * d..(position + 1) * d], &delta);
+    let x = Tensor::from_vec(x, (1, ids.len(), d), &Device::Cpu).unwrap();
+    let last = ids.len() - 1;
+    let mut got_hidden = Vec::new();
+    let out = m
+        .resume_layers(layer, &x, |_, h| {
+            got_hidden.push(h.get(0)?.get(last)?.to_vec1::<f32>()?);
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(got_hidden.len(), m.config.n_layers - layer);
+    for (i, got) in got_hidden.iter().enumerate() {
+        let want = &want_hidden[(i + 1) * d..(i + 2) * d];
+        let cos = cosine(got, want);
+        assert!(cos >= 0.999, "layer {}: cosine {cos}", layer + 1 + i);
+    }
+    let row = out.get(0).unwrap().get(last).unwrap().unsqueeze(0).unwrap();
+    let logits = &m.head_logits(&row, &m.head_rows(None).unwrap()).unwrap()[0];
+    let worst = logits
+        .iter()
+        .zip(&want_logits)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(worst <= 1e-3, "largest logit difference {worst}");
+}
+
+// =============================================================================================
+// The command line
+// =============================================================================================
+
+fn probelab(args: &[&str]) -> (i32, String) {
+    let o = Command::new(env!("CARGO_BIN_EXE_probelab"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+fn report_json(dir: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap()
+}
+
+fn has_every_causal_field(c: &Value) {
+    for key in [
+        "layer",
+        "positions",
+        "readout",
+        "answer_column",
+        "candidates",
+        "candidate_tokens",
+        "n_entities",
+        "baseline",
+        "axes",
+        "erasure",
+        "side_effects",
+        "entities",
+        "notes",
+    ] {
+        assert!(!c[key].is_null(), "causal.{key} is missing: {c}");
+    }
+    for axis in c["axes"].as_array().unwrap() {
+        for key in [
+            "doses",
+            "slope",
+            "correlation",
+            "effect",
+            "p_value",
+            "null_random",
+        ] {
+            assert!(!axis[key].is_null(), "axis {key} missing");
+        }
+        assert!(axis["null_random"].as_array().unwrap().len() >= 20);
+    }
+    assert!(c["erasure"]["null_drops"].as_array().unwrap().len() >= 20);
+}
+
+#[test]
+fn steer_on_the_command_line_and_its_bad_inputs() {
+    let (model, csv) = planted_files(U);
+    let (twin, _) = planted_files(W);
+    let out = temp_dir("cli");
+    let (m, c, o) = (
+        model.to_str().unwrap(),
+        csv.to_str().unwrap(),
+        out.to_str().unwrap(),
+    );
+    let (code, err) = probelab(&[
+        "run",
+        "--model",
+        m,
+        "--dataset",
+        c,
+        "--out",
+        o,
+        "--no-random-init",
+        "--permutations",
+        "10",
+        "--causal",
+        "--layer",
+        "1",
+        "--readout",
+        "{name}",
+        "--answer-column",
+        "hemisphere",
+        "--engine",
+        "cpu",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let report = report_json(&out);
+    has_every_causal_field(&report["causal"]);
+    assert!(err.contains("Does the model use it?"), "{err}");
+
+    let steer = |extra: &[&str], model: &str| {
+        let mut args = vec!["steer", o, "--model", model, "--dataset", c];
+        args.extend(extra);
+        probelab(&args)
+    };
+    // Steering the run again rewrites its causal block (here at another layer).
+    let (code, err) = steer(
+        &[
+            "--layer",
+            "2",
+            "--readout",
+            "{name}",
+            "--answer-column",
+            "hemisphere",
+        ],
+        m,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(report_json(&out)["causal"]["layer"], 2);
+
+    let bad = |extra: &[&str], model: &str, says: &str| {
+        let (code, err) = steer(extra, model);
+        assert_ne!(code, 0, "{extra:?} should fail");
+        assert!(
+            err.contains(says),
+            "{extra:?}: '{err}' does not say '{says}'"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+    };
+    let q = ["--readout", "{name}", "--answer-column", "hemisphere"];
+    bad(
+        &[&q[..], &["--layer", "3"]].concat(),
+        m,
+        "layer 3 is out of range",
+    );
+    bad(
+        &[&q[..], &["--candidates", "N"]].concat(),
+        m,
+        "at least two candidate",
+    );
+    bad(
+        &["--readout", "{name}", "--answer-column", "label"],
+        m,
+        "'Nadir' and 'Nord' begin with the same token",
+    );
+    bad(&["--readout", "Where is it?"], m, "no {name} placeholder");
+    bad(&q, twin.to_str().unwrap(), "do not belong to this model");
+    // A failed steer keeps what the run computed.
+    assert_eq!(report_json(&out)["causal"]["layer"], 2);
+}
+
+#[test]
+fn the_default_model_on_world_places_200() {
+    let model = default_model();
+    let out = temp_dir("world");
+    let (code, err) = probelab(&[
+        "run",
+        "--model",
+        model.to_str().unwrap(),
+        "--dataset",
+        "world-places-200",
+        "--out",
+        out.to_str().unwrap(),
+        "--no-random-init",
+        "--permutations",
+        "20",
+        "--causal",
+        "--engine",
+        "cpu",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let c = &report_json(&out)["causal"];
+    has_every_causal_field(c);
+    assert_eq!(c["candidates"].as_array().unwrap().len(), 6);
+    assert_eq!(c["n_entities"], 40);
+    // What the science says goes in the closing note, not here.
+    eprintln!(
+        "world-places-200, layer {}: baseline accuracy {} (chance {}), latitude effect {} \
+         p {}, longitude effect {} p {}, erasure drop {} p {}",
+        c["layer"],
+        c["baseline"]["accuracy"],
+        c["baseline"]["chance"],
+        c["axes"][0]["effect"],
+        c["axes"][0]["p_value"],
+        c["axes"][1]["effect"],
+        c["axes"][1]["p_value"],
+        c["erasure"]["drop_p_true"],
+        c["erasure"]["p_value"]
+    );
+}
