@@ -167,7 +167,7 @@ struct CausalArgs {
     #[arg(long)]
     layer: Option<usize>,
     /// The question whose answer is read; {name} is replaced by each name (default for
-    /// places: "{name} is a place on the continent of").
+    /// places: "The continent where {name} is located is").
     #[arg(long)]
     readout: Option<String>,
     /// The dataset column whose values answer it (default: continent; century for dates).

@@ -18,6 +18,7 @@
 //! probe's raw-space directions come from [`crate::probe::directions`].
 
 pub mod edit;
+pub mod held;
 pub mod readout;
 
 use std::collections::BTreeMap;
@@ -27,6 +28,7 @@ use candle_core::{Device, Tensor};
 use crate::data::{Dataset, TargetKind};
 use crate::error::{Error, Result};
 use crate::extract::{self, Pooling, Template};
+use crate::model::gguf::Config;
 use crate::model::tokenizer::Tokenizer;
 use crate::model::Llama;
 use crate::probe::directions::ProbeDirections;
@@ -36,6 +38,7 @@ use crate::probe::report::{
 };
 use crate::probe::split::SplitMix64;
 use crate::probe::StageProgress;
+use held::Held;
 use readout::Candidates;
 
 /// Prompts whose completions have nothing to do with place or time (context TAB completion).
@@ -103,14 +106,41 @@ pub struct CausalInputs<'a> {
     pub pooling: Pooling,
 }
 
-/// A change of the residual stream at the edit positions.
-enum Edit<'a> {
-    None,
-    Add(&'a [f64]),
-    Erase(&'a [Vec<f64>]),
+/// Runs the whole test on the CPU; `progress("causal", done, total)` counts edited forward
+/// passes and may cancel.
+pub fn causal_test(
+    inputs: &CausalInputs,
+    opts: &CausalOptions,
+    progress: &mut StageProgress,
+) -> Result<CausalReport> {
+    let model = inputs.model;
+    let mut run = CausalRun::new(
+        &model.config,
+        inputs.tokenizer,
+        inputs.dataset,
+        inputs.directions,
+        inputs.pooling,
+        opts,
+    )?;
+    run.hold_on_cpu(model)?;
+    while run.step_on_cpu(model)? {
+        if !progress("causal", run.passes_done(), run.passes()) {
+            return Err(Error::Cancelled);
+        }
+    }
+    run.finish()
 }
 
-impl Edit<'_> {
+/// A change of the residual stream at the edited rows.
+#[derive(Clone, Debug)]
+enum Edit {
+    None,
+    Add(Vec<f64>),
+    /// Project out an orthonormal basis.
+    Erase(Vec<Vec<f64>>),
+}
+
+impl Edit {
     fn apply(&self, row: &mut [f32]) {
         match self {
             Edit::None => {}
@@ -120,362 +150,598 @@ impl Edit<'_> {
     }
 }
 
-/// A batch of prompts held at layer L: the residual stream once, then any number of edits.
-struct HeldBatch {
-    hidden: Vec<f32>,
-    b: usize,
-    len: usize,
-    /// Per prompt, the positions an edit changes and the positions whose next token is read.
-    edit_at: Vec<Vec<usize>>,
-    read_at: Vec<Vec<usize>>,
+/// One forward pass of the plan: an edit of the entities' prompts (read: candidate
+/// probabilities) or of the unrelated prompts (read: completion log-probabilities).
+#[derive(Clone, Debug)]
+enum Pass {
+    Entities(Edit),
+    Unrelated(Edit),
 }
 
-impl HeldBatch {
-    fn new(
-        model: &Llama,
-        layer: usize,
-        seqs: Vec<Vec<u32>>,
-        edit_at: Vec<Vec<usize>>,
-        read_at: Vec<Vec<usize>>,
+#[derive(Clone, Debug)]
+enum Outcome {
+    /// Per edited entity, the candidates' probabilities.
+    Probs(Vec<Vec<f64>>),
+    /// Per unrelated prompt, the completion's mean log-probability per token.
+    LogP(Vec<f64>),
+}
+
+/// Where each planned pass sits in the plan.
+#[derive(Clone, Debug, Default)]
+struct Layout {
+    base: usize,
+    /// `[axis][dose]`.
+    doses: Vec<Vec<usize>>,
+    /// `[axis]` → (−D, +D).
+    probe: Vec<[usize; 2]>,
+    /// `[axis][null]` → (−D, +D): random, then orthogonal, then the control task's.
+    nulls: Vec<Vec<[usize; 2]>>,
+    erase: usize,
+    erase_nulls: Vec<usize>,
+    side_base: usize,
+    side_probe: Vec<usize>,
+    side_random: Vec<usize>,
+}
+
+/// One job for an engine: run blocks after `layer` on these (edited) rows and return the final
+/// residual stream at `read_rows` (`[reads, d_model]`).
+pub struct Job<'a> {
+    pub layer: usize,
+    pub seqs: &'a [Vec<u32>],
+    /// Packed `[Σ len, d_model]`, the edit applied.
+    pub rows: Vec<f32>,
+    pub read_rows: &'a [usize],
+}
+
+/// The causal test as a plan of forward passes that any engine can run one job at a time
+/// ([`CausalRun::next_job`], [`CausalRun::record`]), so a shell can report progress, honour
+/// Cancel between passes and await a GPU; [`CausalRun::finish`] turns the outcomes into the
+/// report. Every edit is fixed (seeded) before the first pass.
+pub struct CausalRun {
+    layer: usize,
+    d: usize,
+    positions: Pooling,
+    readout: String,
+    column: String,
+    cands: Candidates,
+    doses: Vec<f64>,
+    top: f64,
+    target_names: Vec<String>,
+    /// Per axis, the norm of the edit that moves its reading by one unit.
+    unit_norms: Vec<f64>,
+    /// The edited entities (dataset rows) and their targets.
+    rows: Vec<usize>,
+    names: Vec<String>,
+    targets: Vec<Vec<f64>>,
+    truth: Vec<Option<usize>>,
+    /// Entity prompts in batches, then the unrelated prompts (last).
+    held: Vec<Held>,
+    /// Each unrelated prompt's completion tokens.
+    completions: Vec<Vec<u32>>,
+    plan: Vec<Pass>,
+    layout: Layout,
+    n_random: usize,
+    n_orthogonal: usize,
+    has_control: bool,
+    /// The next job: pass index and batch within it, and the batch outcomes so far.
+    next_pass: usize,
+    next_batch: usize,
+    partial: Vec<Vec<f64>>,
+    outcomes: Vec<Outcome>,
+    /// The LM head's candidate rows and whole matrix, dequantized once when first needed.
+    candidate_head: Option<Tensor>,
+    full_head: Option<Tensor>,
+}
+
+impl CausalRun {
+    /// Checks the inputs and plans every pass: the question, the doses on each axis, the null
+    /// directions, the erasures and the side-effect passes. No model runs here.
+    pub fn new(
+        config: &Config,
+        tokenizer: &Tokenizer,
+        dataset: &Dataset,
+        dirs: &ProbeDirections,
+        pooling: Pooling,
+        opts: &CausalOptions,
     ) -> Result<Self> {
-        let t = model.hidden_at(&seqs, layer)?;
-        let (b, len, _) = t.dims3()?;
+        let (d, layer) = (config.d_model, dirs.layer);
+        if layer > config.n_layers {
+            return Err(Error::Input(format!(
+                "layer {layer} is out of range: this model has layers 0..={}",
+                config.n_layers
+            )));
+        }
+        if dirs.probe.weights.iter().any(|w| w.len() != d) {
+            return Err(Error::Input(format!(
+                "the probe has {} dimensions but the model's residual stream has {d}: the \
+                 run's probes come from another model",
+                dirs.probe.weights[0].len()
+            )));
+        }
+        let (default_template, default_column) = readout::default_readout(dataset.kind);
+        let template = Template::new(opts.readout.as_deref().unwrap_or(default_template))
+            .map_err(|e| Error::Input(format!("the readout question: {e}")))?;
+        let column = opts.answer_column.as_deref().unwrap_or(default_column);
+        let cands = Candidates::new(
+            tokenizer,
+            dataset,
+            column,
+            &opts.candidates,
+            &template.text,
+            &dirs.train,
+        )?;
+        let doses = if opts.doses.is_empty() {
+            default_doses(dataset.kind)
+        } else {
+            opts.doses.clone()
+        };
+        let top = doses.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        if top == 0.0 || doses.iter().any(|v| !v.is_finite()) {
+            return Err(Error::Input(
+                "the doses must be finite and not all zero".into(),
+            ));
+        }
+        let mut rng = SplitMix64::new(opts.seed ^ 0xCA05_A100);
+
+        // The edited entities: the probe's test rows.
+        let mut rows = dirs.test.clone();
+        if opts.max_entities > 0 && rows.len() > opts.max_entities {
+            rng.shuffle(&mut rows);
+            rows.truncate(opts.max_entities);
+            rows.sort_unstable();
+        }
+        let names: Vec<String> = rows.iter().map(|&i| dataset.names[i].clone()).collect();
+        let entities =
+            extract::tokenize_entities(tokenizer, &names, &template, config.context_length)?;
+        let mut held: Vec<Held> = entities
+            .chunks(opts.batch_size.max(1))
+            .map(|chunk| {
+                Held::new(
+                    chunk.iter().map(|e| e.ids.clone()).collect(),
+                    chunk
+                        .iter()
+                        .map(|e| match pooling {
+                            Pooling::Last => vec![e.span.end - 1],
+                            Pooling::Mean => e.span.clone().collect(),
+                        })
+                        .collect(),
+                    &chunk
+                        .iter()
+                        .map(|e| vec![e.ids.len() - 1])
+                        .collect::<Vec<_>>(),
+                )
+            })
+            .collect();
+        let (unrelated, completions) = unrelated_prompts(tokenizer, config.context_length)?;
+        held.push(unrelated);
+
+        // The plan.
+        let k = dirs.probe.weights.len();
+        let shifts = edit::unit_shifts(&dirs.probe.weights)?;
+        let probe_basis = edit::orthonormal_basis(&dirs.probe.weights);
+        let control_shifts = match &dirs.control {
+            Some(r) => Some(edit::unit_shifts(&r.weights)?),
+            None => None,
+        };
+        let mut plan = vec![Pass::Entities(Edit::None)];
+        let mut layout = Layout::default();
+        let push = |plan: &mut Vec<Pass>, pass: Pass| {
+            plan.push(pass);
+            plan.len() - 1
+        };
+        let mut side_probe = Vec::new();
+        let mut side_random = Vec::new();
+        for t in 0..k {
+            let add = |u: &[f64], s: f64| Pass::Entities(Edit::Add(edit::scaled(u, s)));
+            layout.doses.push(
+                doses
+                    .iter()
+                    .map(|&dose| push(&mut plan, add(&shifts[t], dose)))
+                    .collect(),
+            );
+            layout.probe.push([
+                push(&mut plan, add(&shifts[t], -top)),
+                push(&mut plan, add(&shifts[t], top)),
+            ]);
+            side_probe.push(edit::scaled(&shifts[t], -top));
+            side_probe.push(edit::scaled(&shifts[t], top));
+            // Null edits of the same norm as the probe's largest.
+            let size = edit::norm(&shifts[t]) * top;
+            let random = edit::random_directions(opts.n_random, d, &[], &mut rng);
+            let orthogonal = edit::random_directions(opts.n_orthogonal, d, &probe_basis, &mut rng);
+            let control: Vec<Vec<f64>> = control_shifts
+                .iter()
+                .map(|s| edit::scaled(&s[t], 1.0 / edit::norm(&s[t])))
+                .collect();
+            side_random.extend(random.iter().map(|u| edit::scaled(u, size)));
+            layout.nulls.push(
+                random
+                    .iter()
+                    .chain(&orthogonal)
+                    .chain(&control)
+                    .map(|u| {
+                        [
+                            push(&mut plan, add(u, -size)),
+                            push(&mut plan, add(u, size)),
+                        ]
+                    })
+                    .collect(),
+            );
+        }
+        layout.erase = push(&mut plan, Pass::Entities(Edit::Erase(probe_basis.clone())));
+        layout.erase_nulls = edit::random_subspaces(opts.n_erasure, probe_basis.len(), d, &mut rng)
+            .into_iter()
+            .map(|b| push(&mut plan, Pass::Entities(Edit::Erase(b))))
+            .collect();
+        layout.side_base = push(&mut plan, Pass::Unrelated(Edit::None));
+        layout.side_probe = side_probe
+            .into_iter()
+            .map(|e| push(&mut plan, Pass::Unrelated(Edit::Add(e))))
+            .collect();
+        layout.side_random = side_random
+            .into_iter()
+            .map(|e| push(&mut plan, Pass::Unrelated(Edit::Add(e))))
+            .collect();
+
         Ok(Self {
-            hidden: t.flatten_all()?.to_vec1::<f32>()?,
-            b,
-            len,
-            edit_at,
-            read_at,
+            layer,
+            d,
+            positions: pooling,
+            readout: template.text.clone(),
+            column: column.to_lowercase(),
+            truth: rows.iter().map(|&i| cands.truth[i]).collect(),
+            targets: rows.iter().map(|&i| dataset.targets[i].clone()).collect(),
+            cands,
+            doses,
+            top,
+            target_names: dirs.target_names.clone(),
+            unit_norms: shifts.iter().map(|s| edit::norm(s)).collect(),
+            rows,
+            names,
+            held,
+            completions,
+            plan,
+            layout,
+            n_random: opts.n_random,
+            n_orthogonal: opts.n_orthogonal,
+            has_control: dirs.control.is_some(),
+            next_pass: 0,
+            next_batch: 0,
+            partial: Vec::new(),
+            outcomes: Vec::new(),
+            candidate_head: None,
+            full_head: None,
         })
     }
 
-    /// The final residual stream at every read position (prompt order), after `edit`.
-    fn final_rows(&self, model: &Llama, layer: usize, edit: &Edit) -> Result<Tensor> {
-        let d = model.config.d_model;
-        let mut x = self.hidden.clone();
-        for (j, positions) in self.edit_at.iter().enumerate() {
-            for &p in positions {
-                edit.apply(&mut x[(j * self.len + p) * d..(j * self.len + p + 1) * d]);
+    /// Forward passes planned, and done so far.
+    pub fn passes(&self) -> usize {
+        self.plan.len()
+    }
+
+    pub fn passes_done(&self) -> usize {
+        self.outcomes.len()
+    }
+
+    /// The prompt batches to run to the edited layer before any pass: give each one's packed
+    /// rows to [`CausalRun::set_hidden`].
+    pub fn prompt_batches(&self) -> Vec<&[Vec<u32>]> {
+        self.held.iter().map(|h| h.seqs.as_slice()).collect()
+    }
+
+    pub fn layer(&self) -> usize {
+        self.layer
+    }
+
+    pub fn set_hidden(&mut self, batch: usize, rows: Vec<f32>) -> Result<()> {
+        let d = self.d;
+        self.held
+            .get_mut(batch)
+            .ok_or_else(|| Error::Input(format!("no prompt batch {batch}")))?
+            .set_hidden(rows, d)
+    }
+
+    /// Runs every prompt batch to the edited layer on the CPU.
+    pub fn hold_on_cpu(&mut self, model: &Llama) -> Result<()> {
+        for i in 0..self.held.len() {
+            let rows = held::cpu_hidden_rows(model, &self.held[i].seqs, self.layer)?;
+            self.set_hidden(i, rows)?;
+        }
+        Ok(())
+    }
+
+    /// The batch the next job runs on.
+    fn job_batch(&self) -> Option<(usize, &Edit)> {
+        match self.plan.get(self.next_pass)? {
+            Pass::Entities(e) => Some((self.next_batch, e)),
+            Pass::Unrelated(e) => Some((self.held.len() - 1, e)),
+        }
+    }
+
+    /// The next job, or None when every pass is done.
+    pub fn next_job(&self) -> Result<Option<Job<'_>>> {
+        let Some((b, edit)) = self.job_batch() else {
+            return Ok(None);
+        };
+        let h = &self.held[b];
+        Ok(Some(Job {
+            layer: self.layer,
+            seqs: &h.seqs,
+            rows: h.edited(self.d, &mut |row| edit.apply(row))?,
+            read_rows: &h.read_rows,
+        }))
+    }
+
+    /// Takes the next job's result (`[reads, d_model]`, the final residual stream before the
+    /// final norm); `model` supplies the final norm and the LM head.
+    pub fn record(&mut self, model: &Llama, final_rows: Vec<f32>) -> Result<()> {
+        let d = self.d;
+        let Some((b, _)) = self.job_batch() else {
+            return Err(Error::Compute("every pass is already done".into()));
+        };
+        let reads = self.held[b].read_rows.len();
+        if final_rows.len() != reads * d {
+            return Err(Error::Compute(format!(
+                "{} values for {reads} rows of width {d}",
+                final_rows.len()
+            )));
+        }
+        let x = Tensor::from_vec(final_rows, (reads, d), &Device::Cpu)?;
+        match &self.plan[self.next_pass] {
+            Pass::Entities(_) => {
+                if self.candidate_head.is_none() {
+                    self.candidate_head = Some(model.head_rows(Some(&self.cands.tokens))?);
+                }
+                let head = self.candidate_head.as_ref().expect("set above");
+                for logits in model.head_logits(&x, head)? {
+                    self.partial.push(Candidates::probabilities(&logits));
+                }
+                self.next_batch += 1;
+                if self.next_batch == self.held.len() - 1 {
+                    let probs = std::mem::take(&mut self.partial);
+                    self.outcomes.push(Outcome::Probs(probs));
+                    self.next_batch = 0;
+                    self.next_pass += 1;
+                }
+            }
+            Pass::Unrelated(_) => {
+                if self.full_head.is_none() {
+                    self.full_head = Some(model.head_rows(None)?);
+                }
+                let head = self.full_head.as_ref().expect("set above");
+                let logits = model.head_logits(&x, head)?;
+                let mut rows = logits.iter();
+                let means = self
+                    .completions
+                    .iter()
+                    .map(|tokens| {
+                        tokens
+                            .iter()
+                            .zip(rows.by_ref())
+                            .map(|(&tok, row)| log_softmax_at(row, tok))
+                            .sum::<f64>()
+                            / tokens.len() as f64
+                    })
+                    .collect();
+                self.outcomes.push(Outcome::LogP(means));
+                self.next_pass += 1;
             }
         }
-        let x = Tensor::from_vec(x, (self.b, self.len, d), &Device::Cpu)?;
-        let out = model.resume(layer, &x)?;
-        let mut rows = Vec::new();
-        for (j, reads) in self.read_at.iter().enumerate() {
-            for &p in reads {
-                rows.push(out.get(j)?.get(p)?);
+        Ok(())
+    }
+
+    /// Runs the next job on the CPU; false when every pass is done.
+    pub fn step_on_cpu(&mut self, model: &Llama) -> Result<bool> {
+        let rows = match self.next_job()? {
+            None => return Ok(false),
+            Some(job) => {
+                held::cpu_final_rows(model, job.seqs, job.layer, &job.rows, job.read_rows)?
             }
-        }
-        Ok(Tensor::stack(&rows, 0)?)
+        };
+        self.record(model, rows)?;
+        Ok(true)
     }
-}
 
-/// The edited forward passes of one test, counted for the progress bar (which may cancel).
-struct Passes<'a, 'p> {
-    model: &'a Llama,
-    layer: usize,
-    held: Vec<HeldBatch>,
-    /// The LM head's rows of the candidates' tokens.
-    head: Tensor,
-    done: usize,
-    total: usize,
-    progress: &'a mut StageProgress<'p>,
-}
-
-impl Passes<'_, '_> {
-    fn tick(&mut self) -> Result<()> {
-        self.done += 1;
-        if (self.progress)("causal", self.done, self.total) {
-            Ok(())
-        } else {
-            Err(Error::Cancelled)
+    fn probs(&self, pass: usize) -> &[Vec<f64>] {
+        match &self.outcomes[pass] {
+            Outcome::Probs(p) => p,
+            Outcome::LogP(_) => &[],
         }
     }
 
-    /// Candidate probabilities of every edited entity under `edit`.
-    fn answers(&mut self, edit: &Edit) -> Result<Vec<Vec<f64>>> {
-        let mut out = Vec::new();
-        for h in &self.held {
-            let x = h.final_rows(self.model, self.layer, edit)?;
-            for logits in self.model.head_logits(&x, &self.head)? {
-                out.push(Candidates::probabilities(&logits));
-            }
+    fn log_p(&self, pass: usize) -> &[f64] {
+        match &self.outcomes[pass] {
+            Outcome::LogP(v) => v,
+            Outcome::Probs(_) => &[],
         }
-        self.tick()?;
-        Ok(out)
     }
 
-    /// The answers' expected positions under the edit `delta`.
-    fn expected(&mut self, cands: &Candidates, delta: &[f64]) -> Result<Vec<Vec<f64>>> {
-        let probs = self.answers(&Edit::Add(delta))?;
-        Ok(probs.iter().map(|p| cands.expected(p)).collect())
-    }
-}
-
-/// Runs the causal test; `progress("causal", done, total)` counts edited forward passes and
-/// may cancel.
-pub fn causal_test(
-    inputs: &CausalInputs,
-    opts: &CausalOptions,
-    progress: &mut StageProgress,
-) -> Result<CausalReport> {
-    let CausalInputs {
-        model,
-        tokenizer,
-        dataset,
-        directions: dirs,
-        pooling,
-    } = *inputs;
-    let c = &model.config;
-    let (d, layer) = (c.d_model, dirs.layer);
-    if layer > c.n_layers {
-        return Err(Error::Input(format!(
-            "layer {layer} is out of range: this model has layers 0..={}",
-            c.n_layers
-        )));
-    }
-    if dirs.probe.weights.iter().any(|w| w.len() != d) {
-        return Err(Error::Input(format!(
-            "the probe has {} dimensions but the model's residual stream has {d}: the run's \
-             probes come from another model",
-            dirs.probe.weights[0].len()
-        )));
-    }
-    let (default_template, default_column) = readout::default_readout(dataset.kind);
-    let template = Template::new(opts.readout.as_deref().unwrap_or(default_template))
-        .map_err(|e| Error::Input(format!("the readout question: {e}")))?;
-    let column = opts.answer_column.as_deref().unwrap_or(default_column);
-    let cands = Candidates::new(
-        tokenizer,
-        dataset,
-        column,
-        &opts.candidates,
-        &template.text,
-        &dirs.train,
-    )?;
-    let doses = if opts.doses.is_empty() {
-        default_doses(dataset.kind)
-    } else {
-        opts.doses.clone()
-    };
-    let top = doses.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-    if top == 0.0 || doses.iter().any(|v| !v.is_finite()) {
-        return Err(Error::Input(
-            "the doses must be finite and not all zero".into(),
-        ));
-    }
-    let mut rng = SplitMix64::new(opts.seed ^ 0xCA05_A100);
-
-    // The edited entities: the probe's test rows.
-    let mut rows = dirs.test.clone();
-    if opts.max_entities > 0 && rows.len() > opts.max_entities {
-        rng.shuffle(&mut rows);
-        rows.truncate(opts.max_entities);
-        rows.sort_unstable();
-    }
-    let names: Vec<String> = rows.iter().map(|&i| dataset.names[i].clone()).collect();
-    let entities = extract::tokenize_entities(tokenizer, &names, &template, c.context_length)?;
-    let head = model.head_rows(Some(&cands.tokens))?;
-    let batch = opts.batch_size.max(1);
-    let mut held = Vec::new();
-    for chunk in entities.chunks(batch) {
-        held.push(HeldBatch::new(
-            model,
-            layer,
-            chunk.iter().map(|e| e.ids.clone()).collect(),
-            chunk
+    /// The report, from every pass's outcome.
+    pub fn finish(self) -> Result<CausalReport> {
+        if self.outcomes.len() != self.plan.len() {
+            return Err(Error::Compute(format!(
+                "the causal test stopped after {} of {} passes",
+                self.outcomes.len(),
+                self.plan.len()
+            )));
+        }
+        let l = &self.layout;
+        let cands = &self.cands;
+        let expected = |pass: usize| -> Vec<Vec<f64>> {
+            self.probs(pass).iter().map(|p| cands.expected(p)).collect()
+        };
+        let p_true = |pass: usize| -> Vec<Option<f64>> {
+            self.probs(pass)
                 .iter()
-                .map(|e| match pooling {
-                    Pooling::Last => vec![e.span.end - 1],
-                    Pooling::Mean => e.span.clone().collect(),
-                })
-                .collect(),
-            chunk.iter().map(|e| vec![e.ids.len() - 1]).collect(),
-        )?);
-    }
-
-    let k = dirs.probe.weights.len();
-    let n_null = opts.n_random + opts.n_orthogonal + usize::from(dirs.control.is_some());
-    let total = 1 + k * (doses.len() + 2 + 2 * n_null) + 1 + opts.n_erasure + side_passes(k, opts);
-    let mut run = Passes {
-        model,
-        layer,
-        held,
-        head,
-        done: 0,
-        total,
-        progress,
-    };
-    let truth: Vec<Option<usize>> = rows.iter().map(|&i| cands.truth[i]).collect();
-    let p_true = |probs: &[Vec<f64>]| -> Vec<Option<f64>> {
-        probs
-            .iter()
-            .zip(&truth)
-            .map(|(p, t)| t.map(|t| p[t]))
-            .collect()
-    };
-
-    // 1. The question, before any edit.
-    let base = run.answers(&Edit::None)?;
-    let base_expected: Vec<Vec<f64>> = base.iter().map(|p| cands.expected(p)).collect();
-    let base_p_true = p_true(&base);
-    let baseline = baseline(&base, &truth, cands.names.len());
-
-    // 2–3. Dose and response on each axis, then the nulls at the largest dose.
-    let shifts = edit::unit_shifts(&dirs.probe.weights)?;
-    let probe_basis = edit::orthonormal_basis(&dirs.probe.weights);
-    let control_shifts = match &dirs.control {
-        Some(r) => Some(edit::unit_shifts(&r.weights)?),
-        None => None,
-    };
-    let mut axes = Vec::with_capacity(k);
-    let mut moved: Vec<Vec<[Vec<f64>; 2]>> = vec![Vec::new(); rows.len()];
-    let mut side_edits: Vec<Vec<f64>> = Vec::new();
-    let mut side_random: Vec<Vec<f64>> = Vec::new();
-    for t in 0..k {
-        let unit_norm = edit::norm(&shifts[t]);
-        let mut dose_effects = Vec::with_capacity(doses.len());
-        let (mut xs, mut ys) = (Vec::new(), Vec::new());
-        for &dose in &doses {
-            let probs = run.answers(&Edit::Add(&edit::scaled(&shifts[t], dose)))?;
-            let expected: Vec<Vec<f64>> = probs.iter().map(|p| cands.expected(p)).collect();
-            let delta: Vec<f64> = expected
+                .zip(&self.truth)
+                .map(|(p, t)| t.map(|t| p[t]))
+                .collect()
+        };
+        let base = self.probs(l.base);
+        let base_expected = expected(l.base);
+        let base_p_true = p_true(l.base);
+        let baseline = baseline(base, &self.truth, cands.names.len());
+        // Per entity, the change on axis t of the answer's expected position under a pass.
+        let change = |pass: usize, t: usize| -> Vec<f64> {
+            expected(pass)
                 .iter()
                 .zip(&base_expected)
                 .map(|(e, b)| e[t] - b[t])
-                .collect();
-            let dp: Vec<f64> = p_true(&probs)
+                .collect()
+        };
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+        // The statistic every direction is compared on: (mean at +D − mean at −D) / 2D.
+        let effect = |[minus, plus]: [usize; 2], t: usize| -> f64 {
+            (mean(&change(plus, t)) - mean(&change(minus, t))) / (2.0 * self.top)
+        };
+        // The mean norm of the residual stream at the edited tokens, to size the edits by.
+        let norms: Vec<f64> = self.held[..self.held.len() - 1]
+            .iter()
+            .flat_map(|h| h.edited_row_norms(self.d))
+            .collect();
+        let stream_norm = mean(&norms);
+        let mut axes = Vec::new();
+        for (t, target) in self.target_names.iter().enumerate() {
+            let (mut xs, mut ys) = (Vec::new(), Vec::new());
+            let doses = self
+                .doses
                 .iter()
-                .zip(&base_p_true)
-                .filter_map(|(a, b)| Some(a.as_ref()? - b.as_ref()?))
+                .zip(&l.doses[t])
+                .map(|(&dose, &pass)| {
+                    let delta = change(pass, t);
+                    let dp: Vec<f64> = p_true(pass)
+                        .iter()
+                        .zip(&base_p_true)
+                        .filter_map(|(a, b)| Some(a.as_ref()? - b.as_ref()?))
+                        .collect();
+                    let (m, lo, hi) = mean_ci95(&delta);
+                    xs.extend(std::iter::repeat_n(dose, delta.len()));
+                    ys.extend(&delta);
+                    DoseEffect {
+                        dose,
+                        mean_change: m,
+                        ci_low: lo,
+                        ci_high: hi,
+                        mean_change_p_true: mean(&dp),
+                    }
+                })
                 .collect();
-            let (mean, lo, hi) = mean_ci95(&delta);
-            xs.extend(std::iter::repeat_n(dose, delta.len()));
-            ys.extend(&delta);
-            dose_effects.push(DoseEffect {
-                dose,
-                mean_change: mean,
-                ci_low: lo,
-                ci_high: hi,
-                mean_change_p_true: mean_ci95(&dp).0,
+            let nulls: Vec<f64> = l.nulls[t].iter().map(|&p| effect(p, t)).collect();
+            let probe_effect = effect(l.probe[t], t);
+            let (r, o) = (self.n_random, self.n_orthogonal);
+            axes.push(CausalAxis {
+                target: target.clone(),
+                norm_per_unit: self.unit_norms[t],
+                largest_edit_relative_norm: self.unit_norms[t] * self.top / stream_norm,
+                doses,
+                slope: slope(&xs, &ys),
+                correlation: pearson(&xs, &ys),
+                effect: probe_effect,
+                p_value: rank_p_value(probe_effect, &nulls),
+                null_random: nulls[..r].to_vec(),
+                null_orthogonal: nulls[r..r + o].to_vec(),
+                null_control_task: self.has_control.then(|| nulls[r + o]),
             });
         }
-        // The statistic every direction is compared on: (mean at +D − mean at −D) / 2D.
-        let effect_of = |minus: &[Vec<f64>], plus: &[Vec<f64>]| -> f64 {
-            let m = |e: &[Vec<f64>]| {
-                e.iter()
-                    .zip(&base_expected)
-                    .map(|(e, b)| e[t] - b[t])
-                    .sum::<f64>()
-                    / e.len() as f64
-            };
-            (m(plus) - m(minus)) / (2.0 * top)
+        let drop_of = |pass: usize| -> f64 {
+            let drops: Vec<f64> = p_true(pass)
+                .iter()
+                .zip(&base_p_true)
+                .filter_map(|(a, b)| Some(b.as_ref()? - a.as_ref()?))
+                .collect();
+            mean(&drops)
         };
-        let probe_minus = run.expected(&cands, &edit::scaled(&shifts[t], -top))?;
-        let probe_plus = run.expected(&cands, &edit::scaled(&shifts[t], top))?;
-        let effect = effect_of(&probe_minus, &probe_plus);
-        for (e, (m, p)) in moved.iter_mut().zip(probe_minus.iter().zip(&probe_plus)) {
-            e.push([m.clone(), p.clone()]);
-        }
-        side_edits.push(edit::scaled(&shifts[t], -top));
-        side_edits.push(edit::scaled(&shifts[t], top));
-        let size = unit_norm * top;
-        let null_effect = |u: &[f64], run: &mut Passes| -> Result<f64> {
-            let minus = run.expected(&cands, &edit::scaled(u, -size))?;
-            let plus = run.expected(&cands, &edit::scaled(u, size))?;
-            Ok(effect_of(&minus, &plus))
+        let drop_p_true = drop_of(l.erase);
+        let null_drops: Vec<f64> = l.erase_nulls.iter().map(|&p| drop_of(p)).collect();
+        let side_base = self.log_p(l.side_base);
+        let mean_abs = |passes: &[usize]| -> f64 {
+            let per: Vec<f64> = passes
+                .iter()
+                .map(|&p| {
+                    let v = self.log_p(p);
+                    mean(
+                        &v.iter()
+                            .zip(side_base)
+                            .map(|(a, b)| (a - b).abs())
+                            .collect::<Vec<_>>(),
+                    )
+                })
+                .collect();
+            mean(&per)
         };
-        let random = edit::random_directions(opts.n_random, d, &[], &mut rng);
-        let orthogonal = edit::random_directions(opts.n_orthogonal, d, &probe_basis, &mut rng);
-        let null_random = random
-            .iter()
-            .map(|u| null_effect(u, &mut run))
-            .collect::<Result<Vec<_>>>()?;
-        let null_orthogonal = orthogonal
-            .iter()
-            .map(|u| null_effect(u, &mut run))
-            .collect::<Result<Vec<_>>>()?;
-        let null_control_task = match &control_shifts {
-            Some(s) => {
-                let u = edit::scaled(&s[t], 1.0 / edit::norm(&s[t]));
-                Some(null_effect(&u, &mut run)?)
-            }
-            None => None,
-        };
-        side_random.extend(random.iter().map(|u| edit::scaled(u, size)));
-        let nulls: Vec<f64> = null_random
-            .iter()
-            .chain(&null_orthogonal)
-            .chain(&null_control_task)
-            .copied()
+        let entities = (0..self.rows.len())
+            .map(|j| CausalEntity {
+                name: self.names[j].clone(),
+                truth: self.targets[j].clone(),
+                true_answer: self.truth[j].map(|t| cands.names[t].clone()),
+                answer: cands.names[argmax(&base[j])].clone(),
+                p_true: base_p_true[j],
+                expected: base_expected[j].clone(),
+                moved: l
+                    .probe
+                    .iter()
+                    .map(|&[minus, plus]| [expected(minus)[j].clone(), expected(plus)[j].clone()])
+                    .collect(),
+            })
             .collect();
-        axes.push(CausalAxis {
-            target: dirs.target_names[t].clone(),
-            norm_per_unit: unit_norm,
-            doses: dose_effects,
-            slope: slope(&xs, &ys),
-            correlation: pearson(&xs, &ys),
-            effect,
-            p_value: rank_p_value(effect, &nulls),
-            null_random,
-            null_orthogonal,
-            null_control_task,
-        });
-    }
-
-    // 4. Erasure of the probe's subspace, against random subspaces of its dimension.
-    let drop_of = |probs: &[Vec<f64>]| -> f64 {
-        let drops: Vec<f64> = p_true(probs)
-            .iter()
-            .zip(&base_p_true)
-            .filter_map(|(a, b)| Some(b.as_ref()? - a.as_ref()?))
-            .collect();
-        mean_ci95(&drops).0
-    };
-    let drop_p_true = drop_of(&run.answers(&Edit::Erase(&probe_basis))?);
-    let null_drops = edit::random_subspaces(opts.n_erasure, probe_basis.len(), d, &mut rng)
-        .iter()
-        .map(|basis| Ok(drop_of(&run.answers(&Edit::Erase(basis))?)))
-        .collect::<Result<Vec<_>>>()?;
-
-    // 5. Side effects on unrelated completions.
-    let side_effects = side_effects(&mut run, tokenizer, &side_edits, &side_random)?;
-
-    let entities = rows
-        .iter()
-        .enumerate()
-        .map(|(j, &i)| CausalEntity {
-            name: dataset.names[i].clone(),
-            truth: dataset.targets[i].clone(),
-            true_answer: truth[j].map(|t| cands.names[t].clone()),
-            answer: cands.names[argmax(&base[j])].clone(),
-            p_true: base_p_true[j],
-            expected: base_expected[j].clone(),
-            moved: std::mem::take(&mut moved[j]),
+        Ok(CausalReport {
+            layer: self.layer,
+            positions: match self.positions {
+                Pooling::Last => "last".into(),
+                Pooling::Mean => "all".into(),
+            },
+            readout: self.readout.clone(),
+            answer_column: self.column.clone(),
+            candidates: cands.names.clone(),
+            candidate_tokens: cands.token_texts.clone(),
+            n_entities: self.rows.len(),
+            baseline,
+            axes,
+            erasure: Erasure {
+                p_value: rank_p_value(drop_p_true, &null_drops),
+                drop_p_true,
+                null_drops,
+            },
+            side_effects: SideEffects {
+                n_prompts: self.completions.len(),
+                probe_mean_abs_change: mean_abs(&l.side_probe),
+                random_mean_abs_change: mean_abs(&l.side_random),
+            },
+            entities,
+            notes: notes(self.top),
         })
-        .collect();
-    Ok(CausalReport {
-        layer,
-        positions: match pooling {
-            Pooling::Last => "last".into(),
-            Pooling::Mean => "all".into(),
-        },
-        readout: template.text.clone(),
-        answer_column: column.to_lowercase(),
-        candidates: cands.names.clone(),
-        candidate_tokens: cands.token_texts.clone(),
-        n_entities: rows.len(),
-        baseline,
-        axes,
-        erasure: Erasure {
-            p_value: rank_p_value(drop_p_true, &null_drops),
-            drop_p_true,
-            null_drops,
-        },
-        side_effects,
-        entities,
-        notes: notes(top),
-    })
+    }
+}
+
+/// The shipped unrelated prompts that fit the context, as one batch edited at each context's
+/// last token and read at the positions that predict the completion; with the completions.
+fn unrelated_prompts(tokenizer: &Tokenizer, context: usize) -> Result<(Held, Vec<Vec<u32>>)> {
+    let (mut seqs, mut edit_at, mut read_at, mut completions) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for line in UNRELATED_PROMPTS.lines() {
+        let Some((ctx, completion)) = line.split_once('\t') else {
+            continue;
+        };
+        if ctx.starts_with('#') {
+            continue;
+        }
+        let ctx = tokenizer.encode_prompt(ctx)?.ids;
+        let comp = tokenizer.encode_text(completion)?;
+        let n = ctx.len();
+        if n == 0 || comp.is_empty() || n + comp.len() > context {
+            continue;
+        }
+        edit_at.push(vec![n - 1]);
+        read_at.push((n - 1..n - 1 + comp.len()).collect());
+        completions.push(comp.clone());
+        seqs.push([ctx, comp].concat());
+    }
+    if seqs.is_empty() {
+        return Err(Error::Input(
+            "none of the unrelated prompts fits the model's context".into(),
+        ));
+    }
+    Ok((Held::new(seqs, edit_at, &read_at), completions))
 }
 
 fn argmax(p: &[f64]) -> usize {
@@ -520,82 +786,6 @@ fn baseline(probs: &[Vec<f64>], truth: &[Option<usize>], n_candidates: usize) ->
         answerable: n > 0 && p_value < 0.05,
         mean_p_true: mean_ci95(&p_true).0,
     }
-}
-
-/// Forward passes the side-effect check makes: one unedited, one per probe edit (±D per axis)
-/// and one per random null edit.
-fn side_passes(k: usize, opts: &CausalOptions) -> usize {
-    1 + 2 * k + k * opts.n_random
-}
-
-/// Mean |change| of the unrelated completions' mean log-probability per token, under the
-/// probe's edits and under the random ones (each added at the context's last token).
-fn side_effects(
-    run: &mut Passes,
-    tokenizer: &Tokenizer,
-    probe_edits: &[Vec<f64>],
-    random_edits: &[Vec<f64>],
-) -> Result<SideEffects> {
-    let (model, layer) = (run.model, run.layer);
-    let mut seqs = Vec::new();
-    let mut edit_at = Vec::new();
-    let mut read_at = Vec::new();
-    let mut wanted = Vec::new();
-    for line in UNRELATED_PROMPTS.lines() {
-        let Some((context, completion)) = line.split_once('\t') else {
-            continue;
-        };
-        if context.starts_with('#') {
-            continue;
-        }
-        let ctx = tokenizer.encode_prompt(context)?.ids;
-        let comp = tokenizer.encode_text(completion)?;
-        let n = ctx.len();
-        edit_at.push(vec![n - 1]);
-        read_at.push((n - 1..n - 1 + comp.len()).collect());
-        wanted.push(comp.clone());
-        seqs.push([ctx, comp].concat());
-    }
-    let n_prompts = seqs.len();
-    let held = HeldBatch::new(model, layer, seqs, edit_at, read_at)?;
-    let head = model.head_rows(None)?;
-    // Mean log-probability per completion token, per prompt.
-    let mean_log_p = |edit: &Edit| -> Result<Vec<f64>> {
-        let logits = model.head_logits(&held.final_rows(model, layer, edit)?, &head)?;
-        let mut rows = logits.iter();
-        Ok(wanted
-            .iter()
-            .map(|tokens| {
-                tokens
-                    .iter()
-                    .zip(rows.by_ref())
-                    .map(|(&tok, row)| log_softmax_at(row, tok))
-                    .sum::<f64>()
-                    / tokens.len() as f64
-            })
-            .collect())
-    };
-    let base = mean_log_p(&Edit::None)?;
-    run.tick()?;
-    let mut mean_abs = |edits: &[Vec<f64>]| -> Result<f64> {
-        let mut total = 0.0;
-        for delta in edits {
-            let after = mean_log_p(&Edit::Add(delta))?;
-            run.tick()?;
-            total += after
-                .iter()
-                .zip(&base)
-                .map(|(a, b)| (a - b).abs())
-                .sum::<f64>()
-                / n_prompts as f64;
-        }
-        Ok(total / edits.len().max(1) as f64)
-    };
-    Ok(SideEffects {
-        n_prompts,
-        probe_mean_abs_change: mean_abs(probe_edits)?,
-        random_mean_abs_change: mean_abs(random_edits)?,
-    })
 }
 
 /// `ln softmax(row)[token]` in f64.

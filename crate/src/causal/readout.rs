@@ -8,8 +8,12 @@ use crate::data::{Dataset, TargetKind};
 use crate::error::{Error, Result};
 use crate::model::tokenizer::Tokenizer;
 
-/// The default question for places: its answers are the continents of world-places.
-pub const PLACE_READOUT: &str = "{name} is a place on the continent of";
+/// The default question for places: its answers are the continents of world-places. Of five
+/// phrasings tried on the default model and world-places-200 ("{name} is a place on the
+/// continent of", "{name} is located in", "{name} is a city in", a Q/A form and this one), this
+/// is the one it answers best before any edit (50% against 25% by chance); the others are
+/// 32–40%. A question the model cannot answer cannot show whether it uses a direction.
+pub const PLACE_READOUT: &str = "The continent where {name} is located is";
 /// The default question for dates, answered by the `century` column.
 pub const TIME_READOUT: &str = "{name} is from the";
 

@@ -566,6 +566,9 @@ pub struct CausalAxis {
     /// Norm of the edit that moves this target's reading by one unit (degree or year) and the
     /// other targets' by none.
     pub norm_per_unit: f64,
+    /// The largest edit's norm over the mean norm of the residual stream at the edited tokens.
+    #[serde(default)]
+    pub largest_edit_relative_norm: f64,
     pub doses: Vec<DoseEffect>,
     /// Least-squares slope of the answer's change on the dose, over every (entity, dose), and
     /// the Pearson correlation of the two.
