@@ -4,7 +4,7 @@
 import { DEFAULT_MODEL_URL } from './config.js';
 import { WorkerPool } from './workers.js';
 import { gatherActivations, readStoredRun } from './activations.js';
-import { linkToLab, showResults } from './results.js';
+import { fillCausal, linkToLab, showResults } from './results.js';
 import { Store, reportKey, runKey, sha256Hex } from './store.js';
 import init, { Report, builtin_datasets, read_dataset } from './pkg/probelab.js';
 
@@ -44,6 +44,7 @@ function setBusy() {
   $('extract').disabled = state.extracting || state.loading || !state.info;
   $('cancel').disabled = !state.extracting;
   $('split').disabled = state.extracting;
+  $('causal-run').disabled = state.extracting || state.loading || !state.info || !state.report;
 }
 
 const mb = (n) => (n / 1e6).toFixed(1) + ' MB';
@@ -402,16 +403,19 @@ async function fitAndShow(dataset, run, randomRun, opts) {
   } else {
     $('probe-status').textContent = 'The same fit was done before: shown from this browser\'s cache.';
   }
-  show(stored, state.info.sha256);
+  show(stored, state.info.sha256, key);
 }
 
-function show(stored, sha256) {
+/** Draws a stored result ({reportJson, scenes}); `key` is where the store keeps it. */
+function show(stored, sha256, key) {
+  state.shown = { stored, key };
   // Read once into the core: the slider, the summary and the exports ask this handle.
   const report = Report.from_json(stored.reportJson);
   state.report = showResults(report, stored.reportJson, JSON.parse(stored.scenes), params.has('layer') ? Number(params.get('layer')) : undefined);
   state.shownFrom = sha256;
   $('probe-panel').hidden = false;
   $('summary').textContent = report.summary();
+  fillCausal(state.report);
   resultsFirst(true);
   // The activations go with the result when this tab holds them (not on a revisit from the store).
   $('export-acts').disabled = !state.lastRun?.data;
@@ -464,7 +468,7 @@ async function showStoredState(modelRecord) {
   const rk = await reportKey({ run, randomRun: randomRec && randomRec.complete ? randomRun : null, dataset: dataset.key, split: currentSplit(), permutations, seed: String(SEED) });
   const stored = await store.getReport(rk);
   if (stored) {
-    show(stored, info.sha256);
+    show(stored, info.sha256, rk);
     $('probe-status').textContent = 'Shown from this browser\'s cache (the same model, names, prompt and split as before).';
     return true;
   }
@@ -531,6 +535,67 @@ async function refit() {
   }
 }
 
+// ---- Does the model use it? (the causal test) ------------------------------------------------
+
+/**
+ * Edits the residual stream along the shown probe's direction at its layer and reads the
+ * model's own answers against null edits (worker 0, CPU), then adds the causal block to the
+ * shown report: the summary, the table and the stored result carry it. Cancel keeps the report
+ * as it was.
+ */
+async function runCausal() {
+  if (!state.report || !state.shown || state.extracting || !state.info) return;
+  const status = $('causal-status');
+  const dataset = await currentDataset();
+  const { names, opts } = currentRequest();
+  const store = await storeReady;
+  const same = state.lastRun && state.lastRun.names.join('\n') === names.join('\n') && state.lastRun.opts.template === opts.template && state.lastRun.opts.pooling === opts.pooling;
+  const run = same ? state.lastRun : await readStoredRun({ store, info: state.info, names, opts, variant: 'model' });
+  if (!dataset || !run || !run.data) {
+    status.textContent = 'The causal test edits this model\'s activations: extract them first (Setup, Extract).';
+    return;
+  }
+  const layer = state.report.selected.layer;
+  const n = run.names.length, d = run.dModel;
+  const layerActs = run.data.slice(layer * n * d, (layer + 1) * n * d);
+  state.extracting = true; setBusy();
+  $('causal-cancel').disabled = false;
+  const bar = $('causal-progress');
+  bar.hidden = false; bar.value = 0;
+  const t = performance.now();
+  status.textContent = `Running the prompts to layer ${layer}…`;
+  try {
+    const res = await workers.steer({
+      reportJson: state.shown.stored.reportJson, layerActs, firstTokenIds: run.firstTokenIds,
+      dataset: dataset.name, csv: dataset.csv, pooling: opts.pooling, layer,
+      readout: $('causal-readout').value.trim(), answerColumn: $('causal-column').value.trim(),
+    }, (p) => {
+      bar.max = p.total; bar.value = p.done;
+      status.textContent = `Editing layer ${layer} along the probe and the null directions: pass ${p.done} of ${p.total}.`;
+    });
+    if (res.cancelled) {
+      status.textContent = 'Cancelled: the report is as it was.';
+      return;
+    }
+    const full = JSON.parse(state.shown.stored.reportJson);
+    full.causal = JSON.parse(res.causal);
+    const reportJson = JSON.stringify(full);
+    const handle = Report.from_json(reportJson);
+    let next;
+    try { next = { reportJson, scenes: handle.scenes() }; } finally { handle.free(); }
+    if (state.shown.key) await store.putReport(state.shown.key, next);
+    show(next, state.info.sha256, state.shown.key);
+    status.textContent = `Done in ${((performance.now() - t) / 1000).toFixed(1)} s (${bar.max} edited forward passes, on the CPU).`;
+  } catch (e) {
+    status.textContent = '';
+    showError(`The causal test failed: ${e.message}`);
+  } finally {
+    bar.hidden = true;
+    $('causal-cancel').disabled = true;
+    state.extracting = false; setBusy();
+  }
+}
+
 async function downloadActivations() {
   const r = state.lastRun;
   try {
@@ -573,6 +638,8 @@ $('download-acts').addEventListener('click', downloadActivations);
 $('export-acts').addEventListener('click', downloadActivations);
 $('split').addEventListener('change', refit);
 $('color-by').addEventListener('change', colourBySurprisal);
+$('causal-run').addEventListener('click', runCausal);
+$('causal-cancel').addEventListener('click', () => workers.cancel());
 $('dataset').addEventListener('change', showDataset);
 $('names').addEventListener('input', () => { $('dataset').value = 'custom'; showDataset(); });
 

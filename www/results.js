@@ -523,3 +523,57 @@ $('map-wrap').addEventListener('keydown', (e) => {
   } else return;
   e.preventDefault();
 });
+
+/**
+ * "Does the model use it?": the causal block of the shown report as a table (one row per axis,
+ * then erasure and side effects) and a line on the question's baseline; the question's
+ * defaults follow the dataset's kind. Without a causal block, only the Run button shows.
+ */
+export function fillCausal(rep) {
+  const space = rep.dataset.target === 'space';
+  $('causal-panel').hidden = false;
+  $('causal-readout').placeholder = space ? 'The continent where {name} is located is' : '{name} is from the';
+  $('causal-column').placeholder = space ? 'continent' : 'century';
+  const c = rep.causal;
+  const table = $('causal-table');
+  const body = table.querySelector('tbody');
+  body.replaceChildren();
+  table.hidden = !c;
+  $('causal-baseline').hidden = !c;
+  if (!c) return;
+  const unit = space ? '°' : ' years';
+  const fmt = (v, digits = 2) => (Number.isFinite(v) ? v.toFixed(digits) : 'n/a');
+  const signed = (v, digits = 2) => (Number.isFinite(v) ? (v >= 0 ? '+' : '') + v.toFixed(digits) : 'n/a');
+  const fmtP = (p) => (Number.isFinite(p) ? (p < 0.001 ? '< 0.001' : p.toFixed(3)) : 'n/a');
+  const b = c.baseline;
+  $('causal-baseline').textContent = `Layer ${c.layer}, edits at the name's ${c.positions === 'all' ? 'tokens' : 'last token'}, ${c.n_entities} test entities. `
+    + `Asked "${c.readout}" (answers: ${c.candidates.join(', ')}), the model is right ${fmt(100 * b.accuracy, 0)}% of the time `
+    + `against ${fmt(100 * b.chance, 0)}% by chance (p ${fmtP(b.p_value)})`
+    + (b.answerable ? '.' : ': it does not answer the question, so these edits cannot show whether it uses the direction.');
+  for (const a of c.axes) {
+    const top = Math.max(...a.doses.map((d) => Math.abs(d.dose)));
+    const nulls = [...a.null_random, ...a.null_orthogonal, ...(a.null_control_task === null || a.null_control_task === undefined ? [] : [a.null_control_task])];
+    body.append(tableRow([
+      `${a.target} (×${fmt(a.largest_edit_relative_norm, 2)} the stream's norm at +${top}${unit})`,
+      `${signed(a.effect * top)}${unit} at +${top}${unit}`,
+      fmtP(a.p_value),
+      `${signed(Math.min(...nulls) * top)} to ${signed(Math.max(...nulls) * top)}${unit} (${nulls.length})`,
+      `${signed(a.slope, 4)} (r ${fmt(a.correlation)})`,
+    ]));
+  }
+  const drops = c.erasure.null_drops;
+  body.append(tableRow([
+    'erasing the probe\'s directions',
+    `true answer's probability ${signed(-c.erasure.drop_p_true, 3)}`,
+    fmtP(c.erasure.p_value),
+    `${signed(-Math.max(...drops), 3)} to ${signed(-Math.min(...drops), 3)} (${drops.length} random subspaces)`,
+    '',
+  ]));
+  body.append(tableRow([
+    `side effects (${c.side_effects.n_prompts} unrelated completions)`,
+    `${fmt(c.side_effects.probe_mean_abs_change, 3)} nats per token`,
+    '',
+    `${fmt(c.side_effects.random_mean_abs_change, 3)} nats per token under random edits`,
+    '',
+  ]));
+}

@@ -1,6 +1,7 @@
 // One model worker: holds a wasm Lab and runs extraction batch by batch, off the page's thread.
-// Messages in: load, check, extract, cancel, fit, safetensors. Out: loaded, checked, rows (one
-// per finished batch), extracted, cancelled, fit-progress, fitted, safetensors, gpu-failed, error.
+// Messages in: load, check, extract, cancel, fit, surprisal, steer, safetensors. Out: loaded,
+// checked, rows (one per finished batch), extracted, cancelled, fit-progress, fitted, surprisal,
+// steer-progress, steered, safetensors, gpu-failed, error.
 // www/workers.js drives several of these.
 // A worker asked to (`gpu` in its load message) also puts the weights on the GPU through
 // WebGPU and then runs batches there, dropping to its CPU copy if the GPU fails.
@@ -115,6 +116,30 @@ async function extract(msg, post) {
   }
 }
 
+/**
+ * The causal test ("Does the model use it?") on this worker's CPU model, pass by pass: progress
+ * after each, a Cancel honoured between them (the page keeps its report as it was).
+ */
+async function steer(msg, post) {
+  if (!lab) throw new Error('load a model first');
+  cancelled = false;
+  const total = lab.steer_prepare(msg.reportJson, msg.layerActs, msg.firstTokenIds || new Uint32Array(),
+    msg.dataset, msg.csv, msg.pooling, msg.layer, msg.readout || undefined, msg.answerColumn || undefined,
+    msg.candidates || []);
+  post({ type: 'steer-progress', done: 0, total });
+  let yielded = performance.now();
+  while (lab.steer_step()) {
+    // Yield (and report) every 50 ms or so: often enough for Cancel, rarely enough to cost nothing.
+    if (performance.now() - yielded < 50) continue;
+    post({ type: 'steer-progress', done: lab.steer_done(), total });
+    await new Promise((r) => setTimeout(r, 0));
+    yielded = performance.now();
+    if (cancelled) { lab.steer_cancel(); post({ type: 'cancelled', done: lab.steer_done() }); return; }
+  }
+  post({ type: 'steer-progress', done: total, total });
+  post({ type: 'steered', causal: lab.steer_finish() });
+}
+
 self.onmessage = async (ev) => {
   const msg = ev.data;
   const post = replyTo(msg.id);
@@ -138,6 +163,7 @@ self.onmessage = async (ev) => {
       const values = lab.name_surprisal(msg.names, msg.template, (done, total) => post({ type: 'surprisal-progress', done, total }));
       post({ type: 'surprisal', values }, [values.buffer]);
     }
+    else if (msg.type === 'steer') await steer(msg, post);
     else if (msg.type === 'safetensors') {
       const bytes = lab.safetensors(msg.data, msg.names, msg.tokensPerEntity, msg.template, msg.pooling, msg.datasetName);
       post({ type: 'safetensors', bytes }, [bytes.buffer]);

@@ -135,6 +135,16 @@ export class WorkerPool {
     return m.values;
   }
 
+  /**
+   * The causal test on worker 0's CPU model; resolves with {causal} (the report's causal block
+   * as JSON text) or {cancelled: true}. onProgress({done, total}) counts edited passes.
+   */
+  async steer(args, onProgress = () => {}) {
+    const m = await this.request(0, { type: 'steer', ...args }, ['steered', 'cancelled'],
+      (p) => { if (p.type === 'steer-progress') onProgress(p); });
+    return m.type === 'cancelled' ? { cancelled: true } : { causal: m.causal };
+  }
+
   /** A safetensors file of gathered activations, made by worker 0's core. */
   async safetensors(args) {
     const m = await this.request(0, { type: 'safetensors', ...args }, ['safetensors']);

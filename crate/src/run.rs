@@ -217,7 +217,7 @@ pub fn note_source(report: &mut Report, imported: &crate::extract::import::Impor
 
 /// The causal test at `layer` (default: the report's selected layer) with the probes of a run:
 /// refitted from its activations exactly as the report fitted them (same split, options and
-/// control task), then edited along in `loaded`'s forward pass.
+/// control task), then edited along in `loaded`'s forward pass on the CPU.
 #[allow(clippy::too_many_arguments)]
 pub fn causal(
     loaded: &LoadedModel,
@@ -242,28 +242,75 @@ pub fn causal(
         )));
     }
     let first_tokens = if acts.first_token_ids.len() == acts.n_entities {
-        acts.first_token_ids.clone()
+        acts.first_token_ids.as_slice()
     } else {
-        Vec::new()
+        &[]
     };
+    let mut run = plan_causal(
+        loaded,
+        report,
+        dataset,
+        acts.layer(layer),
+        first_tokens,
+        layer,
+        meta.pooling,
+        opts,
+    )?;
+    run.hold_on_cpu(&loaded.model)?;
+    while run.step_on_cpu(&loaded.model)? {
+        if !progress("causal", run.passes_done(), run.passes()) {
+            return Err(Error::Cancelled);
+        }
+    }
+    run.finish()
+}
+
+/// Plans the causal test at `layer` for a fitted `report` (no model runs yet): checks that the
+/// report was fitted for this model and dataset, refits its probe on `layer_acts` (`[entities]
+/// [d_model]`, that layer's activations), and plans every edited pass.
+#[allow(clippy::too_many_arguments)]
+pub fn plan_causal(
+    loaded: &LoadedModel,
+    report: &Report,
+    dataset: &Dataset,
+    layer_acts: &[f32],
+    first_token_ids: &[u32],
+    layer: usize,
+    pooling: crate::extract::Pooling,
+    opts: &crate::causal::CausalOptions,
+) -> Result<crate::causal::CausalRun> {
+    let c = &loaded.model.config;
+    if !report.model.sha256.eq_ignore_ascii_case(&loaded.sha256) {
+        return Err(Error::Input(format!(
+            "the run's probes do not belong to this model: they were fitted on '{}' (sha256 {}), \
+             not the loaded '{}' (sha256 {})",
+            report.model.name, report.model.sha256, c.name, loaded.sha256
+        )));
+    }
+    if report.dataset.n != dataset.len() || report.dataset.target != dataset.kind {
+        return Err(Error::Input(format!(
+            "the run's probes do not belong to this dataset: they were fitted on '{}' ({} \
+             entities), not '{}' ({} entities)",
+            report.dataset.name,
+            report.dataset.n,
+            dataset.name,
+            dataset.len()
+        )));
+    }
+    if layer > c.n_layers {
+        return Err(Error::Input(format!(
+            "layer {layer} is out of range: this model has layers 0..={}",
+            c.n_layers
+        )));
+    }
     let directions = crate::probe::directions::fit_directions(
         layer,
-        acts.layer(layer),
-        acts.d_model,
+        layer_acts,
+        c.d_model,
         dataset,
         &report.split.spec()?,
         &report.options,
-        &first_tokens,
+        first_token_ids,
     )?;
-    crate::causal::causal_test(
-        &crate::causal::CausalInputs {
-            model: &loaded.model,
-            tokenizer: &loaded.tokenizer,
-            dataset,
-            directions: &directions,
-            pooling: meta.pooling,
-        },
-        opts,
-        progress,
-    )
+    crate::causal::CausalRun::new(c, &loaded.tokenizer, dataset, &directions, pooling, opts)
 }

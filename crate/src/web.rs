@@ -39,6 +39,8 @@ pub struct Lab {
     batches: Vec<Vec<usize>>,
     /// The last finished batch, `[layers + 1][batch entities][d_model]`, until taken.
     rows: Rc<RefCell<Option<Vec<f32>>>>,
+    /// The causal test in progress, pass by pass.
+    steer: Option<crate::causal::CausalRun>,
 }
 
 #[wasm_bindgen]
@@ -55,6 +57,7 @@ impl Lab {
             entities: Rc::new(Vec::new()),
             batches: Vec::new(),
             rows: Rc::new(RefCell::new(None)),
+            steer: None,
         })
     }
 
@@ -124,6 +127,86 @@ impl Lab {
         })
         .map_err(js_err)?;
         Ok(values.into_iter().map(|v| v.unwrap_or(f64::NAN)).collect())
+    }
+
+    /// Plans the causal test ("Does the model use it?") for a fitted report (report.json's
+    /// text) at `layer` (default: its selected layer): `layer_acts` are that layer's
+    /// activations `[entities][d_model]`, `first_token_ids` the control task's (empty: none).
+    /// Runs the prompts to that layer on the CPU and returns the number of edited passes; then
+    /// call [`Lab::steer_step`] until it returns false, and [`Lab::steer_finish`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn steer_prepare(
+        &mut self,
+        report_json: &str,
+        layer_acts: Vec<f32>,
+        first_token_ids: Vec<u32>,
+        dataset_name: &str,
+        csv: Option<Vec<u8>>,
+        pooling: &str,
+        layer: Option<usize>,
+        readout: Option<String>,
+        answer_column: Option<String>,
+        candidates: Vec<String>,
+    ) -> Result<usize, JsError> {
+        self.steer = None;
+        let report: analysis::Report =
+            serde_json::from_str(report_json).map_err(|e| JsError::new(&format!("report: {e}")))?;
+        let (dataset, _) =
+            crate::run::dataset_from(dataset_name, csv.as_deref(), data::OnBadRows::Skip)
+                .map_err(js_err)?;
+        let opts = crate::causal::CausalOptions {
+            readout: readout.filter(|r| !r.trim().is_empty()),
+            answer_column: answer_column.filter(|c| !c.trim().is_empty()),
+            candidates: candidates
+                .into_iter()
+                .filter(|c| !c.trim().is_empty())
+                .collect(),
+            ..Default::default()
+        };
+        let mut run = crate::run::plan_causal(
+            &self.loaded,
+            &report,
+            &dataset,
+            &layer_acts,
+            &first_token_ids,
+            layer.unwrap_or(report.selected.layer),
+            pooling.parse().map_err(js_err)?,
+            &opts,
+        )
+        .map_err(js_err)?;
+        run.hold_on_cpu(&self.loaded.model).map_err(js_err)?;
+        let passes = run.passes();
+        self.steer = Some(run);
+        Ok(passes)
+    }
+
+    /// Runs the next edited pass (one batch of it) on the CPU; false when all are done.
+    pub fn steer_step(&mut self) -> Result<bool, JsError> {
+        let run = self
+            .steer
+            .as_mut()
+            .ok_or_else(|| JsError::new("no causal test is prepared"))?;
+        run.step_on_cpu(&self.loaded.model).map_err(js_err)
+    }
+
+    /// Passes done so far.
+    pub fn steer_done(&self) -> usize {
+        self.steer.as_ref().map_or(0, |r| r.passes_done())
+    }
+
+    /// The causal block of the report (JSON text), once every pass is done.
+    pub fn steer_finish(&mut self) -> Result<String, JsError> {
+        let run = self
+            .steer
+            .take()
+            .ok_or_else(|| JsError::new("no causal test is prepared"))?;
+        let causal = run.finish().map_err(js_err)?;
+        serde_json::to_string(&causal).map_err(|e| JsError::new(&e.to_string()))
+    }
+
+    /// Drops a causal test in progress (Cancel).
+    pub fn steer_cancel(&mut self) {
+        self.steer = None;
     }
 
     /// Tokens in each prepared entity's prompt.

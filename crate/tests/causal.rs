@@ -314,6 +314,13 @@ fn a_planted_direction_is_detected_at_the_floor_and_an_unread_one_is_not() {
     assert!(t.axes[0].effect.abs() < 1e-6, "{:?}", t.axes[0]);
     // The twin does not answer at all, and the report says so rather than printing a null.
     assert!(!t.baseline.answerable, "{:?}", t.baseline);
+    // Its flat response has no correlation (NaN): report.json still reads back.
+    for c in [&c, &t] {
+        let json = serde_json::to_string(c).unwrap();
+        let back: CausalReport = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.axes.len(), c.axes.len());
+        assert_eq!(back.axes[0].p_value, c.axes[0].p_value);
+    }
 }
 
 #[test]
@@ -626,4 +633,28 @@ fn the_default_model_on_world_places_200() {
         c["erasure"]["drop_p_true"],
         c["erasure"]["p_value"]
     );
+}
+
+/// The page's end-to-end test (tests/e2e/causal.test.mjs) loads the planted model, its twin and
+/// the dataset from tests/fixtures; they are this file's, byte for byte. Regenerate them with
+/// `PROBELAB_WRITE_FIXTURES=1 cargo test --release --test causal planted_fixtures`.
+#[test]
+fn planted_fixtures_for_the_page_are_current() {
+    let files = [
+        ("planted_latitude.gguf", planted_gguf(U)),
+        ("planted_latitude_twin.gguf", planted_gguf(W)),
+        ("planted_latitude.csv", planted_csv().into_bytes()),
+    ];
+    for (name, bytes) in files {
+        let path = fixture(name);
+        if std::env::var_os("PROBELAB_WRITE_FIXTURES").is_some() {
+            std::fs::write(&path, &bytes).unwrap();
+        }
+        let committed = std::fs::read(&path).unwrap_or_default();
+        assert!(
+            committed == bytes,
+            "{} differs from what this test builds: regenerate it (see this test's comment)",
+            path.display()
+        );
+    }
 }

@@ -80,7 +80,7 @@ export async function followStatus(page, label = '') {
   });
   await page.addInitScript(() => {
     const watch = () => {
-      for (const id of ['extract-status', 'probe-status']) {
+      for (const id of ['extract-status', 'probe-status', 'causal-status']) {
         const el = document.getElementById(id);
         if (!el) continue;
         let last = '';
@@ -126,7 +126,7 @@ export async function waitForProgress(page, predicate, { arg = null, stallS = 30
       if (!/Timeout/i.test(String(e && e.message))) throw e;
     }
     // A navigation in between (a reload) counts as a change.
-    const now = await frame.evaluate(() => ['model-status', 'extract-status', 'probe-status', 'model-progress', 'extract-progress', 'fit-progress']
+    const now = await frame.evaluate(() => ['model-status', 'extract-status', 'probe-status', 'causal-status', 'model-progress', 'extract-progress', 'fit-progress', 'causal-progress']
       .map((id) => { const el = document.getElementById(id); return el ? (el.value ?? '') + ':' + el.textContent : ''; }).join('|')).catch((e) => `navigating ${Date.now()} ${e.message}`);
     const t = Date.now();
     if (now !== last) {

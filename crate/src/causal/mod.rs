@@ -290,6 +290,13 @@ impl CausalRun {
             rows.truncate(opts.max_entities);
             rows.sort_unstable();
         }
+        if rows.iter().all(|&i| cands.truth[i].is_none()) {
+            return Err(Error::Input(format!(
+                "none of the {} edited entities has its answer among the candidates ({})",
+                rows.len(),
+                cands.names.join(", ")
+            )));
+        }
         let names: Vec<String> = rows.iter().map(|&i| dataset.names[i].clone()).collect();
         let entities =
             extract::tokenize_entities(tokenizer, &names, &template, config.context_length)?;

@@ -517,6 +517,12 @@ pub struct Report {
 // The causal test (computed in crate::causal)
 // =============================================================================================
 
+/// An f64 that JSON holds as null when it is not a number (serde_json writes NaN so), read back
+/// as NaN: a causal figure with nothing to average over stays readable.
+fn null_as_nan<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+}
+
 /// Does the model use the probe's direction? Edits along it at one layer, read through the
 /// model's own answer to a question, against null edits of the same size.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -548,14 +554,18 @@ pub struct CausalReport {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CausalBaseline {
     /// Share of edited entities whose most probable candidate is their true answer.
+    #[serde(deserialize_with = "null_as_nan")]
     pub accuracy: f64,
     /// The rate to beat: the larger of 1 / candidates and the commonest true answer's share.
+    #[serde(deserialize_with = "null_as_nan")]
     pub chance: f64,
     /// One-sided binomial p of the accuracy against `chance`.
+    #[serde(deserialize_with = "null_as_nan")]
     pub p_value: f64,
     /// Whether the model answers the question at all (p < 0.05); if not, the edits say nothing.
     pub answerable: bool,
     /// Mean probability of the true answer.
+    #[serde(deserialize_with = "null_as_nan")]
     pub mean_p_true: f64,
 }
 
@@ -565,23 +575,28 @@ pub struct CausalAxis {
     pub target: String,
     /// Norm of the edit that moves this target's reading by one unit (degree or year) and the
     /// other targets' by none.
+    #[serde(deserialize_with = "null_as_nan")]
     pub norm_per_unit: f64,
     /// The largest edit's norm over the mean norm of the residual stream at the edited tokens.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_nan")]
     pub largest_edit_relative_norm: f64,
     pub doses: Vec<DoseEffect>,
     /// Least-squares slope of the answer's change on the dose, over every (entity, dose), and
     /// the Pearson correlation of the two.
+    #[serde(deserialize_with = "null_as_nan")]
     pub slope: f64,
+    #[serde(deserialize_with = "null_as_nan")]
     pub correlation: f64,
     /// `(mean change at +D − mean change at −D) / 2D` for the largest dose D: the statistic
     /// the nulls are compared on.
+    #[serde(deserialize_with = "null_as_nan")]
     pub effect: f64,
     /// The same statistic for edits of the same norm along null directions.
     pub null_random: Vec<f64>,
     pub null_orthogonal: Vec<f64>,
     pub null_control_task: Option<f64>,
     /// `(1 + #nulls ≥ effect) / (1 + #nulls)`, one-sided, over all three null families.
+    #[serde(deserialize_with = "null_as_nan")]
     pub p_value: f64,
 }
 
@@ -589,12 +604,17 @@ pub struct CausalAxis {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DoseEffect {
     /// Units asked for (degrees or years).
+    #[serde(deserialize_with = "null_as_nan")]
     pub dose: f64,
     /// Mean change of the answer's expected position on this axis, and its 95% interval.
+    #[serde(deserialize_with = "null_as_nan")]
     pub mean_change: f64,
+    #[serde(deserialize_with = "null_as_nan")]
     pub ci_low: f64,
+    #[serde(deserialize_with = "null_as_nan")]
     pub ci_high: f64,
     /// Mean change of the true answer's probability.
+    #[serde(deserialize_with = "null_as_nan")]
     pub mean_change_p_true: f64,
 }
 
@@ -602,10 +622,12 @@ pub struct DoseEffect {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Erasure {
     /// Mean drop of the true answer's probability.
+    #[serde(deserialize_with = "null_as_nan")]
     pub drop_p_true: f64,
     /// The same for random subspaces of the same dimension.
     pub null_drops: Vec<f64>,
     /// `(1 + #null drops ≥ drop) / (1 + #nulls)`.
+    #[serde(deserialize_with = "null_as_nan")]
     pub p_value: f64,
 }
 
@@ -615,7 +637,9 @@ pub struct SideEffects {
     pub n_prompts: usize,
     /// Mean |change| of the completions' mean log-probability per token (nats), under the
     /// probe's largest edits and under the random null edits of the same norm.
+    #[serde(deserialize_with = "null_as_nan")]
     pub probe_mean_abs_change: f64,
+    #[serde(deserialize_with = "null_as_nan")]
     pub random_mean_abs_change: f64,
 }
 

@@ -1,0 +1,57 @@
+// "Does the model use it?" in the page: the planted model, whose LM head reads latitude off one
+// residual direction, and its twin, whose head reads a direction no name varies on. They are
+// the files crate/tests/causal.rs builds and checks natively (tests/fixtures/planted_*).
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import { ROOT, launch, openLab, startServer, waitForProgress, waitForReport } from './harness.mjs';
+
+let server, browser;
+before(async () => { server = await startServer(); browser = await launch(); });
+after(async () => { await browser?.close(); server?.stop(); });
+
+const fixture = (name) => path.join(ROOT, 'tests/fixtures', name);
+
+test('the causal test finds the planted direction at the floor, and not the one nobody reads', async () => {
+  const { page, pageErrors } = await openLab(browser, server.url, '?permutations=10');
+  for (const [file, planted] of [['planted_latitude.gguf', true], ['planted_latitude_twin.gguf', false]]) {
+    const before = await page.evaluate(() => window.probelab.info.sha256);
+    await page.setInputFiles('#model-file', fixture(file));
+    await waitForProgress(page, (sha) => window.probelab.info && window.probelab.info.sha256 !== sha && !window.probelab.loading,
+      { arg: before, what: `${file} to load` });
+    await page.setInputFiles('#names-file', fixture('planted_latitude.csv'));
+    await page.waitForFunction(() => document.getElementById('names').value.split('\n').length === 62);
+    await page.evaluate(() => { window.probelab.report = null; });
+    await page.click('#extract');
+    await waitForReport(page);
+    assert.equal(await page.evaluate(() => window.probelab.report.causal), undefined);
+    assert.equal(await page.isVisible('#causal-panel'), true);
+    await page.fill('#causal-readout', '{name}');
+    await page.fill('#causal-column', 'hemisphere');
+    await page.click('#causal-run');
+    await waitForProgress(page, () => (window.probelab.report && window.probelab.report.causal) || !document.getElementById('error').hidden,
+      { what: `the causal test on ${file}` });
+    assert.equal(await page.isVisible('#error'), false, await page.textContent('#error'));
+    const c = await page.evaluate(() => window.probelab.report.causal);
+    const lat = c.axes[0];
+    const nNull = lat.null_random.length + lat.null_orthogonal.length + (lat.null_control_task === null ? 0 : 1);
+    assert.equal(lat.target, 'latitude');
+    assert.ok(nNull >= 31, `${nNull} nulls`);
+    const rows = await page.$$eval('#causal-table tbody tr', (trs) => trs.map((tr) => tr.textContent));
+    assert.equal(rows.length, 4, rows.join('\n'));
+    const summary = await page.textContent('#summary');
+    if (planted) {
+      assert.equal(lat.p_value, 1 / (1 + nNull), JSON.stringify(lat));
+      assert.ok(c.baseline.answerable && lat.effect > 0, JSON.stringify(c.baseline));
+      assert.ok(rows[0].includes(lat.p_value.toFixed(3)), rows[0]);
+      assert.match(summary, /Does the model use it\? Edited at layer \d+ .* its answers follow the probe's direction/);
+    } else {
+      assert.ok(lat.p_value > 0.1, JSON.stringify(lat));
+      assert.equal(c.baseline.answerable, false);
+      assert.match(await page.textContent('#causal-baseline'), /does not answer the question/);
+      assert.match(summary, /Does the model use it\? .* cannot show whether it uses the probe's direction/);
+    }
+    assert.match(await page.textContent('#causal-status'), /Done in [\d.]+ s \(\d+ edited forward passes/);
+  }
+  assert.deepEqual(pageErrors, []);
+});
