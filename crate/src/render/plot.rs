@@ -146,7 +146,8 @@ pub(super) fn title(s: &mut Scene, text: &str, x: f64) {
     let chars: Vec<char> = text.chars().collect();
     let mut keep = chars.len();
     let mut shown = text.to_string();
-    while keep > 1 && super::font::text_width(&shown, size, true) > room {
+    // (A title shrunk to fit measures `room` to within rounding: not cut.)
+    while keep > 1 && super::font::text_width(&shown, size, true) > room + 1e-6 {
         keep -= 1;
         let head: String = chars[..keep].iter().collect();
         shown = format!("{}…", head.trim_end());
