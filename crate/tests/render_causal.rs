@@ -395,7 +395,9 @@ fn the_map_draws_arrows_where_the_answers_move() {
     assert_eq!((s.width, s.height), (720.0, 440.0));
     let t = texts(&s);
     assert!(
-        t.iter().any(|t| t.starts_with("Where edits at layer 1")),
+        t.iter().any(|t| t.starts_with("Where edits at layer 1")
+            && t.contains("15 entities")
+            && t.contains("largest move 200")),
         "{t:?}"
     );
     for key in [
@@ -410,6 +412,7 @@ fn the_map_draws_arrows_where_the_answers_move() {
     }
     assert!(!t.contains(&UNANSWERED));
 
+    // (18° of latitude: about 2000 km.)
     // One hover record per edited entity, its "prediction" the answer before any edit.
     assert_eq!(s.points.len(), c.entities.len());
     for (h, e) in s.points.iter().zip(&c.entities) {
@@ -475,6 +478,18 @@ fn a_time_dose_chart_speaks_in_years() {
     assert!(t.contains(&"change of the answer's year (years)"), "{t:?}");
     assert_eq!(data_lines(&s, LAT, 2.0).len(), 1);
     assert!(lines(&s, LON, 2.0).is_empty());
+    // A tiny effect keeps two significant digits rather than reading +0.00.
+    let mut tiny = r.clone();
+    tiny.causal.as_mut().unwrap().axes[0].effect = -0.00048;
+    let t = texts(causal_dose_scene(&tiny).as_ref().unwrap())
+        .into_iter()
+        .map(str::to_string)
+        .collect::<Vec<_>>();
+    assert!(
+        t.iter()
+            .any(|t| t.contains("\u{2212}0.00048 years per year asked")),
+        "{t:?}"
+    );
     std::fs::write(
         std::env::temp_dir().join("probelab_causal_time.png"),
         render::to_png(&s).unwrap(),

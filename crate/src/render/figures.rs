@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use crate::data::TargetKind;
 use crate::error::{Error, Result};
 use crate::probe::analysis::{self, Report};
+use crate::probe::metrics;
 use crate::render::{
     self, ColorBy, LayerCurve, MapOptions, MapPoint, MoveKind, MovedPoint, MovesOptions, Scene,
     Series, SeriesStyle, TimeScatterOptions, XAxis,
@@ -485,6 +486,17 @@ pub fn learning_scene(report: &Report) -> Option<Scene> {
     Some(render::layer_curve_scene(&curve, 720.0, 400.0))
 }
 
+/// A signed number with at least two significant digits (and at least two decimals, at most
+/// six) and a real minus sign: the causal test's effects can be tiny.
+fn signed(v: f64) -> String {
+    let decimals = if v.is_finite() && v != 0.0 {
+        ((-v.abs().log10()).ceil() + 1.0).clamp(2.0, 6.0) as usize
+    } else {
+        2
+    };
+    format!("{v:+.decimals$}").replace('-', "\u{2212}")
+}
+
 /// The warning a causal figure carries when the model cannot answer its question.
 const UNANSWERED: &str = "The model does not answer the question: read nothing into this";
 
@@ -586,7 +598,7 @@ pub fn causal_dose_scene(report: &Report) -> Option<Scene> {
             label: format!(
                 "{} edits (band: 95% CI): {}{per}, {}",
                 a.target,
-                format!("{:+.2}", a.effect).replace('-', "\u{2212}"),
+                signed(a.effect),
                 fmt_p(Some(a.p_value))
             ),
             values: at(&|e| e.mean_change),
@@ -695,13 +707,30 @@ pub fn causal_map_scene(report: &Report) -> Result<Option<Scene>> {
             })
         })
         .collect();
+    // How far the farthest answer moves: arrows under a pixel are not drawn, so say it.
+    let at = |lat: f64, lon: f64| metrics::LatLon { lat, lon };
+    let largest = points
+        .iter()
+        .flat_map(|p| {
+            p.moved
+                .iter()
+                .flatten()
+                .map(|m| metrics::great_circle_km(at(p.lat, p.lon), at(m[0], m[1])))
+        })
+        .filter(|km| km.is_finite())
+        .fold(None, |m: Option<f64>, km| Some(m.map_or(km, |m| m.max(km))));
     let opts = MovesOptions {
         width: 720.0,
         height: 440.0,
         title: format!(
-            "Where edits at layer {} move the model's answer ({} entities)",
+            "Where edits at layer {} move the model's answer ({} entities{})",
             c.layer,
-            points.len()
+            points.len(),
+            match largest {
+                Some(km) if km < 10.0 => format!("; largest move {km:.1} km"),
+                Some(km) => format!("; largest move {km:.0} km"),
+                None => String::new(),
+            }
         ),
         before_label: "answer before any edit (expected position)".into(),
         kinds: kinds
