@@ -297,3 +297,91 @@ fn a_count_axis_is_labelled_as_given_without_the_layer_note() {
         .iter()
         .any(|x| x.contains(LAYER_AXIS_NOTE)));
 }
+
+#[test]
+fn a_value_axis_takes_real_x_values_with_gaps_and_a_zero_line() {
+    let curve = LayerCurve {
+        layers: vec![],
+        series: vec![
+            Series {
+                label: String::new(),
+                values: vec![Some(-9.0), Some(0.0), Some(4.0), Some(9.0)],
+                style: SeriesStyle::Band {
+                    lower: vec![Some(-11.0), Some(0.0), Some(2.0), Some(7.0)],
+                    upper: vec![Some(-7.0), Some(0.0), Some(6.0), Some(11.0)],
+                },
+                color: "#0072b2".into(),
+            },
+            Series {
+                label: "edits".into(),
+                values: vec![Some(-9.0), Some(0.0), Some(4.0), Some(9.0)],
+                style: SeriesStyle::Line,
+                color: "#0072b2".into(),
+            },
+        ],
+        selected_layer: None,
+        y_label: "change".into(),
+        x_label: "dose (°)".into(),
+        title: String::new(),
+        y_range: None,
+        x_axis: render::XAxis::Value {
+            x: vec![-30.0, 0.0, f64::NAN, 30.0],
+        },
+    };
+    let s = layer_curve_scene(&curve, 720.0, 400.0);
+    let t = texts(&s);
+    // Ticks from −30 to 30 with a real minus sign, the label as given, one legend entry (the
+    // unlabelled band has none).
+    assert!(
+        t.contains(&"\u{2212}30") && t.contains(&"30") && t.contains(&"0"),
+        "{t:?}"
+    );
+    assert!(t.contains(&"dose (°)") && t.iter().all(|x| !x.contains(LAYER_AXIS_NOTE)));
+    assert_eq!(t.iter().filter(|x| **x == "edits").count(), 1);
+    assert_eq!(
+        s.items
+            .iter()
+            .filter(|i| matches!(i, Item::Poly { fill: Some(f), .. } if f.starts_with("#0072b2")))
+            .count(),
+        2,
+        "the band in two runs around the NaN x, no legend key"
+    );
+    // The solid line breaks at the NaN x: a segment of two points, then a lone point (no
+    // line); the legend key is the only other line in its colour, and it is flat.
+    let solid: Vec<&Vec<f32>> = s
+        .items
+        .iter()
+        .filter_map(|i| match i {
+            Item::Line {
+                points,
+                color,
+                width,
+                ..
+            } if color == "#0072b2" && *width == 2.0 && points[1] != points[3] => Some(points),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(solid.len(), 1, "{solid:?}");
+    assert_eq!(solid[0].len(), 4);
+    // A horizontal line at y = 0 across the plot, through the curve's point at x = 0.
+    let zero_y = solid[0][3];
+    assert!(s
+        .items
+        .iter()
+        .any(|i| matches!(i, Item::Line { points, color, .. }
+        if color == "#888888" && points.len() == 4 && points[1] == zero_y && points[3] == zero_y
+            && points[2] - points[0] > 500.0)));
+    // It round-trips through JSON (where a NaN would be null: give finite x values).
+    let finite = LayerCurve {
+        x_axis: render::XAxis::Value {
+            x: vec![-30.0, 0.0, 15.0, 30.0],
+        },
+        ..curve
+    };
+    let back: LayerCurve = serde_json::from_str(&serde_json::to_string(&finite).unwrap()).unwrap();
+    assert_eq!(back, finite);
+    assert_eq!(
+        layer_curve_scene(&back, 720.0, 400.0),
+        layer_curve_scene(&finite, 720.0, 400.0)
+    );
+}

@@ -15,6 +15,8 @@ pub(super) const INK: &str = "#222222";
 pub(super) const MUTED: &str = "#666666";
 pub(super) const GRID: &str = "#e6e6e6";
 pub(super) const AXIS: &str = "#888888";
+/// Text that tells the reader not to trust a figure.
+pub(super) const WARNING: &str = "#b3261e";
 
 /// Fixed colours of the six inhabited continents (Okabe–Ito, colour-blind safe) and Antarctica.
 pub const CONTINENT_COLORS: [(&str, &str); 7] = [

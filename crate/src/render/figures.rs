@@ -7,9 +7,10 @@ use std::collections::HashMap;
 use crate::data::TargetKind;
 use crate::error::{Error, Result};
 use crate::probe::analysis::{self, Report};
+use crate::probe::metrics;
 use crate::render::{
-    self, ColorBy, LayerCurve, MapOptions, MapPoint, Scene, Series, SeriesStyle,
-    TimeScatterOptions, XAxis,
+    self, ColorBy, LayerCurve, MapOptions, MapPoint, MoveKind, MovedPoint, MovesOptions, Scene,
+    Series, SeriesStyle, TimeScatterOptions, XAxis,
 };
 
 fn fmt_p(p: Option<f64>) -> String {
@@ -485,6 +486,269 @@ pub fn learning_scene(report: &Report) -> Option<Scene> {
     Some(render::layer_curve_scene(&curve, 720.0, 400.0))
 }
 
+/// A signed number with at least two significant digits (and at least two decimals, at most
+/// six) and a real minus sign: the causal test's effects can be tiny.
+fn signed(v: f64) -> String {
+    let decimals = if v.is_finite() && v != 0.0 {
+        ((-v.abs().log10()).ceil() + 1.0).clamp(2.0, 6.0) as usize
+    } else {
+        2
+    };
+    format!("{v:+.decimals$}").replace('-', "\u{2212}")
+}
+
+/// The warning a causal figure carries when the model cannot answer its question.
+const UNANSWERED: &str = "The model does not answer the question: read nothing into this";
+
+/// The `q` quantile (0..=1) of `v` by linear interpolation; `None` when `v` has no finite
+/// value.
+fn quantile(v: &[f64], q: f64) -> Option<f64> {
+    let mut v: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let at = q.clamp(0.0, 1.0) * (v.len() - 1) as f64;
+    let (i, f) = (at.floor() as usize, at.fract());
+    Some(v[i] + (v[(i + 1).min(v.len() - 1)] - v[i]) * f)
+}
+
+/// Does the model use the direction, as a chart (720 × 400): for each axis the probe was
+/// edited along, the mean change of the answer's expected position on that axis against the
+/// dose asked (negative to positive, with the exact zero of no edit), its 95% interval as a
+/// band, and the axis's effect and p-value in the legend; under them a grey band where the
+/// null edits' effects (5–95% of every null edit on every axis, as per-unit slopes) would put
+/// the answer. When the model does not answer the question, a warning across the top. None
+/// without a causal block.
+pub fn causal_dose_scene(report: &Report) -> Option<Scene> {
+    let c = report.causal.as_ref()?;
+    let space = report.dataset.target == TargetKind::Space;
+    let (unit, per) = if space {
+        ("°", "° per ° asked")
+    } else {
+        (" years", " years per year asked")
+    };
+    // Every dose any axis asked for, and 0 (no edit, no change).
+    let mut doses: Vec<f64> = c
+        .axes
+        .iter()
+        .flat_map(|a| a.doses.iter().map(|d| d.dose))
+        .filter(|d| d.is_finite())
+        .chain([0.0])
+        .collect();
+    doses.sort_by(f64::total_cmp);
+    doses.dedup();
+    let colors = ["#0072b2", "#d55e00", "#009e73", "#cc79a7"];
+    let nulls: Vec<f64> = c
+        .axes
+        .iter()
+        .flat_map(|a| {
+            a.null_random
+                .iter()
+                .chain(&a.null_orthogonal)
+                .chain(&a.null_control_task)
+        })
+        .copied()
+        .collect();
+    let mut series = Vec::new();
+    if let (Some(lo), Some(mid), Some(hi)) = (
+        quantile(&nulls, 0.05),
+        quantile(&nulls, 0.5),
+        quantile(&nulls, 0.95),
+    ) {
+        let at = |k: f64| doses.iter().map(|d| Some(k * d)).collect();
+        series.push(Series {
+            label: format!(
+                "null edits of the same size (5–95% of {}: random, orthogonal, control task)",
+                nulls.len()
+            ),
+            values: at(mid),
+            style: SeriesStyle::Band {
+                lower: at(lo),
+                upper: at(hi),
+            },
+            color: "#9aa3b2".into(),
+        });
+    }
+    for (i, a) in c.axes.iter().enumerate() {
+        let color = colors[i % colors.len()].to_string();
+        let at = |f: &dyn Fn(&crate::probe::report::DoseEffect) -> f64| -> Vec<Option<f64>> {
+            doses
+                .iter()
+                .map(|&d| {
+                    if d == 0.0 {
+                        Some(0.0)
+                    } else {
+                        a.doses.iter().find(|e| e.dose == d).map(f)
+                    }
+                })
+                .collect()
+        };
+        // The interval under the line, without a legend entry of its own.
+        series.push(Series {
+            label: String::new(),
+            values: at(&|e| e.mean_change),
+            style: SeriesStyle::Band {
+                lower: at(&|e| e.ci_low),
+                upper: at(&|e| e.ci_high),
+            },
+            color: color.clone(),
+        });
+        series.push(Series {
+            label: format!(
+                "{} edits (band: 95% CI): {}{per}, {}",
+                a.target,
+                signed(a.effect),
+                fmt_p(Some(a.p_value))
+            ),
+            values: at(&|e| e.mean_change),
+            style: SeriesStyle::Line,
+            color,
+        });
+    }
+    let curve = LayerCurve {
+        layers: Vec::new(),
+        series,
+        selected_layer: None,
+        y_label: if space {
+            "change of the answer's position (°)".into()
+        } else {
+            "change of the answer's year (years)".into()
+        },
+        x_label: if space {
+            format!("edit asked along the probe's direction ({unit}; − south/west, + north/east)")
+        } else {
+            "edit asked along the probe's direction (years; − earlier, + later)".into()
+        },
+        title: format!(
+            "Editing layer {} along the probe's direction: the model's answer ({} entities)",
+            c.layer, c.n_entities
+        ),
+        y_range: None,
+        x_axis: XAxis::Value { x: doses },
+    };
+    let mut scene = render::layer_curve_scene(&curve, 720.0, 400.0);
+    if !c.baseline.answerable {
+        render::plot::warning(&mut scene, 360.0, 62.0, UNANSWERED);
+    }
+    Some(scene)
+}
+
+/// Space: where the edited entities' answers move (720 × 440, the legend under the map). On
+/// the world map, each edited entity's true place, its answer's expected position before any
+/// edit (ring), and an arrow from there to where it moves under the largest edits along each
+/// axis (−D and +D, one colour each). With the warning of [`causal_dose_scene`] when the model
+/// does not answer. `Ok(None)` without a causal block or without a latitude and a longitude
+/// axis; an error for a time dataset.
+pub fn causal_map_scene(report: &Report) -> Result<Option<Scene>> {
+    if report.dataset.target != TargetKind::Space {
+        return Err(Error::Input(
+            "a map needs a space (latitude/longitude) dataset".into(),
+        ));
+    }
+    let Some(c) = report.causal.as_ref() else {
+        return Ok(None);
+    };
+    let axis = |name: &str| c.axes.iter().position(|a| a.target == name);
+    let (Some(lat), Some(lon)) = (axis("latitude"), axis("longitude")) else {
+        return Ok(None);
+    };
+    let top = |t: usize| {
+        c.axes[t]
+            .doses
+            .iter()
+            .fold(0.0f64, |m, d| m.max(d.dose.abs()))
+    };
+    // [axis, 0 = −D / 1 = +D, colour, words]
+    let kinds = [
+        (
+            lat,
+            1,
+            "#0072b2",
+            format!("latitude +{:.0}° (north)", top(lat)),
+        ),
+        (
+            lat,
+            0,
+            "#56b4e9",
+            format!("latitude −{:.0}° (south)", top(lat)),
+        ),
+        (
+            lon,
+            1,
+            "#d55e00",
+            format!("longitude +{:.0}° (east)", top(lon)),
+        ),
+        (
+            lon,
+            0,
+            "#e69f00",
+            format!("longitude −{:.0}° (west)", top(lon)),
+        ),
+    ];
+    let pos = |v: &[f64]| -> Option<[f64; 2]> { Some([*v.get(lat)?, *v.get(lon)?]) };
+    let points: Vec<MovedPoint> = c
+        .entities
+        .iter()
+        .filter_map(|e| {
+            let [true_lat, true_lon] = [*e.truth.first()?, *e.truth.get(1)?];
+            let [before_lat, before_lon] = pos(&e.expected)?;
+            Some(MovedPoint {
+                name: e.name.clone(),
+                group: e.true_answer.clone().unwrap_or_default(),
+                true_lat,
+                true_lon,
+                lat: before_lat,
+                lon: before_lon,
+                moved: kinds
+                    .iter()
+                    .map(|&(t, sign, _, _)| e.moved.get(t).and_then(|m| pos(&m[sign])))
+                    .collect(),
+            })
+        })
+        .collect();
+    // How far the farthest answer moves: arrows under a pixel are not drawn, so say it.
+    let at = |lat: f64, lon: f64| metrics::LatLon { lat, lon };
+    let largest = points
+        .iter()
+        .flat_map(|p| {
+            p.moved
+                .iter()
+                .flatten()
+                .map(|m| metrics::great_circle_km(at(p.lat, p.lon), at(m[0], m[1])))
+        })
+        .filter(|km| km.is_finite())
+        .fold(None, |m: Option<f64>, km| Some(m.map_or(km, |m| m.max(km))));
+    let opts = MovesOptions {
+        width: 720.0,
+        height: 440.0,
+        title: format!(
+            "Where edits at layer {} move the model's answer ({} entities{})",
+            c.layer,
+            points.len(),
+            match largest {
+                Some(km) if km < 10.0 => format!("; largest move {km:.1} km"),
+                Some(km) => format!("; largest move {km:.0} km"),
+                None => String::new(),
+            }
+        ),
+        before_label: "answer before any edit (expected position)".into(),
+        kinds: kinds
+            .into_iter()
+            .map(|(_, _, color, label)| MoveKind {
+                label: format!("edit {label}"),
+                color: color.into(),
+            })
+            .collect(),
+        note: if c.baseline.answerable {
+            String::new()
+        } else {
+            UNANSWERED.into()
+        },
+    };
+    Ok(Some(render::moves_map_scene(&points, &opts)))
+}
+
 /// Space: true places and the probe's predictions at the selected layer on a world map.
 pub fn map_scene(report: &Report, show_train: bool, color_by: ColorBy) -> Result<Scene> {
     if report.dataset.target != TargetKind::Space {
@@ -645,21 +909,33 @@ pub fn time_scene(report: &Report) -> Result<Scene> {
 }
 
 /// A report's figures by name: `layers` (the score by layer), `map` (space) or `time` (time),
-/// and `learning` when the report has a learning step. The one place that chooses them.
+/// `learning` when the report has a learning step, and with a causal block `causal` (the
+/// dose-response chart) and, for space, `causal_map`. The one place that chooses them.
 pub fn scenes(report: &Report) -> Result<Vec<(&'static str, Scene)>> {
-    let second = match report.dataset.target {
-        TargetKind::Space => ("map", map_scene(report, true, ColorBy::ByGroup)?),
-        TargetKind::Time => ("time", time_scene(report)?),
+    let space = report.dataset.target == TargetKind::Space;
+    let second = if space {
+        ("map", map_scene(report, true, ColorBy::ByGroup)?)
+    } else {
+        ("time", time_scene(report)?)
     };
     let mut out = vec![("layers", layer_scene(report)), second];
     if let Some(learning) = learning_scene(report) {
         out.push(("learning", learning));
     }
+    if let Some(causal) = causal_dose_scene(report) {
+        out.push(("causal", causal));
+    }
+    if space {
+        if let Some(map) = causal_map_scene(report)? {
+            out.push(("causal_map", map));
+        }
+    }
     Ok(out)
 }
 
 /// The files a run writes, by name: report.json, predictions.csv, layers.png, map.png (space)
-/// or time.png (time), and learning.png (with one training set).
+/// or time.png (time), learning.png (with one training set), and with the causal test
+/// causal.png and (space) causal_map.png.
 pub fn run_files(report: &Report) -> Result<Vec<(String, Vec<u8>)>> {
     let json = serde_json::to_vec_pretty(report).map_err(|e| Error::Compute(e.to_string()))?;
     let mut files = vec![

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::color::{parse_color, with_alpha, BACKGROUND, INK, PALETTE};
+use super::color::{parse_color, with_alpha, AXIS, BACKGROUND, INK, PALETTE};
 use super::font::text_width;
 use super::plot::{draw_axes, nice_step, nice_ticks, tick_label, title, Axes, Lin};
 use super::scene::{Anchor, Scene};
@@ -28,7 +28,7 @@ pub enum SeriesStyle {
 }
 
 /// What a curve's x values are.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum XAxis {
     /// Layers: the axis label explains the convention ([`LAYER_AXIS_NOTE`]).
@@ -36,9 +36,15 @@ pub enum XAxis {
     Layer,
     /// Counts (e.g. training entities): the label is shown as given.
     Count,
+    /// Any real numbers (e.g. the doses of an edit, negative to positive): `values[i]` sits at
+    /// `x[i]` and `LayerCurve::layers` is not used. Ticks at round values, label as given, a
+    /// line at y = 0 when the range holds it.
+    Value { x: Vec<f64> },
 }
 
 /// One curve over the layers; `values[i]` belongs to `LayerCurve::layers[i]` (`None` = gap).
+/// A series with an empty label has no legend entry (e.g. an interval drawn under a line that
+/// has one).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Series {
     pub label: String,
@@ -131,6 +137,7 @@ pub fn layer_curve_scene(curve: &LayerCurve, width: f32, height: f32) -> Scene {
         .series
         .iter()
         .zip(&colors)
+        .filter(|(se, _)| !se.label.is_empty())
         .map(|(se, c)| {
             let key = match se.style {
                 SeriesStyle::Line => Key::Line(c.clone(), vec![]),
@@ -182,8 +189,18 @@ pub fn layer_curve_scene(curve: &LayerCurve, width: f32, height: f32) -> Scene {
     let top = if curve.title.is_empty() { 14.0 } else { 40.0 };
     let bottom = h - 48.0 - if legend_h > 0.0 { legend_h + 8.0 } else { 0.0 };
 
-    let lmin = curve.layers.iter().copied().min().unwrap_or(0) as f64;
-    let lmax = curve.layers.iter().copied().max().unwrap_or(1) as f64;
+    let xv: Vec<f64> = match &curve.x_axis {
+        XAxis::Value { x } => x.clone(),
+        XAxis::Layer | XAxis::Count => curve.layers.iter().map(|&l| l as f64).collect(),
+    };
+    let finite_x = || xv.iter().copied().filter(|v| v.is_finite());
+    let lmin = finite_x().fold(f64::INFINITY, f64::min);
+    let lmax = finite_x().fold(f64::NEG_INFINITY, f64::max);
+    let (lmin, lmax) = if lmin.is_finite() {
+        (lmin, lmax)
+    } else {
+        (0.0, 1.0)
+    };
     let (x0, x1) = if lmax > lmin {
         (lmin, lmax)
     } else {
@@ -208,32 +225,55 @@ pub fn layer_curve_scene(curve: &LayerCurve, width: f32, height: f32) -> Scene {
         top,
         bottom,
     };
-    let xstep = nice_step(((x1 - x0) / 12.0).max(1.0)).max(1.0);
-    let xt: Vec<f64> = nice_ticks(x0, x1, ((x1 - x0) / xstep).round().max(1.0) as usize)
-        .into_iter()
-        .filter(|v| v.fract() == 0.0)
-        .collect();
+    let (xt, xfmt): (Vec<f64>, Box<dyn Fn(f64) -> String>) = match curve.x_axis {
+        XAxis::Value { .. } => {
+            let xt = nice_ticks(x0, x1, 8);
+            let step = if xt.len() > 1 { xt[1] - xt[0] } else { 1.0 };
+            (xt, Box::new(move |v| tick_label(v, step)))
+        }
+        XAxis::Layer | XAxis::Count => {
+            let xstep = nice_step(((x1 - x0) / 12.0).max(1.0)).max(1.0);
+            let xt = nice_ticks(x0, x1, ((x1 - x0) / xstep).round().max(1.0) as usize)
+                .into_iter()
+                .filter(|v| v.fract() == 0.0)
+                .collect();
+            (xt, Box::new(|v| format!("{v:.0}")))
+        }
+    };
     draw_axes(
         &mut s,
         &a,
         &xt,
         &yt,
-        &|v| format!("{v:.0}"),
+        &xfmt,
         &yfmt,
         &match curve.x_axis {
             XAxis::Layer => layer_axis_label(&curve.x_label),
-            XAxis::Count => curve.x_label.clone(),
+            XAxis::Count | XAxis::Value { .. } => curve.x_label.clone(),
         },
         &curve.y_label,
     );
+    if matches!(curve.x_axis, XAxis::Value { .. }) && y0 < 0.0 && y1 > 0.0 {
+        let py = a.y.at(0.0);
+        s.line(&[[left, py], [right, py]], AXIS, 1.0, &[]);
+    }
 
     let clamp = |v: f64| v.clamp(y0, y1);
-    let xs: Vec<f64> = curve.layers.iter().map(|&l| a.x.at(l as f64)).collect();
+    // A non-finite x is a gap, like a missing value.
+    let xs: Vec<f64> = xv
+        .iter()
+        .map(|&v| if v.is_finite() { a.x.at(v) } else { f64::NAN })
+        .collect();
     let segments = |vals: &[Option<f64>]| -> Vec<Vec<[f64; 2]>> {
         let mut segs = Vec::new();
         let mut cur = Vec::new();
         for (i, x) in xs.iter().enumerate() {
-            match vals.get(i).copied().flatten().filter(|v| v.is_finite()) {
+            match vals
+                .get(i)
+                .copied()
+                .flatten()
+                .filter(|v| v.is_finite() && x.is_finite())
+            {
                 Some(v) => cur.push([*x, a.y.at(clamp(v))]),
                 None => {
                     if !cur.is_empty() {
@@ -274,8 +314,9 @@ pub fn layer_curve_scene(curve: &LayerCurve, width: f32, height: f32) -> Scene {
                         }
                     };
                     for (i, x) in xs.iter().enumerate() {
-                        let l = lower.get(i).copied().flatten().filter(|v| v.is_finite());
-                        let u = upper.get(i).copied().flatten().filter(|v| v.is_finite());
+                        let ok = |v: &f64| v.is_finite() && x.is_finite();
+                        let l = lower.get(i).copied().flatten().filter(ok);
+                        let u = upper.get(i).copied().flatten().filter(ok);
                         match (l, u) {
                             (Some(l), Some(u)) => run.push((*x, l.min(u), l.max(u))),
                             _ => flush(&mut run, &mut s),

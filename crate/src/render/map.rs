@@ -1,6 +1,7 @@
 //! The world map: each place's true position and the probe's prediction joined by a line, on
 //! Natural Earth outlines in the Equal Earth projection, with a legend, and the hover records
-//! ([`MapHit`]) the page uses to show what is under the pointer.
+//! ([`MapHit`]) the page uses to show what is under the pointer; and the moves map, the same
+//! world with arrows from where something about each place sits to where a change moves it.
 
 use std::collections::BTreeMap;
 
@@ -12,7 +13,7 @@ use super::color::{
 };
 use super::font::text_width;
 use super::geo;
-use super::plot::title;
+use super::plot::{title, warning};
 use super::scene::{r2, Anchor, Scene};
 use crate::probe::metrics;
 
@@ -217,15 +218,7 @@ pub fn map_scene(points: &[MapPoint], opts: &MapOptions) -> Scene {
     let f = MapFrame::for_options(opts);
     title(&mut s, &opts.title, 12.0);
 
-    let outline = f.ring(&geo::outline());
-    s.poly(&outline, Some(OCEAN), None, 0.0);
-    for line in geo::graticule(30.0) {
-        s.line(&f.ring(&line), "#ffffff", 0.7, &[]);
-    }
-    for ring in geo::projected_rings(true) {
-        s.poly(&f.ring(&ring), Some(LAND), Some(BORDER), 0.5);
-    }
-    s.poly(&outline, None, Some("#9fb0bd"), 1.0);
+    world(&mut s, &f);
 
     let shown: Vec<&MapPoint> = points
         .iter()
@@ -423,6 +416,25 @@ pub fn map_scene(points: &[MapPoint], opts: &MapOptions) -> Scene {
         }
         s.label(kx + 16.0, cy + 4.0, t, 11.0, Anchor::Left, INK);
     }
+    credit(&mut s, &f);
+    s
+}
+
+/// The globe in frame `f`: ocean, a 30° graticule, the countries and the outline.
+fn world(s: &mut Scene, f: &MapFrame) {
+    let outline = f.ring(&geo::outline());
+    s.poly(&outline, Some(OCEAN), None, 0.0);
+    for line in geo::graticule(30.0) {
+        s.line(&f.ring(&line), "#ffffff", 0.7, &[]);
+    }
+    for ring in geo::projected_rings(true) {
+        s.poly(&f.ring(&ring), Some(LAND), Some(BORDER), 0.5);
+    }
+    s.poly(&outline, None, Some("#9fb0bd"), 1.0);
+}
+
+/// The outlines' source and the projection, in the map's lower-right corner.
+fn credit(s: &mut Scene, f: &MapFrame) {
     s.label(
         f.x + f.w - 2.0,
         f.y + f.h - 4.0,
@@ -431,5 +443,206 @@ pub fn map_scene(points: &[MapPoint], opts: &MapOptions) -> Scene {
         Anchor::Right,
         "#8a8a8a",
     );
+}
+
+/// One place and something about it that an intervention moves: where the place is, where the
+/// thing sits before (e.g. the model's answer's expected position), and where it sits after
+/// each kind of change (degrees).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MovedPoint {
+    pub name: String,
+    /// What the hover record shows as the group (e.g. the true answer).
+    #[serde(default)]
+    pub group: String,
+    pub true_lat: f64,
+    pub true_lon: f64,
+    pub lat: f64,
+    pub lon: f64,
+    /// `[lat, lon]` after each of [`MovesOptions::kinds`], in that order (`None` = not
+    /// measured).
+    pub moved: Vec<Option<[f64; 2]>>,
+}
+
+/// One kind of change on a moves map: its legend label and its arrows' colour.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MoveKind {
+    pub label: String,
+    pub color: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MovesOptions {
+    pub width: f32,
+    pub height: f32,
+    pub title: String,
+    /// The legend's words for the ring at the position before any change.
+    pub before_label: String,
+    pub kinds: Vec<MoveKind>,
+    /// A warning shown in a box across the top of the map (empty = none).
+    pub note: String,
+}
+
+impl Default for MovesOptions {
+    fn default() -> Self {
+        MovesOptions {
+            width: 720.0,
+            height: 440.0,
+            title: String::new(),
+            before_label: "before".into(),
+            kinds: Vec::new(),
+            note: String::new(),
+        }
+    }
+}
+
+/// A straight arrow from `a` to `b` (pixels): a line and a small filled head at `b`. Nothing
+/// when the two are under half a pixel apart.
+pub(super) fn arrow(s: &mut Scene, a: [f64; 2], b: [f64; 2], color: &str, width: f64) {
+    let (dx, dy) = (b[0] - a[0], b[1] - a[1]);
+    let len = dx.hypot(dy);
+    if len.is_nan() || len < 0.5 {
+        return;
+    }
+    let (ux, uy) = (dx / len, dy / len);
+    let head = (4.0 + width).min(len * 0.7);
+    let half = head * 0.45;
+    let base = [b[0] - ux * head, b[1] - uy * head];
+    s.line(&[a, base], color, width, &[]);
+    s.poly(
+        &[
+            b,
+            [base[0] - uy * half, base[1] + ux * half],
+            [base[0] + uy * half, base[1] - ux * half],
+        ],
+        Some(color),
+        None,
+        0.0,
+    );
+}
+
+/// The room a moves map keeps for its legend under the map.
+const LEGEND_H: f32 = 44.0;
+
+/// Where an intervention moves something about each place: the true place (small dark dot),
+/// a thin grey line to where the thing sits before any change (ring), and from there one arrow
+/// per kind of change to where it sits after it, in that kind's colour; on the same world map
+/// as [`map_scene`], with a legend under it. Points with a non-finite true or
+/// before position are skipped, and so is any non-finite moved position; latitudes beyond ±90°
+/// are drawn on the edge and longitudes wrapped. The scene's `points` hold one hover record per
+/// drawn place, its "predicted" position being the one before any change.
+pub fn moves_map_scene(points: &[MovedPoint], opts: &MovesOptions) -> Scene {
+    let mut s = Scene::new(opts.width, opts.height);
+    let (w, h) = (opts.width as f64, opts.height as f64);
+    s.rect(0.0, 0.0, w, h, BACKGROUND);
+    // The map above a legend of two rows.
+    let frame_opts = MapOptions {
+        width: opts.width,
+        height: (opts.height - LEGEND_H).max(1.0),
+        title: opts.title.clone(),
+        ..MapOptions::default()
+    };
+    let f = MapFrame::for_options(&frame_opts);
+    title(&mut s, &opts.title, 12.0);
+    world(&mut s, &f);
+
+    let at = |lat: f64, lon: f64| {
+        let lon = if (-180.0..=180.0).contains(&lon) {
+            lon
+        } else {
+            (lon + 180.0).rem_euclid(360.0) - 180.0
+        };
+        f.to_px(lon, lat.clamp(-90.0, 90.0))
+    };
+    let shown: Vec<&MovedPoint> = points
+        .iter()
+        .filter(|p| {
+            [p.true_lat, p.true_lon, p.lat, p.lon]
+                .iter()
+                .all(|v| v.is_finite())
+        })
+        .collect();
+    for p in &shown {
+        let a = at(p.true_lat, p.true_lon);
+        let b = at(p.lat, p.lon);
+        let mp = MapPoint {
+            name: p.name.clone(),
+            true_lat: p.true_lat,
+            true_lon: p.true_lon,
+            pred_lat: p.lat,
+            pred_lon: p.lon,
+            group: p.group.clone(),
+            is_test: true,
+            surprisal: None,
+        };
+        s.points
+            .push(MapHit::new(&mp, [r2(a[0]), r2(a[1])], [r2(b[0]), r2(b[1])]));
+    }
+    let grey = with_alpha(MUTED, 0.45);
+    for p in &shown {
+        s.line(
+            &[at(p.true_lat, p.true_lon), at(p.lat, p.lon)],
+            &grey,
+            0.6,
+            &[],
+        );
+    }
+    for p in &shown {
+        let a = at(p.true_lat, p.true_lon);
+        s.circle(a[0], a[1], 2.2, Some("#444444"), Some("#ffffffcc"), 0.5);
+    }
+    for (k, kind) in opts.kinds.iter().enumerate() {
+        for p in &shown {
+            let Some([lat, lon]) = p.moved.get(k).copied().flatten() else {
+                continue;
+            };
+            if lat.is_finite() && lon.is_finite() {
+                arrow(&mut s, at(p.lat, p.lon), at(lat, lon), &kind.color, 1.1);
+            }
+        }
+    }
+    for p in &shown {
+        let b = at(p.lat, p.lon);
+        s.circle(b[0], b[1], 2.6, Some("#ffffff"), Some(INK), 1.0);
+    }
+
+    // Legend under the map, two rows a column: the two markers, then one arrow per kind.
+    let entries: Vec<&str> = ["true place", opts.before_label.as_str()]
+        .into_iter()
+        .chain(opts.kinds.iter().map(|k| k.label.as_str()))
+        .collect();
+    let widths: Vec<f64> = entries
+        .chunks(2)
+        .map(|c| {
+            c.iter()
+                .map(|t| text_width(t, 11.0, false) * 1.05)
+                .fold(0.0, f64::max)
+                + 24.0
+        })
+        .collect();
+    let gap = 18.0;
+    let total = widths.iter().sum::<f64>() + gap * (widths.len() as f64 - 1.0);
+    let mut cx = ((w - total) / 2.0).max(8.0);
+    let ly = f.y + f.h + 16.0;
+    for (col, (pair, cw)) in entries.chunks(2).zip(&widths).enumerate() {
+        for (row, text) in pair.iter().enumerate() {
+            let (i, y) = (col * 2 + row, ly + row as f64 * 16.0);
+            match i {
+                0 => s.circle(cx + 9.0, y, 2.2, Some("#444444"), None, 0.0),
+                1 => s.circle(cx + 9.0, y, 2.6, Some("#ffffff"), Some(INK), 1.0),
+                k => arrow(
+                    &mut s,
+                    [cx, y],
+                    [cx + 18.0, y],
+                    &opts.kinds[k - 2].color,
+                    1.4,
+                ),
+            }
+            s.label(cx + 24.0, y + 4.0, text, 11.0, Anchor::Left, INK);
+        }
+        cx += cw + gap;
+    }
+    warning(&mut s, w / 2.0, f.y + 18.0, &opts.note);
+    credit(&mut s, &f);
     s
 }

@@ -3,8 +3,10 @@
 //!
 //! Read top to bottom: the [`scene`] format every figure is built in, its [`color`]s and
 //! [`font`], [`raster`]izing a scene to PNG, what the charts share ([`plot`]: title, ticks,
-//! axes), the three charts ([`map`] on the [`geo`] outlines, [`layer_curve`], [`time_scatter`]),
-//! [`figures`]: a report's figures and summary built from these, and the [`verdict`] card.
+//! axes, a warning box), the three charts ([`map`] on the [`geo`] outlines, with its moves map
+//! of arrows; [`layer_curve`], whose x values may also be any reals such as edit doses;
+//! [`time_scatter`]), [`figures`]: a report's figures and summary built from these, and the
+//! [`verdict`] card.
 
 pub mod scene;
 
@@ -30,7 +32,10 @@ pub use font::text_width;
 pub use layer_curve::{
     layer_axis_label, layer_curve_scene, LayerCurve, Series, SeriesStyle, XAxis, LAYER_AXIS_NOTE,
 };
-pub use map::{group_colors, map_scene, ColorBy, MapFrame, MapHit, MapOptions, MapPoint};
+pub use map::{
+    group_colors, map_scene, moves_map_scene, ColorBy, MapFrame, MapHit, MapOptions, MapPoint,
+    MoveKind, MovedPoint, MovesOptions,
+};
 pub use plot::nice_ticks;
 pub use raster::{rasterize, to_png, to_png_scaled, Raster, MAX_PIXELS};
 pub use scene::{Anchor, Item, Scene};

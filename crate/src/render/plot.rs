@@ -1,7 +1,7 @@
-//! What the charts share: the title, round tick values and their labels, and the axes of a
-//! 2-D plot (grid, ticks, frame, axis labels).
+//! What the charts share: the title, round tick values and their labels, the axes of a 2-D
+//! plot (grid, ticks, frame, axis labels), and a boxed warning.
 
-use super::color::{AXIS, GRID, INK, MUTED};
+use super::color::{AXIS, GRID, INK, MUTED, WARNING};
 use super::font::text_width;
 use super::scene::{Anchor, Scene};
 
@@ -146,10 +146,32 @@ pub(super) fn title(s: &mut Scene, text: &str, x: f64) {
     let chars: Vec<char> = text.chars().collect();
     let mut keep = chars.len();
     let mut shown = text.to_string();
-    while keep > 1 && super::font::text_width(&shown, size, true) > room {
+    // (A title shrunk to fit measures `room` to within rounding: not cut.)
+    while keep > 1 && super::font::text_width(&shown, size, true) > room + 1e-6 {
         keep -= 1;
         let head: String = chars[..keep].iter().collect();
         shown = format!("{}…", head.trim_end());
     }
     s.text(x, 22.0, &shown, size, Anchor::Left, INK, true, 0.0);
+}
+
+/// A boxed warning (bold, in [`WARNING`] red) centred at `x` with its baseline at `y`; nothing
+/// when `text` is empty.
+pub(super) fn warning(s: &mut Scene, x: f64, y: f64, text: &str) {
+    if text.is_empty() {
+        return;
+    }
+    let w = text_width(text, 12.0, true) * 1.08 + 16.0;
+    s.poly(
+        &[
+            [x - w / 2.0, y - 15.0],
+            [x + w / 2.0, y - 15.0],
+            [x + w / 2.0, y + 6.0],
+            [x - w / 2.0, y + 6.0],
+        ],
+        Some("#ffffffe6"),
+        Some(WARNING),
+        1.0,
+    );
+    s.text(x, y, text, 12.0, Anchor::Center, WARNING, true, 0.0);
 }

@@ -41,7 +41,9 @@
 //!   (training first, then test): the predicted position as drawn (latitude clamped to ±90°,
 //!   longitude to ±180°), the great-circle (haversine) error in km between the true and drawn
 //!   predicted positions (degrees to 1e-6, km to 1e-3), and the scene coordinates of the centres of the true (filled) and
-//!   predicted (ring) markers, equal to those circles' `x`, `y`.
+//!   predicted (ring) markers, equal to those circles' `x`, `y`. On a moves map
+//!   ([`moves_map_scene`](super::moves_map_scene), e.g. the causal test's) the "predicted"
+//!   position is the one before any change (the model's answer before any edit).
 //!
 //! On a canvas: `ctx.font = (bold ? "bold " : "") + size + "px sans-serif"; ctx.textAlign =
 //! anchor; ctx.translate(x, y); ctx.rotate(angle * Math.PI / 180); ctx.fillText(text, 0, 0)`.
