@@ -105,6 +105,7 @@ fn axis(target: &str, slope: f64, p_value: f64) -> CausalAxis {
     CausalAxis {
         target: target.into(),
         norm_per_unit: 0.1,
+        largest_edit_relative_norm: 0.5,
         doses: DOSES
             .iter()
             .map(|&dose| DoseEffect {
