@@ -133,7 +133,7 @@ function drawLayerChart() {
   const scene = shown > 0 ? JSON.parse(current.handle.layer_scene(shown)) : current.scenes.layers;
   drawScene($('layers-canvas'), scene);
   // Tests read the drawn charts' scenes as window.probelab.charts.
-  if (window.probelab) window.probelab.charts = { layers: scene, learning: current.scenes.learning ?? null };
+  if (window.probelab) window.probelab.charts = { layers: scene, learning: current.scenes.learning ?? null, causal: current.scenes.causal ?? null };
 }
 
 /** "Open in the lab": this view's URL (dataset, split, layer, model, prompt) without ?embed. */
@@ -215,6 +215,11 @@ export function showResults(handle, reportJson, scenes, initialLayer) {
   // How much data the probe needs (a report from before the learning step has no such scene).
   $('learning-wrap').hidden = !scenes.learning;
   if (scenes.learning) drawScene($('learning-canvas'), scenes.learning);
+  // The causal test's figures, when it ran: the answer against the dose, and where answers move.
+  for (const [name, wrap, canvas] of [['causal', 'causal-dose-wrap', 'causal-dose-canvas'], ['causal_map', 'causal-map-wrap', 'causal-map-canvas']]) {
+    $(wrap).hidden = !scenes[name];
+    if (scenes[name]) drawScene($(canvas), scenes[name]);
+  }
   if (rep.dataset.target === 'space') drawLayer(start);
   else {
     drawScene($('map-canvas'), scenes.time);

@@ -37,6 +37,10 @@ test('the causal test finds the planted direction at the floor, and not the one 
     const nNull = lat.null_random.length + lat.null_orthogonal.length + (lat.null_control_task === null ? 0 : 1);
     assert.equal(lat.target, 'latitude');
     assert.ok(nNull >= 31, `${nNull} nulls`);
+    // Its figures are drawn: the dose chart always, the map of moving answers for places.
+    assert.equal(await page.isVisible('#causal-dose-canvas'), true);
+    assert.equal(await page.isVisible('#causal-map-canvas'), true);
+    assert.ok(await page.evaluate(() => document.getElementById('causal-dose-canvas').width > 0));
     const rows = await page.$$eval('#causal-table tbody tr', (trs) => trs.map((tr) => tr.textContent));
     assert.equal(rows.length, 4, rows.join('\n'));
     const summary = await page.textContent('#summary');
