@@ -517,10 +517,13 @@ fn run(cli: Cli) -> Result<()> {
                 layers_in_flight,
                 &mut progress,
                 &mut |t| {
-                    bar.println(format!(
-                        "layer {:>3}: read {:.2} s, fit {:.2} s",
-                        t.layer, t.read_s, t.fit_s
-                    ));
+                    // Printed as layers finish (the bar is hidden when stderr is not a terminal).
+                    bar.suspend(|| {
+                        eprintln!(
+                            "layer {:>3}: read {:.2} s, fit {:.2} s",
+                            t.layer, t.read_s, t.fit_s
+                        )
+                    });
                     times.push(t);
                 },
             )?;
