@@ -246,7 +246,14 @@ pub fn fit_opened(
         &mut |s, d, t| progress(s, d, t),
         on_layer,
     )?;
-    note_provenance(&mut report, &real.source, &run.random_init_note);
+    // The same notes as [`note_source`] writes for activations read whole.
+    report
+        .notes
+        .insert("activations.source".into(), real.source.to_string());
+    report.notes.insert(
+        "activations.random_init".into(),
+        run.random_init_note.clone(),
+    );
     Ok(report)
 }
 
@@ -263,19 +270,12 @@ pub fn peak_memory_mib() -> Option<f64> {
 /// control's came from (or that it is missing), for activations read from files.
 #[cfg(not(target_arch = "wasm32"))]
 pub fn note_source(report: &mut Report, imported: &crate::extract::import::ImportedRun) {
-    note_provenance(report, &imported.real.source, &imported.random_init_note);
-}
-
-#[cfg(not(target_arch = "wasm32"))]
-fn note_provenance(
-    report: &mut Report,
-    source: &crate::extract::import::Source,
-    random_init: &str,
-) {
-    report
-        .notes
-        .insert("activations.source".into(), source.to_string());
-    report
-        .notes
-        .insert("activations.random_init".into(), random_init.into());
+    report.notes.insert(
+        "activations.source".into(),
+        imported.real.source.to_string(),
+    );
+    report.notes.insert(
+        "activations.random_init".into(),
+        imported.random_init_note.clone(),
+    );
 }
