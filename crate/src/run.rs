@@ -183,22 +183,87 @@ pub fn fit(
         random_init,
         name_surprisal,
     };
-    let ctx = ReportContext {
-        model_name: meta.model_name.clone(),
-        model_sha256: meta.model_sha256.clone(),
-        prompt_template: meta.prompt_template.clone(),
-        pooling: meta.pooling,
-        dataset_name: dataset.name.clone(),
-    };
     crate::probe::analyze(
         acts,
         dataset,
         split,
         opts,
         &controls,
-        &ctx,
+        &report_context(meta, dataset),
         &mut |s, d, t| progress(s, d, t),
     )
+}
+
+fn report_context(meta: &ActsMeta, dataset: &Dataset) -> ReportContext {
+    ReportContext {
+        model_name: meta.model_name.clone(),
+        model_sha256: meta.model_sha256.clone(),
+        prompt_template: meta.prompt_template.clone(),
+        pooling: meta.pooling,
+        dataset_name: dataset.name.clone(),
+    }
+}
+
+/// [`fit`] on activations opened from files ([`crate::extract::import::open_run`]): each layer
+/// is read when it is checked and when it is fitted, at most `in_flight` at once (0: one per
+/// core), so memory holds a few layers, not the run; `on_layer` hears each layer's times. The
+/// report records where the activations came from.
+#[cfg(not(target_arch = "wasm32"))]
+#[allow(clippy::too_many_arguments)]
+pub fn fit_opened(
+    run: &crate::extract::import::OpenedRun,
+    dataset: &Dataset,
+    split: &SplitSpec,
+    opts: &AnalysisOptions,
+    in_flight: usize,
+    progress: &mut StageProgress,
+    on_layer: &mut dyn FnMut(crate::probe::LayerTime),
+) -> Result<Report> {
+    use crate::extract::layers::LayerSource;
+    let real = &run.real;
+    analysis::check_matches(&real.meta, dataset, None)?;
+    let first = real.layers.first_token_ids();
+    let inputs = crate::probe::LayerInputs {
+        acts: &real.layers,
+        random_init: run
+            .random_init
+            .as_ref()
+            .map(|r| &r.layers as &dyn LayerSource),
+        first_token_ids: if first.len() == dataset.len() {
+            first
+        } else {
+            &[]
+        },
+        name_surprisal: run.name_surprisal.as_deref(),
+        in_flight,
+    };
+    let mut report = crate::probe::analyze_layers(
+        &inputs,
+        dataset,
+        split,
+        opts,
+        &report_context(&real.meta, dataset),
+        &mut |s, d, t| progress(s, d, t),
+        on_layer,
+    )?;
+    // The same notes as [`note_source`] writes for activations read whole.
+    report
+        .notes
+        .insert("activations.source".into(), real.source.to_string());
+    report.notes.insert(
+        "activations.random_init".into(),
+        run.random_init_note.clone(),
+    );
+    Ok(report)
+}
+
+/// The process's peak resident memory so far (VmHWM, Linux), in MiB.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn peak_memory_mib() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
 }
 
 /// Records in the report where the activations came from and where the random-initialised

@@ -104,6 +104,11 @@ enum Command {
         import: ImportArgs,
         #[command(flatten)]
         fit: FitArgs,
+        /// Fit at most this many layers at once (0: one per core). Probelab's files are read a
+        /// layer at a time, so memory holds about this many layers and their fits' working sets
+        /// (about 5 GB a layer at 40,000 entities × 4,096 dims).
+        #[arg(long, default_value_t = 0)]
+        layers_in_flight: usize,
         #[arg(long)]
         out: PathBuf,
     },
@@ -557,16 +562,18 @@ fn run(cli: Cli) -> Result<()> {
             import: import_args,
             fit,
             out,
+            layers_in_flight,
         } => {
             let split = run::parse_split(&fit.split, fit.seed)?;
-            let imported = import::read_run(
+            // Headers only: the layers are read as the fit reaches them.
+            let opened = import::open_run(
                 &path,
                 import_args.random_init.as_deref(),
                 &import_args.options()?,
             )?;
-            let meta = &imported.real.meta;
-            eprintln!("activations: {}", imported.real.source);
-            eprintln!("random-init control: {}", imported.random_init_note);
+            let meta = &opened.real.meta;
+            eprintln!("activations: {}", opened.real.source);
+            eprintln!("random-init control: {}", opened.random_init_note);
             let dataset = match dataset
                 .or_else(|| Some(meta.dataset_name.clone()).filter(|n| !n.is_empty()))
             {
@@ -580,18 +587,36 @@ fn run(cli: Cli) -> Result<()> {
             };
             import::check_dataset(meta, &dataset)?;
             let (bar, mut progress) = stage_bar();
-            let mut report = run::fit(
-                &imported.real.acts,
-                meta,
-                imported.random_init.as_ref(),
-                imported.name_surprisal.as_deref(),
+            let start = Instant::now();
+            let mut times = Vec::new();
+            let report = run::fit_opened(
+                &opened,
                 &dataset,
                 &split,
                 &fit.options(),
+                layers_in_flight,
                 &mut progress,
+                &mut |t| {
+                    // Printed as layers finish (the bar is hidden when stderr is not a terminal).
+                    bar.suspend(|| {
+                        eprintln!(
+                            "layer {:>3}: read {:.2} s, fit {:.2} s",
+                            t.layer, t.read_s, t.fit_s
+                        )
+                    });
+                    times.push(t);
+                },
             )?;
             bar.finish_and_clear();
-            run::note_source(&mut report, &imported);
+            let fit_s: f64 = times.iter().map(|t| t.read_s + t.fit_s).sum();
+            eprintln!(
+                "{} layers in {:.1} s ({:.2} s per layer read and fitted, summed over threads); \
+                 peak memory (VmHWM) {}",
+                times.len(),
+                start.elapsed().as_secs_f64(),
+                fit_s / times.len().max(1) as f64,
+                run::peak_memory_mib().map_or("unknown".into(), |m| format!("{m:.0} MiB"))
+            );
             write_all(&out, &figures::run_files(&report)?)?;
             print_summary(&report, &out);
         }

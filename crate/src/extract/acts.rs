@@ -86,26 +86,37 @@ pub enum StoreAs {
 /// A floating-point tensor's values as f32 (F32, F16, BF16, F64, little-endian); None for
 /// any other dtype.
 pub(crate) fn float_values(t: &TensorView<'_>) -> Option<Vec<f32>> {
-    let d = t.data();
-    Some(match t.dtype() {
-        Dtype::F32 => d
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect(),
-        Dtype::F16 => d
-            .chunks_exact(2)
-            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-            .collect(),
-        Dtype::BF16 => d
-            .chunks_exact(2)
-            .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
-            .collect(),
-        Dtype::F64 => d
-            .chunks_exact(8)
-            .map(|b| f64::from_le_bytes(b.try_into().unwrap_or([0; 8])) as f32)
-            .collect(),
-        _ => return None,
-    })
+    let mut out = vec![0.0; t.data().len() / t.dtype().size().max(1)];
+    floats_into(t.dtype(), t.data(), &mut out).then_some(out)
+}
+
+/// Decodes little-endian `bytes` of a float `dtype` into `out` (one value per element); false
+/// for any other dtype. Shared by whole-file reads and the layer-by-layer reader.
+pub(crate) fn floats_into(dtype: Dtype, bytes: &[u8], out: &mut [f32]) -> bool {
+    match dtype {
+        Dtype::F32 => {
+            for (o, b) in out.iter_mut().zip(bytes.chunks_exact(4)) {
+                *o = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            }
+        }
+        Dtype::F16 => {
+            for (o, b) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+                *o = half::f16::from_le_bytes([b[0], b[1]]).to_f32();
+            }
+        }
+        Dtype::BF16 => {
+            for (o, b) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+                *o = half::bf16::from_le_bytes([b[0], b[1]]).to_f32();
+            }
+        }
+        Dtype::F64 => {
+            for (o, b) in out.iter_mut().zip(bytes.chunks_exact(8)) {
+                *o = f64::from_le_bytes(b.try_into().unwrap_or([0; 8])) as f32;
+            }
+        }
+        _ => return false,
+    }
+    true
 }
 
 /// The safetensors metadata for `meta`.
@@ -168,11 +179,6 @@ pub fn from_safetensors(bytes: &[u8]) -> Result<(Activations, ActsMeta)> {
         safetensors::SafeTensors::read_metadata(bytes).map_err(|e| bad(e.to_string()))?;
     let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| bad(e.to_string()))?;
     let md = header.metadata().clone().unwrap_or_default();
-    let field = |k: &str| -> Result<String> {
-        md.get(k)
-            .cloned()
-            .ok_or_else(|| bad(format!("metadata '{k}' is missing")))
-    };
     let t = st
         .tensor("activations")
         .map_err(|_| bad("no tensor named 'activations'".into()))?;
@@ -197,19 +203,7 @@ pub fn from_safetensors(bytes: &[u8]) -> Result<(Activations, ActsMeta)> {
     };
     let tokens_per_entity = u32s("tokens_per_entity").unwrap_or_else(|| vec![0; shape[1]]);
     let first_token_ids = u32s("first_token_ids").unwrap_or_default();
-    let names: Vec<String> =
-        serde_json::from_str(&field("names")?).map_err(|e| bad(format!("names: {e}")))?;
-    let meta = ActsMeta {
-        model_name: field("model_name")?,
-        model_sha256: field("model_sha256")?,
-        dataset_name: field("dataset_name")?,
-        dataset_hash: field("dataset_hash")?,
-        prompt_template: field("prompt_template")?,
-        pooling: field("pool")?
-            .parse()
-            .map_err(|e: Error| bad(e.to_string()))?,
-        names,
-    };
+    let meta = meta_from(&md)?;
     Ok((
         Activations {
             n_layers: shape[0] - 1,
@@ -221,6 +215,29 @@ pub fn from_safetensors(bytes: &[u8]) -> Result<(Activations, ActsMeta)> {
         },
         meta,
     ))
+}
+
+/// The [`ActsMeta`] in a Probelab file's safetensors metadata.
+pub(crate) fn meta_from(md: &HashMap<String, String>) -> Result<ActsMeta> {
+    let bad = |m: String| Error::Input(format!("activation file: {m}"));
+    let field = |k: &str| -> Result<String> {
+        md.get(k)
+            .cloned()
+            .ok_or_else(|| bad(format!("metadata '{k}' is missing")))
+    };
+    let names: Vec<String> =
+        serde_json::from_str(&field("names")?).map_err(|e| bad(format!("names: {e}")))?;
+    Ok(ActsMeta {
+        model_name: field("model_name")?,
+        model_sha256: field("model_sha256")?,
+        dataset_name: field("dataset_name")?,
+        dataset_hash: field("dataset_hash")?,
+        prompt_template: field("prompt_template")?,
+        pooling: field("pool")?
+            .parse()
+            .map_err(|e: Error| bad(e.to_string()))?,
+        names,
+    })
 }
 
 /// Writes an activation file entity chunk by entity chunk, so a dataset far larger than memory

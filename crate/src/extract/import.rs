@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use super::acts::{self, ActsMeta, RANDOM_INIT_FILE, SURPRISAL_FILE};
+use super::layers::{self, FileLayers, LayerSource, Layers};
 use super::npy::{self, NpyArray, NpyData};
 use super::{Activations, Pooling};
 use crate::data;
@@ -115,6 +116,25 @@ pub struct ImportedRun {
     pub name_surprisal: Option<Vec<Option<f64>>>,
 }
 
+/// Activations opened for a fit: Probelab's safetensors (one file or shards) are read layer
+/// by layer as the fit asks (only headers and token tables are read here); other formats are
+/// read whole.
+#[derive(Debug)]
+pub struct Opened {
+    pub layers: Layers,
+    pub meta: ActsMeta,
+    pub source: Source,
+}
+
+/// [`ImportedRun`] with its activations opened, not read.
+#[derive(Debug)]
+pub struct OpenedRun {
+    pub real: Opened,
+    pub random_init: Option<Opened>,
+    pub random_init_note: String,
+    pub name_surprisal: Option<Vec<Option<f64>>>,
+}
+
 fn bad(path: &Path, m: impl std::fmt::Display) -> Error {
     Error::Input(format!("{}: {m}", path.display()))
 }
@@ -131,37 +151,42 @@ fn read_bytes(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| Error::io(path.display().to_string(), e))
 }
 
-/// Reads activations in any of the [`FORMATS`], chosen by what `path` is: a directory (or a
-/// `manifest.json`) of shards, else by the file's extension.
-pub fn read(path: &Path, opts: &ImportOptions) -> Result<Imported> {
+/// Opens activations in any of the [`FORMATS`], chosen by what `path` is: a directory (or a
+/// `manifest.json`) of shards, else by the file's extension. NaNs are found as layers are read.
+pub fn open(path: &Path, opts: &ImportOptions) -> Result<Opened> {
     let is_manifest = path.file_name().is_some_and(|n| n == MANIFEST_FILE);
-    let imported = if path.is_dir() || is_manifest {
+    let whole = |i: Imported| Opened {
+        layers: Layers::Memory(i.acts),
+        meta: i.meta,
+        source: i.source,
+    };
+    let opened = if path.is_dir() || is_manifest {
         let manifest = if is_manifest {
             path.to_path_buf()
         } else {
             path.join(MANIFEST_FILE)
         };
-        read_shards(&manifest, opts)?
+        open_shards(&manifest, opts)?
     } else {
         let ext = path
             .extension()
             .map(|e| e.to_string_lossy().to_lowercase())
             .unwrap_or_default();
         match ext.as_str() {
-            "safetensors" => read_safetensors(path, opts)?,
+            "safetensors" => open_safetensors(path, opts)?,
             "npy" => {
                 let array = npy::read_npy(&read_bytes(path)?).map_err(|e| within(path, e))?;
-                from_arrays(
+                whole(from_arrays(
                     path,
                     "npy",
                     vec![("array".into(), array)],
                     Meta::new(),
                     opts,
-                )?
+                )?)
             }
             "npz" => {
                 let arrays = npy::read_npz(&read_bytes(path)?).map_err(|e| within(path, e))?;
-                from_arrays(path, "npz", arrays, Meta::new(), opts)?
+                whole(from_arrays(path, "npz", arrays, Meta::new(), opts)?)
             }
             _ if !path.exists() => return Err(bad(path, "no such file or directory")),
             other => {
@@ -173,11 +198,26 @@ pub fn read(path: &Path, opts: &ImportOptions) -> Result<Imported> {
         }
     };
     if let Some(names) = &opts.names {
-        check_same_names(&imported.meta.names, names, "the file", "the names file")
+        check_same_names(&opened.meta.names, names, "the file", "the names file")
             .map_err(|e| within(path, e))?;
     }
-    check_finite(&imported.acts, &imported.meta.names).map_err(|e| within(path, e))?;
-    Ok(imported)
+    Ok(opened)
+}
+
+/// Reads activations in any of the [`FORMATS`] whole into memory ([`open`], then every layer);
+/// a NaN or infinity is an error naming its layer and entity.
+pub fn read(path: &Path, opts: &ImportOptions) -> Result<Imported> {
+    into_memory(open(path, opts)?)
+}
+
+fn into_memory(o: Opened) -> Result<Imported> {
+    let acts = o.layers.into_activations()?;
+    check_finite(&acts, &o.meta.names).map_err(|e| within(Path::new(&o.source.path), e))?;
+    Ok(Imported {
+        acts,
+        meta: o.meta,
+        source: o.source,
+    })
 }
 
 /// [`read`], and the random-initialised control: from `random_init` when given, else the
@@ -187,7 +227,34 @@ pub fn read_run(
     random_init: Option<&Path>,
     opts: &ImportOptions,
 ) -> Result<ImportedRun> {
-    let real = read(path, opts)?;
+    let run = open_run(path, random_init, opts)?;
+    let random_init = match run.random_init {
+        Some(r) => Some(into_memory(r).map_err(random_err)?.acts),
+        None => None,
+    };
+    Ok(ImportedRun {
+        real: into_memory(run.real)?,
+        random_init,
+        random_init_note: run.random_init_note,
+        name_surprisal: run.name_surprisal,
+    })
+}
+
+fn random_err(e: Error) -> Error {
+    match e {
+        Error::Input(m) => Error::Input(format!("the random-init activations: {m}")),
+        e => e,
+    }
+}
+
+/// [`open`], and the random-initialised control as [`read_run`] finds it; every check that
+/// needs no activations (names, model, shapes) is done here.
+pub fn open_run(
+    path: &Path,
+    random_init: Option<&Path>,
+    opts: &ImportOptions,
+) -> Result<OpenedRun> {
+    let real = open(path, opts)?;
     let name_surprisal = if real.source.format == PROBELAB_FORMAT {
         read_surprisal(&path.with_file_name(SURPRISAL_FILE), real.meta.names.len())?
     } else {
@@ -200,7 +267,7 @@ pub fn read_run(
         None => None,
     };
     let Some(from) = from else {
-        return Ok(ImportedRun {
+        return Ok(OpenedRun {
             real,
             random_init: None,
             random_init_note: "missing: no random-initialised model's activations were given \
@@ -214,10 +281,7 @@ pub fn read_run(
         names: Some(real.meta.names.clone()),
         ..opts.clone()
     };
-    let r = read(&from, &r_opts).map_err(|e| match e {
-        Error::Input(m) => Error::Input(format!("the random-init activations: {m}")),
-        e => e,
-    })?;
+    let r = open(&from, &r_opts).map_err(random_err)?;
     let (rs, ms) = (&r.meta.model_sha256, &real.meta.model_sha256);
     if !rs.is_empty() && !ms.is_empty() && rs != ms {
         return Err(bad(
@@ -228,20 +292,20 @@ pub fn read_run(
             ),
         ));
     }
-    let (a, b) = (&real.acts, &r.acts);
-    if (a.n_layers, a.d_model) != (b.n_layers, b.d_model) {
+    let (a, b) = (&real.layers, &r.layers);
+    if (a.n_layers(), a.d_model()) != (b.n_layers(), b.d_model()) {
         return Err(bad(
             &from,
             format!(
                 "the random-init activations have {} layers + embedding of width {}, the model's {} of width {}",
-                b.n_layers, b.d_model, a.n_layers, a.d_model
+                b.n_layers(), b.d_model(), a.n_layers(), a.d_model()
             ),
         ));
     }
-    Ok(ImportedRun {
+    Ok(OpenedRun {
         random_init_note: format!("from {}", from.display()),
         real,
-        random_init: Some(r.acts),
+        random_init: Some(r),
         name_surprisal,
     })
 }
@@ -328,34 +392,47 @@ fn stated(opt: &Option<String>, meta: &Meta, keys: &[&str]) -> String {
         .unwrap_or_else(|| NOT_STATED.into())
 }
 
+/// A safetensors file: Probelab's own opened layer by layer (its metadata says everything, its
+/// token tables come along), any other read whole.
+fn open_safetensors(path: &Path, opts: &ImportOptions) -> Result<Opened> {
+    let (data_start, header) = layers::read_header(path)?;
+    let meta: Meta = header.metadata().clone().unwrap_or_default();
+    if !(meta.contains_key("layer_convention")
+        && meta.contains_key("model_sha256")
+        && opts.tensor.as_deref().unwrap_or("activations") == "activations")
+    {
+        let i = read_safetensors(path, opts)?;
+        return Ok(Opened {
+            layers: Layers::Memory(i.acts),
+            meta: i.meta,
+            source: i.source,
+        });
+    }
+    let (files, ameta) = FileLayers::from_header(path, data_start, &header)?;
+    let source = Source {
+        tool: opts
+            .tool
+            .clone()
+            .or_else(|| meta.get("tool").cloned())
+            .unwrap_or_else(|| "probelab".into()),
+        model_id: format!("{} (sha256 {})", ameta.model_name, ameta.model_sha256),
+        prompt: ameta.prompt_template.clone(),
+        pool: ameta.pooling.to_string(),
+        format: PROBELAB_FORMAT.into(),
+        path: path.display().to_string(),
+    };
+    Ok(Opened {
+        layers: Layers::Files(files),
+        meta: ameta,
+        source,
+    })
+}
+
+/// A safetensors file that is not Probelab's: its float tensors as arrays.
 fn read_safetensors(path: &Path, opts: &ImportOptions) -> Result<Imported> {
     let bytes = read_bytes(path)?;
     let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| bad(path, e))?;
     let meta: Meta = header.metadata().clone().unwrap_or_default();
-    // Probelab's own file: its metadata says everything, its token tables come along.
-    if meta.contains_key("layer_convention")
-        && meta.contains_key("model_sha256")
-        && opts.tensor.as_deref().unwrap_or("activations") == "activations"
-    {
-        let (acts, ameta) = acts::from_safetensors(&bytes).map_err(|e| within(path, e))?;
-        let source = Source {
-            tool: opts
-                .tool
-                .clone()
-                .or_else(|| meta.get("tool").cloned())
-                .unwrap_or_else(|| "probelab".into()),
-            model_id: format!("{} (sha256 {})", ameta.model_name, ameta.model_sha256),
-            prompt: ameta.prompt_template.clone(),
-            pool: ameta.pooling.to_string(),
-            format: PROBELAB_FORMAT.into(),
-            path: path.display().to_string(),
-        };
-        return Ok(Imported {
-            acts,
-            meta: ameta,
-            source,
-        });
-    }
     let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| bad(path, e))?;
     let mut arrays = Vec::new();
     for (name, t) in st.tensors() {
@@ -619,7 +696,9 @@ pub struct Manifest {
     pub dataset_name: Option<String>,
 }
 
-fn read_shards(manifest_path: &Path, opts: &ImportOptions) -> Result<Imported> {
+/// A shard directory's manifest, checked (the shards tile the entities), and each shard opened
+/// for reading layer by layer.
+fn open_shards(manifest_path: &Path, opts: &ImportOptions) -> Result<Opened> {
     let dir = manifest_path.parent().unwrap_or(Path::new("."));
     if !manifest_path.exists() {
         return Err(bad(
@@ -670,12 +749,11 @@ fn read_shards(manifest_path: &Path, opts: &ImportOptions) -> Result<Imported> {
             ),
         ));
     }
-    // Shard by shard into the merged array: one shard in memory beside it, not all of them.
+    // Headers only: each shard's layers are read when the fit asks for them.
     let n = manifest.n_entities;
-    let mut first: Option<(PathBuf, ActsMeta)> = None;
-    let mut merged = Activations::zeros(0, 0, 0);
+    let mut first: Option<(PathBuf, ActsMeta, usize, usize)> = None;
+    let mut parts = Vec::with_capacity(shards.len());
     let mut names = Vec::with_capacity(n);
-    let mut all_first_ids = true;
     for s in &shards {
         let p = dir.join(&s.file);
         if !p.exists() {
@@ -690,13 +768,13 @@ fn read_shards(manifest_path: &Path, opts: &ImportOptions) -> Result<Imported> {
                 ),
             ));
         }
-        let (a, m) = acts::from_safetensors(&read_bytes(&p)?).map_err(|e| within(&p, e))?;
-        if a.n_entities != s.end - s.start {
+        let (a, m) = FileLayers::open(&p)?;
+        if a.n_entities() != s.end - s.start {
             return Err(bad(
                 &p,
                 format!(
                     "holds {} entities but the manifest says {}..{} ({})",
-                    a.n_entities,
+                    a.n_entities(),
                     s.start,
                     s.end,
                     s.end - s.start
@@ -704,20 +782,17 @@ fn read_shards(manifest_path: &Path, opts: &ImportOptions) -> Result<Imported> {
             ));
         }
         match &first {
-            None => {
-                merged = Activations::zeros(a.n_layers, n, a.d_model);
-                first = Some((p.clone(), m.clone()));
-            }
-            Some((p0, m0)) => {
+            None => first = Some((p.clone(), m.clone(), a.n_layers(), a.d_model())),
+            Some((p0, m0, layers0, d0)) => {
                 let same = (
-                    a.n_layers,
-                    a.d_model,
+                    a.n_layers(),
+                    a.d_model(),
                     &m.model_sha256,
                     &m.prompt_template,
                     m.pooling,
                 ) == (
-                    merged.n_layers,
-                    merged.d_model,
+                    *layers0,
+                    *d0,
                     &m0.model_sha256,
                     &m0.prompt_template,
                     m0.pooling,
@@ -733,23 +808,10 @@ fn read_shards(manifest_path: &Path, opts: &ImportOptions) -> Result<Imported> {
                 }
             }
         }
-        let d = a.d_model;
-        for l in 0..=a.n_layers {
-            let to = (l * n + s.start) * d;
-            merged.data[to..to + a.n_entities * d].copy_from_slice(a.layer(l));
-        }
-        merged.tokens_per_entity[s.start..s.end].copy_from_slice(&a.tokens_per_entity);
-        if a.first_token_ids.len() == a.n_entities {
-            merged.first_token_ids[s.start..s.end].copy_from_slice(&a.first_token_ids);
-        } else {
-            all_first_ids = false;
-        }
         names.extend(m.names);
+        parts.push(a);
     }
-    if !all_first_ids {
-        merged.first_token_ids.clear();
-    }
-    let Some((_, m0)) = first else {
+    let Some((_, m0, _, _)) = first else {
         return Err(bad(manifest_path, "the manifest lists no shards"));
     };
     let meta = ActsMeta {
@@ -773,8 +835,8 @@ fn read_shards(manifest_path: &Path, opts: &ImportOptions) -> Result<Imported> {
         format: format!("{} probelab shards", shards.len()),
         path: manifest_path.display().to_string(),
     };
-    Ok(Imported {
-        acts: merged,
+    Ok(Opened {
+        layers: Layers::Files(FileLayers::join(parts)),
         meta,
         source,
     })

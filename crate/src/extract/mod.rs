@@ -8,6 +8,7 @@
 pub mod acts;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod import;
+pub mod layers;
 pub mod npy;
 pub mod surprisal;
 

@@ -1,12 +1,14 @@
 //! The whole analysis in one call: check every input, fit the layers (natively on threads,
-//! in order in wasm32, where std threads do not exist), finish the report. Layers are
-//! independent; each worker takes the next unfitted layer, results come back in layer order,
-//! and progress and cancellation are handled on the calling thread.
+//! in order in wasm32, where std threads do not exist), finish the report. Layers come from a
+//! [`LayerSource`] (memory, or files read a layer at a time), so a fit holds at most as many
+//! layers as it fits at once. Each worker takes the next unfitted layer, results come back in
+//! layer order, and progress and cancellation are handled on the calling thread.
 
 #[cfg(not(target_arch = "wasm32"))]
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use crate::data::Dataset;
+use crate::extract::layers::LayerSource;
 use crate::extract::Activations;
 use crate::probe::analysis::{
     check_finite_layer, Analysis, AnalysisOptions, ControlInputs, LayerOutcome, Report,
@@ -15,9 +17,29 @@ use crate::probe::analysis::{
 use crate::probe::input_err;
 use crate::{Error, Result};
 
-/// Runs the whole analysis on in-memory activations. Checks everything first (shapes, NaN/inf
-/// anywhere, the random-init model's shape), so a bad input fails before any fitting; a cancel
-/// from `progress` returns [`Error::Cancelled`]. Stages reported: `check`, `layers`, `learning`, `report`.
+/// What [`analyze_layers`] fits: the model's layers, the random-init control's, and the
+/// controls' other inputs.
+#[derive(Clone, Copy)]
+pub struct LayerInputs<'a> {
+    pub acts: &'a dyn LayerSource,
+    pub random_init: Option<&'a dyn LayerSource>,
+    /// Each entity's first token id (for the control task); empty = no control task.
+    pub first_token_ids: &'a [u32],
+    pub name_surprisal: Option<&'a [Option<f64>]>,
+    /// At most this many layers are read and fitted at once (0: one per core). Each holds its
+    /// activations and the fit's working set while it is fitted.
+    pub in_flight: usize,
+}
+
+/// How long one layer took: reading it (and the random-init model's), then fitting it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LayerTime {
+    pub layer: usize,
+    pub read_s: f64,
+    pub fit_s: f64,
+}
+
+/// Runs the whole analysis on in-memory activations ([`analyze_layers`] over them).
 pub fn analyze(
     acts: &Activations,
     dataset: &Dataset,
@@ -27,14 +49,6 @@ pub fn analyze(
     ctx: &ReportContext,
     progress: &mut StageProgress<'_>,
 ) -> Result<Report> {
-    let n = dataset.len();
-    if acts.n_entities != n {
-        return Err(input_err(format!(
-            "the activations are of {} entities but dataset '{}' has {n}; they belong to another \
-             entity list",
-            acts.n_entities, dataset.name
-        )));
-    }
     if acts.data.len() != (acts.n_layers + 1) * acts.n_entities * acts.d_model {
         return Err(input_err(format!(
             "activations hold {} values, not (layers+1) {} × entities {} × d {}",
@@ -44,93 +58,165 @@ pub fn analyze(
             acts.d_model
         )));
     }
-    if let Some(r) = controls.random_init {
-        if (r.n_layers, r.n_entities, r.d_model) != (acts.n_layers, acts.n_entities, acts.d_model)
-            || r.data.len() != acts.data.len()
-        {
+    let inputs = LayerInputs {
+        acts,
+        random_init: controls.random_init.map(|r| r as &dyn LayerSource),
+        first_token_ids: &controls.first_token_ids,
+        name_surprisal: controls.name_surprisal,
+        in_flight: 0,
+    };
+    analyze_layers(&inputs, dataset, split, opts, ctx, progress, &mut |_| {})
+}
+
+/// Runs the whole analysis, reading each layer from its source when it is checked and when it
+/// is fitted, and the selected layer once more for the learning curves. Checks everything
+/// first (shapes, NaN/inf anywhere, the random-init model's shape), so a bad input fails before
+/// any fitting; a cancel from `progress` returns [`Error::Cancelled`]. Stages reported:
+/// `check`, `layers`, `learning`, `report`; `on_layer` hears of each fitted layer (in the
+/// order they finish).
+pub fn analyze_layers(
+    inputs: &LayerInputs<'_>,
+    dataset: &Dataset,
+    split: &SplitSpec,
+    opts: &AnalysisOptions,
+    ctx: &ReportContext,
+    progress: &mut StageProgress<'_>,
+    on_layer: &mut dyn FnMut(LayerTime),
+) -> Result<Report> {
+    let acts = inputs.acts;
+    let (n_layers, d) = (acts.n_layers(), acts.d_model());
+    let n = dataset.len();
+    if acts.n_entities() != n {
+        return Err(input_err(format!(
+            "the activations are of {} entities but dataset '{}' has {n}; they belong to another \
+             entity list",
+            acts.n_entities(),
+            dataset.name
+        )));
+    }
+    if let Some(r) = inputs.random_init {
+        if (r.n_layers(), r.n_entities(), r.d_model()) != (n_layers, n, d) {
             return Err(input_err(format!(
                 "random-init activations are {} layers × {} entities × {} dims but the model's are \
                  {} × {} × {}; extract both with the same architecture and entities",
-                r.n_layers, r.n_entities, r.d_model, acts.n_layers, acts.n_entities, acts.d_model
+                r.n_layers(),
+                r.n_entities(),
+                r.d_model(),
+                n_layers,
+                n,
+                d
             )));
-        }
-    }
-    if !progress("check", 0, 1) {
-        return Err(Error::Cancelled);
-    }
-    for l in 0..=acts.n_layers {
-        check_finite_layer(
-            "activations",
-            acts.layer(l),
-            acts.d_model,
-            l,
-            &dataset.names,
-        )?;
-        if let Some(r) = controls.random_init {
-            check_finite_layer(
-                "random-init activations",
-                r.layer(l),
-                r.d_model,
-                l,
-                &dataset.names,
-            )?;
         }
     }
     let mut analysis = Analysis::new(
         dataset,
         split,
         opts,
-        &controls.first_token_ids,
-        acts.n_layers,
-        acts.d_model,
-        controls.random_init.is_some(),
+        inputs.first_token_ids,
+        n_layers,
+        d,
+        inputs.random_init.is_some(),
     )?;
-    if let Some(s) = controls.name_surprisal {
+    if let Some(s) = inputs.name_surprisal {
         analysis = analysis.with_name_surprisal(s)?;
     }
-    if !progress("check", 1, 1) {
+    if !progress("check", 0, n_layers + 1) {
         return Err(Error::Cancelled);
     }
-    let total = acts.n_layers + 1;
-    let fit_layer =
-        |l: usize| analysis.layer(l, acts.layer(l), controls.random_init.map(|r| r.layer(l)));
-    let outcomes = fit_layers(total, &fit_layer, progress)?;
+    // Layer by layer, before any fitting: a file that is cut or holds a NaN fails now, not
+    // hours into the fit (the plan above is checked first: it reads no activations).
+    for l in 0..=n_layers {
+        check_finite_layer("activations", &acts.layer(l)?, d, l, &dataset.names)?;
+        if let Some(r) = inputs.random_init {
+            check_finite_layer(
+                "random-init activations",
+                &r.layer(l)?,
+                d,
+                l,
+                &dataset.names,
+            )?;
+        }
+        if !progress("check", l + 1, n_layers + 1) {
+            return Err(Error::Cancelled);
+        }
+    }
+    let total = n_layers + 1;
+    let fit_layer = |l: usize| -> Result<(LayerOutcome, LayerTime)> {
+        let clock = clock();
+        let x = acts.layer(l)?;
+        let r = inputs.random_init.map(|r| r.layer(l)).transpose()?;
+        let read_s = clock();
+        let outcome = analysis.layer(l, &x, r.as_deref())?;
+        let time = LayerTime {
+            layer: l,
+            read_s,
+            fit_s: clock() - read_s,
+        };
+        Ok((outcome, time))
+    };
+    let threads = match inputs.in_flight {
+        0 => usize::MAX,
+        k => k,
+    };
+    let outcomes = fit_layers(total, threads, &fit_layer, progress, on_layer)?;
     let mut report = analysis.finish(ctx, outcomes)?;
     if !progress("learning", 0, 1) {
         return Err(Error::Cancelled);
     }
     let l = report.selected.layer;
-    report.learning = analysis.learning(
-        &report,
-        acts.layer(l),
-        controls.random_init.map(|r| r.layer(l)),
-    )?;
+    let (x, r) = (
+        acts.layer(l)?,
+        inputs.random_init.map(|r| r.layer(l)).transpose()?,
+    );
+    report.learning = analysis.learning(&report, &x, r.as_deref())?;
     if !progress("report", 1, 1) {
         return Err(Error::Cancelled);
     }
     Ok(report)
 }
 
-/// Fits every layer: on as many threads as the machine has natively, in
-/// order in wasm32 (and on one core). Results come back in layer order; progress and
-/// cancellation are handled on the calling thread.
+/// Seconds since it was made (0 in wasm32, where std has no clock).
+fn clock() -> impl Fn() -> f64 {
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let t = std::time::Instant::now();
+        move || t.elapsed().as_secs_f64()
+    }
+    #[cfg(target_arch = "wasm32")]
+    {
+        || 0.0
+    }
+}
+
+type FitLayer<'a> = dyn Fn(usize) -> Result<(LayerOutcome, LayerTime)> + Sync + 'a;
+
+/// Fits every layer: natively on as many threads as the machine has, at most `max_threads`,
+/// in order in wasm32 (and on one core). Results come back in layer order; progress,
+/// `on_layer` and cancellation are handled on the calling thread.
 fn fit_layers(
     total: usize,
-    fit_layer: &(dyn Fn(usize) -> Result<LayerOutcome> + Sync),
+    max_threads: usize,
+    fit_layer: &FitLayer<'_>,
     progress: &mut StageProgress<'_>,
+    on_layer: &mut dyn FnMut(LayerTime),
 ) -> Result<Vec<LayerOutcome>> {
     #[cfg(not(target_arch = "wasm32"))]
     {
         let threads = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
-            .min(total);
+            .min(total)
+            .min(max_threads);
         if threads > 1 {
-            return fit_layers_on_threads(total, threads, fit_layer, progress);
+            return fit_layers_on_threads(total, threads, fit_layer, progress, on_layer);
         }
     }
+    #[cfg(target_arch = "wasm32")]
+    let _ = max_threads;
     let mut outcomes = Vec::with_capacity(total);
     for l in 0..total {
-        outcomes.push(fit_layer(l)?);
+        let (outcome, time) = fit_layer(l)?;
+        outcomes.push(outcome);
+        on_layer(time);
         if !progress("layers", l + 1, total) {
             return Err(Error::Cancelled);
         }
@@ -143,8 +229,9 @@ fn fit_layers(
 fn fit_layers_on_threads(
     total: usize,
     threads: usize,
-    fit_layer: &(dyn Fn(usize) -> Result<LayerOutcome> + Sync),
+    fit_layer: &FitLayer<'_>,
     progress: &mut StageProgress<'_>,
+    on_layer: &mut dyn FnMut(LayerTime),
 ) -> Result<Vec<LayerOutcome>> {
     let next = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
@@ -167,8 +254,9 @@ fn fit_layers_on_threads(
         drop(tx);
         let mut done = 0;
         for (l, outcome) in rx {
-            let outcome = outcome.inspect_err(|_| stop.store(true, Ordering::SeqCst))?;
+            let (outcome, time) = outcome.inspect_err(|_| stop.store(true, Ordering::SeqCst))?;
             slots[l] = Some(outcome);
+            on_layer(time);
             done += 1;
             if !progress("layers", done, total) {
                 stop.store(true, Ordering::SeqCst);

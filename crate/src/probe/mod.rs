@@ -36,7 +36,7 @@ pub mod ridge;
 pub mod split;
 
 pub use analysis::{check_matches, Analysis, ControlInputs, LayerOutcome, StageProgress};
-pub use layer_loop::analyze;
+pub use layer_loop::{analyze, analyze_layers, LayerInputs, LayerTime};
 pub use report::{predictions, predictions_csv, AnalysisOptions, Report, ReportContext, SplitSpec};
 
 use crate::Error;
