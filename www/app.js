@@ -585,7 +585,8 @@ async function runCausal() {
     try { next = { reportJson, scenes: handle.scenes() }; } finally { handle.free(); }
     if (state.shown.key) await store.putReport(state.shown.key, next);
     show(next, state.info.sha256, state.shown.key);
-    status.textContent = `Done in ${((performance.now() - t) / 1000).toFixed(1)} s (${bar.max} edited forward passes, on the CPU).`;
+    const on = { gpu: 'on WebGPU', cpu: 'on the CPU', 'gpu+cpu': `on WebGPU, then the CPU after the GPU failed (${res.gpuFailed})` }[res.engine];
+    status.textContent = `Done in ${((performance.now() - t) / 1000).toFixed(1)} s (${bar.max} edited forward passes, ${on}).`;
   } catch (e) {
     status.textContent = '';
     showError(`The causal test failed: ${e.message}`);

@@ -117,8 +117,10 @@ async function extract(msg, post) {
 }
 
 /**
- * The causal test ("Does the model use it?") on this worker's CPU model, pass by pass: progress
- * after each, a Cancel honoured between them (the page keeps its report as it was).
+ * The causal test ("Does the model use it?") on this worker's model, pass by pass: on the GPU
+ * where this worker holds one (the CPU takes over if it fails mid-run, keeping the passes
+ * done), else on the CPU; progress after each, a Cancel honoured between them (the page keeps
+ * its report as it was).
  */
 async function steer(msg, post) {
   if (!lab) throw new Error('load a model first');
@@ -126,18 +128,46 @@ async function steer(msg, post) {
   const total = lab.steer_prepare(msg.reportJson, msg.layerActs, msg.firstTokenIds || new Uint32Array(),
     msg.dataset, msg.csv, msg.pooling, msg.layer, msg.readout || undefined, msg.answerColumn || undefined,
     msg.candidates || []);
-  post({ type: 'steer-progress', done: 0, total });
+  let onGpu = msg.engine === 'gpu' && gpu && !gpuFailed;
+  let failed = null;
+  post({ type: 'steer-progress', done: 0, total, engine: onGpu ? 'gpu' : 'cpu' });
+  if (onGpu) {
+    try {
+      for (let i = 0; i < lab.steer_batches(); i++) lab.steer_set_hidden(i, await lab.steer_hidden_gpu(gpu, i));
+    } catch (e) {
+      failed = String(e && e.message ? e.message : e);
+      onGpu = false;
+    }
+  }
+  if (!onGpu) lab.steer_hold_cpu();
   let yielded = performance.now();
-  while (lab.steer_step()) {
+  for (;;) {
+    let more;
+    if (onGpu) {
+      try {
+        const rows = await lab.steer_job_gpu(gpu);
+        more = rows !== null;
+        if (more) lab.steer_record(rows);
+      } catch (e) {
+        // The passes recorded stay; the rest run on the CPU from rows it holds itself.
+        failed = String(e && e.message ? e.message : e);
+        onGpu = false;
+        lab.steer_hold_cpu();
+        continue;
+      }
+    } else {
+      more = lab.steer_step();
+    }
+    if (!more) break;
     // Yield (and report) every 50 ms or so: often enough for Cancel, rarely enough to cost nothing.
     if (performance.now() - yielded < 50) continue;
-    post({ type: 'steer-progress', done: lab.steer_done(), total });
+    post({ type: 'steer-progress', done: lab.steer_done(), total, engine: onGpu ? 'gpu' : 'cpu' });
     await new Promise((r) => setTimeout(r, 0));
     yielded = performance.now();
     if (cancelled) { lab.steer_cancel(); post({ type: 'cancelled', done: lab.steer_done() }); return; }
   }
   post({ type: 'steer-progress', done: total, total });
-  post({ type: 'steered', causal: lab.steer_finish() });
+  post({ type: 'steered', causal: lab.steer_finish(), engine: msg.engine === 'gpu' && gpu ? (failed ? 'gpu+cpu' : 'gpu') : 'cpu', gpuFailed: failed });
 }
 
 self.onmessage = async (ev) => {

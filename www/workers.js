@@ -136,13 +136,15 @@ export class WorkerPool {
   }
 
   /**
-   * The causal test on worker 0's CPU model; resolves with {causal} (the report's causal block
-   * as JSON text) or {cancelled: true}. onProgress({done, total}) counts edited passes.
+   * The causal test on worker 0's model (its GPU when extraction runs there, else its CPU);
+   * resolves with {causal, engine, gpuFailed} (causal: the report's causal block as JSON text)
+   * or {cancelled: true}. onProgress({done, total, engine}) counts edited passes.
    */
   async steer(args, onProgress = () => {}) {
-    const m = await this.request(0, { type: 'steer', ...args }, ['steered', 'cancelled'],
+    const engine = this.onGpu ? 'gpu' : 'cpu';
+    const m = await this.request(0, { type: 'steer', engine, ...args }, ['steered', 'cancelled'],
       (p) => { if (p.type === 'steer-progress') onProgress(p); });
-    return m.type === 'cancelled' ? { cancelled: true } : { causal: m.causal };
+    return m.type === 'cancelled' ? { cancelled: true } : { causal: m.causal, engine: m.engine, gpuFailed: m.gpuFailed };
   }
 
   /** A safetensors file of gathered activations, made by worker 0's core. */

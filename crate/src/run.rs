@@ -282,10 +282,12 @@ pub fn note_source(report: &mut Report, imported: &crate::extract::import::Impor
 
 /// The causal test at `layer` (default: the report's selected layer) with the probes of a run:
 /// refitted from its activations exactly as the report fitted them (same split, options and
-/// control task), then edited along in `loaded`'s forward pass on the CPU.
+/// control task), then edited along in `loaded`'s forward pass, on `engine`'s GPU when it has
+/// one (the final norm and the LM head run on the CPU either way).
 #[allow(clippy::too_many_arguments)]
 pub fn causal(
     loaded: &LoadedModel,
+    engine: &Engine,
     acts: &Activations,
     meta: &ActsMeta,
     dataset: &Dataset,
@@ -321,8 +323,22 @@ pub fn causal(
         meta.pooling,
         opts,
     )?;
-    run.hold_on_cpu(&loaded.model)?;
-    while run.step_on_cpu(&loaded.model)? {
+    let model = &loaded.model;
+    #[cfg(all(feature = "gpu", not(target_arch = "wasm32")))]
+    if let Some(gpu) = engine.gpu() {
+        run.hold_with(&mut |seqs, layer| gpu.hidden_rows(seqs, layer))?;
+        while run.step_with(model, &mut |job| {
+            gpu.final_rows(job.seqs, job.layer, &job.rows, job.read_rows)
+        })? {
+            if !progress("causal", run.passes_done(), run.passes()) {
+                return Err(Error::Cancelled);
+            }
+        }
+        return run.finish();
+    }
+    let _ = engine;
+    run.hold_on_cpu(model)?;
+    while run.step_on_cpu(model)? {
         if !progress("causal", run.passes_done(), run.passes()) {
             return Err(Error::Cancelled);
         }

@@ -133,7 +133,9 @@ impl Lab {
     /// text) at `layer` (default: its selected layer): `layer_acts` are that layer's
     /// activations `[entities][d_model]`, `first_token_ids` the control task's (empty: none).
     /// Runs the prompts to that layer on the CPU and returns the number of edited passes; then
-    /// call [`Lab::steer_step`] until it returns false, and [`Lab::steer_finish`].
+    /// call [`Lab::steer_hold_cpu`] (or, on the GPU, [`Lab::steer_hidden_gpu`] for each of
+    /// [`Lab::steer_batches`]), then [`Lab::steer_step`] (or [`Lab::steer_job_gpu`] and
+    /// [`Lab::steer_record`]) until no pass is left, and [`Lab::steer_finish`].
     #[allow(clippy::too_many_arguments)]
     pub fn steer_prepare(
         &mut self,
@@ -163,7 +165,7 @@ impl Lab {
                 .collect(),
             ..Default::default()
         };
-        let mut run = crate::run::plan_causal(
+        let run = crate::run::plan_causal(
             &self.loaded,
             &report,
             &dataset,
@@ -174,24 +176,111 @@ impl Lab {
             &opts,
         )
         .map_err(js_err)?;
-        run.hold_on_cpu(&self.loaded.model).map_err(js_err)?;
         let passes = run.passes();
         self.steer = Some(run);
         Ok(passes)
     }
 
-    /// Runs the next edited pass (one batch of it) on the CPU; false when all are done.
-    pub fn steer_step(&mut self) -> Result<bool, JsError> {
+    fn steer_run(&mut self) -> Result<&mut crate::causal::CausalRun, JsError> {
+        self.steer
+            .as_mut()
+            .ok_or_else(|| JsError::new("no causal test is prepared"))
+    }
+
+    /// Runs the prepared test's prompts to the edited layer on the CPU.
+    pub fn steer_hold_cpu(&mut self) -> Result<(), JsError> {
+        let model = &self.loaded.model;
         let run = self
             .steer
             .as_mut()
             .ok_or_else(|| JsError::new("no causal test is prepared"))?;
-        run.step_on_cpu(&self.loaded.model).map_err(js_err)
+        run.hold_on_cpu(model).map_err(js_err)
+    }
+
+    /// How many prompt batches the prepared test holds at the edited layer.
+    pub fn steer_batches(&mut self) -> Result<usize, JsError> {
+        Ok(self.steer_run()?.prompt_batches().len())
+    }
+
+    /// Runs prompt batch `i` to the edited layer on the GPU; resolves with its packed rows for
+    /// [`Lab::steer_set_hidden`].
+    #[cfg(feature = "gpu")]
+    pub fn steer_hidden_gpu(
+        &mut self,
+        gpu: &GpuModel,
+        i: usize,
+    ) -> Result<js_sys::Promise, JsError> {
+        let run = self.steer_run()?;
+        let layer = run.layer();
+        let seqs = run
+            .prompt_batches()
+            .get(i)
+            .ok_or_else(|| JsError::new(&format!("no prompt batch {i}")))?
+            .to_vec();
+        let model = gpu.model.clone();
+        Ok(wasm_bindgen_futures::future_to_promise(async move {
+            let rows = model
+                .hidden_rows_async(&seqs, layer)
+                .await
+                .map_err(|e| JsValue::from(js_err(e)))?;
+            Ok(js_sys::Float32Array::from(&rows[..]).into())
+        }))
+    }
+
+    pub fn steer_set_hidden(&mut self, i: usize, rows: Vec<f32>) -> Result<(), JsError> {
+        self.steer_run()?.set_hidden(i, rows).map_err(js_err)
+    }
+
+    /// Runs the next job of the prepared test on the GPU; resolves with the final rows for
+    /// [`Lab::steer_record`], or with null when every pass is done.
+    #[cfg(feature = "gpu")]
+    pub fn steer_job_gpu(&mut self, gpu: &GpuModel) -> Result<js_sys::Promise, JsError> {
+        let run = self.steer_run()?;
+        let job = run
+            .next_job()
+            .map_err(js_err)?
+            .map(|j| (j.seqs.to_vec(), j.layer, j.rows, j.read_rows.to_vec()));
+        let model = gpu.model.clone();
+        Ok(wasm_bindgen_futures::future_to_promise(async move {
+            let Some((seqs, layer, rows, reads)) = job else {
+                return Ok(JsValue::NULL);
+            };
+            let out = model
+                .final_rows_async(&seqs, layer, &rows, &reads)
+                .await
+                .map_err(|e| JsValue::from(js_err(e)))?;
+            Ok(js_sys::Float32Array::from(&out[..]).into())
+        }))
+    }
+
+    /// Takes the result of [`Lab::steer_job_gpu`] (the final rows of the next job).
+    pub fn steer_record(&mut self, rows: Vec<f32>) -> Result<(), JsError> {
+        let model = &self.loaded.model;
+        let run = self
+            .steer
+            .as_mut()
+            .ok_or_else(|| JsError::new("no causal test is prepared"))?;
+        run.record(model, rows).map_err(js_err)
+    }
+
+    /// Runs the next edited pass (one batch of it) on the CPU; false when all are done.
+    pub fn steer_step(&mut self) -> Result<bool, JsError> {
+        let model = &self.loaded.model;
+        let run = self
+            .steer
+            .as_mut()
+            .ok_or_else(|| JsError::new("no causal test is prepared"))?;
+        run.step_on_cpu(model).map_err(js_err)
     }
 
     /// Passes done so far.
     pub fn steer_done(&self) -> usize {
         self.steer.as_ref().map_or(0, |r| r.passes_done())
+    }
+
+    /// Passes planned.
+    pub fn steer_passes(&self) -> usize {
+        self.steer.as_ref().map_or(0, |r| r.passes())
     }
 
     /// The causal block of the report (JSON text), once every pass is done.

@@ -268,6 +268,7 @@ fn hemisphere_question() -> CausalOptions {
 fn causal_of(f: &Fitted, opts: &CausalOptions) -> probelab::Result<CausalReport> {
     run::causal(
         &f.loaded,
+        &probelab::engine::Engine::cpu(),
         &f.acts,
         &f.meta,
         &f.dataset,

@@ -604,3 +604,61 @@ fn a_lost_device_is_an_error_and_auto_falls_back_to_the_cpu() {
         assert_eq!(acts.data, want.data);
     }
 }
+
+/// The causal test's edited pass on the GPU: the same held rows with the same edit, run on from
+/// layer L on each engine, give the same logits (≤ 1e-4 relative per prompt); and the rows
+/// each engine holds at L agree as every other layer does. Also from the last layer, where
+/// the pass is the edited rows themselves.
+#[test]
+fn an_edited_pass_gives_the_cpus_logits() {
+    use probelab::causal::{edit, held};
+    let Some(engine) = engine() else { return };
+    let (m, gpu) = default_pair(engine);
+    let model = &m.model;
+    let d = model.config.d_model;
+    let seqs: Vec<Vec<u32>> = ["Paris", "São Paulo", "Lagos"]
+        .iter()
+        .map(|n| {
+            let q = format!("The continent where {n} is located is");
+            m.tokenizer.encode_prompt(&q).unwrap().ids
+        })
+        .collect();
+    let mut offsets = vec![0];
+    for s in &seqs {
+        offsets.push(offsets.last().unwrap() + s.len());
+    }
+    let reads: Vec<usize> = offsets[1..].iter().map(|o| o - 1).collect();
+    let head = model.head_rows(None).unwrap();
+    let logits = |rows: Vec<f32>| -> Vec<Vec<f32>> {
+        let x = Tensor::from_vec(rows, (reads.len(), d), &Device::Cpu).unwrap();
+        model.head_logits(&x, &head).unwrap()
+    };
+    for layer in [15, model.config.n_layers] {
+        let cpu_rows = held::cpu_hidden_rows(model, &seqs, layer).unwrap();
+        let gpu_rows = gpu.hidden_rows(&seqs, layer).unwrap();
+        let mut worst = Worst::new();
+        for r in 0..cpu_rows.len() / d {
+            let (a, b) = (&gpu_rows[r * d..(r + 1) * d], &cpu_rows[r * d..(r + 1) * d]);
+            worst.add(a, b, || format!("layer {layer}, row {r}"));
+        }
+        worst.check(&format!("rows held at layer {layer}"));
+        // Edit each prompt's first token (the name's) by half its norm along a fixed direction.
+        let mut edited = cpu_rows.clone();
+        let mut rng = probelab::probe::split::SplitMix64::new(5);
+        let u = &edit::random_directions(1, d, &[], &mut rng)[0];
+        for &o in &offsets[..seqs.len()] {
+            let row = &mut edited[o * d..(o + 1) * d];
+            let norm = edit::norm(&row.iter().map(|&v| v as f64).collect::<Vec<_>>());
+            edit::add(row, &edit::scaled(u, 0.5 * norm));
+        }
+        let cpu = logits(held::cpu_final_rows(model, &seqs, layer, &edited, &reads).unwrap());
+        let gpu_logits = logits(gpu.final_rows(&seqs, layer, &edited, &reads).unwrap());
+        for (p, (g, c)) in gpu_logits.iter().zip(&cpu).enumerate() {
+            let rel = rel_diff(g, c);
+            eprintln!(
+                "edited pass from layer {layer}, prompt {p}: logits relative difference {rel:.2e}"
+            );
+            assert!(rel <= 1e-4, "layer {layer}, prompt {p}: {rel}");
+        }
+    }
+}

@@ -6,33 +6,38 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { ROOT, launch, openLab, startServer, waitForProgress, waitForReport } from './harness.mjs';
 
-let server, browser;
-before(async () => { server = await startServer(); browser = await launch(); });
-after(async () => { await browser?.close(); server?.stop(); });
+let server, browser, gpuBrowser;
+before(async () => { server = await startServer(); browser = await launch(); gpuBrowser = await launch({ webgpu: true }); });
+after(async () => { await browser?.close(); await gpuBrowser?.close(); server?.stop(); });
 
 const fixture = (name) => path.join(ROOT, 'tests/fixtures', name);
+
+/** Loads `file` into the page, extracts the planted dataset, fits, and runs the causal test. */
+async function causalOn(page, file) {
+  const before = await page.evaluate(() => window.probelab.info.sha256);
+  await page.setInputFiles('#model-file', fixture(file));
+  await waitForProgress(page, (sha) => window.probelab.info && window.probelab.info.sha256 !== sha && !window.probelab.loading,
+    { arg: before, what: `${file} to load` });
+  await page.setInputFiles('#names-file', fixture('planted_latitude.csv'));
+  await page.waitForFunction(() => document.getElementById('names').value.split('\n').length === 62);
+  await page.evaluate(() => { window.probelab.report = null; });
+  await page.click('#extract');
+  await waitForReport(page);
+  assert.equal(await page.evaluate(() => window.probelab.report.causal), undefined);
+  assert.equal(await page.isVisible('#causal-panel'), true);
+  await page.fill('#causal-readout', '{name}');
+  await page.fill('#causal-column', 'hemisphere');
+  await page.click('#causal-run');
+  await waitForProgress(page, () => (window.probelab.report && window.probelab.report.causal) || !document.getElementById('error').hidden,
+    { what: `the causal test on ${file}` });
+  assert.equal(await page.isVisible('#error'), false, await page.textContent('#error'));
+  return page.evaluate(() => window.probelab.report.causal);
+}
 
 test('the causal test finds the planted direction at the floor, and not the one nobody reads', async () => {
   const { page, pageErrors } = await openLab(browser, server.url, '?permutations=10');
   for (const [file, planted] of [['planted_latitude.gguf', true], ['planted_latitude_twin.gguf', false]]) {
-    const before = await page.evaluate(() => window.probelab.info.sha256);
-    await page.setInputFiles('#model-file', fixture(file));
-    await waitForProgress(page, (sha) => window.probelab.info && window.probelab.info.sha256 !== sha && !window.probelab.loading,
-      { arg: before, what: `${file} to load` });
-    await page.setInputFiles('#names-file', fixture('planted_latitude.csv'));
-    await page.waitForFunction(() => document.getElementById('names').value.split('\n').length === 62);
-    await page.evaluate(() => { window.probelab.report = null; });
-    await page.click('#extract');
-    await waitForReport(page);
-    assert.equal(await page.evaluate(() => window.probelab.report.causal), undefined);
-    assert.equal(await page.isVisible('#causal-panel'), true);
-    await page.fill('#causal-readout', '{name}');
-    await page.fill('#causal-column', 'hemisphere');
-    await page.click('#causal-run');
-    await waitForProgress(page, () => (window.probelab.report && window.probelab.report.causal) || !document.getElementById('error').hidden,
-      { what: `the causal test on ${file}` });
-    assert.equal(await page.isVisible('#error'), false, await page.textContent('#error'));
-    const c = await page.evaluate(() => window.probelab.report.causal);
+    const c = await causalOn(page, file);
     const lat = c.axes[0];
     const nNull = lat.null_random.length + lat.null_orthogonal.length + (lat.null_control_task === null ? 0 : 1);
     assert.equal(lat.target, 'latitude');
@@ -40,7 +45,6 @@ test('the causal test finds the planted direction at the floor, and not the one 
     // Its figures are drawn: the dose chart always, the map of moving answers for places.
     assert.equal(await page.isVisible('#causal-dose-canvas'), true);
     assert.equal(await page.isVisible('#causal-map-canvas'), true);
-    assert.ok(await page.evaluate(() => document.getElementById('causal-dose-canvas').width > 0));
     const rows = await page.$$eval('#causal-table tbody tr', (trs) => trs.map((tr) => tr.textContent));
     assert.equal(rows.length, 4, rows.join('\n'));
     const summary = await page.textContent('#summary');
@@ -55,7 +59,20 @@ test('the causal test finds the planted direction at the floor, and not the one 
       assert.match(await page.textContent('#causal-baseline'), /does not answer the question/);
       assert.match(summary, /Does the model use it\? .* cannot show whether it uses the probe's direction/);
     }
-    assert.match(await page.textContent('#causal-status'), /Done in [\d.]+ s \(\d+ edited forward passes/);
+    assert.match(await page.textContent('#causal-status'), /Done in [\d.]+ s \(\d+ edited forward passes, on the CPU\)/);
   }
+  assert.deepEqual(pageErrors, []);
+});
+
+test('on WebGPU the causal test runs on the GPU and gives the answer the CPU gives', async () => {
+  const cpu = await causalOn((await openLab(browser, server.url, '?permutations=10')).page, 'planted_latitude.gguf');
+  const { page, pageErrors } = await openLab(gpuBrowser, server.url, '?engine=gpu&permutations=10');
+  const gpu = await causalOn(page, 'planted_latitude.gguf');
+  assert.match(await page.textContent('#causal-status'), /edited forward passes, on WebGPU\)/);
+  for (const [a, b] of gpu.axes.map((ax, t) => [ax, cpu.axes[t]])) {
+    assert.equal(a.p_value, b.p_value, a.target);
+    assert.ok(Math.abs(a.effect - b.effect) <= 1e-3 * Math.abs(b.effect) + 1e-9, `${a.target}: ${a.effect} vs ${b.effect}`);
+  }
+  assert.equal(gpu.baseline.accuracy, cpu.baseline.accuracy);
   assert.deepEqual(pageErrors, []);
 });

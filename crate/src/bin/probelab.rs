@@ -124,6 +124,9 @@ enum Command {
         /// The run's dataset, when it is a CSV file (a built-in one is found by name).
         #[arg(long)]
         dataset: Option<String>,
+        /// gpu, cpu or auto, as for `extract` (the LM head runs on the CPU either way).
+        #[arg(long, default_value = "auto")]
+        engine: String,
         #[command(flatten)]
         causal: CausalArgs,
     },
@@ -528,6 +531,7 @@ fn run(cli: Cli) -> Result<()> {
             if causal {
                 report.causal = Some(run::causal(
                     &m,
+                    &engine,
                     &real,
                     &meta,
                     &dataset,
@@ -624,8 +628,10 @@ fn run(cli: Cli) -> Result<()> {
             run_dir,
             model,
             dataset,
+            engine,
             causal,
         } => {
+            let choice: EngineChoice = engine.parse()?;
             let read = |name: &str| -> Result<Vec<u8>> {
                 let p = run_dir.join(name);
                 std::fs::read(&p).map_err(|e| Error::io(p.display().to_string(), e))
@@ -641,10 +647,13 @@ fn run(cli: Cli) -> Result<()> {
             let name = dataset.unwrap_or_else(|| meta.dataset_name.clone());
             let dataset = dataset_arg(&name, false)?;
             let m = load(&model)?;
+            let engine = Engine::open(choice, &model)?;
+            eprintln!("{}", engine.note);
             let (bar, mut progress) = stage_bar();
             let started = Instant::now();
             report.causal = Some(run::causal(
                 &m,
+                &engine,
                 &acts,
                 &meta,
                 &dataset,

@@ -183,6 +183,9 @@ struct Layout {
     side_random: Vec<usize>,
 }
 
+/// An engine's residual stream after a layer for prompts, packed (`[Σ len, d_model]`).
+pub type HiddenRows<'a> = dyn FnMut(&[Vec<u32>], usize) -> Result<Vec<f32>> + 'a;
+
 /// One job for an engine: run blocks after `layer` on these (edited) rows and return the final
 /// residual stream at `read_rows` (`[reads, d_model]`).
 pub struct Job<'a> {
@@ -450,8 +453,14 @@ impl CausalRun {
 
     /// Runs every prompt batch to the edited layer on the CPU.
     pub fn hold_on_cpu(&mut self, model: &Llama) -> Result<()> {
+        self.hold_with(&mut |seqs, layer| held::cpu_hidden_rows(model, seqs, layer))
+    }
+
+    /// Runs every prompt batch to the edited layer with `hidden_rows(seqs, layer)` (packed
+    /// rows; any engine).
+    pub fn hold_with(&mut self, hidden_rows: &mut HiddenRows) -> Result<()> {
         for i in 0..self.held.len() {
-            let rows = held::cpu_hidden_rows(model, &self.held[i].seqs, self.layer)?;
+            let rows = hidden_rows(&self.held[i].seqs, self.layer)?;
             self.set_hidden(i, rows)?;
         }
         Ok(())
@@ -539,11 +548,21 @@ impl CausalRun {
 
     /// Runs the next job on the CPU; false when every pass is done.
     pub fn step_on_cpu(&mut self, model: &Llama) -> Result<bool> {
+        self.step_with(model, &mut |job| {
+            held::cpu_final_rows(model, job.seqs, job.layer, &job.rows, job.read_rows)
+        })
+    }
+
+    /// Runs the next job with `final_rows` (any engine; `model` gives the final norm and the
+    /// LM head); false when every pass is done.
+    pub fn step_with(
+        &mut self,
+        model: &Llama,
+        final_rows: &mut dyn FnMut(&Job) -> Result<Vec<f32>>,
+    ) -> Result<bool> {
         let rows = match self.next_job()? {
             None => return Ok(false),
-            Some(job) => {
-                held::cpu_final_rows(model, job.seqs, job.layer, &job.rows, job.read_rows)?
-            }
+            Some(job) => final_rows(&job)?,
         };
         self.record(model, rows)?;
         Ok(true)

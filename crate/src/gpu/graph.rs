@@ -283,6 +283,8 @@ pub(super) struct Scratch {
     params: wgpu::Buffer,
     pub(super) capture: wgpu::Buffer,
     pub(super) readback: wgpu::Buffer,
+    /// The residual stream, written from the host when a pass resumes from an edited layer.
+    pub(super) x: wgpu::Buffer,
     params_stride: u64,
     pub(super) steps: Vec<Step>,
 }
@@ -386,6 +388,7 @@ impl Scratch {
             params,
             capture,
             readback,
+            x,
             params_stride,
             steps,
         }

@@ -363,6 +363,160 @@ impl GpuLlama {
         Ok(out)
     }
 
+    /// The residual stream after block `layer` at every token of `seqs`, packed prompt after
+    /// prompt (`[Σ len, d_model]`): the causal test's held rows. One submission per batch
+    /// that fits (every row captured).
+    pub async fn hidden_rows_async(&self, seqs: &[Vec<u32>], layer: usize) -> Result<Vec<f32>> {
+        let c = &self.config;
+        if layer > c.n_layers {
+            return Err(Error::Input(format!(
+                "layer {layer} is out of range: this model has layers 0..={}",
+                c.n_layers
+            )));
+        }
+        let mut out = Vec::with_capacity(seqs.iter().map(Vec::len).sum::<usize>() * c.d_model);
+        for chunk in self.row_chunks(seqs)? {
+            let batch: Vec<&[u32]> = chunk.iter().map(|s| &s[..]).collect();
+            let caps: Vec<CaptureSpan> = chunk
+                .iter()
+                .enumerate()
+                .flat_map(|(seq, s)| {
+                    (0..s.len()).map(move |p| CaptureSpan {
+                        seq,
+                        rows: p..p + 1,
+                    })
+                })
+                .collect();
+            let got = self.run_async(&batch, &caps).await?;
+            for i in 0..caps.len() {
+                out.extend_from_slice(got.vector(layer, i));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Prompts cut into runs that fit one submission with every row captured.
+    fn row_chunks<'a>(&self, seqs: &'a [Vec<u32>]) -> Result<Vec<&'a [Vec<u32>]>> {
+        let (max_t, max_c) = (self.max_batch_tokens(), self.max_batch_captures());
+        let mut chunks = Vec::new();
+        let (mut start, mut tokens) = (0, 0);
+        for (i, s) in seqs.iter().enumerate() {
+            if s.len() > max_t.min(max_c) {
+                return Err(Error::Input(format!(
+                    "a prompt of {} tokens is more than one GPU submission holds with every row \
+                     captured ({} rows)",
+                    s.len(),
+                    max_t.min(max_c)
+                )));
+            }
+            if tokens + s.len() > max_t.min(max_c) {
+                chunks.push(&seqs[start..i]);
+                (start, tokens) = (i, 0);
+            }
+            tokens += s.len();
+        }
+        if start < seqs.len() {
+            chunks.push(&seqs[start..]);
+        }
+        Ok(chunks)
+    }
+
+    /// Runs blocks `layer + 1..` of one batch from `rows` (packed `[Σ len, d_model]`, e.g. an
+    /// edited copy of [`GpuLlama::hidden_rows_async`]) and returns the final residual stream
+    /// at the packed rows `read_rows` (`[reads, d_model]`): the causal test's edited pass.
+    // The scratch lock is held across the read-back on purpose (see `GpuLlama::run_async`).
+    #[allow(clippy::await_holding_lock)]
+    pub async fn final_rows_async(
+        &self,
+        seqs: &[Vec<u32>],
+        layer: usize,
+        rows: &[f32],
+        read_rows: &[usize],
+    ) -> Result<Vec<f32>> {
+        self.gpu.check()?;
+        let c = &self.config;
+        let d = c.d_model;
+        let t: usize = seqs.iter().map(Vec::len).sum();
+        if rows.len() != t * d {
+            return Err(Error::Input(format!(
+                "{} values for {t} rows of width {d}",
+                rows.len()
+            )));
+        }
+        // Each read row is a one-row capture; the last layer's captures are the answer.
+        let mut where_ = Vec::with_capacity(t);
+        for (seq, s) in seqs.iter().enumerate() {
+            where_.extend((0..s.len()).map(|p| (seq, p)));
+        }
+        let caps: Vec<CaptureSpan> = read_rows
+            .iter()
+            .map(|&r| {
+                let (seq, p) = *where_.get(r).ok_or_else(|| {
+                    Error::Input(format!("read row {r} is outside the batch of {t} rows"))
+                })?;
+                Ok(CaptureSpan {
+                    seq,
+                    rows: p..p + 1,
+                })
+            })
+            .collect::<Result<_>>()?;
+        let batch: Vec<&[u32]> = seqs.iter().map(|s| &s[..]).collect();
+        let mut slot = self.scratch()?;
+        let (s, t, n_caps) = self.prepare(&mut slot, &batch, &caps)?;
+        let first = s
+            .steps
+            .iter()
+            .position(|st| matches!(st.op, graph::Op::Capture { layer: l } if l as usize == layer))
+            .ok_or_else(|| Error::Input(format!("layer {layer} is out of range")))?;
+        self.gpu
+            .queue
+            .write_buffer(&s.x, 0, bytemuck::cast_slice(rows));
+        let max_side = self.gpu.max_grid_side();
+        let mut enc = self
+            .gpu
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("probelab edited pass"),
+            });
+        {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("resume"),
+                timestamp_writes: None,
+            });
+            // From the capture of `layer` itself: it reads the rows just written (the answer
+            // when `layer` is the last).
+            for step in &s.steps[first..] {
+                let (_, g) = step.op.launch(c, t as u32, n_caps as u32, max_side);
+                step.dispatch(&mut pass, &self.pipelines, g);
+            }
+        }
+        let bytes = (4 * n_caps * d) as u64;
+        let last = (4 * c.n_layers * n_caps * d) as u64;
+        enc.copy_buffer_to_buffer(&s.capture, last, &s.readback, 0, bytes);
+        self.gpu.queue.submit([enc.finish()]);
+        let data = read_back(&self.gpu, &s.readback, bytes).await?;
+        self.gpu.check()?;
+        Ok(data)
+    }
+
+    /// [`GpuLlama::hidden_rows_async`], blocking.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn hidden_rows(&self, seqs: &[Vec<u32>], layer: usize) -> Result<Vec<f32>> {
+        pollster::block_on(self.hidden_rows_async(seqs, layer))
+    }
+
+    /// [`GpuLlama::final_rows_async`], blocking.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn final_rows(
+        &self,
+        seqs: &[Vec<u32>],
+        layer: usize,
+        rows: &[f32],
+        read_rows: &[usize],
+    ) -> Result<Vec<f32>> {
+        pollster::block_on(self.final_rows_async(seqs, layer, rows, read_rows))
+    }
+
     /// [`GpuLlama::forward_capture_async`], blocking.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn forward_capture(
