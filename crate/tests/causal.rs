@@ -594,6 +594,35 @@ fn steer_on_the_command_line_and_its_bad_inputs() {
     bad(&q, twin.to_str().unwrap(), "do not belong to this model");
     // A failed steer keeps what the run computed.
     assert_eq!(report_json(&out)["causal"]["layer"], 2);
+
+    // So does a run whose causal test cannot start: its probes, figures and activations are
+    // written, and the error says where.
+    let kept = temp_dir("kept");
+    let (code, err) = probelab(&[
+        "run",
+        "--model",
+        m,
+        "--dataset",
+        c,
+        "--out",
+        kept.to_str().unwrap(),
+        "--no-random-init",
+        "--permutations",
+        "5",
+        "--causal",
+        "--readout",
+        "{name}",
+        "--answer-column",
+        "label",
+        "--engine",
+        "cpu",
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("begin with the same token"), "{err}");
+    assert!(err.contains("probelab steer"), "{err}");
+    let report = report_json(&kept);
+    assert!(report["causal"].is_null() && report["selected"]["layer"].is_u64());
+    assert!(kept.join("acts.safetensors").exists());
 }
 
 #[test]

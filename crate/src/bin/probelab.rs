@@ -528,8 +528,9 @@ fn run(cli: Cli) -> Result<()> {
                 &fit.options(),
                 &mut progress,
             )?;
-            if causal {
-                report.causal = Some(run::causal(
+            // A causal test that fails loses nothing: the run's files are written first.
+            let causal_failed = if causal {
+                match run::causal(
                     &m,
                     &engine,
                     &real,
@@ -539,8 +540,16 @@ fn run(cli: Cli) -> Result<()> {
                     causal_args.layer,
                     &causal_args.options(),
                     &mut progress,
-                )?);
-            }
+                ) {
+                    Ok(c) => {
+                        report.causal = Some(c);
+                        None
+                    }
+                    Err(e) => Some(e),
+                }
+            } else {
+                None
+            };
             bar.finish_and_clear();
             let mut files = figures::run_files(&report)?;
             files.push((
@@ -559,6 +568,14 @@ fn run(cli: Cli) -> Result<()> {
             ));
             write_all(&out, &files)?;
             print_summary(&report, &out);
+            if let Some(e) = causal_failed {
+                return Err(Error::Input(format!(
+                    "the causal test did not run ({e}); the run's other results are in {}, and \
+                     `probelab steer {}` runs the test on them",
+                    out.display(),
+                    out.display()
+                )));
+            }
         }
         Command::Fit {
             acts: path,

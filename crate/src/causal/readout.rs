@@ -107,7 +107,9 @@ impl Candidates {
             if let Some(other) = by_token.insert(first, c) {
                 return Err(Error::Input(format!(
                     "the candidates '{other}' and '{c}' begin with the same token '{}', so the \
-                     readout cannot tell them apart; rename one or leave it out",
+                     readout (which scores each candidate's first token) cannot tell them apart; \
+                     rename one, leave it out (--candidates), or answer from another column \
+                     (--answer-column)",
                     tok.id_to_token(first).unwrap_or_default()
                 )));
             }
