@@ -510,6 +510,12 @@ async function colourBySurprisal() {
   await refit();
 }
 
+/** Whether this tab's last extraction is of these names with this prompt and pooling. */
+function isLastRun(names, opts) {
+  const r = state.lastRun;
+  return Boolean(r) && r.names.join('\n') === names.join('\n') && r.opts.template === opts.template && r.opts.pooling === opts.pooling;
+}
+
 /** A changed split re-fits the activations in memory or in the store; the model does not run. */
 async function refit() {
   if (state.extracting || !state.info) return;
@@ -520,7 +526,7 @@ async function refit() {
   history.replaceState(null, '', url);
   const { names, opts } = currentRequest();
   const store = await storeReady;
-  const same = state.lastRun && state.lastRun.names.join('\n') === names.join('\n') && state.lastRun.opts.template === opts.template && state.lastRun.opts.pooling === opts.pooling;
+  const same = isLastRun(names, opts);
   const run = same ? state.lastRun : await readStoredRun({ store, info: state.info, names, opts, variant: 'model' });
   if (!run || !run.data) return;   // nothing extracted yet: Extract fits with the new split
   const randomRun = same ? state.randomRun
@@ -549,7 +555,7 @@ async function runCausal() {
   const dataset = await currentDataset();
   const { names, opts } = currentRequest();
   const store = await storeReady;
-  const same = state.lastRun && state.lastRun.names.join('\n') === names.join('\n') && state.lastRun.opts.template === opts.template && state.lastRun.opts.pooling === opts.pooling;
+  const same = isLastRun(names, opts);
   const run = same ? state.lastRun : await readStoredRun({ store, info: state.info, names, opts, variant: 'model' });
   if (!dataset || !run || !run.data) {
     status.textContent = 'The causal test edits this model\'s activations: extract them first (Setup, Extract).';

@@ -324,25 +324,17 @@ pub fn causal(
         opts,
     )?;
     let model = &loaded.model;
-    #[cfg(all(feature = "gpu", not(target_arch = "wasm32")))]
-    if let Some(gpu) = engine.gpu() {
-        run.hold_with(&mut |seqs, layer| gpu.hidden_rows(seqs, layer))?;
-        while run.step_with(model, &mut |job| {
-            gpu.final_rows(job.seqs, job.layer, &job.rows, job.read_rows)
-        })? {
+    // On a GPU that fails under `auto`, the CPU holds the prompts again and goes on from the
+    // passes already recorded.
+    engine.run(model, |forward| {
+        run.hold(forward)?;
+        while run.step(model, forward)? {
             if !progress("causal", run.passes_done(), run.passes()) {
                 return Err(Error::Cancelled);
             }
         }
-        return run.finish();
-    }
-    let _ = engine;
-    run.hold_on_cpu(model)?;
-    while run.step_on_cpu(model)? {
-        if !progress("causal", run.passes_done(), run.passes()) {
-            return Err(Error::Cancelled);
-        }
-    }
+        Ok(())
+    })?;
     run.finish()
 }
 

@@ -181,20 +181,25 @@ impl Lab {
         Ok(passes)
     }
 
-    fn steer_run(&mut self) -> Result<&mut crate::causal::CausalRun, JsError> {
-        self.steer
-            .as_mut()
-            .ok_or_else(|| JsError::new("no causal test is prepared"))
-    }
-
-    /// Runs the prepared test's prompts to the edited layer on the CPU.
-    pub fn steer_hold_cpu(&mut self) -> Result<(), JsError> {
-        let model = &self.loaded.model;
+    /// The prepared causal test, with the CPU model that gives its LM head.
+    fn steer_parts(
+        &mut self,
+    ) -> Result<(&crate::model::Llama, &mut crate::causal::CausalRun), JsError> {
         let run = self
             .steer
             .as_mut()
             .ok_or_else(|| JsError::new("no causal test is prepared"))?;
-        run.hold_on_cpu(model).map_err(js_err)
+        Ok((&self.loaded.model, run))
+    }
+
+    fn steer_run(&mut self) -> Result<&mut crate::causal::CausalRun, JsError> {
+        Ok(self.steer_parts()?.1)
+    }
+
+    /// Runs the prepared test's prompts to the edited layer on the CPU.
+    pub fn steer_hold_cpu(&mut self) -> Result<(), JsError> {
+        let (model, run) = self.steer_parts()?;
+        run.hold(model).map_err(js_err)
     }
 
     /// How many prompt batches the prepared test holds at the edited layer.
@@ -255,32 +260,19 @@ impl Lab {
 
     /// Takes the result of [`Lab::steer_job_gpu`] (the final rows of the next job).
     pub fn steer_record(&mut self, rows: Vec<f32>) -> Result<(), JsError> {
-        let model = &self.loaded.model;
-        let run = self
-            .steer
-            .as_mut()
-            .ok_or_else(|| JsError::new("no causal test is prepared"))?;
+        let (model, run) = self.steer_parts()?;
         run.record(model, rows).map_err(js_err)
     }
 
     /// Runs the next edited pass (one batch of it) on the CPU; false when all are done.
     pub fn steer_step(&mut self) -> Result<bool, JsError> {
-        let model = &self.loaded.model;
-        let run = self
-            .steer
-            .as_mut()
-            .ok_or_else(|| JsError::new("no causal test is prepared"))?;
-        run.step_on_cpu(model).map_err(js_err)
+        let (model, run) = self.steer_parts()?;
+        run.step(model, model).map_err(js_err)
     }
 
     /// Passes done so far.
     pub fn steer_done(&self) -> usize {
         self.steer.as_ref().map_or(0, |r| r.passes_done())
-    }
-
-    /// Passes planned.
-    pub fn steer_passes(&self) -> usize {
-        self.steer.as_ref().map_or(0, |r| r.passes())
     }
 
     /// The causal block of the report (JSON text), once every pass is done.

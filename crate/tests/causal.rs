@@ -9,8 +9,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 
 use candle_core::{Device, Tensor};
 use common::*;
@@ -460,21 +459,6 @@ fn the_edited_forward_pass_equals_the_numpy_reference() {
 // The command line
 // =============================================================================================
 
-fn probelab(args: &[&str]) -> (i32, String) {
-    let o = Command::new(env!("CARGO_BIN_EXE_probelab"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        o.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
-
-fn report_json(dir: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap()
-}
-
 fn has_every_causal_field(c: &Value) {
     for key in [
         "layer",
@@ -541,7 +525,7 @@ fn steer_on_the_command_line_and_its_bad_inputs() {
         "cpu",
     ]);
     assert_eq!(code, 0, "{err}");
-    let report = report_json(&out);
+    let report = read_report(&out);
     has_every_causal_field(&report["causal"]);
     assert!(err.contains("Does the model use it?"), "{err}");
 
@@ -563,7 +547,7 @@ fn steer_on_the_command_line_and_its_bad_inputs() {
         m,
     );
     assert_eq!(code, 0, "{err}");
-    assert_eq!(report_json(&out)["causal"]["layer"], 2);
+    assert_eq!(read_report(&out)["causal"]["layer"], 2);
 
     let bad = |extra: &[&str], model: &str, says: &str| {
         let (code, err) = steer(extra, model);
@@ -593,7 +577,7 @@ fn steer_on_the_command_line_and_its_bad_inputs() {
     bad(&["--readout", "Where is it?"], m, "no {name} placeholder");
     bad(&q, twin.to_str().unwrap(), "do not belong to this model");
     // A failed steer keeps what the run computed.
-    assert_eq!(report_json(&out)["causal"]["layer"], 2);
+    assert_eq!(read_report(&out)["causal"]["layer"], 2);
 
     // So does a run whose causal test cannot start: its probes, figures and activations are
     // written, and the error says where.
@@ -620,7 +604,7 @@ fn steer_on_the_command_line_and_its_bad_inputs() {
     assert_ne!(code, 0);
     assert!(err.contains("begin with the same token"), "{err}");
     assert!(err.contains("probelab steer"), "{err}");
-    let report = report_json(&kept);
+    let report = read_report(&kept);
     assert!(report["causal"].is_null() && report["selected"]["layer"].is_u64());
     assert!(kept.join("acts.safetensors").exists());
 }
@@ -645,7 +629,7 @@ fn the_default_model_on_world_places_200() {
         "cpu",
     ]);
     assert_eq!(code, 0, "{err}");
-    let c = &report_json(&out)["causal"];
+    let c = &read_report(&out)["causal"];
     has_every_causal_field(c);
     assert_eq!(c["candidates"].as_array().unwrap().len(), 6);
     assert_eq!(c["n_entities"], 40);

@@ -611,7 +611,8 @@ fn a_lost_device_is_an_error_and_auto_falls_back_to_the_cpu() {
 /// the pass is the edited rows themselves.
 #[test]
 fn an_edited_pass_gives_the_cpus_logits() {
-    use probelab::causal::{edit, held};
+    use probelab::causal::edit;
+    use probelab::extract::Forward;
     let Some(engine) = engine() else { return };
     let (m, gpu) = default_pair(engine);
     let model = &m.model;
@@ -634,7 +635,7 @@ fn an_edited_pass_gives_the_cpus_logits() {
         model.head_logits(&x, &head).unwrap()
     };
     for layer in [15, model.config.n_layers] {
-        let cpu_rows = held::cpu_hidden_rows(model, &seqs, layer).unwrap();
+        let cpu_rows = model.hidden_rows(&seqs, layer).unwrap();
         let gpu_rows = gpu.hidden_rows(&seqs, layer).unwrap();
         let mut worst = Worst::new();
         for r in 0..cpu_rows.len() / d {
@@ -651,7 +652,7 @@ fn an_edited_pass_gives_the_cpus_logits() {
             let norm = edit::norm(&row.iter().map(|&v| v as f64).collect::<Vec<_>>());
             edit::add(row, &edit::scaled(u, 0.5 * norm));
         }
-        let cpu = logits(held::cpu_final_rows(model, &seqs, layer, &edited, &reads).unwrap());
+        let cpu = logits(model.final_rows(&seqs, layer, &edited, &reads).unwrap());
         let gpu_logits = logits(gpu.final_rows(&seqs, layer, &edited, &reads).unwrap());
         for (p, (g, c)) in gpu_logits.iter().zip(&cpu).enumerate() {
             let rel = rel_diff(g, c);

@@ -2,31 +2,14 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 
 use common::*;
-use serde_json::Value;
-
-fn probelab(args: &[&str]) -> (i32, String) {
-    let o = Command::new(env!("CARGO_BIN_EXE_probelab"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        o.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
 
 fn outdir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("probelab-run-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     d
-}
-
-fn report(dir: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap()
 }
 
 #[test]
@@ -57,7 +40,7 @@ fn run_then_refit_by_continent() {
     ] {
         assert!(out.join(f).exists(), "{f} missing");
     }
-    let r = report(&out);
+    let r = read_report(&out);
     // The keys the issue asks for, with the shapes it asks for.
     assert_eq!(r["model"]["n_layers"], 30);
     assert_eq!(r["model"]["d_model"], 576);
@@ -148,7 +131,7 @@ fn run_then_refit_by_continent() {
         refit.to_str().unwrap(),
     ]);
     assert_eq!(code, 0, "{err}");
-    let r = report(&refit);
+    let r = read_report(&refit);
     assert_eq!(r["split"]["kind"], "leave_one_group_out");
     let groups: Vec<&str> = r["by_group"]
         .as_array()

@@ -1,7 +1,7 @@
 //! Does the model use its map? The causal test: edit the residual stream along the probe's
 //! direction and read the model's own answer, against null edits of the same size.
 //!
-//! Read as its steps ([`causal_test`]):
+//! Read as its steps ([`CausalRun`]; `run::causal` runs it whole):
 //! 1. the question (`readout`): each test entity's prompt, scored over candidate answers; before
 //!    any edit, is the model better than chance at it? If not, nothing below can be read;
 //! 2. dose and response: at layer L, add `Δ × (the edit that moves one target's probe reading
@@ -27,7 +27,8 @@ use candle_core::{Device, Tensor};
 
 use crate::data::{Dataset, TargetKind};
 use crate::error::{Error, Result};
-use crate::extract::{self, Pooling, Template};
+use crate::extract::{self, Forward, Pooling, Template};
+use crate::model::forward::log_softmax_at;
 use crate::model::gguf::Config;
 use crate::model::tokenizer::Tokenizer;
 use crate::model::Llama;
@@ -37,7 +38,6 @@ use crate::probe::report::{
     CausalAxis, CausalBaseline, CausalEntity, CausalReport, DoseEffect, Erasure, SideEffects,
 };
 use crate::probe::split::SplitMix64;
-use crate::probe::StageProgress;
 use held::Held;
 use readout::Candidates;
 
@@ -95,42 +95,6 @@ pub fn default_doses(kind: TargetKind) -> Vec<f64> {
         .collect()
 }
 
-/// What the test runs on.
-pub struct CausalInputs<'a> {
-    pub model: &'a Llama,
-    pub tokenizer: &'a Tokenizer,
-    pub dataset: &'a Dataset,
-    pub directions: &'a ProbeDirections,
-    /// How the probe's vectors were pooled: `last` edits the name's last token, `mean` every
-    /// token of the name (adding δ to each moves their mean by δ).
-    pub pooling: Pooling,
-}
-
-/// Runs the whole test on the CPU; `progress("causal", done, total)` counts edited forward
-/// passes and may cancel.
-pub fn causal_test(
-    inputs: &CausalInputs,
-    opts: &CausalOptions,
-    progress: &mut StageProgress,
-) -> Result<CausalReport> {
-    let model = inputs.model;
-    let mut run = CausalRun::new(
-        &model.config,
-        inputs.tokenizer,
-        inputs.dataset,
-        inputs.directions,
-        inputs.pooling,
-        opts,
-    )?;
-    run.hold_on_cpu(model)?;
-    while run.step_on_cpu(model)? {
-        if !progress("causal", run.passes_done(), run.passes()) {
-            return Err(Error::Cancelled);
-        }
-    }
-    run.finish()
-}
-
 /// A change of the residual stream at the edited rows.
 #[derive(Clone, Debug)]
 enum Edit {
@@ -182,9 +146,6 @@ struct Layout {
     side_probe: Vec<usize>,
     side_random: Vec<usize>,
 }
-
-/// An engine's residual stream after a layer for prompts, packed (`[Σ len, d_model]`).
-pub type HiddenRows<'a> = dyn FnMut(&[Vec<u32>], usize) -> Result<Vec<f32>> + 'a;
 
 /// One job for an engine: run blocks after `layer` on these (edited) rows and return the final
 /// residual stream at `read_rows` (`[reads, d_model]`).
@@ -451,16 +412,10 @@ impl CausalRun {
             .set_hidden(rows, d)
     }
 
-    /// Runs every prompt batch to the edited layer on the CPU.
-    pub fn hold_on_cpu(&mut self, model: &Llama) -> Result<()> {
-        self.hold_with(&mut |seqs, layer| held::cpu_hidden_rows(model, seqs, layer))
-    }
-
-    /// Runs every prompt batch to the edited layer with `hidden_rows(seqs, layer)` (packed
-    /// rows; any engine).
-    pub fn hold_with(&mut self, hidden_rows: &mut HiddenRows) -> Result<()> {
+    /// Runs every prompt batch to the edited layer on `engine` (the CPU or GPU model).
+    pub fn hold(&mut self, engine: &dyn Forward) -> Result<()> {
         for i in 0..self.held.len() {
-            let rows = hidden_rows(&self.held[i].seqs, self.layer)?;
+            let rows = engine.hidden_rows(&self.held[i].seqs, self.layer)?;
             self.set_hidden(i, rows)?;
         }
         Ok(())
@@ -546,23 +501,12 @@ impl CausalRun {
         Ok(())
     }
 
-    /// Runs the next job on the CPU; false when every pass is done.
-    pub fn step_on_cpu(&mut self, model: &Llama) -> Result<bool> {
-        self.step_with(model, &mut |job| {
-            held::cpu_final_rows(model, job.seqs, job.layer, &job.rows, job.read_rows)
-        })
-    }
-
-    /// Runs the next job with `final_rows` (any engine; `model` gives the final norm and the
-    /// LM head); false when every pass is done.
-    pub fn step_with(
-        &mut self,
-        model: &Llama,
-        final_rows: &mut dyn FnMut(&Job) -> Result<Vec<f32>>,
-    ) -> Result<bool> {
+    /// Runs the next job on `engine`; `model` gives the final norm and the LM head. False
+    /// when every pass is done.
+    pub fn step(&mut self, model: &Llama, engine: &dyn Forward) -> Result<bool> {
         let rows = match self.next_job()? {
             None => return Ok(false),
-            Some(job) => final_rows(&job)?,
+            Some(job) => engine.final_rows(job.seqs, job.layer, &job.rows, job.read_rows)?,
         };
         self.record(model, rows)?;
         Ok(true)
@@ -812,18 +756,6 @@ fn baseline(probs: &[Vec<f64>], truth: &[Option<usize>], n_candidates: usize) ->
         answerable: n > 0 && p_value < 0.05,
         mean_p_true: mean_ci95(&p_true).0,
     }
-}
-
-/// `ln softmax(row)[token]` in f64.
-fn log_softmax_at(row: &[f32], token: u32) -> f64 {
-    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-    let lse = max
-        + row
-            .iter()
-            .map(|&v| (v as f64 - max).exp())
-            .sum::<f64>()
-            .ln();
-    row[token as usize] as f64 - lse
 }
 
 fn notes(top: f64) -> BTreeMap<String, String> {

@@ -291,11 +291,35 @@ pub trait Forward {
         which: &[usize],
         pooling: Pooling,
     ) -> Result<Vec<f32>>;
+    /// The residual stream after `layer` at every token of `seqs`, packed prompt after prompt
+    /// (`[Σ len, d_model]`): what the causal test holds and edits.
+    fn hidden_rows(&self, seqs: &[Vec<u32>], layer: usize) -> Result<Vec<f32>>;
+    /// Blocks `layer + 1..` on packed (edited) rows: the final residual stream, before the
+    /// final norm, at the packed rows `read_rows` (`[reads, d_model]`).
+    fn final_rows(
+        &self,
+        seqs: &[Vec<u32>],
+        layer: usize,
+        rows: &[f32],
+        read_rows: &[usize],
+    ) -> Result<Vec<f32>>;
 }
 
 impl Forward for Llama {
     fn config(&self) -> &Config {
         &self.config
+    }
+    fn hidden_rows(&self, seqs: &[Vec<u32>], layer: usize) -> Result<Vec<f32>> {
+        Llama::hidden_rows(self, seqs, layer)
+    }
+    fn final_rows(
+        &self,
+        seqs: &[Vec<u32>],
+        layer: usize,
+        rows: &[f32],
+        read_rows: &[usize],
+    ) -> Result<Vec<f32>> {
+        Llama::final_rows(self, seqs, layer, rows, read_rows)
     }
     fn forward_batch(
         &self,

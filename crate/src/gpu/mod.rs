@@ -269,28 +269,8 @@ impl GpuLlama {
         let mut slot = self.scratch()?;
         let (s, t, n_caps) = self.prepare(&mut slot, seqs, caps)?;
         let c = &self.config;
-        let max_side = self.gpu.max_grid_side();
-        let mut enc = self
-            .gpu
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("probelab batch"),
-            });
-        {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("forward"),
-                timestamp_writes: None,
-            });
-            for step in &s.steps {
-                let (_, g) = step.op.launch(c, t as u32, n_caps as u32, max_side);
-                step.dispatch(&mut pass, &self.pipelines, g);
-            }
-        }
         let bytes = (4 * (c.n_layers + 1) * n_caps * c.d_model) as u64;
-        enc.copy_buffer_to_buffer(&s.capture, 0, &s.readback, 0, bytes);
-        self.gpu.queue.submit([enc.finish()]);
-        let data = read_back(&self.gpu, &s.readback, bytes).await?;
-        self.gpu.check()?;
+        let data = self.submit(s, 0, t, n_caps, 0..bytes).await?;
         Ok(Captured {
             n_layers: c.n_layers,
             n: n_caps,
@@ -471,50 +451,48 @@ impl GpuLlama {
         self.gpu
             .queue
             .write_buffer(&s.x, 0, bytemuck::cast_slice(rows));
+        // From the capture of `layer` itself: it reads the rows just written (the answer when
+        // `layer` is the last). The last layer's captures are the answer.
+        let last = (4 * c.n_layers * n_caps * d) as u64;
+        self.submit(s, first, t, n_caps, last..last + (4 * n_caps * d) as u64)
+            .await
+    }
+
+    /// Dispatches the batch's steps from `first` on in one submission, then reads back the
+    /// `captured` byte range of the capture buffer.
+    async fn submit(
+        &self,
+        s: &Scratch,
+        first: usize,
+        t: usize,
+        n_caps: usize,
+        captured: std::ops::Range<u64>,
+    ) -> Result<Vec<f32>> {
         let max_side = self.gpu.max_grid_side();
         let mut enc = self
             .gpu
             .device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("probelab edited pass"),
+                label: Some("probelab batch"),
             });
         {
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("resume"),
+                label: Some("forward"),
                 timestamp_writes: None,
             });
-            // From the capture of `layer` itself: it reads the rows just written (the answer
-            // when `layer` is the last).
             for step in &s.steps[first..] {
-                let (_, g) = step.op.launch(c, t as u32, n_caps as u32, max_side);
+                let (_, g) = step
+                    .op
+                    .launch(&self.config, t as u32, n_caps as u32, max_side);
                 step.dispatch(&mut pass, &self.pipelines, g);
             }
         }
-        let bytes = (4 * n_caps * d) as u64;
-        let last = (4 * c.n_layers * n_caps * d) as u64;
-        enc.copy_buffer_to_buffer(&s.capture, last, &s.readback, 0, bytes);
+        let bytes = captured.end - captured.start;
+        enc.copy_buffer_to_buffer(&s.capture, captured.start, &s.readback, 0, bytes);
         self.gpu.queue.submit([enc.finish()]);
         let data = read_back(&self.gpu, &s.readback, bytes).await?;
         self.gpu.check()?;
         Ok(data)
-    }
-
-    /// [`GpuLlama::hidden_rows_async`], blocking.
-    #[cfg(not(target_arch = "wasm32"))]
-    pub fn hidden_rows(&self, seqs: &[Vec<u32>], layer: usize) -> Result<Vec<f32>> {
-        pollster::block_on(self.hidden_rows_async(seqs, layer))
-    }
-
-    /// [`GpuLlama::final_rows_async`], blocking.
-    #[cfg(not(target_arch = "wasm32"))]
-    pub fn final_rows(
-        &self,
-        seqs: &[Vec<u32>],
-        layer: usize,
-        rows: &[f32],
-        read_rows: &[usize],
-    ) -> Result<Vec<f32>> {
-        pollster::block_on(self.final_rows_async(seqs, layer, rows, read_rows))
     }
 
     /// [`GpuLlama::forward_capture_async`], blocking.
@@ -643,5 +621,17 @@ impl crate::extract::Forward for GpuLlama {
         pooling: Pooling,
     ) -> Result<Vec<f32>> {
         Ok(self.forward_capture(entities, which, pooling)?.data)
+    }
+    fn hidden_rows(&self, seqs: &[Vec<u32>], layer: usize) -> Result<Vec<f32>> {
+        pollster::block_on(self.hidden_rows_async(seqs, layer))
+    }
+    fn final_rows(
+        &self,
+        seqs: &[Vec<u32>],
+        layer: usize,
+        rows: &[f32],
+        read_rows: &[usize],
+    ) -> Result<Vec<f32>> {
+        pollster::block_on(self.final_rows_async(seqs, layer, rows, read_rows))
     }
 }

@@ -257,6 +257,52 @@ impl Llama {
         Ok(x.reshape((b, len, d))?)
     }
 
+    /// The residual stream after `layer` at every token of `seqs`, packed prompt after prompt
+    /// (`[Σ len, d_model]`): the causal test's held rows. The pass pads the prompts to one
+    /// length; padding never reaches real rows.
+    pub fn hidden_rows(&self, seqs: &[Vec<u32>], layer: usize) -> Result<Vec<f32>> {
+        let padded = self.hidden_at(seqs, layer)?;
+        let (_, len, d) = padded.dims3()?;
+        let all = padded.flatten_all()?.to_vec1::<f32>()?;
+        let mut out = Vec::with_capacity(seqs.iter().map(Vec::len).sum::<usize>() * d);
+        for (j, s) in seqs.iter().enumerate() {
+            out.extend_from_slice(&all[j * len * d..(j * len + s.len()) * d]);
+        }
+        Ok(out)
+    }
+
+    /// Blocks `layer + 1..` on packed rows (an edited copy of [`Llama::hidden_rows`]): the
+    /// final residual stream at the packed rows `read_rows` (`[reads, d_model]`).
+    pub fn final_rows(
+        &self,
+        seqs: &[Vec<u32>],
+        layer: usize,
+        rows: &[f32],
+        read_rows: &[usize],
+    ) -> Result<Vec<f32>> {
+        let d = self.config.d_model;
+        let len = seqs.iter().map(Vec::len).max().unwrap_or(0);
+        let mut padded = vec![0f32; seqs.len() * len * d];
+        let mut where_ = Vec::with_capacity(rows.len() / d.max(1));
+        let mut r = 0;
+        for (j, s) in seqs.iter().enumerate() {
+            padded[j * len * d..(j * len + s.len()) * d]
+                .copy_from_slice(&rows[r * d..(r + s.len()) * d]);
+            where_.extend((0..s.len()).map(|p| (j, p)));
+            r += s.len();
+        }
+        let x = Tensor::from_vec(padded, (seqs.len(), len, d), &Device::Cpu)?;
+        let out = self.resume(layer, &x)?.flatten_all()?.to_vec1::<f32>()?;
+        let mut picked = Vec::with_capacity(read_rows.len() * d);
+        for &row in read_rows {
+            let (j, p) = *where_.get(row).ok_or_else(|| {
+                Error::Input(format!("read row {row} is outside the batch of {r} rows"))
+            })?;
+            picked.extend_from_slice(&out[(j * len + p) * d..(j * len + p + 1) * d]);
+        }
+        Ok(picked)
+    }
+
     fn check_layer(&self, layer: usize) -> Result<()> {
         if layer > self.config.n_layers {
             return Err(Error::Input(format!(
@@ -385,14 +431,7 @@ impl Llama {
             let x = Tensor::stack(&rows, 0)?;
             let logits = self.head_logits(&x, &self.head_rows(None)?)?;
             for (row, &tok) in logits.iter().zip(&wanted) {
-                let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-                let lse = max
-                    + row
-                        .iter()
-                        .map(|&v| (v as f64 - max).exp())
-                        .sum::<f64>()
-                        .ln();
-                flat.push(row[tok as usize] as f64 - lse);
+                flat.push(log_softmax_at(row, tok));
             }
         }
         let mut it = flat.into_iter();
@@ -518,6 +557,18 @@ impl Normal {
         self.spare = Some(r * theta.sin());
         r * theta.cos()
     }
+}
+
+/// `ln softmax(row)[token]`, in f64.
+pub fn log_softmax_at(row: &[f32], token: u32) -> f64 {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let lse = max
+        + row
+            .iter()
+            .map(|&v| (v as f64 - max).exp())
+            .sum::<f64>()
+            .ln();
+    row[token as usize] as f64 - lse
 }
 
 /// cos/sin of the rotary angles `pos * theta^(-2i/hd)`, shape `[len, hd/2]`.
