@@ -50,7 +50,7 @@ fn planted_names() -> Vec<String> {
 }
 
 /// A dataset of the single-character names at seeded positions, with a `hemisphere` answer
-/// column (N or S) and a `label` column whose answers (Nord, Nadir) begin with the same token.
+/// column (N or S) and a `label` column whose answers (Nord, Nadir) share their first token.
 fn planted_csv() -> String {
     let mut rng = Rng(7);
     let mut csv = String::from("name,latitude,longitude,hemisphere,label\n");
@@ -549,6 +549,31 @@ fn steer_on_the_command_line_and_its_bad_inputs() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(read_report(&out)["causal"]["layer"], 2);
 
+    // Answers that share their first token are read where they part: " Nord" and " Nadir" at
+    // the token after "ĠN", whose LM head rows (for "o" and "a") the planted model leaves at
+    // zero, so each answer has probability exactly 1/2 whatever the edit.
+    let (code, err) = steer(
+        &[
+            "--layer",
+            "2",
+            "--readout",
+            "{name}",
+            "--answer-column",
+            "label",
+        ],
+        m,
+    );
+    assert_eq!(code, 0, "{err}");
+    let labelled = &read_report(&out)["causal"];
+    assert_eq!(
+        labelled["candidate_tokens"],
+        serde_json::json!(["ĠN a d i r", "ĠN o r d"])
+    );
+    for e in labelled["entities"].as_array().unwrap() {
+        assert!((e["p_true"].as_f64().unwrap() - 0.5).abs() < 1e-6, "{e}");
+    }
+    assert_eq!(labelled["axes"][0]["effect"], 0.0);
+
     let bad = |extra: &[&str], model: &str, says: &str| {
         let (code, err) = steer(extra, model);
         assert_ne!(code, 0, "{extra:?} should fail");
@@ -570,9 +595,9 @@ fn steer_on_the_command_line_and_its_bad_inputs() {
         "at least two candidate",
     );
     bad(
-        &["--readout", "{name}", "--answer-column", "label"],
+        &[&q[..], &["--candidates", "N, N"]].concat(),
         m,
-        "'Nadir' and 'Nord' begin with the same token",
+        "the candidate 'N' is listed twice",
     );
     bad(&["--readout", "Where is it?"], m, "no {name} placeholder");
     bad(&q, twin.to_str().unwrap(), "do not belong to this model");
@@ -597,12 +622,12 @@ fn steer_on_the_command_line_and_its_bad_inputs() {
         "--readout",
         "{name}",
         "--answer-column",
-        "label",
+        "nosuch",
         "--engine",
         "cpu",
     ]);
     assert_ne!(code, 0);
-    assert!(err.contains("begin with the same token"), "{err}");
+    assert!(err.contains("column 'nosuch'"), "{err}");
     assert!(err.contains("probelab steer"), "{err}");
     let report = read_report(&kept);
     assert!(report["causal"].is_null() && report["selected"]["layer"].is_u64());
@@ -646,6 +671,120 @@ fn the_default_model_on_world_places_200() {
         c["axes"][1]["p_value"],
         c["erasure"]["drop_p_true"],
         c["erasure"]["p_value"]
+    );
+}
+
+/// Dates on the default model: the century question's answers ("7th century BC", "17th
+/// century", …) share their first tokens under SmolLM2's digit-by-digit tokenizer, so each is
+/// read where it parts from the others. The report's probability of each entity's true answer
+/// equals the same rule computed independently, from whole forward passes over the question
+/// followed by each answer's tokens (`Llama::token_log_probs`), with no held rows and no tree.
+#[test]
+fn a_date_question_is_read_over_whole_answers_on_the_default_model() {
+    let model = default_model();
+    let out = temp_dir("dates");
+    let (code, err) = probelab(&[
+        "run",
+        "--model",
+        model.to_str().unwrap(),
+        "--dataset",
+        "historical-years-200",
+        "--out",
+        out.to_str().unwrap(),
+        "--no-random-init",
+        "--permutations",
+        "5",
+        "--causal",
+        "--max-entities",
+        "6",
+        "--random-nulls",
+        "2",
+        "--doses",
+        "-100,100",
+        "--engine",
+        "cpu",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let c = &read_report(&out)["causal"];
+    assert_eq!(c["answer_column"], "century");
+    let names: Vec<String> = c["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    assert!(names.len() >= 20, "{names:?}");
+
+    let loaded = LoadedModel::open(&model, &LoadOptions::default()).unwrap();
+    let tok = &loaded.tokenizer;
+    let answers: Vec<Vec<u32>> = names
+        .iter()
+        .map(|n| tok.encode_text(&format!(" {n}")).unwrap())
+        .collect();
+    let readout = Template::new(c["readout"].as_str().unwrap()).unwrap();
+    let entities = c["entities"].as_array().unwrap();
+    assert_eq!(entities.len(), 6);
+    for e in entities {
+        let Some(truth) = e["true_answer"].as_str() else {
+            continue;
+        };
+        let question = tok
+            .encode_prompt(&readout.render(e["name"].as_str().unwrap()).0)
+            .unwrap()
+            .ids;
+        // ln p(token | question + prefix) over the whole vocabulary, for every (prefix, token).
+        let mut log_p = std::collections::BTreeMap::<Vec<u32>, f64>::new();
+        for a in &answers {
+            for j in 1..=a.len() {
+                log_p.entry(a[..j].to_vec()).or_default();
+            }
+        }
+        let keys: Vec<Vec<u32>> = log_p.keys().cloned().collect();
+        let seqs: Vec<Vec<u32>> = keys.iter().map(|k| [&question[..], k].concat()).collect();
+        let at: Vec<Vec<usize>> = seqs.iter().map(|s| vec![s.len() - 1]).collect();
+        let got = loaded.model.token_log_probs(&seqs, &at).unwrap();
+        for (k, lp) in keys.iter().zip(got) {
+            log_p.insert(k.clone(), lp[0]);
+        }
+        // The rule: at each prefix where answers part, the choice among the tokens that go on
+        // (and stopping, worth what those tokens leave) in proportion to their probabilities.
+        let t = &answers[names.iter().position(|n| n == truth).unwrap()];
+        let mut want = 1.0;
+        for j in 0..=t.len() {
+            let prefix = &t[..j];
+            let next: std::collections::BTreeSet<u32> = answers
+                .iter()
+                .filter(|a| a.len() > j && a.starts_with(prefix))
+                .map(|a| a[j])
+                .collect();
+            let stops = answers.iter().any(|a| a.as_slice() == prefix);
+            if next.len() + usize::from(stops) < 2 {
+                continue;
+            }
+            let p = |tok: u32| log_p[&[prefix, &[tok]].concat()].exp();
+            let going: f64 = next.iter().map(|&n| p(n)).sum();
+            want *= match t.get(j) {
+                Some(&tok) if stops => p(tok),
+                Some(&tok) => p(tok) / going,
+                None => 1.0 - going,
+            };
+        }
+        let got = e["p_true"].as_f64().unwrap();
+        assert!(
+            (got - want).abs() <= 1e-3 * want.max(1e-3),
+            "{}: p({truth}) = {got} in the report, {want} from whole passes",
+            e["name"]
+        );
+    }
+    eprintln!(
+        "historical-years-200, layer {}: baseline accuracy {} (chance {}, p {}), year effect {} \
+         p {}",
+        c["layer"],
+        c["baseline"]["accuracy"],
+        c["baseline"]["chance"],
+        c["baseline"]["p_value"],
+        c["axes"][0]["effect"],
+        c["axes"][0]["p_value"]
     );
 }
 

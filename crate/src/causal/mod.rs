@@ -28,7 +28,7 @@ use candle_core::{Device, Tensor};
 use crate::data::{Dataset, TargetKind};
 use crate::error::{Error, Result};
 use crate::extract::{self, Forward, Pooling, Template};
-use crate::model::forward::log_softmax_at;
+use crate::model::forward::{log_softmax_at, log_sum_exp};
 use crate::model::gguf::Config;
 use crate::model::tokenizer::Tokenizer;
 use crate::model::Llama;
@@ -264,25 +264,38 @@ impl CausalRun {
         let names: Vec<String> = rows.iter().map(|&i| dataset.names[i].clone()).collect();
         let entities =
             extract::tokenize_entities(tokenizer, &names, &template, config.context_length)?;
-        let mut held: Vec<Held> = entities
-            .chunks(opts.batch_size.max(1))
-            .map(|chunk| {
-                Held::new(
-                    chunk.iter().map(|e| e.ids.clone()).collect(),
-                    chunk
-                        .iter()
-                        .map(|e| match pooling {
-                            Pooling::Last => vec![e.span.end - 1],
-                            Pooling::Mean => e.span.clone().collect(),
-                        })
-                        .collect(),
-                    &chunk
-                        .iter()
-                        .map(|e| vec![e.ids.len() - 1])
-                        .collect::<Vec<_>>(),
-                )
-            })
+        // Each entity runs as its question followed by each of the answer tree's contexts,
+        // edited at the name's tokens and read where the candidates part ways.
+        let contexts = &cands.tree.contexts;
+        let reads: Vec<Vec<usize>> = (0..contexts.len())
+            .map(|c| cands.tree.offsets_in(c))
             .collect();
+        let per_batch = (opts.batch_size / contexts.len()).max(1);
+        let mut held: Vec<Held> = Vec::new();
+        for (chunk, chunk_names) in entities.chunks(per_batch).zip(names.chunks(per_batch)) {
+            let (mut seqs, mut edit_at, mut read_at) = (Vec::new(), Vec::new(), Vec::new());
+            for (e, name) in chunk.iter().zip(chunk_names) {
+                if e.ids.len() + contexts.iter().map(Vec::len).max().unwrap_or(0)
+                    > config.context_length
+                {
+                    return Err(Error::Input(format!(
+                        "'{}' with the question and its longest answer does not fit the \
+                         model's context of {} tokens",
+                        name, config.context_length
+                    )));
+                }
+                let question_end = e.ids.len() - 1;
+                for (context, offsets) in contexts.iter().zip(&reads) {
+                    seqs.push([e.ids.as_slice(), context].concat());
+                    edit_at.push(match pooling {
+                        Pooling::Last => vec![e.span.end - 1],
+                        Pooling::Mean => e.span.clone().collect(),
+                    });
+                    read_at.push(offsets.iter().map(|o| question_end + o).collect());
+                }
+            }
+            held.push(Held::new(seqs, edit_at, &read_at));
+        }
         let (unrelated, completions) = unrelated_prompts(tokenizer, config.context_length)?;
         held.push(unrelated);
 
@@ -460,12 +473,32 @@ impl CausalRun {
         let x = Tensor::from_vec(final_rows, (reads, d), &Device::Cpu)?;
         match &self.plan[self.next_pass] {
             Pass::Entities(_) => {
+                let tree = &self.cands.tree;
                 if self.candidate_head.is_none() {
-                    self.candidate_head = Some(model.head_rows(Some(&self.cands.tokens))?);
+                    self.candidate_head = Some(model.head_rows(Some(&tree.head_tokens))?);
                 }
                 let head = self.candidate_head.as_ref().expect("set above");
-                for logits in model.head_logits(&x, head)? {
-                    self.partial.push(Candidates::probabilities(&logits));
+                let logits = model.head_logits(&x, head)?;
+                // Where a candidate ends and another goes on, stopping is scored against the
+                // whole vocabulary.
+                let n = tree.n_reads();
+                let stop_rows: Vec<u32> = (0..reads as u32)
+                    .filter(|&r| tree.stops(r as usize % n))
+                    .collect();
+                let mut full_lse = vec![f64::NAN; reads];
+                if !stop_rows.is_empty() {
+                    if self.full_head.is_none() {
+                        self.full_head = Some(model.head_rows(None)?);
+                    }
+                    let full = self.full_head.as_ref().expect("set above");
+                    let idx = Tensor::new(stop_rows.as_slice(), &Device::Cpu)?;
+                    let rows = model.head_logits(&x.index_select(&idx, 0)?, full)?;
+                    for (&r, row) in stop_rows.iter().zip(&rows) {
+                        full_lse[r as usize] = log_sum_exp(row.iter().map(|&v| v as f64));
+                    }
+                }
+                for (entity, lse) in logits.chunks(n).zip(full_lse.chunks(n)) {
+                    self.partial.push(tree.probabilities(entity, lse));
                 }
                 self.next_batch += 1;
                 if self.next_batch == self.held.len() - 1 {
@@ -569,6 +602,8 @@ impl CausalRun {
             .iter()
             .flat_map(|h| h.edited_row_norms(self.d))
             .collect();
+        // (Each entity's rows are held once per context, all alike at the name's tokens, so
+        // the mean is the same.)
         let stream_norm = mean(&norms);
         let mut axes = Vec::new();
         for (t, target) in self.target_names.iter().enumerate() {
@@ -769,8 +804,12 @@ fn notes(top: f64) -> BTreeMap<String, String> {
         ),
         (
             "causal.readout",
-            "The answer: the question prompt scored over the candidates' first tokens (softmax \
-             over the candidates only). Its expected position is Σ p(answer) × the answer's \
+            "The answer: the question prompt scored over the candidates as the model would \
+             write them, token by token, kept to the candidates: where candidates part ways, a \
+             softmax over the tokens that continue one (and stopping, where one ends and another \
+             goes on, against the whole vocabulary); a candidate's probability is the product \
+             of the choices along its tokens (with distinct first tokens, the softmax over the \
+             first tokens' logits). Its expected position is Σ p(answer) × the answer's \
              centroid over the training entities."
                 .to_string(),
         ),

@@ -561,14 +561,16 @@ impl Normal {
 
 /// `ln softmax(row)[token]`, in f64.
 pub fn log_softmax_at(row: &[f32], token: u32) -> f64 {
-    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-    let lse = max
-        + row
-            .iter()
-            .map(|&v| (v as f64 - max).exp())
-            .sum::<f64>()
-            .ln();
-    row[token as usize] as f64 - lse
+    row[token as usize] as f64 - log_sum_exp(row.iter().map(|&v| v as f64))
+}
+
+/// log Σ e^v, shifted by the maximum so that it neither overflows nor underflows.
+pub fn log_sum_exp(values: impl Iterator<Item = f64> + Clone) -> f64 {
+    let max = values.clone().fold(f64::NEG_INFINITY, f64::max);
+    if max == f64::NEG_INFINITY {
+        return max;
+    }
+    max + values.map(|v| (v - max).exp()).sum::<f64>().ln()
 }
 
 /// cos/sin of the rotary angles `pos * theta^(-2i/hd)`, shape `[len, hd/2]`.
