@@ -563,7 +563,11 @@ async function runCausal() {
   }
   const layer = state.report.selected.layer;
   const n = run.names.length, d = run.dModel;
-  const layerActs = run.data.slice(layer * n * d, (layer + 1) * n * d);
+  // A window edits the selected layer and the ones after it, each along its own probe.
+  const lastLayer = state.report.model.n_layers;
+  const count = Math.min(Math.max(1, Number($('causal-window').value) || 1), lastLayer - layer + 1);
+  const layerActs = run.data.slice(layer * n * d, (layer + count) * n * d);
+  const where = count > 1 ? `layers ${layer}–${layer + count - 1}` : `layer ${layer}`;
   state.extracting = true; setBusy();
   $('causal-cancel').disabled = false;
   const bar = $('causal-progress');
@@ -575,9 +579,10 @@ async function runCausal() {
       reportJson: state.shown.stored.reportJson, layerActs, firstTokenIds: run.firstTokenIds,
       dataset: dataset.name, csv: dataset.csv, pooling: opts.pooling, layer,
       readout: $('causal-readout').value.trim(), answerColumn: $('causal-column').value.trim(),
+      window: count - 1,
     }, (p) => {
       bar.max = p.total; bar.value = p.done;
-      status.textContent = `Editing layer ${layer} along the probe and the null directions: pass ${p.done} of ${p.total}.`;
+      status.textContent = `Editing ${where} along the probe and the null directions: pass ${p.done} of ${p.total}.`;
     });
     if (res.cancelled) {
       status.textContent = 'Cancelled: the report is as it was.';

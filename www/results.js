@@ -551,7 +551,8 @@ export function fillCausal(rep) {
   const signed = (v, digits = 2) => (Number.isFinite(v) ? (v >= 0 ? '+' : '') + v.toFixed(digits) : 'n/a');
   const fmtP = (p) => (Number.isFinite(p) ? (p < 0.001 ? '< 0.001' : p.toFixed(3)) : 'n/a');
   const b = c.baseline;
-  $('causal-baseline').textContent = `Layer ${c.layer}, edits at the name's ${c.positions === 'all' ? 'tokens' : 'last token'}, ${c.n_entities} test entities. `
+  const layers = (c.edited_layers || []).length > 1 ? `Layers ${c.edited_layers[0]}–${c.edited_layers[c.edited_layers.length - 1]} (each along its own probe)` : `Layer ${c.layer}`;
+  $('causal-baseline').textContent = `${layers}, edits at the name's ${c.positions === 'all' ? 'tokens' : 'last token'}, ${c.n_entities} test entities. `
     + `Asked "${c.readout}" (answers: ${c.candidates.join(', ')}), the model is right ${fmt(100 * b.accuracy, 0)}% of the time `
     + `against ${fmt(100 * b.chance, 0)}% by chance (p ${fmtP(b.p_value)})`
     + (b.answerable ? '.' : ': it does not answer the question, so these edits cannot show whether it uses the direction.');

@@ -127,7 +127,7 @@ async function steer(msg, post) {
   cancelled = false;
   const total = lab.steer_prepare(msg.reportJson, msg.layerActs, msg.firstTokenIds || new Uint32Array(),
     msg.dataset, msg.csv, msg.pooling, msg.layer, msg.readout || undefined, msg.answerColumn || undefined,
-    msg.candidates || []);
+    msg.candidates || [], msg.window || 0);
   let onGpu = msg.engine === 'gpu' && gpu && !gpuFailed;
   let failed = null;
   post({ type: 'steer-progress', done: 0, total, engine: onGpu ? 'gpu' : 'cpu' });

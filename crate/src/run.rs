@@ -302,9 +302,10 @@ pub fn causal(
         ))
     })?;
     let layer = layer.unwrap_or(report.selected.layer);
-    if layer > acts.n_layers {
+    if layer + opts.window > acts.n_layers {
         return Err(Error::Input(format!(
-            "layer {layer} is out of range: the run has layers 0..={}",
+            "layer {} is out of range: the run has layers 0..={}",
+            layer + opts.window,
             acts.n_layers
         )));
     }
@@ -317,7 +318,9 @@ pub fn causal(
         loaded,
         report,
         dataset,
-        acts.layer(layer),
+        &(layer..=layer + opts.window)
+            .map(|l| acts.layer(l))
+            .collect::<Vec<_>>(),
         first_tokens,
         layer,
         meta.pooling,
@@ -338,15 +341,16 @@ pub fn causal(
     run.finish()
 }
 
-/// Plans the causal test at `layer` for a fitted `report` (no model runs yet): checks that the
-/// report was fitted for this model and dataset, refits its probe on `layer_acts` (`[entities]
-/// [d_model]`, that layer's activations), and plans every edited pass.
+/// Plans the causal test at `layer` (and the `opts.window` layers after it) for a fitted
+/// `report` (no model runs yet): checks that the report was fitted for this model and dataset,
+/// refits its probe at each edited layer on `layer_acts` (per edited layer, `[entities]
+/// [d_model]`), and plans every edited pass.
 #[allow(clippy::too_many_arguments)]
 pub fn plan_causal(
     loaded: &LoadedModel,
     report: &Report,
     dataset: &Dataset,
-    layer_acts: &[f32],
+    layer_acts: &[&[f32]],
     first_token_ids: &[u32],
     layer: usize,
     pooling: crate::extract::Pooling,
@@ -370,20 +374,34 @@ pub fn plan_causal(
             dataset.len()
         )));
     }
-    if layer > c.n_layers {
+    let last = layer + opts.window;
+    if last > c.n_layers {
         return Err(Error::Input(format!(
-            "layer {layer} is out of range: this model has layers 0..={}",
+            "layer {last} is out of range: this model has layers 0..={}",
             c.n_layers
         )));
     }
-    let directions = crate::probe::directions::fit_directions(
-        layer,
-        layer_acts,
-        c.d_model,
-        dataset,
-        &report.split.spec()?,
-        &report.options,
-        first_token_ids,
-    )?;
+    if layer_acts.len() != opts.window + 1 {
+        return Err(Error::Input(format!(
+            "activations of {} layers for a window of layers {layer}..={last}",
+            layer_acts.len()
+        )));
+    }
+    let split = report.split.spec()?;
+    let directions = layer_acts
+        .iter()
+        .enumerate()
+        .map(|(i, acts)| {
+            crate::probe::directions::fit_directions(
+                layer + i,
+                acts,
+                c.d_model,
+                dataset,
+                &split,
+                &report.options,
+                first_token_ids,
+            )
+        })
+        .collect::<Result<Vec<_>>>()?;
     crate::causal::CausalRun::new(c, &loaded.tokenizer, dataset, &directions, pooling, opts)
 }

@@ -130,8 +130,9 @@ impl Lab {
     }
 
     /// Plans the causal test ("Does the model use it?") for a fitted report (report.json's
-    /// text) at `layer` (default: its selected layer): `layer_acts` are that layer's
-    /// activations `[entities][d_model]`, `first_token_ids` the control task's (empty: none).
+    /// text) at `layer` (default: its selected layer) and the `window` layers after it:
+    /// `layer_acts` are those layers' activations `[layers][entities][d_model]`,
+    /// `first_token_ids` the control task's (empty: none).
     /// Runs the prompts to that layer on the CPU and returns the number of edited passes; then
     /// call [`Lab::steer_hold_cpu`] (or, on the GPU, [`Lab::steer_hidden_gpu`] for each of
     /// [`Lab::steer_batches`]), then [`Lab::steer_step`] (or [`Lab::steer_job_gpu`] and
@@ -149,6 +150,7 @@ impl Lab {
         readout: Option<String>,
         answer_column: Option<String>,
         candidates: Vec<String>,
+        window: Option<usize>,
     ) -> Result<usize, JsError> {
         self.steer = None;
         let report: analysis::Report =
@@ -163,13 +165,17 @@ impl Lab {
                 .into_iter()
                 .filter(|c| !c.trim().is_empty())
                 .collect(),
+            window: window.unwrap_or(0),
             ..Default::default()
         };
+        // `layer_acts` holds the edited layers one after the other.
+        let per_layer = (dataset.len() * self.loaded.model.config.d_model).max(1);
+        let layers: Vec<&[f32]> = layer_acts.chunks(per_layer).collect();
         let run = crate::run::plan_causal(
             &self.loaded,
             &report,
             &dataset,
-            &layer_acts,
+            &layers,
             &first_token_ids,
             layer.unwrap_or(report.selected.layer),
             pooling.parse().map_err(js_err)?,
@@ -236,7 +242,7 @@ impl Lab {
         self.steer_run()?.set_hidden(i, rows).map_err(js_err)
     }
 
-    /// Runs the next job of the prepared test on the GPU; resolves with the final rows for
+    /// Runs the next job of the prepared test on the GPU; resolves with its rows for
     /// [`Lab::steer_record`], or with null when every pass is done.
     #[cfg(feature = "gpu")]
     pub fn steer_job_gpu(&mut self, gpu: &GpuModel) -> Result<js_sys::Promise, JsError> {
@@ -244,21 +250,21 @@ impl Lab {
         let job = run
             .next_job()
             .map_err(js_err)?
-            .map(|j| (j.seqs.to_vec(), j.layer, j.rows, j.read_rows.to_vec()));
+            .map(|j| (j.seqs.to_vec(), j.from, j.to, j.rows, j.read_rows.to_vec()));
         let model = gpu.model.clone();
         Ok(wasm_bindgen_futures::future_to_promise(async move {
-            let Some((seqs, layer, rows, reads)) = job else {
+            let Some((seqs, from, to, rows, reads)) = job else {
                 return Ok(JsValue::NULL);
             };
             let out = model
-                .final_rows_async(&seqs, layer, &rows, &reads)
+                .resume_rows_async(&seqs, from, to, &rows, &reads)
                 .await
                 .map_err(|e| JsValue::from(js_err(e)))?;
             Ok(js_sys::Float32Array::from(&out[..]).into())
         }))
     }
 
-    /// Takes the result of [`Lab::steer_job_gpu`] (the final rows of the next job).
+    /// Takes the result of [`Lab::steer_job_gpu`] (the rows of the next job).
     pub fn steer_record(&mut self, rows: Vec<f32>) -> Result<(), JsError> {
         let (model, run) = self.steer_parts()?;
         run.record(model, rows).map_err(js_err)

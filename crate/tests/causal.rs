@@ -308,6 +308,28 @@ fn a_planted_direction_is_detected_at_the_floor_and_an_unread_one_is_not() {
     assert_eq!(c.side_effects.n_prompts, 24);
     assert_eq!(c.entities.len(), c.n_entities);
 
+    // A window (layers 1 and 2, each along its own probe) finds it too.
+    let window = CausalOptions {
+        window: 1,
+        ..hemisphere_question()
+    };
+    let w = causal_of(&planted, &window).unwrap();
+    assert_eq!(w.edited_layers, vec![1, 2]);
+    assert_eq!(
+        w.axes[0].p_value,
+        1.0 / (1 + n_null) as f64,
+        "{:?}",
+        w.axes[0]
+    );
+    assert!(w.axes[0].effect > lat.effect, "{:?} {:?}", w.axes[0], lat);
+    // A window past the last layer is refused.
+    let past = CausalOptions {
+        window: 2,
+        ..hemisphere_question()
+    };
+    let err = causal_of(&planted, &past).unwrap_err().to_string();
+    assert!(err.contains("layer 3 is out of range"), "{err}");
+
     let twin = fit_planted(W);
     let t = causal_of(&twin, &hemisphere_question()).unwrap();
     assert!(t.axes[0].p_value > 0.1, "{:?}", t.axes[0]);
@@ -434,7 +456,7 @@ fn the_edited_forward_pass_equals_the_numpy_reference() {
     let last = ids.len() - 1;
     let mut got_hidden = Vec::new();
     let out = m
-        .resume_layers(layer, &x, |_, h| {
+        .resume_layers(layer, m.config.n_layers, &x, |_, h| {
             got_hidden.push(h.get(0)?.get(last)?.to_vec1::<f32>()?);
             Ok(())
         })
@@ -453,6 +475,31 @@ fn the_edited_forward_pass_equals_the_numpy_reference() {
         .map(|(a, b)| (a - b).abs())
         .fold(0f32, f32::max);
     assert!(worst <= 1e-3, "largest logit difference {worst}");
+
+    // A window of two edited layers through the engine's staged path, as the causal test runs
+    // it: rows held at L, edited, run to L + 1 (every row back), edited again, run to the end.
+    let seqs = vec![ids.clone()];
+    let all: Vec<usize> = (0..ids.len()).collect();
+    let mut rows = m.hidden_rows(&seqs, layer).unwrap();
+    edit::add(&mut rows[position * d..(position + 1) * d], &delta);
+    let mut rows = m.resume_rows(&seqs, layer, layer + 1, &rows, &all).unwrap();
+    let second: Vec<f64> = floats("window_edit").iter().map(|&v| v as f64).collect();
+    edit::add(&mut rows[position * d..(position + 1) * d], &second);
+    let last_row = m
+        .resume_rows(&seqs, layer + 1, m.config.n_layers, &rows, &[last])
+        .unwrap();
+    let x = Tensor::from_vec(last_row, (1, d), &Device::Cpu).unwrap();
+    let logits = &m.head_logits(&x, &m.head_rows(None).unwrap()).unwrap()[0];
+    let worst = logits
+        .iter()
+        .zip(floats("window_logits"))
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    eprintln!(
+        "window of layers {layer}-{}: largest logit difference {worst:.2e}",
+        layer + 1
+    );
+    assert!(worst <= 1e-3, "window: largest logit difference {worst}");
 }
 
 // =============================================================================================

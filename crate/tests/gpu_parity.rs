@@ -652,14 +652,35 @@ fn an_edited_pass_gives_the_cpus_logits() {
             let norm = edit::norm(&row.iter().map(|&v| v as f64).collect::<Vec<_>>());
             edit::add(row, &edit::scaled(u, 0.5 * norm));
         }
-        let cpu = logits(model.final_rows(&seqs, layer, &edited, &reads).unwrap());
-        let gpu_logits = logits(gpu.final_rows(&seqs, layer, &edited, &reads).unwrap());
+        let last = model.config.n_layers;
+        let cpu = logits(
+            model
+                .resume_rows(&seqs, layer, last, &edited, &reads)
+                .unwrap(),
+        );
+        let gpu_logits = logits(
+            gpu.resume_rows(&seqs, layer, last, &edited, &reads)
+                .unwrap(),
+        );
         for (p, (g, c)) in gpu_logits.iter().zip(&cpu).enumerate() {
             let rel = rel_diff(g, c);
             eprintln!(
                 "edited pass from layer {layer}, prompt {p}: logits relative difference {rel:.2e}"
             );
             assert!(rel <= 1e-4, "layer {layer}, prompt {p}: {rel}");
+        }
+        // A window's stage: from the edit up to a later layer, every row back.
+        if layer < last {
+            let to = layer + 2;
+            let all: Vec<usize> = (0..cpu_rows.len() / d).collect();
+            let cpu = model.resume_rows(&seqs, layer, to, &edited, &all).unwrap();
+            let got = gpu.resume_rows(&seqs, layer, to, &edited, &all).unwrap();
+            let mut worst = Worst::new();
+            for r in 0..all.len() {
+                let (a, b) = (&got[r * d..(r + 1) * d], &cpu[r * d..(r + 1) * d]);
+                worst.add(a, b, || format!("layer {layer} to {to}, row {r}"));
+            }
+            worst.check(&format!("edited rows run from layer {layer} to {to}"));
         }
     }
 }

@@ -172,6 +172,7 @@ fn causal(r: &Report, answerable: bool) -> CausalReport {
         .collect();
     CausalReport {
         layer: 1,
+        edited_layers: vec![1],
         positions: "last".into(),
         readout: "{name} is a place on the continent of".into(),
         answer_column: "continent".into(),

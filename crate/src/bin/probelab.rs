@@ -196,6 +196,9 @@ struct CausalArgs {
     /// Seeds the null directions and the choice of entities.
     #[arg(long, default_value_t = 0)]
     causal_seed: u64,
+    /// Also edit the K layers after it (layers L..=L+K), each along its own layer's probe.
+    #[arg(long, default_value_t = 0, value_name = "K")]
+    window: usize,
 }
 
 impl CausalArgs {
@@ -208,6 +211,7 @@ impl CausalArgs {
             n_random: self.random_nulls,
             max_entities: self.max_entities,
             seed: self.causal_seed,
+            window: self.window,
             ..Default::default()
         }
     }

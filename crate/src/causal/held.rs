@@ -14,6 +14,8 @@ pub struct Held {
     edit_at: Vec<Vec<usize>>,
     /// Packed rows whose final residual stream is read, in order.
     pub read_rows: Vec<usize>,
+    /// Every packed row: what a window's stages pass on to the next layer.
+    pub all_rows: Vec<usize>,
     /// `[Σ len, d_model]` after the edited layer, once known.
     hidden: Option<Vec<f32>>,
 }
@@ -36,6 +38,7 @@ impl Held {
             offsets,
             edit_at,
             read_rows,
+            all_rows: (0..total).collect(),
             hidden: None,
         }
     }
@@ -79,15 +82,25 @@ impl Held {
 
     /// The held rows with `edit` applied to every edited row.
     pub fn edited(&self, d: usize, edit: &mut dyn FnMut(&mut [f32])) -> Result<Vec<f32>> {
-        let mut x = self
+        let x = self
             .hidden
             .clone()
             .ok_or_else(|| Error::Compute("the prompts were not run to the edited layer".into()))?;
+        Ok(self.edit_rows(x, d, edit))
+    }
+
+    /// `rows` (this batch's packed rows at any layer) with `edit` applied to every edited row.
+    pub fn edit_rows(
+        &self,
+        mut x: Vec<f32>,
+        d: usize,
+        edit: &mut dyn FnMut(&mut [f32]),
+    ) -> Vec<f32> {
         for (ps, &o) in self.edit_at.iter().zip(&self.offsets) {
             for &p in ps {
                 edit(&mut x[(o + p) * d..(o + p + 1) * d]);
             }
         }
-        Ok(x)
+        x
     }
 }

@@ -62,6 +62,9 @@ pub struct CausalOptions {
     pub n_erasure: usize,
     /// Edit at most this many test entities (0: all of them).
     pub max_entities: usize,
+    /// Also edit the `window` layers after the first, each along its own layer's probe (0:
+    /// the first layer alone).
+    pub window: usize,
     pub seed: u64,
     pub batch_size: usize,
 }
@@ -77,6 +80,7 @@ impl Default for CausalOptions {
             n_orthogonal: 10,
             n_erasure: 20,
             max_entities: 0,
+            window: 0,
             seed: 0,
             batch_size: 64,
         }
@@ -115,11 +119,34 @@ impl Edit {
 }
 
 /// One forward pass of the plan: an edit of the entities' prompts (read: candidate
-/// probabilities) or of the unrelated prompts (read: completion log-probabilities).
+/// probabilities) or of the unrelated prompts (read: completion log-probabilities), one edit
+/// per layer of the window.
 #[derive(Clone, Debug)]
 enum Pass {
-    Entities(Edit),
-    Unrelated(Edit),
+    Entities(Vec<Edit>),
+    Unrelated(Vec<Edit>),
+}
+
+/// One window layer's edits: per target the unit shift of its probe reading, an orthonormal
+/// basis of its probe's directions (for erasure and orthogonal nulls), and the control task's
+/// unit shifts.
+struct LayerEdits {
+    shifts: Vec<Vec<f64>>,
+    basis: Vec<Vec<f64>>,
+    control: Option<Vec<Vec<f64>>>,
+}
+
+impl LayerEdits {
+    fn new(dirs: &ProbeDirections) -> Result<Self> {
+        Ok(Self {
+            shifts: edit::unit_shifts(&dirs.probe.weights)?,
+            basis: edit::orthonormal_basis(&dirs.probe.weights),
+            control: match &dirs.control {
+                Some(r) => Some(edit::unit_shifts(&r.weights)?),
+                None => None,
+            },
+        })
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -147,10 +174,13 @@ struct Layout {
     side_random: Vec<usize>,
 }
 
-/// One job for an engine: run blocks after `layer` on these (edited) rows and return the final
-/// residual stream at `read_rows` (`[reads, d_model]`).
+/// One job for an engine: run blocks `from + 1..=to` on these (edited) rows and return the
+/// residual stream after block `to` at `read_rows` (`[reads, d_model]`). A pass over a window
+/// of layers is one job per layer: every row comes back from each but the last, to be edited
+/// at the next layer.
 pub struct Job<'a> {
-    pub layer: usize,
+    pub from: usize,
+    pub to: usize,
     pub seqs: &'a [Vec<u32>],
     /// Packed `[Σ len, d_model]`, the edit applied.
     pub rows: Vec<f32>,
@@ -163,6 +193,9 @@ pub struct Job<'a> {
 /// report. Every edit is fixed (seeded) before the first pass.
 pub struct CausalRun {
     layer: usize,
+    /// The edited layers: `layer..layer + window`.
+    window: usize,
+    n_layers: usize,
     d: usize,
     positions: Pooling,
     readout: String,
@@ -187,9 +220,12 @@ pub struct CausalRun {
     n_random: usize,
     n_orthogonal: usize,
     has_control: bool,
-    /// The next job: pass index and batch within it, and the batch outcomes so far.
+    /// The next job: pass index, batch and window layer within it, the rows the last stage
+    /// returned, and the batch outcomes so far.
     next_pass: usize,
     next_batch: usize,
+    next_stage: usize,
+    stage_rows: Option<Vec<f32>>,
     partial: Vec<Vec<f64>>,
     outcomes: Vec<Outcome>,
     /// The LM head's candidate rows and whole matrix, dequantized once when first needed.
@@ -199,28 +235,42 @@ pub struct CausalRun {
 
 impl CausalRun {
     /// Checks the inputs and plans every pass: the question, the doses on each axis, the null
-    /// directions, the erasures and the side-effect passes. No model runs here.
+    /// directions, the erasures and the side-effect passes. `dirs` are the probes of the
+    /// edited layers, consecutive from the first (one layer, or a window). No model runs here.
     pub fn new(
         config: &Config,
         tokenizer: &Tokenizer,
         dataset: &Dataset,
-        dirs: &ProbeDirections,
+        dirs: &[ProbeDirections],
         pooling: Pooling,
         opts: &CausalOptions,
     ) -> Result<Self> {
-        let (d, layer) = (config.d_model, dirs.layer);
-        if layer > config.n_layers {
+        let first = dirs
+            .first()
+            .ok_or_else(|| Error::Input("the causal test needs a layer to edit".into()))?;
+        let (d, layer) = (config.d_model, first.layer);
+        let last = layer + dirs.len() - 1;
+        if last > config.n_layers {
             return Err(Error::Input(format!(
-                "layer {layer} is out of range: this model has layers 0..={}",
+                "layer {last} is out of range: this model has layers 0..={}",
                 config.n_layers
             )));
         }
-        if dirs.probe.weights.iter().any(|w| w.len() != d) {
-            return Err(Error::Input(format!(
-                "the probe has {} dimensions but the model's residual stream has {d}: the \
-                 run's probes come from another model",
-                dirs.probe.weights[0].len()
-            )));
+        for (i, l) in dirs.iter().enumerate() {
+            if l.layer != layer + i || l.test != first.test || l.train != first.train {
+                return Err(Error::Input(format!(
+                    "the probes of a window must be of consecutive layers on one split; got \
+                     layer {} after layer {layer}",
+                    l.layer
+                )));
+            }
+            if l.probe.weights.iter().any(|w| w.len() != d) {
+                return Err(Error::Input(format!(
+                    "the probe has {} dimensions but the model's residual stream has {d}: the \
+                     run's probes come from another model",
+                    l.probe.weights[0].len()
+                )));
+            }
         }
         let (default_template, default_column) = readout::default_readout(dataset.kind);
         let template = Template::new(opts.readout.as_deref().unwrap_or(default_template))
@@ -232,7 +282,7 @@ impl CausalRun {
             column,
             &opts.candidates,
             &template.text,
-            &dirs.train,
+            &first.train,
         )?;
         let doses = if opts.doses.is_empty() {
             default_doses(dataset.kind)
@@ -248,7 +298,7 @@ impl CausalRun {
         let mut rng = SplitMix64::new(opts.seed ^ 0xCA05_A100);
 
         // The edited entities: the probe's test rows.
-        let mut rows = dirs.test.clone();
+        let mut rows = first.test.clone();
         if opts.max_entities > 0 && rows.len() > opts.max_entities {
             rng.shuffle(&mut rows);
             rows.truncate(opts.max_entities);
@@ -299,76 +349,111 @@ impl CausalRun {
         let (unrelated, completions) = unrelated_prompts(tokenizer, config.context_length)?;
         held.push(unrelated);
 
-        // The plan.
-        let k = dirs.probe.weights.len();
-        let shifts = edit::unit_shifts(&dirs.probe.weights)?;
-        let probe_basis = edit::orthonormal_basis(&dirs.probe.weights);
-        let control_shifts = match &dirs.control {
-            Some(r) => Some(edit::unit_shifts(&r.weights)?),
-            None => None,
-        };
-        let mut plan = vec![Pass::Entities(Edit::None)];
+        // The plan: every pass edits each window layer with that layer's own probe.
+        let k = dirs[0].probe.weights.len();
+        let per_layer: Vec<LayerEdits> = dirs.iter().map(LayerEdits::new).collect::<Result<_>>()?;
+        let mut plan = vec![Pass::Entities(vec![Edit::None; dirs.len()])];
         let mut layout = Layout::default();
         let push = |plan: &mut Vec<Pass>, pass: Pass| {
             plan.push(pass);
             plan.len() - 1
         };
+        // One edit per window layer: `f(layer's edits, its index)`.
+        let each = |f: &dyn Fn(&LayerEdits, usize) -> Edit| -> Vec<Edit> {
+            per_layer.iter().enumerate().map(|(i, l)| f(l, i)).collect()
+        };
         let mut side_probe = Vec::new();
         let mut side_random = Vec::new();
         for t in 0..k {
-            let add = |u: &[f64], s: f64| Pass::Entities(Edit::Add(edit::scaled(u, s)));
+            let along = |dose: f64| each(&|l, _| Edit::Add(edit::scaled(&l.shifts[t], dose)));
             layout.doses.push(
                 doses
                     .iter()
-                    .map(|&dose| push(&mut plan, add(&shifts[t], dose)))
+                    .map(|&dose| push(&mut plan, Pass::Entities(along(dose))))
                     .collect(),
             );
             layout.probe.push([
-                push(&mut plan, add(&shifts[t], -top)),
-                push(&mut plan, add(&shifts[t], top)),
+                push(&mut plan, Pass::Entities(along(-top))),
+                push(&mut plan, Pass::Entities(along(top))),
             ]);
-            side_probe.push(edit::scaled(&shifts[t], -top));
-            side_probe.push(edit::scaled(&shifts[t], top));
-            // Null edits of the same norm as the probe's largest.
-            let size = edit::norm(&shifts[t]) * top;
-            let random = edit::random_directions(opts.n_random, d, &[], &mut rng);
-            let orthogonal = edit::random_directions(opts.n_orthogonal, d, &probe_basis, &mut rng);
-            let control: Vec<Vec<f64>> = control_shifts
+            side_probe.push(along(-top));
+            side_probe.push(along(top));
+            // Null edits of the same norm as the probe's largest, layer by layer.
+            let size: Vec<f64> = per_layer
                 .iter()
-                .map(|s| edit::scaled(&s[t], 1.0 / edit::norm(&s[t])))
+                .map(|l| edit::norm(&l.shifts[t]) * top)
                 .collect();
-            side_random.extend(random.iter().map(|u| edit::scaled(u, size)));
+            let random: Vec<Vec<Vec<f64>>> = per_layer
+                .iter()
+                .map(|_| edit::random_directions(opts.n_random, d, &[], &mut rng))
+                .collect();
+            let orthogonal: Vec<Vec<Vec<f64>>> = per_layer
+                .iter()
+                .map(|l| edit::random_directions(opts.n_orthogonal, d, &l.basis, &mut rng))
+                .collect();
+            // Per null, its unit direction at each window layer.
+            let mut nulls: Vec<Vec<Vec<f64>>> = Vec::new();
+            for j in 0..opts.n_random {
+                nulls.push(random.iter().map(|r| r[j].clone()).collect());
+            }
+            for j in 0..opts.n_orthogonal {
+                nulls.push(orthogonal.iter().map(|o| o[j].clone()).collect());
+            }
+            if per_layer.iter().all(|l| l.control.is_some()) {
+                nulls.push(
+                    per_layer
+                        .iter()
+                        .map(|l| {
+                            let c = &l.control.as_ref().expect("checked above")[t];
+                            edit::scaled(c, 1.0 / edit::norm(c))
+                        })
+                        .collect(),
+                );
+            }
+            let sized = |u: &[Vec<f64>], sign: f64| {
+                each(&|_, i| Edit::Add(edit::scaled(&u[i], sign * size[i])))
+            };
+            side_random.extend(nulls[..opts.n_random].iter().map(|u| sized(u, 1.0)));
             layout.nulls.push(
-                random
+                nulls
                     .iter()
-                    .chain(&orthogonal)
-                    .chain(&control)
                     .map(|u| {
                         [
-                            push(&mut plan, add(u, -size)),
-                            push(&mut plan, add(u, size)),
+                            push(&mut plan, Pass::Entities(sized(u, -1.0))),
+                            push(&mut plan, Pass::Entities(sized(u, 1.0))),
                         ]
                     })
                     .collect(),
             );
         }
-        layout.erase = push(&mut plan, Pass::Entities(Edit::Erase(probe_basis.clone())));
-        layout.erase_nulls = edit::random_subspaces(opts.n_erasure, probe_basis.len(), d, &mut rng)
-            .into_iter()
-            .map(|b| push(&mut plan, Pass::Entities(Edit::Erase(b))))
+        layout.erase = push(
+            &mut plan,
+            Pass::Entities(each(&|l, _| Edit::Erase(l.basis.clone()))),
+        );
+        let subspaces: Vec<Vec<Vec<Vec<f64>>>> = per_layer
+            .iter()
+            .map(|l| edit::random_subspaces(opts.n_erasure, l.basis.len(), d, &mut rng))
             .collect();
-        layout.side_base = push(&mut plan, Pass::Unrelated(Edit::None));
+        layout.erase_nulls = (0..opts.n_erasure)
+            .map(|j| {
+                let erase = each(&|_, i| Edit::Erase(subspaces[i][j].clone()));
+                push(&mut plan, Pass::Entities(erase))
+            })
+            .collect();
+        layout.side_base = push(&mut plan, Pass::Unrelated(vec![Edit::None; dirs.len()]));
         layout.side_probe = side_probe
             .into_iter()
-            .map(|e| push(&mut plan, Pass::Unrelated(Edit::Add(e))))
+            .map(|e| push(&mut plan, Pass::Unrelated(e)))
             .collect();
         layout.side_random = side_random
             .into_iter()
-            .map(|e| push(&mut plan, Pass::Unrelated(Edit::Add(e))))
+            .map(|e| push(&mut plan, Pass::Unrelated(e)))
             .collect();
 
         Ok(Self {
             layer,
+            window: dirs.len(),
+            n_layers: config.n_layers,
             d,
             positions: pooling,
             readout: template.text.clone(),
@@ -378,8 +463,8 @@ impl CausalRun {
             cands,
             doses,
             top,
-            target_names: dirs.target_names.clone(),
-            unit_norms: shifts.iter().map(|s| edit::norm(s)).collect(),
+            target_names: first.target_names.clone(),
+            unit_norms: per_layer[0].shifts.iter().map(|s| edit::norm(s)).collect(),
             rows,
             names,
             held,
@@ -388,9 +473,11 @@ impl CausalRun {
             layout,
             n_random: opts.n_random,
             n_orthogonal: opts.n_orthogonal,
-            has_control: dirs.control.is_some(),
+            has_control: dirs.iter().all(|l| l.control.is_some()),
             next_pass: 0,
             next_batch: 0,
+            next_stage: 0,
+            stage_rows: None,
             partial: Vec::new(),
             outcomes: Vec::new(),
             candidate_head: None,
@@ -434,8 +521,8 @@ impl CausalRun {
         Ok(())
     }
 
-    /// The batch the next job runs on.
-    fn job_batch(&self) -> Option<(usize, &Edit)> {
+    /// The batch the next job runs on, and the pass's edits.
+    fn job_batch(&self) -> Option<(usize, &[Edit])> {
         match self.plan.get(self.next_pass)? {
             Pass::Entities(e) => Some((self.next_batch, e)),
             Pass::Unrelated(e) => Some((self.held.len() - 1, e)),
@@ -444,33 +531,54 @@ impl CausalRun {
 
     /// The next job, or None when every pass is done.
     pub fn next_job(&self) -> Result<Option<Job<'_>>> {
-        let Some((b, edit)) = self.job_batch() else {
+        let Some((b, edits)) = self.job_batch() else {
             return Ok(None);
         };
         let h = &self.held[b];
+        let stage = self.next_stage;
+        let mut apply = |row: &mut [f32]| edits[stage].apply(row);
+        let rows = match &self.stage_rows {
+            None => h.edited(self.d, &mut apply)?,
+            Some(rows) => h.edit_rows(rows.clone(), self.d, &mut apply),
+        };
+        let from = self.layer + stage;
+        let last = stage + 1 == self.window;
         Ok(Some(Job {
-            layer: self.layer,
+            from,
+            to: if last { self.n_layers } else { from + 1 },
             seqs: &h.seqs,
-            rows: h.edited(self.d, &mut |row| edit.apply(row))?,
-            read_rows: &h.read_rows,
+            rows,
+            read_rows: if last { &h.read_rows } else { &h.all_rows },
         }))
     }
 
-    /// Takes the next job's result (`[reads, d_model]`, the final residual stream before the
-    /// final norm); `model` supplies the final norm and the LM head.
-    pub fn record(&mut self, model: &Llama, final_rows: Vec<f32>) -> Result<()> {
+    /// Takes the next job's result: every row after the next window layer, or, from a pass's
+    /// last job, the final residual stream before the final norm at the read rows (`[reads,
+    /// d_model]`); `model` supplies the final norm and the LM head.
+    pub fn record(&mut self, model: &Llama, rows: Vec<f32>) -> Result<()> {
         let d = self.d;
         let Some((b, _)) = self.job_batch() else {
             return Err(Error::Compute("every pass is already done".into()));
         };
-        let reads = self.held[b].read_rows.len();
-        if final_rows.len() != reads * d {
+        let last = self.next_stage + 1 == self.window;
+        let reads = if last {
+            self.held[b].read_rows.len()
+        } else {
+            self.held[b].all_rows.len()
+        };
+        if rows.len() != reads * d {
             return Err(Error::Compute(format!(
                 "{} values for {reads} rows of width {d}",
-                final_rows.len()
+                rows.len()
             )));
         }
-        let x = Tensor::from_vec(final_rows, (reads, d), &Device::Cpu)?;
+        if !last {
+            self.stage_rows = Some(rows);
+            self.next_stage += 1;
+            return Ok(());
+        }
+        (self.next_stage, self.stage_rows) = (0, None);
+        let x = Tensor::from_vec(rows, (reads, d), &Device::Cpu)?;
         match &self.plan[self.next_pass] {
             Pass::Entities(_) => {
                 let tree = &self.cands.tree;
@@ -539,7 +647,9 @@ impl CausalRun {
     pub fn step(&mut self, model: &Llama, engine: &dyn Forward) -> Result<bool> {
         let rows = match self.next_job()? {
             None => return Ok(false),
-            Some(job) => engine.final_rows(job.seqs, job.layer, &job.rows, job.read_rows)?,
+            Some(job) => {
+                engine.resume_rows(job.seqs, job.from, job.to, &job.rows, job.read_rows)?
+            }
         };
         self.record(model, rows)?;
         Ok(true)
@@ -691,6 +801,7 @@ impl CausalRun {
             .collect();
         Ok(CausalReport {
             layer: self.layer,
+            edited_layers: (self.layer..self.layer + self.window).collect(),
             positions: match self.positions {
                 Pooling::Last => "last".into(),
                 Pooling::Mean => "all".into(),

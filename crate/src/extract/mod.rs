@@ -294,12 +294,14 @@ pub trait Forward {
     /// The residual stream after `layer` at every token of `seqs`, packed prompt after prompt
     /// (`[Σ len, d_model]`): what the causal test holds and edits.
     fn hidden_rows(&self, seqs: &[Vec<u32>], layer: usize) -> Result<Vec<f32>>;
-    /// Blocks `layer + 1..` on packed (edited) rows: the final residual stream, before the
-    /// final norm, at the packed rows `read_rows` (`[reads, d_model]`).
-    fn final_rows(
+    /// Blocks `from + 1..=to` on packed (edited) rows: the residual stream after block `to`
+    /// (the final one, before the final norm, when `to` is the last layer) at the packed rows
+    /// `read_rows` (`[reads, d_model]`).
+    fn resume_rows(
         &self,
         seqs: &[Vec<u32>],
-        layer: usize,
+        from: usize,
+        to: usize,
         rows: &[f32],
         read_rows: &[usize],
     ) -> Result<Vec<f32>>;
@@ -312,14 +314,15 @@ impl Forward for Llama {
     fn hidden_rows(&self, seqs: &[Vec<u32>], layer: usize) -> Result<Vec<f32>> {
         Llama::hidden_rows(self, seqs, layer)
     }
-    fn final_rows(
+    fn resume_rows(
         &self,
         seqs: &[Vec<u32>],
-        layer: usize,
+        from: usize,
+        to: usize,
         rows: &[f32],
         read_rows: &[usize],
     ) -> Result<Vec<f32>> {
-        Llama::final_rows(self, seqs, layer, rows, read_rows)
+        Llama::resume_rows(self, seqs, from, to, rows, read_rows)
     }
     fn forward_batch(
         &self,

@@ -270,7 +270,9 @@ impl GpuLlama {
         let (s, t, n_caps) = self.prepare(&mut slot, seqs, caps)?;
         let c = &self.config;
         let bytes = (4 * (c.n_layers + 1) * n_caps * c.d_model) as u64;
-        let data = self.submit(s, 0, t, n_caps, 0..bytes).await?;
+        let data = self
+            .submit(s, 0..s.steps.len(), t, n_caps, 0..bytes)
+            .await?;
         Ok(Captured {
             n_layers: c.n_layers,
             n: n_caps,
@@ -401,21 +403,29 @@ impl GpuLlama {
         Ok(chunks)
     }
 
-    /// Runs blocks `layer + 1..` of one batch from `rows` (packed `[Σ len, d_model]`, e.g. an
-    /// edited copy of [`GpuLlama::hidden_rows_async`]) and returns the final residual stream
-    /// at the packed rows `read_rows` (`[reads, d_model]`): the causal test's edited pass.
+    /// Runs blocks `from + 1..=to` of one batch from `rows` (packed `[Σ len, d_model]`, e.g. an
+    /// edited copy of [`GpuLlama::hidden_rows_async`]) and returns the residual stream after
+    /// block `to` at the packed rows `read_rows` (`[reads, d_model]`): the causal test's edited
+    /// pass.
     // The scratch lock is held across the read-back on purpose (see `GpuLlama::run_async`).
     #[allow(clippy::await_holding_lock)]
-    pub async fn final_rows_async(
+    pub async fn resume_rows_async(
         &self,
         seqs: &[Vec<u32>],
-        layer: usize,
+        from: usize,
+        to: usize,
         rows: &[f32],
         read_rows: &[usize],
     ) -> Result<Vec<f32>> {
         self.gpu.check()?;
         let c = &self.config;
         let d = c.d_model;
+        if from > to || to > c.n_layers {
+            return Err(Error::Input(format!(
+                "cannot run from layer {from} to layer {to}: this model has layers 0..={}",
+                c.n_layers
+            )));
+        }
         let t: usize = seqs.iter().map(Vec::len).sum();
         if rows.len() != t * d {
             return Err(Error::Input(format!(
@@ -423,7 +433,7 @@ impl GpuLlama {
                 rows.len()
             )));
         }
-        // Each read row is a one-row capture; the last layer's captures are the answer.
+        // Each read row is a one-row capture; layer `to`'s captures are the answer.
         let mut where_ = Vec::with_capacity(t);
         for (seq, s) in seqs.iter().enumerate() {
             where_.extend((0..s.len()).map(|p| (seq, p)));
@@ -443,27 +453,37 @@ impl GpuLlama {
         let batch: Vec<&[u32]> = seqs.iter().map(|s| &s[..]).collect();
         let mut slot = self.scratch()?;
         let (s, t, n_caps) = self.prepare(&mut slot, &batch, &caps)?;
-        let first = s
-            .steps
-            .iter()
-            .position(|st| matches!(st.op, graph::Op::Capture { layer: l } if l as usize == layer))
-            .ok_or_else(|| Error::Input(format!("layer {layer} is out of range")))?;
+        let capture_of = |layer: usize| {
+            s.steps
+                .iter()
+                .position(
+                    |st| matches!(st.op, graph::Op::Capture { layer: l } if l as usize == layer),
+                )
+                .ok_or_else(|| Error::Input(format!("layer {layer} is out of range")))
+        };
+        let (first, last) = (capture_of(from)?, capture_of(to)?);
         self.gpu
             .queue
             .write_buffer(&s.x, 0, bytemuck::cast_slice(rows));
-        // From the capture of `layer` itself: it reads the rows just written (the answer when
-        // `layer` is the last). The last layer's captures are the answer.
-        let last = (4 * c.n_layers * n_caps * d) as u64;
-        self.submit(s, first, t, n_caps, last..last + (4 * n_caps * d) as u64)
-            .await
+        // From the capture of `from` itself (it reads the rows just written: the answer when
+        // `from` is `to`) through the capture of `to`, whose captures are the answer.
+        let at = (4 * to * n_caps * d) as u64;
+        self.submit(
+            s,
+            first..last + 1,
+            t,
+            n_caps,
+            at..at + (4 * n_caps * d) as u64,
+        )
+        .await
     }
 
-    /// Dispatches the batch's steps from `first` on in one submission, then reads back the
-    /// `captured` byte range of the capture buffer.
+    /// Dispatches the batch's `steps` in one submission, then reads back the `captured` byte
+    /// range of the capture buffer.
     async fn submit(
         &self,
         s: &Scratch,
-        first: usize,
+        steps: std::ops::Range<usize>,
         t: usize,
         n_caps: usize,
         captured: std::ops::Range<u64>,
@@ -480,7 +500,7 @@ impl GpuLlama {
                 label: Some("forward"),
                 timestamp_writes: None,
             });
-            for step in &s.steps[first..] {
+            for step in &s.steps[steps] {
                 let (_, g) = step
                     .op
                     .launch(&self.config, t as u32, n_caps as u32, max_side);
@@ -625,13 +645,14 @@ impl crate::extract::Forward for GpuLlama {
     fn hidden_rows(&self, seqs: &[Vec<u32>], layer: usize) -> Result<Vec<f32>> {
         pollster::block_on(self.hidden_rows_async(seqs, layer))
     }
-    fn final_rows(
+    fn resume_rows(
         &self,
         seqs: &[Vec<u32>],
-        layer: usize,
+        from: usize,
+        to: usize,
         rows: &[f32],
         read_rows: &[usize],
     ) -> Result<Vec<f32>> {
-        pollster::block_on(self.final_rows_async(seqs, layer, rows, read_rows))
+        pollster::block_on(self.resume_rows_async(seqs, from, to, rows, read_rows))
     }
 }

@@ -223,22 +223,29 @@ impl Llama {
         out.ok_or_else(|| Error::Compute(format!("layer {layer} was not reached")))
     }
 
-    /// Continues a batch from the residual stream at `layer` (`[batch, len, d_model]`, as
-    /// [`Llama::hidden_at`] gives it, possibly edited) through blocks `layer + 1..=L`: the final
-    /// residual stream, before the final norm. The causal test's edited forward pass.
-    pub fn resume(&self, layer: usize, hidden: &Tensor) -> Result<Tensor> {
-        self.resume_layers(layer, hidden, |_, _| Ok(()))
+    /// Continues a batch from the residual stream at layer `from` (`[batch, len, d_model]`, as
+    /// [`Llama::hidden_at`] gives it, possibly edited) through blocks `from + 1..=to`: the
+    /// residual stream after block `to` (the final one, before the final norm, when `to` is the
+    /// last layer). The causal test's edited forward pass.
+    pub fn resume(&self, from: usize, to: usize, hidden: &Tensor) -> Result<Tensor> {
+        self.resume_layers(from, to, hidden, |_, _| Ok(()))
     }
 
     /// [`Llama::resume`], calling `on_layer(i, hidden [batch, len, d_model])` after each block
-    /// i in `layer + 1..=L`.
+    /// i in `from + 1..=to`.
     pub fn resume_layers(
         &self,
-        layer: usize,
+        from: usize,
+        to: usize,
         hidden: &Tensor,
         mut on_layer: impl FnMut(usize, &Tensor) -> Result<()>,
     ) -> Result<Tensor> {
-        self.check_layer(layer)?;
+        self.check_layer(to)?;
+        if from > to {
+            return Err(Error::Input(format!(
+                "cannot run from layer {from} back to layer {to}"
+            )));
+        }
         let c = &self.config;
         let (b, len, d) = hidden.dims3()?;
         if d != c.d_model {
@@ -250,7 +257,7 @@ impl Llama {
         let (cos, sin) = rope_tables(c, len)?;
         let mask = causal_mask(len, c.n_heads / c.n_kv_heads)?;
         let mut x = hidden.reshape((b * len, d))?;
-        for (i, block) in self.blocks.iter().enumerate().skip(layer) {
+        for (i, block) in self.blocks.iter().enumerate().take(to).skip(from) {
             x = self.block_forward(block, &x, b, len, &cos, &sin, &mask)?;
             on_layer(i + 1, &x.reshape((b, len, d))?)?;
         }
@@ -271,12 +278,13 @@ impl Llama {
         Ok(out)
     }
 
-    /// Blocks `layer + 1..` on packed rows (an edited copy of [`Llama::hidden_rows`]): the
-    /// final residual stream at the packed rows `read_rows` (`[reads, d_model]`).
-    pub fn final_rows(
+    /// Blocks `from + 1..=to` on packed rows (an edited copy of [`Llama::hidden_rows`]): the
+    /// residual stream after block `to` at the packed rows `read_rows` (`[reads, d_model]`).
+    pub fn resume_rows(
         &self,
         seqs: &[Vec<u32>],
-        layer: usize,
+        from: usize,
+        to: usize,
         rows: &[f32],
         read_rows: &[usize],
     ) -> Result<Vec<f32>> {
@@ -292,7 +300,7 @@ impl Llama {
             r += s.len();
         }
         let x = Tensor::from_vec(padded, (seqs.len(), len, d), &Device::Cpu)?;
-        let out = self.resume(layer, &x)?.flatten_all()?.to_vec1::<f32>()?;
+        let out = self.resume(from, to, &x)?.flatten_all()?.to_vec1::<f32>()?;
         let mut picked = Vec::with_capacity(read_rows.len() * d);
         for &row in read_rows {
             let (j, p) = *where_.get(row).ok_or_else(|| {

@@ -529,13 +529,17 @@ fn null_as_nan<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f6
 pub struct CausalReport {
     /// The edited layer (0 = embedding output, i = after block i).
     pub layer: usize,
+    /// Every edited layer, each along its own probe: `layer` alone, or a window after it.
+    /// (Reports written before windows existed edited `layer` alone.)
+    #[serde(default)]
+    pub edited_layers: Vec<usize>,
     /// `last` (the name's last token) or `all` (every token of the name): where edits land.
     pub positions: String,
     pub readout: String,
     /// The column whose values are the answers, and the candidates scored.
     pub answer_column: String,
     pub candidates: Vec<String>,
-    /// Each candidate's first token as the vocabulary spells it (what is scored).
+    /// Each candidate's tokens as the vocabulary spells them, separated by spaces.
     pub candidate_tokens: Vec<String>,
     /// Edited entities (the test rows, or the first `max_entities` of them).
     pub n_entities: usize,
@@ -548,6 +552,16 @@ pub struct CausalReport {
     pub entities: Vec<CausalEntity>,
     /// How each figure is computed.
     pub notes: BTreeMap<String, String>,
+}
+
+impl CausalReport {
+    /// "layer 13", or "layers 13–15" for a window.
+    pub fn layers_text(&self) -> String {
+        match self.edited_layers.as_slice() {
+            [first, .., last] => format!("layers {first}–{last}"),
+            _ => format!("layer {}", self.layer),
+        }
+    }
 }
 
 /// The model's answers before any edit.

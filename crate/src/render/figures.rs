@@ -161,14 +161,14 @@ pub fn causal_sentence(c: &analysis::CausalReport, space: bool) -> String {
     if !b.answerable {
         return format!(
             "Does the model use it? Asked \"{}\", the model picks the right answer for {:.0}% \
-             of {} test entities against {:.0}% by chance ({}), so editing layer {} cannot show \
+             of {} test entities against {:.0}% by chance ({}), so editing {} cannot show \
              whether it uses the probe's direction.",
             c.readout,
             100.0 * b.accuracy,
             c.n_entities,
             100.0 * b.chance,
             fmt_p(Some(b.p_value)),
-            c.layer
+            c.layers_text()
         );
     }
     let unit = if space { "°" } else { " years" };
@@ -199,12 +199,12 @@ pub fn causal_sentence(c: &analysis::CausalReport, space: bool) -> String {
     };
     let median = |v: &[f64]| crate::probe::metrics::median(v.to_vec()).unwrap_or(f64::NAN);
     format!(
-        "Does the model use it? Edited at layer {} (asked \"{}\", right {:.0}% of the time \
+        "Does the model use it? Edited at {} (asked \"{}\", right {:.0}% of the time \
              against {:.0}% by chance), its answers {verdict}: {}. Erasing the direction lowers the \
              true answer's probability by {:.3} (random subspaces: median {:.3}, {}). Unrelated \
              completions move by {:.3} nats per token under the probe's largest edits, {:.3} under \
              random ones.",
-        c.layer,
+        c.layers_text(),
         c.readout,
         100.0 * b.accuracy,
         100.0 * b.chance,
@@ -621,8 +621,9 @@ pub fn causal_dose_scene(report: &Report) -> Option<Scene> {
             "edit asked along the probe's direction (years; − earlier, + later)".into()
         },
         title: format!(
-            "Editing layer {} along the probe's direction: the model's answer ({} entities)",
-            c.layer, c.n_entities
+            "Editing {} along the probe's direction: the model's answer ({} entities)",
+            c.layers_text(),
+            c.n_entities
         ),
         y_range: None,
         x_axis: XAxis::Value { x: doses },
@@ -723,8 +724,8 @@ pub fn causal_map_scene(report: &Report) -> Result<Option<Scene>> {
         width: 720.0,
         height: 440.0,
         title: format!(
-            "Where edits at layer {} move the model's answer ({} entities{})",
-            c.layer,
+            "Where edits at {} move the model's answer ({} entities{})",
+            c.layers_text(),
             points.len(),
             match largest {
                 Some(km) if km < 10.0 => format!("; largest move {km:.1} km"),
