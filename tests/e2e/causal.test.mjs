@@ -60,6 +60,22 @@ test('the causal test finds the planted direction at the floor, and not the one 
       assert.match(summary, /Does the model use it\? .* cannot show whether it uses the probe's direction/);
     }
     assert.match(await page.textContent('#causal-status'), /Done in [\d.]+ s \(\d+ edited forward passes, on the CPU\)/);
+    if (planted) {
+      // A window: the selected layer and the next, each edited along its own probe.
+      const layer = c.layer;
+      const want = Math.min(2, (await page.evaluate(() => window.probelab.report.model.n_layers)) - layer + 1);
+      await page.fill('#causal-window', '2');
+      await page.evaluate(() => { window.probelab.report.causal = undefined; });
+      await page.click('#causal-run');
+      await waitForProgress(page, (n) => (window.probelab.report.causal?.edited_layers || []).length === n
+        || !document.getElementById('error').hidden, { arg: want, what: 'the causal test over a window' });
+      assert.equal(await page.isVisible('#error'), false, await page.textContent('#error'));
+      const w = await page.evaluate(() => window.probelab.report.causal);
+      assert.deepEqual(w.edited_layers, [layer, layer + 1].slice(0, want));
+      assert.equal(w.axes[0].p_value, 1 / (1 + nNull), JSON.stringify(w.axes[0]));
+      if (want === 2) assert.match(await page.textContent('#summary'), new RegExp(`Edited at layers ${layer}–${layer + 1} `));
+      await page.fill('#causal-window', '1');
+    }
   }
   assert.deepEqual(pageErrors, []);
 });
