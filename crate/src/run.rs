@@ -6,11 +6,12 @@ use crate::data::{self, Dataset, OnBadRows, RowProblem};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::extract::acts::ActsMeta;
-use crate::extract::{self, Activations, ExtractOptions, Template};
+use crate::extract::{self, prompts, Activations, ExtractOptions, Template};
 use crate::model::load::LoadedModel;
 use crate::probe::analysis::{
     self, AnalysisOptions, ControlInputs, Report, ReportContext, SplitSpec, StageProgress,
 };
+use crate::probe::split::SplitMix64;
 
 /// Seed of the random-initialised control model (fixed, so runs are reproducible).
 pub const RANDOM_INIT_SEED: u64 = 0x5EED_0001;
@@ -160,6 +161,50 @@ pub fn name_surprisal(
 }
 
 pub use crate::extract::acts::{RANDOM_INIT_FILE, SURPRISAL_FILE};
+
+/// The shipped prompt set for `kind` ([`prompts::shipped`]), its random prefix drawn from
+/// `loaded`'s vocabulary.
+pub fn shipped_prompts(loaded: &LoadedModel, kind: data::TargetKind) -> Result<Vec<String>> {
+    let prefix = random_token_prefix(
+        &loaded.tokenizer,
+        prompts::RANDOM_PREFIX_TOKENS,
+        prompts::RANDOM_PREFIX_SEED,
+    )?;
+    Ok(prompts::shipped(kind, &prefix))
+}
+
+/// `n` tokens drawn with `seed` from the vocabulary's plain word pieces (letters and digits
+/// only, so no special token, brace or control character lands in a template), decoded.
+pub fn random_token_prefix(
+    tokenizer: &crate::model::tokenizer::Tokenizer,
+    n: usize,
+    seed: u64,
+) -> Result<String> {
+    let plain = |id: u32| {
+        tokenizer.decode(&[id]).is_ok_and(|text| {
+            let word = text.trim();
+            !word.is_empty() && word.chars().all(char::is_alphanumeric)
+        })
+    };
+    let mut rng = SplitMix64::new(seed);
+    let mut ids = Vec::with_capacity(n);
+    // Enough tries that a vocabulary with even a few percent of word pieces fills the prefix.
+    for _ in 0..n * 1000 {
+        if ids.len() == n {
+            break;
+        }
+        let id = rng.below(tokenizer.vocab_size.max(1)) as u32;
+        if plain(id) {
+            ids.push(id);
+        }
+    }
+    if ids.len() < n {
+        return Err(Error::Input(format!(
+            "the vocabulary has too few plain word tokens for a {n}-token random prefix"
+        )));
+    }
+    Ok(tokenizer.decode(&ids)?.trim().to_string())
+}
 
 /// Fits the probes and every control on saved or fresh activations.
 #[allow(clippy::too_many_arguments)]

@@ -46,6 +46,7 @@ use nalgebra::DMatrix;
 
 use crate::data::{self, Dataset, TargetKind};
 use crate::extract::acts::ActsMeta;
+use crate::extract::prompts::first_repeat;
 use crate::extract::Activations;
 use crate::probe::coverage::{coverage, numeric_values, COVERAGE_COLUMNS, SURPRISAL};
 use crate::probe::flags::{name_flags, FLAGS};
@@ -66,9 +67,9 @@ use crate::Result;
 pub use crate::probe::report::{
     predictions, predictions_csv, AnalysisOptions, Baselines, CausalReport, CodeLength,
     CoverageReport, DatasetInfo, EntityPrediction, FlagReport, FoldInfo, FoldSelection,
-    GroupCoverage, GroupReport, LayerControls, LayerPredictions, LayerReport, LearningReport,
-    ModelInfo, NeuronReport, PredictionRow, Report, ReportContext, Selected, SpaceTargets,
-    SplitInfo, SplitSpec,
+    GroupCoverage, GroupReport, LayerControls, LayerPredictions, LayerReport, LayerSpread,
+    LearningReport, ModelInfo, NeuronReport, PredictionRow, PromptReport, PromptSpread, Report,
+    ReportContext, Selected, SpaceTargets, SplitInfo, SplitSpec,
 };
 
 // =============================================================================================
@@ -244,6 +245,14 @@ impl LayerOutcome {
     pub fn layer(&self) -> usize {
         self.layer
     }
+}
+
+/// One template's fitted layers (each from [`Analysis::layer`] on that template's
+/// activations), for [`Analysis::finish_prompts`].
+#[derive(Clone, Debug)]
+pub struct PromptOutcome {
+    pub template: String,
+    pub layers: Vec<LayerOutcome>,
 }
 
 #[derive(Clone, Debug)]
@@ -769,33 +778,112 @@ impl Analysis {
 
     /// Selects the layer, computes the p-values and assembles the report. `layers` must hold
     /// every layer 0..=n_layers once, in any order.
-    pub fn finish(&self, ctx: &ReportContext, mut layers: Vec<LayerOutcome>) -> Result<Report> {
-        layers.sort_by_key(|l| l.layer);
-        self.check_every_layer(&layers)?;
+    pub fn finish(&self, ctx: &ReportContext, layers: Vec<LayerOutcome>) -> Result<Report> {
+        let prompt = PromptOutcome {
+            template: ctx.prompt_template.clone(),
+            layers,
+        };
+        self.finish_prompts(ctx, vec![prompt])
+    }
+
+    /// A prompt sweep's report: every template's layers were fitted with this one plan, so
+    /// all share the same shuffles; (template, layer) is chosen per fold by validation inside
+    /// training, the test set is scored once for that choice, and the max-statistic null takes
+    /// each shuffle's best over templates × layers, so the p-value pays for both choices. The
+    /// report's `prompt`, `layers` and `selected` are the chosen template's; `prompts` holds
+    /// every template's curve. One template gives exactly [`Analysis::finish`]'s report (its
+    /// `ctx.prompt_template` is the report's `prompt`).
+    pub fn finish_prompts(
+        &self,
+        ctx: &ReportContext,
+        mut prompts: Vec<PromptOutcome>,
+    ) -> Result<Report> {
+        if prompts.is_empty() {
+            return Err(input_err(
+                "the prompt sweep has no templates; give at least one",
+            ));
+        }
+        let sweep = prompts.len() > 1;
+        for p in &mut prompts {
+            p.layers.sort_by_key(|l| l.layer);
+            self.check_every_layer(&p.layers).map_err(|e| match e {
+                crate::Error::Input(m) if sweep => {
+                    input_err(format!("template '{}': {m}", p.template))
+                }
+                other => other,
+            })?;
+        }
+        let templates: Vec<String> = prompts.iter().map(|p| p.template.clone()).collect();
+        if let Some((i, j)) = first_repeat(&templates) {
+            return Err(input_err(format!(
+                "prompt template '{}' is given twice (templates {} and {})",
+                templates[j],
+                i + 1,
+                j + 1
+            )));
+        }
+        let n_l = self.n_layers + 1;
+        // Every (template, layer) is one candidate, template-major: candidate c is template
+        // c / n_l at layer c % n_l.
+        let candidates: Vec<LayerOutcome> = prompts.into_iter().flat_map(|p| p.layers).collect();
         let pooled = self.pooled_test_rows();
         let null = PooledNull::new(self, &pooled);
         let ngram = self
             .ngram_predictions()
             .and_then(|p| fin(self.score_r2_only(&pooled, &p)));
-        let (reports, layer_preds): (Vec<LayerReport>, Vec<Vec<f64>>) = layers
+        let (all_reports, all_preds): (Vec<LayerReport>, Vec<Vec<f64>>) = candidates
             .iter()
             .map(|l| self.layer_report(l, &pooled, &null, ngram))
             .unzip();
-        let (chosen, by_fold) = self.choose_layers(&layers);
-        let (selected, sel_pred) = self.selected(&layers, &chosen, by_fold, &pooled, &null, ngram);
-        let entities = self.entities(&layers, &chosen, &sel_pred);
+        let (chosen, mut by_fold) = self.choose_layers(&candidates);
+        if sweep {
+            for (f, &c) in by_fold.iter_mut().zip(&chosen) {
+                f.prompt = Some(templates[c / n_l].clone());
+            }
+        }
+        let top = most_chosen(&chosen, candidates.len());
+        let own = (top / n_l) * n_l..(top / n_l + 1) * n_l;
+        let (selected, sel_pred) =
+            self.selected(&candidates, &chosen, by_fold, &pooled, &null, ngram);
+        let entities = self.entities(&candidates, &chosen, &sel_pred);
         let by_group = self.group_breakdown(&pooled, &sel_pred, &entities);
-        let layer_predictions = self
-            .opts
-            .layer_predictions
-            .then(|| self.layer_predictions(&layers, &pooled, &layer_preds));
+        let layer_predictions = self.opts.layer_predictions.then(|| {
+            self.layer_predictions(&candidates[own.clone()], &pooled, &all_preds[own.clone()])
+        });
+        let prompt_reports: Vec<PromptReport> = if sweep {
+            templates
+                .iter()
+                .enumerate()
+                .map(|(p, t)| {
+                    let range = p * n_l..(p + 1) * n_l;
+                    let (layer, r2_validation, r2_test) =
+                        self.alone(&candidates[range.clone()], &pooled);
+                    PromptReport {
+                        template: t.clone(),
+                        selected: range == own,
+                        layer,
+                        r2_validation,
+                        r2_test,
+                        layers: all_reports[range].to_vec(),
+                    }
+                })
+                .collect()
+        } else {
+            vec![]
+        };
+        let prompt_spread = sweep.then(|| prompt_spread(&prompt_reports));
+        let reports = all_reports[own.clone()].to_vec();
+        let layers = &candidates[own.clone()];
         let knn_pred = self.knn_predictions();
         let knn = knn_pred
             .as_ref()
             .and_then(|p| fin(self.score_r2_only(&pooled, p)));
         let k_fit = self.fitted_names.len();
         let random_sel = stack_folds(
-            chosen.iter().enumerate().map(|(g, &l)| &layers[l].folds[g]),
+            chosen
+                .iter()
+                .enumerate()
+                .map(|(g, &c)| &candidates[c].folds[g]),
             k_fit,
             |f| f.random_pred.as_ref(),
         )
@@ -833,8 +921,17 @@ impl Analysis {
         }
         let mut neurons: Vec<NeuronReport> =
             layers.iter().flat_map(|l| l.neurons.clone()).collect();
+        let prompt = if sweep {
+            templates[top / n_l].clone()
+        } else {
+            ctx.prompt_template.clone()
+        };
         neurons.sort_by_key(|r| r.layer);
         let loo = self.folds.len() > 1;
+        let mut notes = self.notes();
+        if sweep {
+            notes.insert("prompts".into(), format!("a prompt sweep over {} templates: each extracted and fitted with the same split, folds and shuffles; the template and the layer chosen together by validation inside the training set; `layers` and `selected` are the chosen template's; each `prompts[]` entry's layer, r2_validation and r2_test are what that template alone would give under the same rule (its own p-value would not pay for the choice of template); `prompt_spread` gives per layer the lowest and highest test R² over templates, and the range of the templates' own r2_test", templates.len()));
+        }
 
         Ok(Report {
             model: ModelInfo {
@@ -850,7 +947,7 @@ impl Analysis {
                 target_names: self.target_names.clone(),
                 fitted_targets: self.fitted_names.clone(),
             },
-            prompt: ctx.prompt_template.clone(),
+            prompt,
             pooling: ctx.pooling,
             split: self.split.clone(),
             options: self.opts.clone(),
@@ -877,7 +974,7 @@ impl Analysis {
                     "train".to_string()
                 }
             }),
-            notes: self.notes(),
+            notes,
             warnings,
             entities,
             layer_predictions,
@@ -885,6 +982,8 @@ impl Analysis {
             name_flags,
             learning: None,
             causal: None,
+            prompts: prompt_reports,
+            prompt_spread,
         })
     }
 
@@ -1033,12 +1132,28 @@ impl Analysis {
             chosen.push(best);
             by_fold.push(FoldSelection {
                 held_out: fp.held_out.clone(),
-                layer: best,
+                prompt: None,
+                layer: layers[best].layer,
                 alpha: layers[best].folds[g].alpha,
                 r2_validation: layers[best].folds[g].r2_validation,
             });
         }
         (chosen, by_fold)
+    }
+
+    /// What one template alone gives under the same rule: its chosen layer (the one most folds
+    /// chose), mean validation R² of the folds' choices and the pooled test R² of those
+    /// choices. `layers` are that template's, in layer order.
+    fn alone(&self, layers: &[LayerOutcome], pooled: &[usize]) -> (usize, f64, f64) {
+        let k_fit = self.fitted_names.len();
+        let (chosen, by_fold) = self.choose_layers(layers);
+        let layer = layers[most_chosen(&chosen, layers.len())].layer;
+        let r2_validation =
+            by_fold.iter().map(|f| f.r2_validation).sum::<f64>() / by_fold.len() as f64;
+        let folds = chosen.iter().enumerate().map(|(g, &l)| &layers[l].folds[g]);
+        let fitted = stack_folds(folds, k_fit, |f| Some(&f.test_pred)).expect("always present");
+        let r2_test = self.score_r2_only(pooled, &self.to_original(&to_matrix(&fitted, k_fit)));
+        (layer, r2_validation, r2_test)
     }
 
     /// The selected probe's figures (each fold scored at its own chosen layer; the reported
@@ -1057,11 +1172,8 @@ impl Analysis {
         let n_folds = self.folds.len();
         let loo = n_folds > 1;
         let b_n = self.opts.n_permutations;
-        let mut counts = vec![0usize; n_l];
-        chosen.iter().for_each(|&l| counts[l] += 1);
-        let layer = (0..n_l)
-            .max_by(|&a, &b| counts[a].cmp(&counts[b]).then(b.cmp(&a)))
-            .unwrap_or(0);
+        let layer = layers[most_chosen(chosen, n_l)].layer;
+        let n_prompts = n_l / (self.n_layers + 1);
 
         let sel_folds = || chosen.iter().enumerate().map(|(g, &l)| &layers[l].folds[g]);
         let fitted_pred =
@@ -1101,6 +1213,18 @@ impl Analysis {
         let gain_p_value = (b_n > 0 && beside_names.is_some()).then(|| max_t(BESIDE_NAMES).0);
 
         let k_txt = self.opts.validation_folds;
+        // The same shuffles went through every template, so one max spans them all.
+        let (over, what) = if n_prompts > 1 {
+            (
+                format!(
+                    "all {n_prompts} prompt templates × {} layers",
+                    self.n_layers + 1
+                ),
+                "prompt template and the layer",
+            )
+        } else {
+            (format!("all {n_l} layers"), "layer")
+        };
         let selected =
             Selected {
                 layer,
@@ -1132,7 +1256,7 @@ impl Analysis {
                 p_value_method: format!(
                 "permutation test, {b_n} shuffles of the training targets: statistic = test R² \
                  (fitted coordinates) of the selected layer with alpha by GCV; null = for each \
-                 shuffle the MAXIMUM test R² over all {n_l} layers{}, so selecting the layer is \
+                 shuffle the MAXIMUM test R² over {over}{}, so selecting the {what} is \
                  paid for; p = (1 + #null ≥ observed) / (1 + shuffles)",
                 if loo { " (per fold, pooled over folds)" } else { "" }
             ),
@@ -1524,6 +1648,47 @@ impl Analysis {
             put("leave_one_group_out", format!("each group of '{}' is held out in turn; every test figure pools the held-out predictions, each made by a probe that never saw the entity's group; each fold chooses its own layer", self.split_column.clone().unwrap_or_default()));
         }
         m
+    }
+}
+
+/// Of `n` candidates, the one most folds chose (`chosen`, one per fold; ties → the lower).
+fn most_chosen(chosen: &[usize], n: usize) -> usize {
+    let mut counts = vec![0usize; n];
+    chosen.iter().for_each(|&c| counts[c] += 1);
+    (0..n)
+        .max_by(|&a, &b| counts[a].cmp(&counts[b]).then(b.cmp(&a)))
+        .unwrap_or(0)
+}
+
+/// The spread of a sweep's held-out R² across its templates: per layer, and of each
+/// template's own choice.
+fn prompt_spread(prompts: &[PromptReport]) -> PromptSpread {
+    let finite_min =
+        |v: &mut dyn Iterator<Item = f64>| v.filter(|x| x.is_finite()).fold(f64::NAN, f64::min);
+    let finite_max =
+        |v: &mut dyn Iterator<Item = f64>| v.filter(|x| x.is_finite()).fold(f64::NAN, f64::max);
+    let by_layer = (0..prompts[0].layers.len())
+        .map(|l| LayerSpread {
+            layer: prompts[0].layers[l].layer,
+            r2_test_min: finite_min(&mut prompts.iter().map(|p| p.layers[l].r2_test)),
+            r2_test_max: finite_max(&mut prompts.iter().map(|p| p.layers[l].r2_test)),
+        })
+        .collect();
+    let by_r2 = |a: &&PromptReport, b: &&PromptReport| a.r2_test.total_cmp(&b.r2_test);
+    let lo = prompts
+        .iter()
+        .filter(|p| p.r2_test.is_finite())
+        .min_by(by_r2);
+    let hi = prompts
+        .iter()
+        .filter(|p| p.r2_test.is_finite())
+        .max_by(by_r2);
+    PromptSpread {
+        by_layer,
+        r2_test_min: lo.map_or(f64::NAN, |p| p.r2_test),
+        r2_test_max: hi.map_or(f64::NAN, |p| p.r2_test),
+        template_min: lo.map(|p| p.template.clone()).unwrap_or_default(),
+        template_max: hi.map(|p| p.template.clone()).unwrap_or_default(),
     }
 }
 

@@ -248,6 +248,9 @@ pub struct LayerReport {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FoldSelection {
     pub held_out: Option<String>,
+    /// The template this fold chose (a prompt sweep only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
     pub layer: usize,
     pub alpha: f64,
     pub r2_validation: f64,
@@ -511,6 +514,50 @@ pub struct Report {
     /// The causal test (`probelab steer`, `run --causal`, the page's "Does the model use it?").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub causal: Option<CausalReport>,
+    /// A prompt sweep's templates, each with its own layer curve; empty for one prompt. The
+    /// report's `prompt`, `layers` and `selected` are the chosen template's, and
+    /// `selected.p_value` pays for choosing among every template × layer.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prompts: Vec<PromptReport>,
+    /// How far the prompt alone moves the held-out scores (a sweep only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_spread: Option<PromptSpread>,
+}
+
+/// One template of a prompt sweep.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PromptReport {
+    pub template: String,
+    /// Whether the sweep chose it (by validation inside training, as the layer).
+    pub selected: bool,
+    /// The layer this template alone chooses by the same rule, its validation R², and its
+    /// held-out R² there: what a run with only this template would report (its p-value not
+    /// paying for the choice of template).
+    pub layer: usize,
+    pub r2_validation: f64,
+    pub r2_test: f64,
+    /// Its layer curve, as the report's `layers`.
+    pub layers: Vec<LayerReport>,
+}
+
+/// The spread of held-out R² across a sweep's templates.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PromptSpread {
+    /// Per layer, the lowest and highest test R² of any template (the layer chart's band).
+    pub by_layer: Vec<LayerSpread>,
+    /// The range of `prompts[].r2_test`: how far the choice of template alone moves the
+    /// headline, each template with its own layer.
+    pub r2_test_min: f64,
+    pub r2_test_max: f64,
+    pub template_min: String,
+    pub template_max: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LayerSpread {
+    pub layer: usize,
+    pub r2_test_min: f64,
+    pub r2_test_max: f64,
 }
 
 // =============================================================================================
