@@ -239,6 +239,55 @@ pub fn fit(
     )
 }
 
+/// [`fit`] over a prompt sweep: each template's activations and its random-init model's (for
+/// every template or none), all of the entities described by `meta` (the first template's: its
+/// first tokens serve the control task). The report chooses the template with the layer and
+/// pays for both ([`crate::probe::analyze_prompts`]).
+pub fn fit_prompts(
+    sweep: &[(&str, &Activations, Option<&Activations>)],
+    meta: &ActsMeta,
+    name_surprisal: Option<&[Option<f64>]>,
+    dataset: &Dataset,
+    split: &SplitSpec,
+    opts: &AnalysisOptions,
+    progress: &mut StageProgress,
+) -> Result<Report> {
+    analysis::check_matches(meta, dataset, None)?;
+    let first_tokens = |a: &Activations| {
+        if a.first_token_ids.len() == a.n_entities {
+            a.first_token_ids.clone()
+        } else {
+            Vec::new()
+        }
+    };
+    let first = sweep
+        .first()
+        .map(|(_, a, _)| first_tokens(a))
+        .unwrap_or_default();
+    let inputs: Vec<(&str, crate::probe::LayerInputs)> = sweep
+        .iter()
+        .map(|&(template, acts, random_init)| {
+            let inputs = crate::probe::LayerInputs {
+                acts,
+                random_init: random_init.map(|r| r as &dyn crate::extract::layers::LayerSource),
+                first_token_ids: &first,
+                name_surprisal,
+                in_flight: 0,
+            };
+            (template, inputs)
+        })
+        .collect();
+    crate::probe::analyze_prompts(
+        &inputs,
+        dataset,
+        split,
+        opts,
+        &report_context(meta, dataset),
+        &mut |s, d, t| progress(s, d, t),
+        &mut |_| {},
+    )
+}
+
 fn report_context(meta: &ActsMeta, dataset: &Dataset) -> ReportContext {
     ReportContext {
         model_name: meta.model_name.clone(),
