@@ -59,10 +59,10 @@ fn acts(
             })
             .collect();
         let w: Vec<f64> = (0..2 * d).map(|_| rng.std_normal()).collect();
-        for i in 0..n {
-            for j in 0..d {
-                let s = z[0][i] * w[j] + z[1][i] * w[d + j];
-                a.data[(l * n + i) * d + j] += (strength * s) as f32;
+        let layer = &mut a.data[l * n * d..(l + 1) * n * d];
+        for (i, row) in layer.chunks_mut(d).enumerate() {
+            for (j, v) in row.iter_mut().enumerate() {
+                *v += (strength * (z[0][i] * w[j] + z[1][i] * w[d + j])) as f32;
             }
         }
     }
