@@ -1,8 +1,9 @@
 //! The prompt sweep (issue 14): several templates fitted side by side, (template, layer) chosen
-//! by validation inside training, one max-statistic null over templates × layers. On synthetic
-//! activations (no model): a planted template is found and its p-value stays at the floor;
-//! pure noise over 5 templates × 31 layers gives a corrected p below 0.05 at about the nominal
-//! rate while the best uncorrected p does far more often; bad prompt sets are refused. Then
+//! by validation inside training, one permutation null whose shuffles re-run that choice over
+//! templates × layers. On synthetic activations (no model): a planted template is found and
+//! its p-value stays at the floor; pure noise over 5 templates × 31 layers gives a corrected p
+//! below 0.05 at the nominal rate (2%–8% of 200 datasets) while the best uncorrected p does far
+//! more often; bad prompt sets are refused. Then
 //! `probelab run` with two `--prompt` on the default model.
 
 mod common;
@@ -272,14 +273,12 @@ fn one_template_gives_exactly_the_report_of_a_run_without_a_sweep() {
 }
 
 /// Pure noise over 5 templates × 31 layers, 200 times: Gaussian activations that carry none
-/// of the targets. The max-statistic null must hold its level over all 155 choices, where the
-/// best of the uncorrected p-values (what trying every prompt and layer and reporting the best
-/// gives) must not.
-///
-/// The corrected p is conservative here: the observed statistic is the test R² of the pair
-/// chosen on validation, the null's is the best test R² of any pair, so under pure noise the
-/// null is larger than the observed more often than by chance. The rate is printed; the test
-/// asserts the level (at most 8%), not a lower bound.
+/// of the targets. The corrected p must be calibrated over all 155 choices (below 0.05 in 2%–8%
+/// of the datasets: 5% ± about two binomial standard deviations), where the best of the
+/// uncorrected p-values (what trying every prompt and layer and reporting the best gives) must
+/// not. Each shuffle re-runs the choice on validation and gives the test R² of what it chose,
+/// as the observed statistic is made; a null of each shuffle's best test R² over all pairs
+/// would reject far less often than 5% (0.5% here), wasting power.
 #[test]
 fn pure_noise_over_prompts_and_layers_keeps_the_corrected_p_at_its_level() {
     let (datasets, n, d, n_layers, b) = (200u64, 60, 4, 30, 99);
@@ -317,14 +316,15 @@ fn pure_noise_over_prompts_and_layers_keeps_the_corrected_p_at_its_level() {
         100.0 * rate(best_of)
     );
     assert!(
-        rate(corrected) <= 0.08,
-        "corrected p < 0.05 in {:.1}% of pure-noise datasets",
+        (0.02..=0.08).contains(&rate(corrected)),
+        "corrected p < 0.05 in {:.1}% of pure-noise datasets, not 2%–8%",
         100.0 * rate(corrected)
     );
     assert!(
-        rate(best_of) >= 0.25,
-        "the best uncorrected p < 0.05 in only {:.1}%",
-        100.0 * rate(best_of)
+        rate(best_of) >= 0.25 && rate(best_of) >= 4.0 * rate(corrected),
+        "the best uncorrected p < 0.05 in only {:.1}% (corrected {:.1}%)",
+        100.0 * rate(best_of),
+        100.0 * rate(corrected)
     );
 }
 

@@ -155,7 +155,7 @@ struct FitArgs {
     /// group:COLUMN=VALUE (hold one group out).
     #[arg(long, default_value = "random")]
     split: String,
-    /// Shuffles for the permutation null (max over layers).
+    /// Shuffles for the permutation null (each re-runs the choice of layer).
     #[arg(long, default_value_t = 100)]
     permutations: usize,
     #[arg(long, default_value_t = 0)]

@@ -271,7 +271,8 @@ pub struct Selected {
     pub km_median: Option<f64>,
     pub proximity_error: Option<f64>,
     pub years_mae: Option<f64>,
-    /// Max-over-layers permutation p-value, `(1 + #{null ≥ observed}) / (1 + shuffles)`.
+    /// Permutation p-value after choosing the layer, `(1 + #{null ≥ observed}) / (1 +
+    /// shuffles)`: each shuffle re-runs the choice on its targets (`p_value_method`).
     pub p_value: Option<f64>,
     /// The observed statistic the p-value tests (see `p_value_method`).
     pub p_statistic: Option<f64>,
@@ -283,8 +284,9 @@ pub struct Selected {
     /// The selected layer's gain over the names (see `LayerControls::gain_over_names`).
     #[serde(default)]
     pub gain_over_names: Option<f64>,
-    /// Its max-over-layers permutation p-value, as `p_value` but with the names' residuals
-    /// shuffled: the chance a probe beside the names gains as much at any layer by luck.
+    /// Its permutation p-value after choosing the layer, as `p_value` but with the names'
+    /// residuals shuffled: each shuffle chooses the layer on the n-gram part + its residuals
+    /// (validation R², as the real targets) and gives the gain at the layer it chose.
     #[serde(default)]
     pub gain_p_value: Option<f64>,
     /// Each fold's own choice (one entry unless leave-one-group-out).

@@ -92,7 +92,7 @@ pub fn summary(report: &Report) -> String {
     if let (Some(g), Some(p)) = (s.gain_over_names, s.gain_p_value) {
         out += &format!(
             "Beyond the name: fitted to what the n-gram model gets wrong, layer {} adds R² \
-             {g:+.2} to it ({}, against the best gain at any layer on shuffled residuals). ",
+             {g:+.2} to it ({}, against shuffled residuals, the layer chosen again for each). ",
             s.layer,
             fmt_p(Some(p))
         );
