@@ -278,12 +278,13 @@ fn one_template_gives_exactly_the_report_of_a_run_without_a_sweep() {
 /// uncorrected p-values (what trying every prompt and layer and reporting the best gives) must
 /// not. Each shuffle re-runs the choice on validation and gives the test R² of what it chose,
 /// as the observed statistic is made; a null of each shuffle's best test R² over all pairs
-/// would reject far less often than 5% (0.5% here), wasting power.
+/// would reject far less often than 5% (0.5% here), wasting power. One template alone (the
+/// choice of layer only) must be calibrated too.
 #[test]
 fn pure_noise_over_prompts_and_layers_keeps_the_corrected_p_at_its_level() {
     let (datasets, n, d, n_layers, b) = (200u64, 60, 4, 30, 99);
     let opts = lean(b);
-    let (mut corrected, mut best_of) = (0usize, 0usize);
+    let (mut corrected, mut best_of, mut layer_only) = (0usize, 0usize, 0usize);
     for k in 0..datasets {
         let ds = places(n, 1000 + k);
         let activations: Vec<Activations> = (0..FIVE.len() as u64)
@@ -297,6 +298,11 @@ fn pure_noise_over_prompts_and_layers_keeps_the_corrected_p_at_its_level() {
         if r.selected.p_value.unwrap() < 0.05 {
             corrected += 1;
         }
+        // One template: the same null pays for the layer alone.
+        let one = sweep(&FIVE[..1], &activations[..1], &ds, &split(k), &opts).unwrap();
+        if one.selected.p_value.unwrap() < 0.05 {
+            layer_only += 1;
+        }
         let best = r
             .prompts
             .iter()
@@ -309,16 +315,24 @@ fn pure_noise_over_prompts_and_layers_keeps_the_corrected_p_at_its_level() {
     let rate = |c: usize| c as f64 / datasets as f64;
     eprintln!(
         "calibration over {datasets} pure-noise datasets × {} prompts × {} layers: corrected p \
-         < 0.05 in {:.1}%, best uncorrected p < 0.05 in {:.1}%",
+         < 0.05 in {:.1}%, best uncorrected p < 0.05 in {:.1}%; one prompt × {} layers: \
+         corrected p < 0.05 in {:.1}%",
         FIVE.len(),
         n_layers + 1,
         100.0 * rate(corrected),
-        100.0 * rate(best_of)
+        100.0 * rate(best_of),
+        n_layers + 1,
+        100.0 * rate(layer_only)
     );
     assert!(
         (0.02..=0.08).contains(&rate(corrected)),
         "corrected p < 0.05 in {:.1}% of pure-noise datasets, not 2%–8%",
         100.0 * rate(corrected)
+    );
+    assert!(
+        (0.02..=0.08).contains(&rate(layer_only)),
+        "one prompt: corrected p < 0.05 in {:.1}% of pure-noise datasets, not 2%–8%",
+        100.0 * rate(layer_only)
     );
     assert!(
         rate(best_of) >= 0.25 && rate(best_of) >= 4.0 * rate(corrected),
