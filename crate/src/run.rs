@@ -6,11 +6,12 @@ use crate::data::{self, Dataset, OnBadRows, RowProblem};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::extract::acts::ActsMeta;
-use crate::extract::{self, Activations, ExtractOptions, Template};
+use crate::extract::{self, prompts, Activations, ExtractOptions, Template};
 use crate::model::load::LoadedModel;
 use crate::probe::analysis::{
     self, AnalysisOptions, ControlInputs, Report, ReportContext, SplitSpec, StageProgress,
 };
+use crate::probe::split::SplitMix64;
 
 /// Seed of the random-initialised control model (fixed, so runs are reproducible).
 pub const RANDOM_INIT_SEED: u64 = 0x5EED_0001;
@@ -161,6 +162,50 @@ pub fn name_surprisal(
 
 pub use crate::extract::acts::{RANDOM_INIT_FILE, SURPRISAL_FILE};
 
+/// The shipped prompt set for `kind` ([`prompts::shipped`]), its random prefix drawn from
+/// `loaded`'s vocabulary.
+pub fn shipped_prompts(loaded: &LoadedModel, kind: data::TargetKind) -> Result<Vec<String>> {
+    let prefix = random_token_prefix(
+        &loaded.tokenizer,
+        prompts::RANDOM_PREFIX_TOKENS,
+        prompts::RANDOM_PREFIX_SEED,
+    )?;
+    Ok(prompts::shipped(kind, &prefix))
+}
+
+/// `n` tokens drawn with `seed` from the vocabulary's plain word pieces (letters and digits
+/// only, so no special token, brace or control character lands in a template), decoded.
+pub fn random_token_prefix(
+    tokenizer: &crate::model::tokenizer::Tokenizer,
+    n: usize,
+    seed: u64,
+) -> Result<String> {
+    let plain = |id: u32| {
+        tokenizer.decode(&[id]).is_ok_and(|text| {
+            let word = text.trim();
+            !word.is_empty() && word.chars().all(char::is_alphanumeric)
+        })
+    };
+    let mut rng = SplitMix64::new(seed);
+    let mut ids = Vec::with_capacity(n);
+    // Enough tries that a vocabulary with even a few percent of word pieces fills the prefix.
+    for _ in 0..n * 1000 {
+        if ids.len() == n {
+            break;
+        }
+        let id = rng.below(tokenizer.vocab_size.max(1)) as u32;
+        if plain(id) {
+            ids.push(id);
+        }
+    }
+    if ids.len() < n {
+        return Err(Error::Input(format!(
+            "the vocabulary has too few plain word tokens for a {n}-token random prefix"
+        )));
+    }
+    Ok(tokenizer.decode(&ids)?.trim().to_string())
+}
+
 /// Fits the probes and every control on saved or fresh activations.
 #[allow(clippy::too_many_arguments)]
 pub fn fit(
@@ -191,6 +236,55 @@ pub fn fit(
         &controls,
         &report_context(meta, dataset),
         &mut |s, d, t| progress(s, d, t),
+    )
+}
+
+/// [`fit`] over a prompt sweep: each template's activations and its random-init model's (for
+/// every template or none), all of the entities described by `meta` (the first template's: its
+/// first tokens serve the control task). The report chooses the template with the layer and
+/// pays for both ([`crate::probe::analyze_prompts`]).
+pub fn fit_prompts(
+    sweep: &[(&str, &Activations, Option<&Activations>)],
+    meta: &ActsMeta,
+    name_surprisal: Option<&[Option<f64>]>,
+    dataset: &Dataset,
+    split: &SplitSpec,
+    opts: &AnalysisOptions,
+    progress: &mut StageProgress,
+) -> Result<Report> {
+    analysis::check_matches(meta, dataset, None)?;
+    let first_tokens = |a: &Activations| {
+        if a.first_token_ids.len() == a.n_entities {
+            a.first_token_ids.clone()
+        } else {
+            Vec::new()
+        }
+    };
+    let first = sweep
+        .first()
+        .map(|(_, a, _)| first_tokens(a))
+        .unwrap_or_default();
+    let inputs: Vec<(&str, crate::probe::LayerInputs)> = sweep
+        .iter()
+        .map(|&(template, acts, random_init)| {
+            let inputs = crate::probe::LayerInputs {
+                acts,
+                random_init: random_init.map(|r| r as &dyn crate::extract::layers::LayerSource),
+                first_token_ids: &first,
+                name_surprisal,
+                in_flight: 0,
+            };
+            (template, inputs)
+        })
+        .collect();
+    crate::probe::analyze_prompts(
+        &inputs,
+        dataset,
+        split,
+        opts,
+        &report_context(meta, dataset),
+        &mut |s, d, t| progress(s, d, t),
+        &mut |_| {},
     )
 }
 

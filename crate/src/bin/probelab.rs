@@ -10,7 +10,7 @@ use probelab::data::OnBadRows;
 use probelab::engine::{Engine, EngineChoice};
 use probelab::extract::acts::{self, ActsMeta, StoreAs};
 use probelab::extract::import;
-use probelab::extract::{self, ExtractOptions, Pooling, Template};
+use probelab::extract::{self, prompts, ExtractOptions, Pooling, Template};
 use probelab::model::load::LoadedModel;
 use probelab::model::LoadOptions;
 use probelab::probe::analysis::AnalysisOptions;
@@ -66,8 +66,8 @@ enum Command {
         /// historical-years-200) or a CSV file with name + latitude/longitude or year columns.
         #[arg(long)]
         dataset: String,
-        #[arg(long, default_value = extract::DEFAULT_TEMPLATE)]
-        prompt: String,
+        #[command(flatten)]
+        prompts: PromptArgs,
         #[command(flatten)]
         fit: FitArgs,
         #[arg(long)]
@@ -155,7 +155,7 @@ struct FitArgs {
     /// group:COLUMN=VALUE (hold one group out).
     #[arg(long, default_value = "random")]
     split: String,
-    /// Shuffles for the permutation null (max over layers).
+    /// Shuffles for the permutation null (each re-runs the choice of layer).
     #[arg(long, default_value_t = 100)]
     permutations: usize,
     #[arg(long, default_value_t = 0)]
@@ -284,6 +284,71 @@ impl FitArgs {
             standardize: !self.raw,
             ..AnalysisOptions::default()
         }
+    }
+}
+
+/// The prompt templates of a run: one, as before, or a sweep.
+#[derive(clap::Args)]
+struct PromptArgs {
+    /// Prompt template; {name} is replaced by each name ({NAME}: by the name in capitals).
+    /// Repeat it for a prompt sweep: every template is extracted and fitted, the template and
+    /// the layer are chosen together on validation, and the p-value pays for both choices.
+    /// Default: {name} alone.
+    #[arg(long = "prompt")]
+    prompt: Vec<String>,
+    /// A file of prompt templates, one per line (blank lines skipped), added to the sweep.
+    #[arg(long = "prompts")]
+    prompts_file: Option<PathBuf>,
+    /// A shipped prompt set added to the sweep (before the others): 'places' or 'time'
+    /// (Gurnee & Tegmark's templates, with a prefix of 10 seeded random tokens).
+    #[arg(long)]
+    prompt_set: Option<String>,
+}
+
+impl PromptArgs {
+    /// The templates from the file and the flags, and the shipped set's kind, checked before
+    /// the model loads (the shipped set needs its vocabulary: [`PromptArgs::templates`]).
+    fn given(&self) -> Result<(Vec<String>, Option<data::TargetKind>)> {
+        let mut texts = Vec::new();
+        if let Some(path) = &self.prompts_file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| Error::io(path.display().to_string(), e))?;
+            let lines = prompts::read_prompt_lines(&text);
+            if lines.is_empty() {
+                return Err(Error::Input(format!(
+                    "{}: the prompt set is empty (one template with {{name}} per line)",
+                    path.display()
+                )));
+            }
+            texts.extend(lines);
+        }
+        texts.extend(self.prompt.iter().cloned());
+        let kind = self
+            .prompt_set
+            .as_deref()
+            .map(prompts::shipped_kind)
+            .transpose()?;
+        if texts.is_empty() && kind.is_none() {
+            texts.push(extract::DEFAULT_TEMPLATE.to_string());
+        }
+        if !texts.is_empty() {
+            prompts::prompt_set(&texts)?;
+        }
+        Ok((texts, kind))
+    }
+
+    /// Every template of the run: the shipped set (drawn from `m`'s vocabulary) first.
+    fn templates(
+        given: Vec<String>,
+        kind: Option<data::TargetKind>,
+        m: &LoadedModel,
+    ) -> Result<Vec<Template>> {
+        let mut texts = match kind {
+            Some(k) => run::shipped_prompts(m, k)?,
+            None => vec![],
+        };
+        texts.extend(given);
+        prompts::prompt_set(&texts)
     }
 }
 
@@ -481,7 +546,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Run {
             model,
             dataset,
-            prompt,
+            prompts,
             fit,
             out,
             pooling,
@@ -494,10 +559,11 @@ fn run(cli: Cli) -> Result<()> {
             // Check every argument before the slow work starts.
             let choice: EngineChoice = engine.parse()?;
             let pooling: Pooling = pooling.parse()?;
-            let template = Template::new(&prompt)?;
+            let (given, shipped) = prompts.given()?;
             let split = run::parse_split(&fit.split, fit.seed)?;
             let dataset = dataset_arg(&dataset, fit.skip_bad_rows)?;
             let m = load(&model)?;
+            let templates = PromptArgs::templates(given, shipped, &m)?;
             let engine = Engine::open(choice, &model)?;
             eprintln!("{}", engine.note);
             let (bar, mut progress) = stage_bar();
@@ -505,39 +571,69 @@ fn run(cli: Cli) -> Result<()> {
                 pooling,
                 batch_size,
             };
-            let (real, random) = run::extract_both(
-                &m,
-                &engine,
-                &dataset,
-                &template,
-                &opts,
-                !no_random_init,
-                &mut progress,
-            )?;
-            let surprisal = run::name_surprisal(&m, &dataset.names, &template, &mut progress)?;
-            let meta = ActsMeta::for_dataset(
-                &m.model.config.name,
-                &m.sha256,
-                &template.text,
-                pooling,
-                &dataset,
-            );
-            let mut report = run::fit(
-                &real,
-                &meta,
-                random.as_ref(),
-                Some(&surprisal),
-                &dataset,
-                &split,
-                &fit.options(),
-                &mut progress,
-            )?;
+            let n_templates = templates.len();
+            let mut extracted = Vec::with_capacity(n_templates);
+            for (i, template) in templates.iter().enumerate() {
+                let mut stage = |s: &str, done, total| match n_templates {
+                    1 => progress(s, done, total),
+                    _ => progress(&format!("{s}, prompt {}/{n_templates}", i + 1), done, total),
+                };
+                extracted.push(run::extract_both(
+                    &m,
+                    &engine,
+                    &dataset,
+                    template,
+                    &opts,
+                    !no_random_init,
+                    &mut stage,
+                )?);
+            }
+            // The names' surprisal under the first template (a sweep does not score each).
+            let surprisal = run::name_surprisal(&m, &dataset.names, &templates[0], &mut progress)?;
+            let meta_of = |t: &Template| {
+                ActsMeta::for_dataset(&m.model.config.name, &m.sha256, &t.text, pooling, &dataset)
+            };
+            let mut report = if n_templates == 1 {
+                let (real, random) = &extracted[0];
+                run::fit(
+                    real,
+                    &meta_of(&templates[0]),
+                    random.as_ref(),
+                    Some(&surprisal),
+                    &dataset,
+                    &split,
+                    &fit.options(),
+                    &mut progress,
+                )?
+            } else {
+                let sweep: Vec<_> = templates
+                    .iter()
+                    .zip(&extracted)
+                    .map(|(t, (real, random))| (t.text.as_str(), real, random.as_ref()))
+                    .collect();
+                run::fit_prompts(
+                    &sweep,
+                    &meta_of(&templates[0]),
+                    Some(&surprisal),
+                    &dataset,
+                    &split,
+                    &fit.options(),
+                    &mut progress,
+                )?
+            };
+            // The files, the figures and the causal test are the chosen template's.
+            let chosen = templates
+                .iter()
+                .position(|t| t.text == report.prompt)
+                .unwrap_or(0);
+            let (real, random) = &extracted[chosen];
+            let meta = meta_of(&templates[chosen]);
             // A causal test that fails loses nothing: the run's files are written first.
             let causal_failed = if causal {
                 match run::causal(
                     &m,
                     &engine,
-                    &real,
+                    real,
                     &meta,
                     &dataset,
                     &report,
@@ -558,9 +654,9 @@ fn run(cli: Cli) -> Result<()> {
             let mut files = figures::run_files(&report)?;
             files.push((
                 "acts.safetensors".into(),
-                acts::to_safetensors(&real, &meta, StoreAs::F32)?,
+                acts::to_safetensors(real, &meta, StoreAs::F32)?,
             ));
-            if let Some(r) = &random {
+            if let Some(r) = random {
                 files.push((
                     run::RANDOM_INIT_FILE.into(),
                     acts::to_safetensors(r, &meta, StoreAs::F32)?,

@@ -10,6 +10,7 @@ pub mod acts;
 pub mod import;
 pub mod layers;
 pub mod npy;
+pub mod prompts;
 pub mod surprisal;
 
 use crate::error::{Error, Result};
@@ -53,18 +54,25 @@ impl std::fmt::Display for Pooling {
     }
 }
 
-/// A prompt template with exactly one `{name}`.
+/// A prompt template with exactly one `{name}`, or one `{NAME}` for the name in capitals (one
+/// of Gurnee & Tegmark's prompts).
 #[derive(Debug, Clone)]
 pub struct Template {
     pub text: String,
 }
 
+/// Where the name goes, as given.
+const NAME: &str = "{name}";
+/// Where the name goes, in capitals.
+const NAME_UPPER: &str = "{NAME}";
+
 impl Template {
     pub fn new(text: &str) -> Result<Self> {
-        match text.matches("{name}").count() {
+        match text.matches(NAME).count() + text.matches(NAME_UPPER).count() {
             1 => Ok(Self { text: text.into() }),
             0 => Err(Error::Input(format!(
-                "prompt template '{text}' has no {{name}} placeholder"
+                "prompt template '{text}' has no {{name}} placeholder (or {{NAME}} for the name \
+                 in capitals)"
             ))),
             n => Err(Error::Input(format!(
                 "prompt template '{text}' has {n} {{name}} placeholders; use exactly one"
@@ -74,8 +82,13 @@ impl Template {
 
     /// The prompt and the byte range the name occupies in it.
     pub fn render(&self, name: &str) -> (String, std::ops::Range<usize>) {
-        let start = self.text.find("{name}").unwrap_or(0);
-        let prompt = self.text.replacen("{name}", name, 1);
+        let (placeholder, name) = if self.text.contains(NAME_UPPER) {
+            (NAME_UPPER, name.to_uppercase())
+        } else {
+            (NAME, name.to_string())
+        };
+        let start = self.text.find(placeholder).unwrap_or(0);
+        let prompt = self.text.replacen(placeholder, &name, 1);
         (prompt, start..start + name.len())
     }
 }

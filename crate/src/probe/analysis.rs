@@ -7,9 +7,11 @@
 //! time. Beside each headline figure the report puts the control that could explain it away:
 //!
 //! 1. **Permutation null** — refits on row-shuffled training targets, reusing the layer's
-//!    decomposition, scored on the untouched test set. The selected layer's p-value compares its
-//!    test R² with the MAXIMUM over all layers of each shuffle's test R², so choosing the best
-//!    layer is paid for (Westfall & Young's max-T; conservative whatever the selection rule).
+//!    decomposition, scored on the untouched test set. Each shuffle re-runs the selection (the
+//!    best validation R² inside training, over every layer, or template × layer) on its own
+//!    targets, and the selected layer's test R² is ranked among the test R² of what each
+//!    shuffle chose: choosing the layer is paid for exactly (a max over layers of each
+//!    shuffle's test R² is valid too, but far too conservative).
 //! 2. **Control task** (Hewitt & Liang 2019) — every entity's FIRST TOKEN gets a fixed random
 //!    target; a probe that scores well on it memorizes tokens. Selectivity = real − control.
 //! 3. **Lexical baselines** — layer 0 (token embeddings) and a model-free ridge on hashed
@@ -36,7 +38,7 @@
 //! control task) is built in `plan.rs`, the single-dimension check in `neuron.rs`, and the
 //! report types live in `report.rs`. [`Analysis::finish`] reads as its steps: check the
 //! layers, score each layer, choose the layer per fold, score the choice against the
-//! max-over-layers null, break it down by group, and list every entity's prediction.
+//! null that re-runs the choice, break it down by group, and list every entity's prediction.
 // Index loops here follow the formulas' subscripts (targets t, alphas a, rows i).
 #![allow(clippy::needless_range_loop)]
 
@@ -46,6 +48,7 @@ use nalgebra::DMatrix;
 
 use crate::data::{self, Dataset, TargetKind};
 use crate::extract::acts::ActsMeta;
+use crate::extract::prompts::first_repeat;
 use crate::extract::Activations;
 use crate::probe::coverage::{coverage, numeric_values, COVERAGE_COLUMNS, SURPRISAL};
 use crate::probe::flags::{name_flags, FLAGS};
@@ -66,9 +69,9 @@ use crate::Result;
 pub use crate::probe::report::{
     predictions, predictions_csv, AnalysisOptions, Baselines, CausalReport, CodeLength,
     CoverageReport, DatasetInfo, EntityPrediction, FlagReport, FoldInfo, FoldSelection,
-    GroupCoverage, GroupReport, LayerControls, LayerPredictions, LayerReport, LearningReport,
-    ModelInfo, NeuronReport, PredictionRow, Report, ReportContext, Selected, SpaceTargets,
-    SplitInfo, SplitSpec,
+    GroupCoverage, GroupReport, LayerControls, LayerPredictions, LayerReport, LayerSpread,
+    LearningReport, ModelInfo, NeuronReport, PredictionRow, PromptReport, PromptSpread, Report,
+    ReportContext, Selected, SpaceTargets, SplitInfo, SplitSpec,
 };
 
 // =============================================================================================
@@ -246,6 +249,14 @@ impl LayerOutcome {
     }
 }
 
+/// One template's fitted layers (each from [`Analysis::layer`] on that template's
+/// activations), for [`Analysis::finish_prompts`].
+#[derive(Clone, Debug)]
+pub struct PromptOutcome {
+    pub template: String,
+    pub layers: Vec<LayerOutcome>,
+}
+
 #[derive(Clone, Debug)]
 struct FoldLayer {
     alpha: f64,
@@ -257,10 +268,16 @@ struct FoldLayer {
     random_pred: Option<DMatrix<f64>>,
     /// `(1 + shuffles) × k_fit` test SSE in fitted units.
     null_sse: Vec<f64>,
+    /// Per shuffle (row 0: the real targets), the validation R² inside training at that
+    /// shuffle's alpha: the null re-runs the choice of layer with it.
+    null_validation: Vec<f64>,
     /// The n-gram baseline plus this layer's probe of its residuals (test rows, fitted units),
     /// and that sum's permutation null (residuals shuffled), as `null_sse`.
     beside_names_pred: Option<DMatrix<f64>>,
     beside_names_null_sse: Vec<f64>,
+    /// Per shuffle of the residuals, the validation R² of the probe of the targets they make
+    /// (n-gram part + shuffled residuals): the layer choice under the gain's null.
+    beside_names_null_validation: Vec<f64>,
 }
 
 impl Analysis {
@@ -536,29 +553,44 @@ impl Analysis {
             Some(c) => Some(c.unscale(&dec.fit_matrix(&c.train)?.predict_held_out()?)),
             None => None,
         };
-        // Test SSE under each shuffle of `train` (z-scored), in fitted units.
-        let null = |train: &DMatrix<f64>, test: &DMatrix<f64>| -> Result<Vec<f64>> {
-            if fold.perms.is_empty() {
-                return Ok(vec![]);
-            }
-            let z = dec.permuted_held_out_sse(train, &fold.perms, test)?;
+        // Test SSE (z-scored) in fitted units.
+        let unscale = |z: Vec<f64>| -> Vec<f64> {
             let k = fold.y.scale.len();
-            Ok(z.iter()
+            z.iter()
                 .enumerate()
                 .map(|(i, v)| v * fold.y.scale[i % k] * fold.y.scale[i % k])
-                .collect())
+                .collect()
         };
-        let null_sse = null(&fold.y.train, &fold.y.test)?;
-        let (beside_names_pred, beside_names_null_sse) = match names_fit {
-            Some(nf) if self.opts.gain_over_names => {
-                let resid = dec.fit_matrix(&nf.train_resid)?.predict_held_out()?;
-                (
-                    Some(fold.y.unscale(&(&nf.test_pred + resid))),
-                    null(&nf.train_resid, &nf.test_resid)?,
-                )
-            }
-            _ => (None, vec![]),
+        // Under each shuffle of the training targets: the test SSE and the validation R² that
+        // the null's own choice of layer needs.
+        let (null_sse, null_validation) = if fold.perms.is_empty() {
+            (vec![], vec![])
+        } else {
+            let (sse, val) = dec.permuted_scores(&fold.y.train, None, &fold.perms, &fold.y.test)?;
+            (unscale(sse), val)
         };
+        let (beside_names_pred, beside_names_null_sse, beside_names_null_validation) =
+            match names_fit {
+                Some(nf) if self.opts.gain_over_names => {
+                    let resid = dec.fit_matrix(&nf.train_resid)?.predict_held_out()?;
+                    let pred = Some(fold.y.unscale(&(&nf.test_pred + resid)));
+                    if fold.perms.is_empty() {
+                        (pred, vec![], vec![])
+                    } else {
+                        // The layer is chosen on the targets, so under the gain's null (the
+                        // residuals shuffled) it is chosen on the n-gram part + those.
+                        let names_part = &fold.y.train - &nf.train_resid;
+                        let (sse, val) = dec.permuted_scores(
+                            &nf.train_resid,
+                            Some(&names_part),
+                            &fold.perms,
+                            &nf.test_resid,
+                        )?;
+                        (pred, unscale(sse), val)
+                    }
+                }
+                _ => (None, vec![], vec![]),
+            };
         drop((fit, dec));
         let random_pred = match random_init {
             Some(r) => Some(self.held_out_prediction(fold, r, d, self.opts.standardize)?),
@@ -572,8 +604,10 @@ impl Analysis {
             control_pred,
             random_pred,
             null_sse,
+            null_validation,
             beside_names_pred,
             beside_names_null_sse,
+            beside_names_null_validation,
         })
     }
 
@@ -769,33 +803,112 @@ impl Analysis {
 
     /// Selects the layer, computes the p-values and assembles the report. `layers` must hold
     /// every layer 0..=n_layers once, in any order.
-    pub fn finish(&self, ctx: &ReportContext, mut layers: Vec<LayerOutcome>) -> Result<Report> {
-        layers.sort_by_key(|l| l.layer);
-        self.check_every_layer(&layers)?;
+    pub fn finish(&self, ctx: &ReportContext, layers: Vec<LayerOutcome>) -> Result<Report> {
+        let prompt = PromptOutcome {
+            template: ctx.prompt_template.clone(),
+            layers,
+        };
+        self.finish_prompts(ctx, vec![prompt])
+    }
+
+    /// A prompt sweep's report: every template's layers were fitted with this one plan, so
+    /// all share the same shuffles; (template, layer) is chosen per fold by validation inside
+    /// training, the test set is scored once for that choice, and each shuffle of the null
+    /// re-runs that choice over templates × layers, so the p-value pays for both choices. The
+    /// report's `prompt`, `layers` and `selected` are the chosen template's; `prompts` holds
+    /// every template's curve. One template gives exactly [`Analysis::finish`]'s report (its
+    /// `ctx.prompt_template` is the report's `prompt`).
+    pub fn finish_prompts(
+        &self,
+        ctx: &ReportContext,
+        mut prompts: Vec<PromptOutcome>,
+    ) -> Result<Report> {
+        if prompts.is_empty() {
+            return Err(input_err(
+                "the prompt sweep has no templates; give at least one",
+            ));
+        }
+        let sweep = prompts.len() > 1;
+        for p in &mut prompts {
+            p.layers.sort_by_key(|l| l.layer);
+            self.check_every_layer(&p.layers).map_err(|e| match e {
+                crate::Error::Input(m) if sweep => {
+                    input_err(format!("template '{}': {m}", p.template))
+                }
+                other => other,
+            })?;
+        }
+        let templates: Vec<String> = prompts.iter().map(|p| p.template.clone()).collect();
+        if let Some((i, j)) = first_repeat(&templates) {
+            return Err(input_err(format!(
+                "prompt template '{}' is given twice (templates {} and {})",
+                templates[j],
+                i + 1,
+                j + 1
+            )));
+        }
+        let n_l = self.n_layers + 1;
+        // Every (template, layer) is one candidate, template-major: candidate c is template
+        // c / n_l at layer c % n_l.
+        let candidates: Vec<LayerOutcome> = prompts.into_iter().flat_map(|p| p.layers).collect();
         let pooled = self.pooled_test_rows();
         let null = PooledNull::new(self, &pooled);
         let ngram = self
             .ngram_predictions()
             .and_then(|p| fin(self.score_r2_only(&pooled, &p)));
-        let (reports, layer_preds): (Vec<LayerReport>, Vec<Vec<f64>>) = layers
+        let (all_reports, all_preds): (Vec<LayerReport>, Vec<Vec<f64>>) = candidates
             .iter()
             .map(|l| self.layer_report(l, &pooled, &null, ngram))
             .unzip();
-        let (chosen, by_fold) = self.choose_layers(&layers);
-        let (selected, sel_pred) = self.selected(&layers, &chosen, by_fold, &pooled, &null, ngram);
-        let entities = self.entities(&layers, &chosen, &sel_pred);
+        let (chosen, mut by_fold) = self.choose_layers(&candidates);
+        if sweep {
+            for (f, &c) in by_fold.iter_mut().zip(&chosen) {
+                f.prompt = Some(templates[c / n_l].clone());
+            }
+        }
+        let top = most_chosen(&chosen, candidates.len());
+        let own = (top / n_l) * n_l..(top / n_l + 1) * n_l;
+        let (selected, sel_pred) =
+            self.selected(&candidates, &chosen, by_fold, &pooled, &null, ngram);
+        let entities = self.entities(&candidates, &chosen, &sel_pred);
         let by_group = self.group_breakdown(&pooled, &sel_pred, &entities);
-        let layer_predictions = self
-            .opts
-            .layer_predictions
-            .then(|| self.layer_predictions(&layers, &pooled, &layer_preds));
+        let layer_predictions = self.opts.layer_predictions.then(|| {
+            self.layer_predictions(&candidates[own.clone()], &pooled, &all_preds[own.clone()])
+        });
+        let prompt_reports: Vec<PromptReport> = if sweep {
+            templates
+                .iter()
+                .enumerate()
+                .map(|(p, t)| {
+                    let range = p * n_l..(p + 1) * n_l;
+                    let (layer, r2_validation, r2_test) =
+                        self.alone(&candidates[range.clone()], &pooled);
+                    PromptReport {
+                        template: t.clone(),
+                        selected: range == own,
+                        layer,
+                        r2_validation,
+                        r2_test,
+                        layers: all_reports[range].to_vec(),
+                    }
+                })
+                .collect()
+        } else {
+            vec![]
+        };
+        let prompt_spread = sweep.then(|| prompt_spread(&prompt_reports));
+        let reports = all_reports[own.clone()].to_vec();
+        let layers = &candidates[own.clone()];
         let knn_pred = self.knn_predictions();
         let knn = knn_pred
             .as_ref()
             .and_then(|p| fin(self.score_r2_only(&pooled, p)));
         let k_fit = self.fitted_names.len();
         let random_sel = stack_folds(
-            chosen.iter().enumerate().map(|(g, &l)| &layers[l].folds[g]),
+            chosen
+                .iter()
+                .enumerate()
+                .map(|(g, &c)| &candidates[c].folds[g]),
             k_fit,
             |f| f.random_pred.as_ref(),
         )
@@ -833,8 +946,17 @@ impl Analysis {
         }
         let mut neurons: Vec<NeuronReport> =
             layers.iter().flat_map(|l| l.neurons.clone()).collect();
+        let prompt = if sweep {
+            templates[top / n_l].clone()
+        } else {
+            ctx.prompt_template.clone()
+        };
         neurons.sort_by_key(|r| r.layer);
         let loo = self.folds.len() > 1;
+        let mut notes = self.notes();
+        if sweep {
+            notes.insert("prompts".into(), format!("a prompt sweep over {} templates: each extracted and fitted with the same split, folds and shuffles; the template and the layer chosen together by validation inside the training set; `layers` and `selected` are the chosen template's; each `prompts[]` entry's layer, r2_validation and r2_test are what that template alone would give under the same rule (its own p-value would not pay for the choice of template); `prompt_spread` gives per layer the lowest and highest test R² over templates, and the range of the templates' own r2_test", templates.len()));
+        }
 
         Ok(Report {
             model: ModelInfo {
@@ -850,7 +972,7 @@ impl Analysis {
                 target_names: self.target_names.clone(),
                 fitted_targets: self.fitted_names.clone(),
             },
-            prompt: ctx.prompt_template.clone(),
+            prompt,
             pooling: ctx.pooling,
             split: self.split.clone(),
             options: self.opts.clone(),
@@ -877,7 +999,7 @@ impl Analysis {
                     "train".to_string()
                 }
             }),
-            notes: self.notes(),
+            notes,
             warnings,
             entities,
             layer_predictions,
@@ -885,6 +1007,8 @@ impl Analysis {
             name_flags,
             learning: None,
             causal: None,
+            prompts: prompt_reports,
+            prompt_spread,
         })
     }
 
@@ -1033,12 +1157,28 @@ impl Analysis {
             chosen.push(best);
             by_fold.push(FoldSelection {
                 held_out: fp.held_out.clone(),
-                layer: best,
+                prompt: None,
+                layer: layers[best].layer,
                 alpha: layers[best].folds[g].alpha,
                 r2_validation: layers[best].folds[g].r2_validation,
             });
         }
         (chosen, by_fold)
+    }
+
+    /// What one template alone gives under the same rule: its chosen layer (the one most folds
+    /// chose), mean validation R² of the folds' choices and the pooled test R² of those
+    /// choices. `layers` are that template's, in layer order.
+    fn alone(&self, layers: &[LayerOutcome], pooled: &[usize]) -> (usize, f64, f64) {
+        let k_fit = self.fitted_names.len();
+        let (chosen, by_fold) = self.choose_layers(layers);
+        let layer = layers[most_chosen(&chosen, layers.len())].layer;
+        let r2_validation =
+            by_fold.iter().map(|f| f.r2_validation).sum::<f64>() / by_fold.len() as f64;
+        let folds = chosen.iter().enumerate().map(|(g, &l)| &layers[l].folds[g]);
+        let fitted = stack_folds(folds, k_fit, |f| Some(&f.test_pred)).expect("always present");
+        let r2_test = self.score_r2_only(pooled, &self.to_original(&to_matrix(&fitted, k_fit)));
+        (layer, r2_validation, r2_test)
     }
 
     /// The selected probe's figures (each fold scored at its own chosen layer; the reported
@@ -1057,11 +1197,8 @@ impl Analysis {
         let n_folds = self.folds.len();
         let loo = n_folds > 1;
         let b_n = self.opts.n_permutations;
-        let mut counts = vec![0usize; n_l];
-        chosen.iter().for_each(|&l| counts[l] += 1);
-        let layer = (0..n_l)
-            .max_by(|&a, &b| counts[a].cmp(&counts[b]).then(b.cmp(&a)))
-            .unwrap_or(0);
+        let layer = layers[most_chosen(chosen, n_l)].layer;
+        let n_prompts = n_l / (self.n_layers + 1);
 
         let sel_folds = || chosen.iter().enumerate().map(|(g, &l)| &layers[l].folds[g]);
         let fitted_pred =
@@ -1080,17 +1217,18 @@ impl Analysis {
             fin(self.score_r2_only(pooled, &self.to_original(&to_matrix(&p, k_fit))))
         });
 
-        // Max over layers: each shuffle's null statistic is the best pooled test R² any choice
-        // of layers could have reached, so choosing the layer is paid for.
-        let max_t = |pick: Pick| {
+        // Each shuffle re-runs the choice (by its own validation R²) and gives the test R² of
+        // what it chose, so the null has the observed statistic's distribution: choosing is
+        // paid for, and no more (a max over candidates would charge for the best test R²).
+        let rerun = |pick: Pick| {
             let observed = null.r2(sel_folds(), 0, pick);
             let ge = (1..=b_n)
-                .filter(|&b| null.best_r2_over_layers(layers, b, pick) >= observed)
+                .filter(|&b| null.selected_r2(layers, b, pick) >= observed)
                 .count();
             ((1 + ge) as f64 / (1 + b_n) as f64, observed)
         };
         let (p_value, p_statistic) = if b_n > 0 {
-            let (p, observed) = max_t(PROBE);
+            let (p, observed) = rerun(PROBE);
             (Some(p), fin(observed))
         } else {
             (None, None)
@@ -1098,9 +1236,21 @@ impl Analysis {
         let beside_names = stack_folds(sel_folds(), k_fit, |f| f.beside_names_pred.as_ref())
             .map(|p| self.score_r2_only(pooled, &self.to_original(&to_matrix(&p, k_fit))))
             .and_then(fin);
-        let gain_p_value = (b_n > 0 && beside_names.is_some()).then(|| max_t(BESIDE_NAMES).0);
+        let gain_p_value = (b_n > 0 && beside_names.is_some()).then(|| rerun(BESIDE_NAMES).0);
 
         let k_txt = self.opts.validation_folds;
+        // The same shuffles went through every template, so one max spans them all.
+        let (over, what) = if n_prompts > 1 {
+            (
+                format!(
+                    "all {n_prompts} prompt templates × {} layers",
+                    self.n_layers + 1
+                ),
+                "prompt template and the layer",
+            )
+        } else {
+            (format!("all {n_l} layers"), "layer")
+        };
         let selected =
             Selected {
                 layer,
@@ -1132,9 +1282,11 @@ impl Analysis {
                 p_value_method: format!(
                 "permutation test, {b_n} shuffles of the training targets: statistic = test R² \
                  (fitted coordinates) of the selected layer with alpha by GCV; null = for each \
-                 shuffle the MAXIMUM test R² over all {n_l} layers{}, so selecting the layer is \
-                 paid for; p = (1 + #null ≥ observed) / (1 + shuffles)",
-                if loo { " (per fold, pooled over folds)" } else { "" }
+                 shuffle the selection re-run on the shuffled targets as on the real ones (the \
+                 best validation R² inside training over {over}, alpha per shuffle by GCV{}) \
+                 and the test R² of what it chose, so selecting the {what} is paid for, as \
+                 often as it happens and no more; p = (1 + #null ≥ observed) / (1 + shuffles)",
+                if loo { "; per fold, pooled over folds" } else { "" }
             ),
                 n_permutations: b_n,
                 control_task_r2: control_r2,
@@ -1509,6 +1661,7 @@ impl Analysis {
             "test R² at layer 0 (token embeddings): what the tokens alone give".into(),
         );
         put("neurons", "per layer and target, the single residual dimension with the largest |Spearman| over the neuron rows; p-value against the maximum |Spearman| over all dimensions under each shuffle".into());
+        put("selected.p_value", "each shuffle of the training targets re-runs the selection as on the real targets (every candidate refitted from its decomposition; validation R² inside training; the candidate that shuffle's best validation R² names) and contributes the test R² of what it chose, so the null has the distribution the observed statistic has when nothing is there; the shuffles choose alpha by GCV (one projection for all alphas) where the real fit uses leave-one-out, and the observed statistic is scored with its GCV alpha too; the validation R² of a shuffle comes from the whole training set's hat matrix (a fold's held-out residuals are (I − H_ff)⁻¹ r_f), not from refits".into());
         put("p_value_uncorrected", "a layer's own permutation p-value; NOT corrected for choosing the best layer — use selected.p_value".into());
         put(
             "km",
@@ -1524,6 +1677,47 @@ impl Analysis {
             put("leave_one_group_out", format!("each group of '{}' is held out in turn; every test figure pools the held-out predictions, each made by a probe that never saw the entity's group; each fold chooses its own layer", self.split_column.clone().unwrap_or_default()));
         }
         m
+    }
+}
+
+/// Of `n` candidates, the one most folds chose (`chosen`, one per fold; ties → the lower).
+fn most_chosen(chosen: &[usize], n: usize) -> usize {
+    let mut counts = vec![0usize; n];
+    chosen.iter().for_each(|&c| counts[c] += 1);
+    (0..n)
+        .max_by(|&a, &b| counts[a].cmp(&counts[b]).then(b.cmp(&a)))
+        .unwrap_or(0)
+}
+
+/// The spread of a sweep's held-out R² across its templates: per layer, and of each
+/// template's own choice.
+fn prompt_spread(prompts: &[PromptReport]) -> PromptSpread {
+    let finite_min =
+        |v: &mut dyn Iterator<Item = f64>| v.filter(|x| x.is_finite()).fold(f64::NAN, f64::min);
+    let finite_max =
+        |v: &mut dyn Iterator<Item = f64>| v.filter(|x| x.is_finite()).fold(f64::NAN, f64::max);
+    let by_layer = (0..prompts[0].layers.len())
+        .map(|l| LayerSpread {
+            layer: prompts[0].layers[l].layer,
+            r2_test_min: finite_min(&mut prompts.iter().map(|p| p.layers[l].r2_test)),
+            r2_test_max: finite_max(&mut prompts.iter().map(|p| p.layers[l].r2_test)),
+        })
+        .collect();
+    let by_r2 = |a: &&PromptReport, b: &&PromptReport| a.r2_test.total_cmp(&b.r2_test);
+    let lo = prompts
+        .iter()
+        .filter(|p| p.r2_test.is_finite())
+        .min_by(by_r2);
+    let hi = prompts
+        .iter()
+        .filter(|p| p.r2_test.is_finite())
+        .max_by(by_r2);
+    PromptSpread {
+        by_layer,
+        r2_test_min: lo.map_or(f64::NAN, |p| p.r2_test),
+        r2_test_max: hi.map_or(f64::NAN, |p| p.r2_test),
+        template_min: lo.map(|p| p.template.clone()).unwrap_or_default(),
+        template_max: hi.map(|p| p.template.clone()).unwrap_or_default(),
     }
 }
 
@@ -1553,7 +1747,7 @@ impl PooledNull {
     /// Σ_t SSE_t / SST_t of one fold's `pick`ed predictor under shuffle `b`.
     fn error(&self, fold: &FoldLayer, b: usize, pick: Pick) -> f64 {
         let k = self.sst.len();
-        let sse = pick(fold);
+        let sse = (pick.sse)(fold);
         (0..k).map(|t| sse[b * k + t] / self.sst[t]).sum::<f64>()
     }
 
@@ -1562,25 +1756,43 @@ impl PooledNull {
         1.0 - folds.map(|f| self.error(f, b, pick)).sum::<f64>() / self.sst.len() as f64
     }
 
-    /// The best pooled test R² under shuffle `b` over every choice of layer per fold.
-    fn best_r2_over_layers(&self, layers: &[LayerOutcome], b: usize, pick: Pick) -> f64 {
-        let n_folds = layers[0].folds.len();
-        let best: f64 = (0..n_folds)
+    /// The pooled test R² under shuffle `b` of the candidates that shuffle's own validation
+    /// R² chooses in each fold, by the rule of [`Analysis::choose_layers`] (the best; ties →
+    /// the first; NaN never wins): the selection re-run on the shuffled targets.
+    fn selected_r2(&self, candidates: &[LayerOutcome], b: usize, pick: Pick) -> f64 {
+        let n_folds = candidates[0].folds.len();
+        let error: f64 = (0..n_folds)
             .map(|g| {
-                layers
-                    .iter()
-                    .map(|l| self.error(&l.folds[g], b, pick))
-                    .fold(f64::INFINITY, f64::min)
+                let val = |c: usize| (pick.validation)(&candidates[c].folds[g])[b];
+                let mut best = 0;
+                for c in 1..candidates.len() {
+                    let (v, bv) = (val(c), val(best));
+                    if v > bv || (bv.is_nan() && !v.is_nan()) {
+                        best = c;
+                    }
+                }
+                self.error(&candidates[best].folds[g], b, pick)
             })
             .sum();
-        1.0 - best / self.sst.len() as f64
+        1.0 - error / self.sst.len() as f64
     }
 }
 
-/// Which permutation null of a fold's layer: the probe's, or the probe beside the names'.
-type Pick = fn(&FoldLayer) -> &[f64];
-const PROBE: Pick = |f| &f.null_sse;
-const BESIDE_NAMES: Pick = |f| &f.beside_names_null_sse;
+/// Which permutation null of a fold's layer: the probe's, or the probe beside the names'; its
+/// test SSE and the validation R² that chooses the layer under each shuffle.
+#[derive(Clone, Copy)]
+struct Pick {
+    sse: fn(&FoldLayer) -> &[f64],
+    validation: fn(&FoldLayer) -> &[f64],
+}
+const PROBE: Pick = Pick {
+    sse: |f| &f.null_sse,
+    validation: |f| &f.null_validation,
+};
+const BESIDE_NAMES: Pick = Pick {
+    sse: |f| &f.beside_names_null_sse,
+    validation: |f| &f.beside_names_null_validation,
+};
 
 /// The folds' prediction matrices (`pick`, n_rows × k each) stacked row-major in fold order;
 /// None when a fold has none.

@@ -2,7 +2,8 @@
 //! in order in wasm32, where std threads do not exist), finish the report. Layers come from a
 //! [`LayerSource`] (memory, or files read a layer at a time), so a fit holds at most as many
 //! layers as it fits at once. Each worker takes the next unfitted layer, results come back in
-//! layer order, and progress and cancellation are handled on the calling thread.
+//! layer order, and progress and cancellation are handled on the calling thread. A prompt
+//! sweep fits every template's layers the same way, as one list of jobs.
 
 #[cfg(not(target_arch = "wasm32"))]
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -11,8 +12,8 @@ use crate::data::Dataset;
 use crate::extract::layers::LayerSource;
 use crate::extract::Activations;
 use crate::probe::analysis::{
-    check_finite_layer, Analysis, AnalysisOptions, ControlInputs, LayerOutcome, Report,
-    ReportContext, SplitSpec, StageProgress,
+    check_finite_layer, Analysis, AnalysisOptions, ControlInputs, LayerOutcome, PromptOutcome,
+    Report, ReportContext, SplitSpec, StageProgress,
 };
 use crate::probe::input_err;
 use crate::{Error, Result};
@@ -83,15 +84,156 @@ pub fn analyze_layers(
     progress: &mut StageProgress<'_>,
     on_layer: &mut dyn FnMut(LayerTime),
 ) -> Result<Report> {
-    let acts = inputs.acts;
-    let (n_layers, d) = (acts.n_layers(), acts.d_model());
+    let sweep = [(ctx.prompt_template.as_str(), *inputs)];
+    analyze_prompts(&sweep, dataset, split, opts, ctx, progress, on_layer)
+}
+
+/// [`analyze_layers`] over a prompt sweep: each template's inputs (its activations and its
+/// random-init model's; the first template's control-task tokens, name surprisal and
+/// `in_flight` serve them all), one plan for all so every template sees the same shuffles,
+/// every (template, layer) fitted, then [`Analysis::finish_prompts`] chooses the pair and
+/// pays for choosing it. `on_layer` hears each fitted layer of each template.
+pub fn analyze_prompts(
+    sweep: &[(&str, LayerInputs<'_>)],
+    dataset: &Dataset,
+    split: &SplitSpec,
+    opts: &AnalysisOptions,
+    ctx: &ReportContext,
+    progress: &mut StageProgress<'_>,
+    on_layer: &mut dyn FnMut(LayerTime),
+) -> Result<Report> {
+    let Some((_, first)) = sweep.first() else {
+        return Err(input_err(
+            "the prompt sweep has no templates; give at least one",
+        ));
+    };
+    let (n_layers, d) = (first.acts.n_layers(), first.acts.d_model());
     let n = dataset.len();
+    for (template, inputs) in sweep {
+        check_shapes(
+            template,
+            inputs,
+            (n_layers, n, d),
+            first.random_init.is_some(),
+            dataset,
+        )?;
+    }
+    let mut analysis = Analysis::new(
+        dataset,
+        split,
+        opts,
+        first.first_token_ids,
+        n_layers,
+        d,
+        first.random_init.is_some(),
+    )?;
+    if let Some(s) = first.name_surprisal {
+        analysis = analysis.with_name_surprisal(s)?;
+    }
+    let per_prompt = n_layers + 1;
+    let total = sweep.len() * per_prompt;
+    if !progress("check", 0, total) {
+        return Err(Error::Cancelled);
+    }
+    // Layer by layer, before any fitting: a file that is cut or holds a NaN fails now, not
+    // hours into the fit (the plan above is checked first: it reads no activations).
+    for (p, (_, inputs)) in sweep.iter().enumerate() {
+        for l in 0..=n_layers {
+            check_finite_layer("activations", &inputs.acts.layer(l)?, d, l, &dataset.names)?;
+            if let Some(r) = inputs.random_init {
+                check_finite_layer(
+                    "random-init activations",
+                    &r.layer(l)?,
+                    d,
+                    l,
+                    &dataset.names,
+                )?;
+            }
+            if !progress("check", p * per_prompt + l + 1, total) {
+                return Err(Error::Cancelled);
+            }
+        }
+    }
+    // Job j is template j / per_prompt at layer j % per_prompt.
+    let fit_layer = |j: usize| -> Result<(LayerOutcome, LayerTime)> {
+        let (inputs, l) = (&sweep[j / per_prompt].1, j % per_prompt);
+        let clock = clock();
+        let x = inputs.acts.layer(l)?;
+        let r = inputs.random_init.map(|r| r.layer(l)).transpose()?;
+        let read_s = clock();
+        let outcome = analysis.layer(l, &x, r.as_deref())?;
+        let time = LayerTime {
+            layer: l,
+            read_s,
+            fit_s: clock() - read_s,
+        };
+        Ok((outcome, time))
+    };
+    let threads = match first.in_flight {
+        0 => usize::MAX,
+        k => k,
+    };
+    let mut outcomes = fit_layers(total, threads, &fit_layer, progress, on_layer)?.into_iter();
+    let prompts = sweep
+        .iter()
+        .map(|(template, _)| PromptOutcome {
+            template: template.to_string(),
+            layers: outcomes.by_ref().take(per_prompt).collect(),
+        })
+        .collect();
+    let mut report = analysis.finish_prompts(ctx, prompts)?;
+    if !progress("learning", 0, 1) {
+        return Err(Error::Cancelled);
+    }
+    // The learning curves at the chosen template's chosen layer.
+    let l = report.selected.layer;
+    let chosen = sweep
+        .iter()
+        .find(|(t, _)| sweep.len() == 1 || *t == report.prompt)
+        .map_or(first, |(_, inputs)| inputs);
+    let (x, r) = (
+        chosen.acts.layer(l)?,
+        chosen.random_init.map(|r| r.layer(l)).transpose()?,
+    );
+    report.learning = analysis.learning(&report, &x, r.as_deref())?;
+    if !progress("report", 1, 1) {
+        return Err(Error::Cancelled);
+    }
+    Ok(report)
+}
+
+/// One template's activations (and its random-init model's) have the sweep's shape and the
+/// dataset's entities, and the random-init control is there for all templates or none.
+fn check_shapes(
+    template: &str,
+    inputs: &LayerInputs<'_>,
+    (n_layers, n, d): (usize, usize, usize),
+    with_random_init: bool,
+    dataset: &Dataset,
+) -> Result<()> {
+    let acts = inputs.acts;
     if acts.n_entities() != n {
         return Err(input_err(format!(
             "the activations are of {} entities but dataset '{}' has {n}; they belong to another \
              entity list",
             acts.n_entities(),
             dataset.name
+        )));
+    }
+    if (acts.n_layers(), acts.d_model()) != (n_layers, d) {
+        return Err(input_err(format!(
+            "template '{template}': activations of {} layers × {} dims, but the sweep's first \
+             template has {n_layers} × {d}; extract every template with the same model",
+            acts.n_layers(),
+            acts.d_model()
+        )));
+    }
+    if inputs.random_init.is_some() != with_random_init {
+        return Err(input_err(format!(
+            "template '{template}': the random-init control is {} for this template but {} for \
+             the first; give it for every template or none",
+            if with_random_init { "missing" } else { "given" },
+            if with_random_init { "given" } else { "missing" }
         )));
     }
     if let Some(r) = inputs.random_init {
@@ -108,71 +250,7 @@ pub fn analyze_layers(
             )));
         }
     }
-    let mut analysis = Analysis::new(
-        dataset,
-        split,
-        opts,
-        inputs.first_token_ids,
-        n_layers,
-        d,
-        inputs.random_init.is_some(),
-    )?;
-    if let Some(s) = inputs.name_surprisal {
-        analysis = analysis.with_name_surprisal(s)?;
-    }
-    if !progress("check", 0, n_layers + 1) {
-        return Err(Error::Cancelled);
-    }
-    // Layer by layer, before any fitting: a file that is cut or holds a NaN fails now, not
-    // hours into the fit (the plan above is checked first: it reads no activations).
-    for l in 0..=n_layers {
-        check_finite_layer("activations", &acts.layer(l)?, d, l, &dataset.names)?;
-        if let Some(r) = inputs.random_init {
-            check_finite_layer(
-                "random-init activations",
-                &r.layer(l)?,
-                d,
-                l,
-                &dataset.names,
-            )?;
-        }
-        if !progress("check", l + 1, n_layers + 1) {
-            return Err(Error::Cancelled);
-        }
-    }
-    let total = n_layers + 1;
-    let fit_layer = |l: usize| -> Result<(LayerOutcome, LayerTime)> {
-        let clock = clock();
-        let x = acts.layer(l)?;
-        let r = inputs.random_init.map(|r| r.layer(l)).transpose()?;
-        let read_s = clock();
-        let outcome = analysis.layer(l, &x, r.as_deref())?;
-        let time = LayerTime {
-            layer: l,
-            read_s,
-            fit_s: clock() - read_s,
-        };
-        Ok((outcome, time))
-    };
-    let threads = match inputs.in_flight {
-        0 => usize::MAX,
-        k => k,
-    };
-    let outcomes = fit_layers(total, threads, &fit_layer, progress, on_layer)?;
-    let mut report = analysis.finish(ctx, outcomes)?;
-    if !progress("learning", 0, 1) {
-        return Err(Error::Cancelled);
-    }
-    let l = report.selected.layer;
-    let (x, r) = (
-        acts.layer(l)?,
-        inputs.random_init.map(|r| r.layer(l)).transpose()?,
-    );
-    report.learning = analysis.learning(&report, &x, r.as_deref())?;
-    if !progress("report", 1, 1) {
-        return Err(Error::Cancelled);
-    }
-    Ok(report)
+    Ok(())
 }
 
 /// Seconds since it was made (0 in wasm32, where std has no clock).

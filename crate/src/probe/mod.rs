@@ -35,8 +35,10 @@ pub mod report;
 pub mod ridge;
 pub mod split;
 
-pub use analysis::{check_matches, Analysis, ControlInputs, LayerOutcome, StageProgress};
-pub use layer_loop::{analyze, analyze_layers, LayerInputs, LayerTime};
+pub use analysis::{
+    check_matches, Analysis, ControlInputs, LayerOutcome, PromptOutcome, StageProgress,
+};
+pub use layer_loop::{analyze, analyze_layers, analyze_prompts, LayerInputs, LayerTime};
 pub use report::{predictions, predictions_csv, AnalysisOptions, Report, ReportContext, SplitSpec};
 
 use crate::Error;

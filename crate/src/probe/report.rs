@@ -248,6 +248,9 @@ pub struct LayerReport {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FoldSelection {
     pub held_out: Option<String>,
+    /// The template this fold chose (a prompt sweep only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
     pub layer: usize,
     pub alpha: f64,
     pub r2_validation: f64,
@@ -268,7 +271,8 @@ pub struct Selected {
     pub km_median: Option<f64>,
     pub proximity_error: Option<f64>,
     pub years_mae: Option<f64>,
-    /// Max-over-layers permutation p-value, `(1 + #{null ≥ observed}) / (1 + shuffles)`.
+    /// Permutation p-value after choosing the layer, `(1 + #{null ≥ observed}) / (1 +
+    /// shuffles)`: each shuffle re-runs the choice on its targets (`p_value_method`).
     pub p_value: Option<f64>,
     /// The observed statistic the p-value tests (see `p_value_method`).
     pub p_statistic: Option<f64>,
@@ -280,8 +284,9 @@ pub struct Selected {
     /// The selected layer's gain over the names (see `LayerControls::gain_over_names`).
     #[serde(default)]
     pub gain_over_names: Option<f64>,
-    /// Its max-over-layers permutation p-value, as `p_value` but with the names' residuals
-    /// shuffled: the chance a probe beside the names gains as much at any layer by luck.
+    /// Its permutation p-value after choosing the layer, as `p_value` but with the names'
+    /// residuals shuffled: each shuffle chooses the layer on the n-gram part + its residuals
+    /// (validation R², as the real targets) and gives the gain at the layer it chose.
     #[serde(default)]
     pub gain_p_value: Option<f64>,
     /// Each fold's own choice (one entry unless leave-one-group-out).
@@ -511,6 +516,50 @@ pub struct Report {
     /// The causal test (`probelab steer`, `run --causal`, the page's "Does the model use it?").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub causal: Option<CausalReport>,
+    /// A prompt sweep's templates, each with its own layer curve; empty for one prompt. The
+    /// report's `prompt`, `layers` and `selected` are the chosen template's, and
+    /// `selected.p_value` pays for choosing among every template × layer.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prompts: Vec<PromptReport>,
+    /// How far the prompt alone moves the held-out scores (a sweep only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_spread: Option<PromptSpread>,
+}
+
+/// One template of a prompt sweep.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PromptReport {
+    pub template: String,
+    /// Whether the sweep chose it (by validation inside training, as the layer).
+    pub selected: bool,
+    /// The layer this template alone chooses by the same rule, its validation R², and its
+    /// held-out R² there: what a run with only this template would report (its p-value not
+    /// paying for the choice of template).
+    pub layer: usize,
+    pub r2_validation: f64,
+    pub r2_test: f64,
+    /// Its layer curve, as the report's `layers`.
+    pub layers: Vec<LayerReport>,
+}
+
+/// The spread of held-out R² across a sweep's templates.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PromptSpread {
+    /// Per layer, the lowest and highest test R² of any template (the layer chart's band).
+    pub by_layer: Vec<LayerSpread>,
+    /// The range of `prompts[].r2_test`: how far the choice of template alone moves the
+    /// headline, each template with its own layer.
+    pub r2_test_min: f64,
+    pub r2_test_max: f64,
+    pub template_min: String,
+    pub template_max: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LayerSpread {
+    pub layer: usize,
+    pub r2_test_min: f64,
+    pub r2_test_max: f64,
 }
 
 // =============================================================================================

@@ -331,6 +331,16 @@ enum FoldData {
     },
 }
 
+/// Target blocks of a permutation null: `ybt` holds each block's centered targets as rows
+/// ((blocks·k) × n), `zt` their projections on `U`, `alpha` each block's alpha index (GCV).
+struct Blocks {
+    k: usize,
+    ybt: DMatrix<f64>,
+    zt: DMatrix<f64>,
+    alpha: Vec<usize>,
+    y_mean: Vec<f64>,
+}
+
 /// The spectral engine behind [`RidgeDecomposition`].
 struct Spectral {
     route: Route,
@@ -715,17 +725,41 @@ impl RidgeDecomposition {
         perms: &[Vec<usize>],
         y_test: &DMatrix<f64>,
     ) -> Result<Vec<f64>> {
+        let blocks = self.permuted_blocks(y, perms)?;
+        self.blocks_held_out_sse(&blocks, y_test)
+    }
+
+    /// The permutation null of a choice made on validation: per block (row 0 = the real
+    /// targets, then each shuffle), [`permuted_held_out_sse`](Self::permuted_held_out_sse) of
+    /// `y`, and the mean validation R² over the folds given to
+    /// [`RidgeCv::decompose_centered`] (as [`validation_r2`](Self::validation_r2)) of ridges
+    /// fitted to `base + y` with `y`'s rows permuted the same way, at that block's own alpha by
+    /// GCV. No base: the same fits. Both come from one projection of the shuffled targets.
+    pub fn permuted_scores(
+        &self,
+        y: &DMatrix<f64>,
+        base: Option<&DMatrix<f64>>,
+        perms: &[Vec<usize>],
+        y_test: &DMatrix<f64>,
+    ) -> Result<(Vec<f64>, Vec<f64>)> {
+        let blocks = self.permuted_blocks(y, perms)?;
+        let sse = self.blocks_held_out_sse(&blocks, y_test)?;
+        let validation = match base {
+            None => self.blocks_validation_r2(&blocks)?,
+            Some(base) => self.blocks_validation_r2(&self.add_base(blocks, base)?)?,
+        };
+        Ok((sse, validation))
+    }
+
+    /// The centered target blocks `y[perm]` (row 0 unpermuted), their projections on `U` and
+    /// each block's alpha by GCV.
+    fn permuted_blocks(&self, y: &DMatrix<f64>, perms: &[Vec<usize>]) -> Result<Blocks> {
         let s = &*self.inner;
-        let held_out = self.held_out_basis()?;
         let (n, k) = y.shape();
-        if n != s.n_samples || y_test.ncols() != k || y_test.nrows() != held_out.nrows() {
+        if n != s.n_samples {
             return Err(input_err(format!(
-                "permutation null: y is {n} × {k} and y_test {} × {} for {} rows and {} held-out \
-                 rows",
-                y_test.nrows(),
-                y_test.ncols(),
-                s.n_samples,
-                held_out.nrows()
+                "permutation null: y is {n} × {k} for {} rows",
+                s.n_samples
             )));
         }
         if let Some(p) = perms
@@ -737,45 +771,123 @@ impl RidgeDecomposition {
                 p.len()
             )));
         }
-        let (m, na) = (s.lambda.len(), s.alphas.len());
-        let blocks = perms.len() + 1;
-        let nf = n as f64;
+        let n_blocks = perms.len() + 1;
         let y_mean: Vec<f64> = (0..k).map(|t| y.column(t).mean()).collect();
-        let yc = DMatrix::from_fn(n, k, |i, t| y[(i, t)] - y_mean[t]);
-        let yss: Vec<f64> = (0..k).map(|t| yc.column(t).norm_squared()).collect();
-        let ybt = DMatrix::from_fn(blocks * k, n, |row, i| {
+        let ybt = DMatrix::from_fn(n_blocks * k, n, |row, i| {
             let (b, t) = (row / k, row % k);
             let src = if b == 0 { i } else { perms[b - 1][i] };
-            yc[(src, t)]
+            y[(src, t)] - y_mean[t]
         });
         let zt = &ybt * &s.u; // (blocks·k) × m
-        let mut w = DMatrix::<f64>::zeros(m, blocks * k);
-        for b in 0..blocks {
-            let mut best = 0;
-            let mut best_gcv = f64::INFINITY;
-            for a in 0..na {
-                let mut rss = 0.0;
-                for t in 0..k {
-                    let row = b * k + t;
-                    let mut acc = 0.0;
-                    for j in 0..m {
-                        let (z2, sv) = (zt[(row, j)] * zt[(row, j)], s.s(j, a));
-                        acc += if s.complete {
-                            z2 * (1.0 - sv) * (1.0 - sv)
-                        } else {
-                            z2 * (2.0 * sv - sv * sv)
-                        };
-                    }
-                    rss += if s.complete { acc } else { yss[t] - acc };
-                }
-                let frac = s.residual_dof[a] / nf;
-                let gcv = (rss / (nf * k as f64)) / (frac * frac);
-                if gcv < best_gcv {
-                    best = a;
-                    best_gcv = gcv;
-                }
+                              // A permutation keeps the sum of squares: every block's is the real targets'.
+        let yss: Vec<f64> = (0..k)
+            .map(|t| (0..n).map(|i| (y[(i, t)] - y_mean[t]).powi(2)).sum())
+            .collect();
+        let alpha = self.gcv_alphas(&zt, &|row| yss[row % k], k);
+        Ok(Blocks {
+            k,
+            ybt,
+            zt,
+            alpha,
+            y_mean,
+        })
+    }
+
+    /// `blocks` with `base` (n × k) added to every block, and the alphas chosen again.
+    fn add_base(&self, mut blocks: Blocks, base: &DMatrix<f64>) -> Result<Blocks> {
+        let s = &*self.inner;
+        let (n, k) = (s.n_samples, blocks.k);
+        if base.shape() != (n, k) {
+            return Err(input_err(format!(
+                "permutation null: the base is {:?} for {n} rows × {k} targets",
+                base.shape()
+            )));
+        }
+        let b_mean: Vec<f64> = (0..k).map(|t| base.column(t).mean()).collect();
+        let bc = DMatrix::from_fn(k, n, |t, i| base[(i, t)] - b_mean[t]);
+        let zb = &bc * &s.u; // k × m, linear: (y + base)ᵀU = yᵀU + baseᵀU
+        let rows = blocks.ybt.nrows();
+        for row in 0..rows {
+            let t = row % k;
+            for i in 0..n {
+                blocks.ybt[(row, i)] += bc[(t, i)];
             }
-            let alpha = s.alphas[best];
+            for j in 0..zb.ncols() {
+                blocks.zt[(row, j)] += zb[(t, j)];
+            }
+        }
+        let yss: Vec<f64> = (0..rows)
+            .map(|row| blocks.ybt.row(row).norm_squared())
+            .collect();
+        blocks.alpha = self.gcv_alphas(&blocks.zt, &|row| yss[row], k);
+        for t in 0..k {
+            blocks.y_mean[t] += b_mean[t];
+        }
+        Ok(blocks)
+    }
+
+    /// Per block of `zt` ((blocks·k) × m projections; `yss(row)` each row's sum of squares),
+    /// the alpha index with the lowest GCV error summed over the block's k targets.
+    fn gcv_alphas(&self, zt: &DMatrix<f64>, yss: &dyn Fn(usize) -> f64, k: usize) -> Vec<usize> {
+        let s = &*self.inner;
+        let (m, na) = (s.lambda.len(), s.alphas.len());
+        let nf = s.n_samples as f64;
+        // Σ_j z_j² g_j(α) for every row and alpha as one product (not a division per term):
+        // the residual's (kernel route, g = (1 − s)²) or the fit's share (covariance route,
+        // g = 2s − s², the residual being yss minus it).
+        let g = DMatrix::from_fn(m, na, |j, a| {
+            let sv = s.s(j, a);
+            if s.complete {
+                (1.0 - sv) * (1.0 - sv)
+            } else {
+                2.0 * sv - sv * sv
+            }
+        });
+        let acc = zt.map(|v| v * v) * g; // (blocks·k) × alphas
+        (0..zt.nrows() / k)
+            .map(|b| {
+                let mut best = 0;
+                let mut best_gcv = f64::INFINITY;
+                for a in 0..na {
+                    let rss: f64 = (b * k..(b + 1) * k)
+                        .map(|row| {
+                            if s.complete {
+                                acc[(row, a)]
+                            } else {
+                                yss(row) - acc[(row, a)]
+                            }
+                        })
+                        .sum();
+                    let frac = s.residual_dof[a] / nf;
+                    let gcv = (rss / (nf * k as f64)) / (frac * frac);
+                    if gcv < best_gcv {
+                        best = a;
+                        best_gcv = gcv;
+                    }
+                }
+                best
+            })
+            .collect()
+    }
+
+    fn blocks_held_out_sse(&self, blocks: &Blocks, y_test: &DMatrix<f64>) -> Result<Vec<f64>> {
+        let s = &*self.inner;
+        let held_out = self.held_out_basis()?;
+        let Blocks { k, zt, y_mean, .. } = blocks;
+        let k = *k;
+        if y_test.ncols() != k || y_test.nrows() != held_out.nrows() {
+            return Err(input_err(format!(
+                "permutation null: y_test is {} × {} for {k} targets and {} held-out rows",
+                y_test.nrows(),
+                y_test.ncols(),
+                held_out.nrows()
+            )));
+        }
+        let m = s.lambda.len();
+        let n_blocks = blocks.alpha.len();
+        let mut w = DMatrix::<f64>::zeros(m, n_blocks * k);
+        for (b, &a) in blocks.alpha.iter().enumerate() {
+            let alpha = s.alphas[a];
             for t in 0..k {
                 for j in 0..m {
                     w[(j, b * k + t)] = zt[(b * k + t, j)] * s.phi[j] / (s.lambda[j] + alpha);
@@ -783,8 +895,8 @@ impl RidgeDecomposition {
             }
         }
         let pred = held_out * &w; // n_test × (blocks·k)
-        let mut sse = vec![0.0; blocks * k];
-        for b in 0..blocks {
+        let mut sse = vec![0.0; n_blocks * k];
+        for b in 0..n_blocks {
             for t in 0..k {
                 let col = pred.column(b * k + t);
                 sse[b * k + t] = (0..y_test.nrows())
@@ -796,6 +908,98 @@ impl RidgeDecomposition {
             }
         }
         Ok(sse)
+    }
+
+    /// Each block's mean validation R² without refitting a fold: a fold's held-out residuals
+    /// are `(I − H_ff)⁻¹ r_f`, with `r` the whole training set's residuals and `H_ff` the fold's
+    /// block of the hat matrix (exact for a penalized least squares with an unpenalized
+    /// intercept), so the shuffles cost one product with `U` and a small solve per fold and
+    /// distinct alpha.
+    fn blocks_validation_r2(&self, blocks: &Blocks) -> Result<Vec<f64>> {
+        let s = &*self.inner;
+        let val = match &s.folds {
+            FoldData::Cov { val, .. } | FoldData::Gram { val, .. } => val,
+            FoldData::None => {
+                return Err(input_err(
+                    "this decomposition was made without validation folds",
+                ))
+            }
+        };
+        let Blocks {
+            k, ybt, zt, alpha, ..
+        } = blocks;
+        let k = *k;
+        let (n, m) = (s.n_samples, s.lambda.len());
+        let n_blocks = alpha.len();
+        // Kernel route: r = U (1 − S) Uᵀy; covariance route: r = y − U S Uᵀy (y centered).
+        let shrink = |j: usize, a: usize| {
+            let sv = s.s(j, a);
+            if s.complete {
+                1.0 - sv
+            } else {
+                sv
+            }
+        };
+        let w = DMatrix::from_fn(m, n_blocks * k, |j, col| {
+            zt[(col, j)] * shrink(j, alpha[col / k])
+        });
+        let mut r = &s.u * &w; // n × (blocks·k)
+        if !s.complete {
+            for col in 0..n_blocks * k {
+                for i in 0..n {
+                    r[(i, col)] = ybt[(col, i)] - r[(i, col)];
+                }
+            }
+        }
+        let mut distinct = alpha.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        let mut total = vec![0.0; n_blocks];
+        for &(start, len) in val {
+            let uf = s.u.rows(start, len);
+            for &a in &distinct {
+                let cols: Vec<usize> = (0..n_blocks).filter(|&b| alpha[b] == a).collect();
+                // (I − H)_ff: kernel route U_f (1 − S) U_fᵀ; covariance I − 11ᵀ/n − U_f S U_fᵀ.
+                let scaled = DMatrix::from_fn(len, m, |i, j| uf[(i, j)] * shrink(j, a));
+                let mut ih = &scaled * uf.transpose();
+                if !s.complete {
+                    ih.neg_mut();
+                    ih.add_scalar_mut(-1.0 / n as f64);
+                    for i in 0..len {
+                        ih[(i, i)] += 1.0;
+                    }
+                }
+                let rf = DMatrix::from_fn(len, cols.len() * k, |i, c| {
+                    r[(start + i, cols[c / k] * k + c % k)]
+                });
+                // One small inverse, then a product over every block at this alpha.
+                let e = solve_spd(ih, &DMatrix::identity(len, len))? * rf;
+                for (c, &b) in cols.iter().enumerate() {
+                    total[b] += if len < 2 {
+                        f64::NAN
+                    } else {
+                        (0..k)
+                            .map(|t| {
+                                let yf = |i: usize| ybt[(b * k + t, start + i)];
+                                let mean = (0..len).map(yf).sum::<f64>() / len as f64;
+                                let ss_tot: f64 = (0..len).map(|i| (yf(i) - mean).powi(2)).sum();
+                                let ss_res: f64 = e.column(c * k + t).norm_squared();
+                                // scikit-learn's r2_score conventions, as validation_r2.
+                                if ss_res == 0.0 {
+                                    1.0
+                                } else if ss_tot == 0.0 {
+                                    0.0
+                                } else {
+                                    1.0 - ss_res / ss_tot
+                                }
+                            })
+                            .sum::<f64>()
+                            / k as f64
+                    };
+                }
+            }
+        }
+        Ok(total.iter().map(|v| v / val.len() as f64).collect())
     }
 
     /// Mean over the validation folds given to [`RidgeCv::decompose_centered`] of the fold's R²
@@ -1375,6 +1579,36 @@ mod tests {
                 assert!(
                     (got - want).abs() < 1e-7 * want,
                     "null sse b={b} t={t}: {got} vs {want}"
+                );
+            }
+        }
+        // The null's validation R² per block = validation_r2 of that block's targets at the
+        // block's own GCV alpha (with and without a base added to the shuffled targets).
+        let base = rand_matrix(n, 2, 6) * 0.5;
+        let (sse0, val0) = dec.permuted_scores(&y, None, &perms, &y_test).unwrap();
+        let (sse1, val1) = dec
+            .permuted_scores(&y, Some(&base), &perms, &y_test)
+            .unwrap();
+        assert_eq!(sse0, sse);
+        assert_eq!(sse1, sse);
+        for (vals, with_base) in [(&val0, false), (&val1, true)] {
+            for b in 0..=perms.len() {
+                let yb = DMatrix::from_fn(n, 2, |i, t| {
+                    let src = if b == 0 { i } else { perms[b - 1][i] };
+                    y[(src, t)] + if with_base { base[(i, t)] } else { 0.0 }
+                });
+                let ybr = row_major(&yb);
+                let f = gcv
+                    .fit(
+                        MatrixRef::new(&xr, n, d).unwrap(),
+                        MatrixRef::new(&ybr, n, 2).unwrap(),
+                    )
+                    .unwrap();
+                let want = dec.validation_r2(&yb, f.model.alpha).unwrap();
+                assert!(
+                    (vals[b] - want).abs() < 1e-8 * (1.0 + want.abs()),
+                    "null validation R² n={n} d={d} b={b} base={with_base}: {} vs {want}",
+                    vals[b]
                 );
             }
         }

@@ -62,11 +62,16 @@ pub fn summary(report: &Report) -> String {
     out += &format!(
         "Layer {} (chosen on the training set's validation folds) predicts {what} of held-out \
          entities with R² {} ({error}); {} against {} shuffled-target refits, paying for the \
-         choice of layer. ",
+         choice of {}. ",
         s.layer,
         f(Some(s.r2_test), 2),
         fmt_p(s.p_value),
-        s.n_permutations
+        s.n_permutations,
+        if report.prompts.is_empty() {
+            "layer"
+        } else {
+            "prompt and layer"
+        }
     );
     out += &format!(
         "Baselines: layer 0 (token embeddings) R² {}{}; names alone (character n-grams, no \
@@ -87,10 +92,13 @@ pub fn summary(report: &Report) -> String {
     if let (Some(g), Some(p)) = (s.gain_over_names, s.gain_p_value) {
         out += &format!(
             "Beyond the name: fitted to what the n-gram model gets wrong, layer {} adds R² \
-             {g:+.2} to it ({}, against the best gain at any layer on shuffled residuals). ",
+             {g:+.2} to it ({}, against shuffled residuals, the layer chosen again for each). ",
             s.layer,
             fmt_p(Some(p))
         );
+    }
+    if let Some(p) = &report.prompt_spread {
+        out += &prompt_sentence(report, p);
     }
     for w in flag_sentences(report) {
         out += &w;
@@ -332,6 +340,24 @@ fn learning_sentence(l: &analysis::LearningReport) -> String {
     out
 }
 
+/// A prompt sweep in words: which template was chosen, the range of held-out R² the choice of
+/// template alone spans, and what the p-value paid for.
+fn prompt_sentence(report: &Report, p: &analysis::PromptSpread) -> String {
+    format!(
+        "The prompt \"{}\" was chosen from {} templates with the layer; the template alone \
+         moves held-out R² from {:.2} (\"{}\") to {:.2} (\"{}\"), each at its own chosen \
+         layer, and the p-value pays for choosing among all {} templates × {} layers. ",
+        report.prompt,
+        report.prompts.len(),
+        p.r2_test_min,
+        p.template_min,
+        p.r2_test_max,
+        p.template_max,
+        report.prompts.len(),
+        report.layers.len()
+    )
+}
+
 /// Score by layer: the probe's held-out R² with every control on the same axes (960 × 480, the
 /// size the command line writes).
 pub fn layer_scene(report: &Report) -> Scene {
@@ -410,6 +436,33 @@ pub fn layer_scene_sized(report: &Report, width: f32, height: f32) -> Scene {
             color: "#56b4e9".into(),
         },
     ];
+    // A prompt sweep: every template's held-out R² lies in this band.
+    if let Some(spread) = &report.prompt_spread {
+        let lower: Vec<Option<f64>> = spread
+            .by_layer
+            .iter()
+            .map(|l| Some(l.r2_test_min))
+            .collect();
+        series.insert(
+            1,
+            Series {
+                label: format!(
+                    "the {} prompt templates (lowest to highest)",
+                    report.prompts.len()
+                ),
+                values: lower.clone(),
+                style: SeriesStyle::Band {
+                    lower,
+                    upper: spread
+                        .by_layer
+                        .iter()
+                        .map(|l| Some(l.r2_test_max))
+                        .collect(),
+                },
+                color: "#56b4e9".into(),
+            },
+        );
+    }
     // A control that was not run has no line; leave it out of the legend too.
     series.retain(|s| s.values.iter().any(Option::is_some));
     let curve = LayerCurve {
@@ -419,11 +472,16 @@ pub fn layer_scene_sized(report: &Report, width: f32, height: f32) -> Scene {
         y_label: "R² on held-out entities".into(),
         x_label: "layer".into(),
         title: format!(
-            "{}: layer {} selected, test R² {:.2}, {} after choosing the layer",
+            "{}: layer {} selected, test R² {:.2}, {} after choosing the {}",
             report.dataset.name,
             report.selected.layer,
             report.selected.r2_test,
-            fmt_p(report.selected.p_value)
+            fmt_p(report.selected.p_value),
+            if report.prompts.is_empty() {
+                "layer"
+            } else {
+                "prompt and layer"
+            }
         ),
         y_range: None,
         x_axis: XAxis::Layer,

@@ -300,6 +300,9 @@ pub fn verdict(report: &Report) -> Verdict {
         headline += &format!(", {kind} error {e:.0} {error_unit}");
     }
     headline += &match s.p_value {
+        Some(p) if !report.prompts.is_empty() => {
+            format!(", {} after choosing the prompt and the layer.", p_text(p))
+        }
         Some(p) => format!(", {} after choosing the layer.", p_text(p)),
         None => ", no p-value (no shuffled refits).".into(),
     };
