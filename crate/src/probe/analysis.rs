@@ -1009,6 +1009,8 @@ impl Analysis {
             causal: None,
             prompts: prompt_reports,
             prompt_spread,
+            // Set by the shell that keeps the ledger.
+            plan: None,
         })
     }
 

@@ -16,6 +16,8 @@
 //! - `neuron`: the single-dimension ("space neuron") check;
 //! - [`directions`]: one layer's probe as raw-space directions (what the causal test edits);
 //! - [`analysis`]: the fit per layer, the selection of the layer, the report's assembly;
+//! - [`preregistration`]: the analysis plan fixed before the test set is scored, its hash,
+//!   and the ledger of plans scored on each test set (confirmatory or exploratory);
 //! - [`report`]: report.json and predictions.csv types;
 //! - [`layer_loop`]: the whole analysis in one call, its layers on threads natively.
 
@@ -31,6 +33,7 @@ pub mod matrix;
 pub mod metrics;
 mod neuron;
 mod plan;
+pub mod preregistration;
 pub mod report;
 pub mod ridge;
 pub mod split;

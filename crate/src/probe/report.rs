@@ -524,6 +524,9 @@ pub struct Report {
     /// How far the prompt alone moves the held-out scores (a sweep only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt_spread: Option<PromptSpread>,
+    /// The analysis plan, its hash, and whether it is the first scored on this test set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<crate::probe::preregistration::PlanRecord>,
 }
 
 /// One template of a prompt sweep.

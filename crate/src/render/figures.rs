@@ -32,6 +32,13 @@ fn wrap_longitude(lon: f64) -> f64 {
 /// "What survives the controls", in plain words: the selected layer's held-out score, its
 /// p-value after choosing the layer, the margin over each baseline and control, and the
 /// worst-served groups. The page shows it above the figures; the command line prints it.
+fn upper_first(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_uppercase().chain(c).collect())
+        .unwrap_or_default()
+}
+
 pub fn summary(report: &Report) -> String {
     let f = |v: Option<f64>, digits: usize| match v {
         Some(v) if v.is_finite() => format!("{v:.digits$}"),
@@ -59,6 +66,10 @@ pub fn summary(report: &Report) -> String {
     let mut out = crate::render::verdict::rivals_sentence(report)
         .map(|w| w + " ")
         .unwrap_or_default();
+    // A score from a plan tried after another was scored on the same test set is read so.
+    if let Some(p) = &report.plan {
+        out += &format!("{}. ", upper_first(&p.sentence()));
+    }
     out += &format!(
         "Layer {} (chosen on the training set's validation folds) predicts {what} of held-out \
          entities with R² {} ({error}); {} against {} shuffled-target refits, paying for the \

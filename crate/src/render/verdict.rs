@@ -76,6 +76,9 @@ pub struct Verdict {
     pub error_unit: &'static str,
     /// Max-over-layers permutation p-value (`report.selected.p_value`).
     pub p_value: Option<f64>,
+    /// Confirmatory or exploratory, and how many plans were scored on this test set
+    /// ([`crate::probe::preregistration::PlanRecord::sentence`]); None without a plan.
+    pub plan: Option<String>,
     pub checks: Vec<Check>,
 }
 
@@ -440,6 +443,7 @@ pub fn verdict(report: &Report) -> Verdict {
         error,
         error_unit,
         p_value: s.p_value,
+        plan: report.plan.as_ref().map(|p| p.sentence()),
         checks,
     }
 }
@@ -448,6 +452,9 @@ pub fn verdict(report: &Report) -> Verdict {
 impl fmt::Display for Verdict {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "{}", self.headline)?;
+        if let Some(p) = &self.plan {
+            writeln!(f, "  {p}")?;
+        }
         if let Some(w) = &self.warning {
             writeln!(f, "  ! {w}")?;
         }
