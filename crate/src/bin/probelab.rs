@@ -13,7 +13,8 @@ use probelab::extract::import;
 use probelab::extract::{self, prompts, ExtractOptions, Pooling, Template};
 use probelab::model::load::LoadedModel;
 use probelab::model::LoadOptions;
-use probelab::probe::analysis::AnalysisOptions;
+use probelab::probe::analysis::{AnalysisOptions, Report};
+use probelab::probe::preregistration::{self, AnalysisPlan, PlanRecord};
 use probelab::render::figures;
 use probelab::{data, run, Error, Result};
 
@@ -166,6 +167,16 @@ struct FitArgs {
     /// Skip bad CSV rows (listed with their line numbers) instead of stopping.
     #[arg(long)]
     skip_bad_rows: bool,
+    /// The pre-registered analysis plan: written here when the file does not exist; else the
+    /// run must follow it (checked before the model runs; a difference is an error naming the
+    /// fields).
+    #[arg(long)]
+    plan: Option<PathBuf>,
+    /// The ledger of plans scored on each dataset and test split (default: ledger.json beside
+    /// the --out directory). A plan that is not the first scored on its test set is reported
+    /// as exploratory.
+    #[arg(long)]
+    ledger: Option<PathBuf>,
 }
 
 /// The causal test's settings (`steer`, `run --causal`).
@@ -285,6 +296,51 @@ impl FitArgs {
             ..AnalysisOptions::default()
         }
     }
+}
+
+impl FitArgs {
+    /// `--plan`: writes the run's plan there, or checks the run against the plan there.
+    fn check_plan(&self, plan: &AnalysisPlan) -> Result<()> {
+        if let Some(path) = &self.plan {
+            if preregistration::write_or_check(path, plan)? {
+                eprintln!("wrote the analysis plan to {}", path.display());
+            } else {
+                eprintln!("the run follows the plan in {}", path.display());
+            }
+        }
+        Ok(())
+    }
+
+    /// Records the plan in the ledger (`--ledger`, default ledger.json beside `out`) and puts
+    /// the record in the report; a ledger that fails leaves the plan unrecorded in the report
+    /// and comes back as the error to give once the run's files are written.
+    fn record_plan(&self, plan: &AnalysisPlan, out: &Path, report: &mut Report) -> Option<Error> {
+        let path = self.ledger.clone().unwrap_or_else(|| {
+            out.parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .map_or_else(|| PathBuf::from("ledger.json"), |d| d.join("ledger.json"))
+        });
+        let (record, failed) = match preregistration::record_in_file(&path, plan) {
+            Ok(r) => (Ok(r), None),
+            Err(e) => (
+                PlanRecord::unrecorded(plan, &preregistration::now_utc()),
+                Some(e),
+            ),
+        };
+        match record {
+            Ok(r) => report.plan = Some(r),
+            Err(e) => return Some(e),
+        }
+        failed
+    }
+}
+
+/// The ledger's error after the run's files are written.
+fn ledger_failed(e: Error, out: &Path) -> Error {
+    Error::Input(format!(
+        "{e}; the run's results are in {} (its plan is marked unrecorded)",
+        out.display()
+    ))
 }
 
 /// The prompt templates of a run: one, as before, or a sweep.
@@ -564,6 +620,17 @@ fn run(cli: Cli) -> Result<()> {
             let dataset = dataset_arg(&dataset, fit.skip_bad_rows)?;
             let m = load(&model)?;
             let templates = PromptArgs::templates(given, shipped, &m)?;
+            let texts: Vec<String> = templates.iter().map(|t| t.text.clone()).collect();
+            let plan = AnalysisPlan::new(
+                &dataset,
+                &m.sha256,
+                pooling,
+                &split,
+                &texts,
+                &fit.options(),
+                !no_random_init,
+            )?;
+            fit.check_plan(&plan)?;
             let engine = Engine::open(choice, &model)?;
             eprintln!("{}", engine.note);
             let (bar, mut progress) = stage_bar();
@@ -621,6 +688,7 @@ fn run(cli: Cli) -> Result<()> {
                     &mut progress,
                 )?
             };
+            let ledger_error = fit.record_plan(&plan, &out, &mut report);
             // The files, the figures and the causal test are the chosen template's.
             let chosen = templates
                 .iter()
@@ -668,6 +736,9 @@ fn run(cli: Cli) -> Result<()> {
             ));
             write_all(&out, &files)?;
             print_summary(&report, &out);
+            if let Some(e) = ledger_error {
+                return Err(ledger_failed(e, &out));
+            }
             if let Some(e) = causal_failed {
                 return Err(Error::Input(format!(
                     "the causal test did not run ({e}); the run's other results are in {}, and \
@@ -707,10 +778,20 @@ fn run(cli: Cli) -> Result<()> {
                 }
             };
             import::check_dataset(meta, &dataset)?;
+            let plan = AnalysisPlan::new(
+                &dataset,
+                &meta.model_sha256,
+                meta.pooling,
+                &split,
+                std::slice::from_ref(&meta.prompt_template),
+                &fit.options(),
+                opened.random_init.is_some(),
+            )?;
+            fit.check_plan(&plan)?;
             let (bar, mut progress) = stage_bar();
             let start = Instant::now();
             let mut times = Vec::new();
-            let report = run::fit_opened(
+            let mut report = run::fit_opened(
                 &opened,
                 &dataset,
                 &split,
@@ -738,8 +819,12 @@ fn run(cli: Cli) -> Result<()> {
                 fit_s / times.len().max(1) as f64,
                 run::peak_memory_mib().map_or("unknown".into(), |m| format!("{m:.0} MiB"))
             );
+            let ledger_error = fit.record_plan(&plan, &out, &mut report);
             write_all(&out, &figures::run_files(&report)?)?;
             print_summary(&report, &out);
+            if let Some(e) = ledger_error {
+                return Err(ledger_failed(e, &out));
+            }
         }
         Command::Steer {
             run_dir,
