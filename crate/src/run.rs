@@ -206,6 +206,56 @@ pub fn random_token_prefix(
     Ok(tokenizer.decode(&ids)?.trim().to_string())
 }
 
+/// Split seeds re-drawn by default (`--split-seeds`).
+pub const DEFAULT_SPLIT_SEEDS: usize = 10;
+
+/// For a random split, the same choice of layer (and template) re-run on `n` splits drawn with
+/// the next seeds (the split's seed + 1..=n) by `refit`, which takes the split and lean options
+/// (no nulls, no controls: only the choice and its test R² are kept); None for other splits or
+/// `n = 0`.
+pub fn seed_spread(
+    split: &SplitSpec,
+    opts: &AnalysisOptions,
+    n: usize,
+    refit: &mut dyn FnMut(&SplitSpec, &AnalysisOptions) -> Result<Report>,
+) -> Result<Option<crate::probe::report::SeedSpread>> {
+    let SplitSpec::Random {
+        test_fraction,
+        seed,
+    } = *split
+    else {
+        return Ok(None);
+    };
+    let lean = AnalysisOptions {
+        n_permutations: 0,
+        ngram_buckets: 0,
+        gain_over_names: false,
+        learning: false,
+        knn_neighbours: Vec::new(),
+        neuron_check: false,
+        layer_predictions: false,
+        ..opts.clone()
+    };
+    let mut runs = Vec::with_capacity(n);
+    for k in 1..=n as u64 {
+        let s = seed.wrapping_add(k);
+        let r = refit(
+            &SplitSpec::Random {
+                test_fraction,
+                seed: s,
+            },
+            &lean,
+        )?;
+        runs.push(crate::probe::report::SeedRun {
+            seed: s,
+            layer: r.selected.layer,
+            prompt: (!r.prompts.is_empty()).then(|| r.prompt.clone()),
+            r2_test: r.selected.r2_test,
+        });
+    }
+    Ok(crate::probe::report::SeedSpread::of(runs))
+}
+
 /// Fits the probes and every control on saved or fresh activations.
 #[allow(clippy::too_many_arguments)]
 pub fn fit(

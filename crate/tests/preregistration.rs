@@ -313,3 +313,50 @@ fn plan_hash_is_canonical_and_the_ledger_orders_plans() {
     assert_eq!(rfc3339_utc(0), "1970-01-01T00:00:00Z");
     assert_eq!(rfc3339_utc(1_709_210_096), "2024-02-29T12:34:56Z");
 }
+
+#[test]
+fn random_split_is_redrawn_over_other_seeds() {
+    let dir = tmp("seeds");
+    let acts = planted_acts(&dir);
+    let (code, err) = fit(
+        &acts,
+        &dir.join("a"),
+        &["--split-seeds", "3", "--seed", "4"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let r = read_report(&dir.join("a"));
+    let s = &r["seed_spread"];
+    let seeds: Vec<u64> = s["seeds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["seed"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seeds, vec![5, 6, 7]);
+    // The planted layer wins on every split.
+    assert_eq!(
+        (s["layer_min"].as_u64(), s["layer_max"].as_u64()),
+        (Some(2), Some(2))
+    );
+    let (lo, mid, hi) = (
+        s["r2_test_min"].as_f64().unwrap(),
+        s["r2_test_median"].as_f64().unwrap(),
+        s["r2_test_max"].as_f64().unwrap(),
+    );
+    assert!(lo <= mid && mid <= hi && lo > 0.5, "{s}");
+    assert!(err.contains("re-drawn over 3 other split seeds"), "{err}");
+    // The re-draws leave the ledger alone: one plan.
+    assert_eq!(ledger_plans(&dir.join("ledger.json")).len(), 1);
+
+    // 0 skips it; a split that is not random has no seeds to re-draw.
+    let (code, err) = fit(&acts, &dir.join("b"), &["--split-seeds", "0"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(read_report(&dir.join("b")).get("seed_spread").is_none());
+    let (code, err) = fit(
+        &acts,
+        &dir.join("c"),
+        &["--split", "group:continent=Europe"],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(read_report(&dir.join("c")).get("seed_spread").is_none());
+}

@@ -177,6 +177,10 @@ struct FitArgs {
     /// as exploratory.
     #[arg(long)]
     ledger: Option<PathBuf>,
+    /// For a random split, re-draw it with this many other seeds and report how far the
+    /// selected layer and its test R² move (`seed_spread`); 0 skips it.
+    #[arg(long, default_value_t = run::DEFAULT_SPLIT_SEEDS)]
+    split_seeds: usize,
 }
 
 /// The causal test's settings (`steer`, `run --causal`).
@@ -332,6 +336,21 @@ impl FitArgs {
             Err(e) => return Some(e),
         }
         failed
+    }
+}
+
+/// Adds the split seeds' spread to `report` (a failure is a warning: the headline stands).
+fn add_seed_spread(
+    report: &mut Report,
+    split: &probelab::probe::SplitSpec,
+    fit: &FitArgs,
+    refit: &mut dyn FnMut(&probelab::probe::SplitSpec, &AnalysisOptions) -> Result<Report>,
+) {
+    match run::seed_spread(split, &fit.options(), fit.split_seeds, refit) {
+        Ok(spread) => report.seed_spread = spread,
+        Err(e) => report
+            .warnings
+            .push(format!("the split re-drawn over other seeds failed: {e}")),
     }
 }
 
@@ -688,6 +707,37 @@ fn run(cli: Cli) -> Result<()> {
                     &mut progress,
                 )?
             };
+            add_seed_spread(&mut report, &split, &fit, &mut |split, opts| {
+                let mut quiet = |_: &str, _, _| true;
+                if n_templates == 1 {
+                    let (real, random) = &extracted[0];
+                    run::fit(
+                        real,
+                        &meta_of(&templates[0]),
+                        random.as_ref(),
+                        Some(&surprisal),
+                        &dataset,
+                        split,
+                        opts,
+                        &mut quiet,
+                    )
+                } else {
+                    let sweep: Vec<_> = templates
+                        .iter()
+                        .zip(&extracted)
+                        .map(|(t, (real, random))| (t.text.as_str(), real, random.as_ref()))
+                        .collect();
+                    run::fit_prompts(
+                        &sweep,
+                        &meta_of(&templates[0]),
+                        Some(&surprisal),
+                        &dataset,
+                        split,
+                        opts,
+                        &mut quiet,
+                    )
+                }
+            });
             let ledger_error = fit.record_plan(&plan, &out, &mut report);
             // The files, the figures and the causal test are the chosen template's.
             let chosen = templates
@@ -819,6 +869,17 @@ fn run(cli: Cli) -> Result<()> {
                 fit_s / times.len().max(1) as f64,
                 run::peak_memory_mib().map_or("unknown".into(), |m| format!("{m:.0} MiB"))
             );
+            add_seed_spread(&mut report, &split, &fit, &mut |split, opts| {
+                run::fit_opened(
+                    &opened,
+                    &dataset,
+                    split,
+                    opts,
+                    layers_in_flight,
+                    &mut |_, _, _| true,
+                    &mut |_| {},
+                )
+            });
             let ledger_error = fit.record_plan(&plan, &out, &mut report);
             write_all(&out, &figures::run_files(&report)?)?;
             print_summary(&report, &out);

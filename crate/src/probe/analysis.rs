@@ -1011,6 +1011,7 @@ impl Analysis {
             prompt_spread,
             // Set by the shell that keeps the ledger.
             plan: None,
+            seed_spread: None,
         })
     }
 

@@ -527,6 +527,72 @@ pub struct Report {
     /// The analysis plan, its hash, and whether it is the first scored on this test set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plan: Option<crate::probe::preregistration::PlanRecord>,
+    /// A random split re-drawn over other seeds: how far the split alone moves the selected
+    /// layer and its test R².
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed_spread: Option<SeedSpread>,
+}
+
+/// The headline's choice re-run on random splits drawn with other seeds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SeedSpread {
+    /// Each re-drawn split: its seed, the layer chosen on it and that layer's test R².
+    pub seeds: Vec<SeedRun>,
+    pub layer_min: usize,
+    pub layer_max: usize,
+    pub r2_test_min: f64,
+    pub r2_test_median: f64,
+    pub r2_test_max: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SeedRun {
+    pub seed: u64,
+    pub layer: usize,
+    /// The chosen template, for a prompt sweep.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
+    pub r2_test: f64,
+}
+
+impl SeedSpread {
+    /// The spread of `seeds` (None when empty).
+    pub fn of(seeds: Vec<SeedRun>) -> Option<SeedSpread> {
+        let layers = seeds.iter().map(|s| s.layer);
+        let (layer_min, layer_max) = (layers.clone().min()?, layers.max()?);
+        let mut r2: Vec<f64> = seeds.iter().map(|s| s.r2_test).collect();
+        r2.sort_by(f64::total_cmp);
+        let m = r2.len();
+        let median = if m % 2 == 1 {
+            r2[m / 2]
+        } else {
+            (r2[m / 2 - 1] + r2[m / 2]) / 2.0
+        };
+        Some(SeedSpread {
+            layer_min,
+            layer_max,
+            r2_test_min: r2[0],
+            r2_test_median: median,
+            r2_test_max: r2[m - 1],
+            seeds,
+        })
+    }
+
+    /// What the summary and the verdict card say.
+    pub fn sentence(&self) -> String {
+        let layers = if self.layer_min == self.layer_max {
+            format!("layer {} every time", self.layer_min)
+        } else {
+            format!("layers {}–{}", self.layer_min, self.layer_max)
+        };
+        format!(
+            "re-drawn over {} other split seeds: test R² {:.2}–{:.2} (median {:.2}), {layers}",
+            self.seeds.len(),
+            self.r2_test_min,
+            self.r2_test_max,
+            self.r2_test_median
+        )
+    }
 }
 
 /// One template of a prompt sweep.

@@ -108,6 +108,9 @@ pub fn summary(report: &Report) -> String {
             fmt_p(Some(p))
         );
     }
+    if let Some(sp) = &report.seed_spread {
+        out += &format!("{}. ", upper_first(&sp.sentence()));
+    }
     if let Some(p) = &report.prompt_spread {
         out += &prompt_sentence(report, p);
     }

@@ -79,6 +79,9 @@ pub struct Verdict {
     /// Confirmatory or exploratory, and how many plans were scored on this test set
     /// ([`crate::probe::preregistration::PlanRecord::sentence`]); None without a plan.
     pub plan: Option<String>,
+    /// How far other split seeds move the layer and the test R²
+    /// ([`crate::probe::report::SeedSpread::sentence`]); None without re-drawn splits.
+    pub seeds: Option<String>,
     pub checks: Vec<Check>,
 }
 
@@ -444,6 +447,7 @@ pub fn verdict(report: &Report) -> Verdict {
         error_unit,
         p_value: s.p_value,
         plan: report.plan.as_ref().map(|p| p.sentence()),
+        seeds: report.seed_spread.as_ref().map(|s| s.sentence()),
         checks,
     }
 }
@@ -454,6 +458,9 @@ impl fmt::Display for Verdict {
         writeln!(f, "{}", self.headline)?;
         if let Some(p) = &self.plan {
             writeln!(f, "  {p}")?;
+        }
+        if let Some(s) = &self.seeds {
+            writeln!(f, "  {s}")?;
         }
         if let Some(w) = &self.warning {
             writeln!(f, "  ! {w}")?;
