@@ -78,6 +78,11 @@ fn run_then_refit_by_continent() {
         );
     }
     assert!(r["selected"]["p_value"].as_f64().unwrap() > 0.0);
+    // The plan it ran under (the ledger beside --out is shared, so only its shape is checked)
+    // and the random split re-drawn over the default 10 other seeds.
+    assert_eq!(r["plan"]["hash"].as_str().unwrap().len(), 64);
+    assert!(r["plan"]["plans_tried"].as_u64().unwrap() >= 1);
+    assert_eq!(r["seed_spread"]["seeds"].as_array().unwrap().len(), 10);
     assert!(
         r["baselines"]["ngram_r2_test"].is_number() && r["baselines"]["layer0_r2_test"].is_number()
     );
@@ -133,6 +138,7 @@ fn run_then_refit_by_continent() {
     assert_eq!(code, 0, "{err}");
     let r = read_report(&refit);
     assert_eq!(r["split"]["kind"], "leave_one_group_out");
+    assert!(r.get("seed_spread").is_none(), "a group split has no seeds");
     let groups: Vec<&str> = r["by_group"]
         .as_array()
         .unwrap()
