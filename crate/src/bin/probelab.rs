@@ -324,18 +324,16 @@ impl FitArgs {
                 .filter(|d| !d.as_os_str().is_empty())
                 .map_or_else(|| PathBuf::from("ledger.json"), |d| d.join("ledger.json"))
         });
-        let (record, failed) = match preregistration::record_in_file(&path, plan) {
-            Ok(r) => (Ok(r), None),
-            Err(e) => (
-                PlanRecord::unrecorded(plan, &preregistration::now_utc()),
-                Some(e),
-            ),
-        };
-        match record {
-            Ok(r) => report.plan = Some(r),
-            Err(e) => return Some(e),
+        match preregistration::record_in_file(&path, plan) {
+            Ok(r) => {
+                report.plan = Some(r);
+                None
+            }
+            Err(e) => {
+                report.plan = PlanRecord::unrecorded(plan, &preregistration::now_utc()).ok();
+                Some(e)
+            }
         }
-        failed
     }
 }
 
@@ -679,64 +677,29 @@ fn run(cli: Cli) -> Result<()> {
             let meta_of = |t: &Template| {
                 ActsMeta::for_dataset(&m.model.config.name, &m.sha256, &t.text, pooling, &dataset)
             };
-            let mut report = if n_templates == 1 {
-                let (real, random) = &extracted[0];
-                run::fit(
-                    real,
-                    &meta_of(&templates[0]),
-                    random.as_ref(),
-                    Some(&surprisal),
-                    &dataset,
-                    &split,
-                    &fit.options(),
-                    &mut progress,
-                )?
-            } else {
-                let sweep: Vec<_> = templates
-                    .iter()
-                    .zip(&extracted)
-                    .map(|(t, (real, random))| (t.text.as_str(), real, random.as_ref()))
-                    .collect();
+            // One template is a sweep of one: the same report as a plain fit.
+            let sweep: Vec<_> = templates
+                .iter()
+                .zip(&extracted)
+                .map(|(t, (real, random))| (t.text.as_str(), real, random.as_ref()))
+                .collect();
+            let meta = meta_of(&templates[0]);
+            let fit_on = |split: &probelab::probe::SplitSpec,
+                          opts: &AnalysisOptions,
+                          progress: &mut probelab::probe::StageProgress| {
                 run::fit_prompts(
                     &sweep,
-                    &meta_of(&templates[0]),
+                    &meta,
                     Some(&surprisal),
                     &dataset,
-                    &split,
-                    &fit.options(),
-                    &mut progress,
-                )?
+                    split,
+                    opts,
+                    progress,
+                )
             };
+            let mut report = fit_on(&split, &fit.options(), &mut progress)?;
             add_seed_spread(&mut report, &split, &fit, &mut |split, opts| {
-                let mut quiet = |_: &str, _, _| true;
-                if n_templates == 1 {
-                    let (real, random) = &extracted[0];
-                    run::fit(
-                        real,
-                        &meta_of(&templates[0]),
-                        random.as_ref(),
-                        Some(&surprisal),
-                        &dataset,
-                        split,
-                        opts,
-                        &mut quiet,
-                    )
-                } else {
-                    let sweep: Vec<_> = templates
-                        .iter()
-                        .zip(&extracted)
-                        .map(|(t, (real, random))| (t.text.as_str(), real, random.as_ref()))
-                        .collect();
-                    run::fit_prompts(
-                        &sweep,
-                        &meta_of(&templates[0]),
-                        Some(&surprisal),
-                        &dataset,
-                        split,
-                        opts,
-                        &mut quiet,
-                    )
-                }
+                fit_on(split, opts, &mut |_, _, _| true)
             });
             let ledger_error = fit.record_plan(&plan, &out, &mut report);
             // The files, the figures and the causal test are the chosen template's.

@@ -45,15 +45,21 @@ pub fn r2_score_per_target(y_true: &[f64], y_pred: &[f64], n_targets: usize) -> 
             let mean = yt.iter().sum::<f64>() / n as f64;
             let ss_res: f64 = yt.iter().zip(&yp).map(|(a, b)| (a - b) * (a - b)).sum();
             let ss_tot: f64 = yt.iter().map(|a| (a - mean) * (a - mean)).sum();
-            if ss_res == 0.0 {
-                1.0
-            } else if ss_tot == 0.0 {
-                0.0
-            } else {
-                1.0 - ss_res / ss_tot
-            }
+            r2_from_sums(ss_res, ss_tot)
         })
         .collect())
+}
+
+/// R² from its sums of squares, with scikit-learn's conventions for the degenerate cases: a
+/// perfect fit is 1 (even of a constant), any error on a constant target is 0.
+pub fn r2_from_sums(ss_res: f64, ss_tot: f64) -> f64 {
+    if ss_res == 0.0 {
+        1.0
+    } else if ss_tot == 0.0 {
+        0.0
+    } else {
+        1.0 - ss_res / ss_tot
+    }
 }
 
 /// R² averaged uniformly over target columns (scikit-learn's `multioutput="uniform_average"`).

@@ -34,6 +34,7 @@ use crate::probe::linalg::{
     col_sums, full, gram_t, mul_skinny, solve_spd, symmetric_eigen, tr_mul_skinny,
 };
 use crate::probe::matrix::{check_finite, Matrix, MatrixRef, StandardScaler};
+use crate::probe::metrics::r2_from_sums;
 use crate::probe::split::{Split, SplitMix64};
 use crate::Result;
 
@@ -984,14 +985,7 @@ impl RidgeDecomposition {
                                 let mean = (0..len).map(yf).sum::<f64>() / len as f64;
                                 let ss_tot: f64 = (0..len).map(|i| (yf(i) - mean).powi(2)).sum();
                                 let ss_res: f64 = e.column(c * k + t).norm_squared();
-                                // scikit-learn's r2_score conventions, as validation_r2.
-                                if ss_res == 0.0 {
-                                    1.0
-                                } else if ss_tot == 0.0 {
-                                    0.0
-                                } else {
-                                    1.0 - ss_res / ss_tot
-                                }
+                                r2_from_sums(ss_res, ss_tot)
                             })
                             .sum::<f64>()
                             / k as f64
