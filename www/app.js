@@ -6,7 +6,9 @@ import { WorkerPool } from './workers.js';
 import { gatherActivations, readStoredRun } from './activations.js';
 import { fillCausal, linkToLab, showResults } from './results.js';
 import { Store, reportKey, runKey, sha256Hex } from './store.js';
-import init, { Report, builtin_datasets, read_dataset } from './pkg/probelab.js';
+import init, {
+  Report, analysis_plan, builtin_datasets, ledger_record, plan_differences, plan_unrecorded, prompt_templates, read_dataset,
+} from './pkg/probelab.js';
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -44,6 +46,9 @@ function setBusy() {
   $('extract').disabled = state.extracting || state.loading || !state.info;
   $('cancel').disabled = !state.extracting;
   $('split').disabled = state.extracting;
+  $('plan-lock').disabled = state.extracting || !state.info;
+  $('plan-unlock').disabled = state.extracting;
+  $('shipped-prompts').disabled = state.extracting || state.loading || !state.info;
   $('causal-run').disabled = state.extracting || state.loading || !state.info || !state.report;
 }
 
@@ -144,6 +149,7 @@ async function loadModel(source) {
       state.shownFrom = null;
     }
     await showStoredState();
+    await showPlanState();
   } catch (e) {
     $('model-status').textContent = state.info ? `Still using ${state.info.name}.` : 'No model loaded.';
     showError(`Could not load the model: ${e.message}`);
@@ -268,16 +274,32 @@ async function importFile(file) {
   $('dataset').value = 'imported';
   showProblems(file.name, d.problems);
   await showDataset();
+  await showPlanState();
+}
+
+/**
+ * The prompt templates, one per line, as the core reads and checks them (at least one, each
+ * with {name}, none twice); `problem` says what is wrong instead.
+ */
+function readTemplates() {
+  try {
+    return { templates: prompt_templates($('template').value) };
+  } catch (e) {
+    return { templates: [], problem: e.message || String(e) };
+  }
 }
 
 function currentRequest() {
   // Every line is an entity: an empty line is reported by the core, not silently dropped.
   const lines = $('names').value.replace(/\r/g, '').split('\n');
   while (lines.length && lines[lines.length - 1].trim() === '') lines.pop();
+  const { templates, problem } = readTemplates();
   return {
     names: lines,
     opts: {
-      template: $('template').value, pooling: $('pooling').value,
+      // `template` is the one being extracted (the first until a sweep's loop sets it); the
+      // names' surprisal and the entity check use the first.
+      template: templates[0] ?? '', templates, templateProblem: problem, pooling: $('pooling').value,
       batchSize: Math.max(1, Number($('batch-size').value) || 32),
       // For tests of the fallback: the GPU's device is destroyed before this batch.
       ...(params.has('gpu_batch') ? { gpuBatch: Number(params.get('gpu_batch')) } : {}),
@@ -316,54 +338,96 @@ async function extractStage(names, opts, variant, what) {
   });
 }
 
+/**
+ * A sweep: one gathered run per template (and, with the control, one of the random-initialised
+ * twin per template), all of the same names. A single template is a sweep of one.
+ */
+function sweepOf(names, opts, runs, randoms) {
+  return { names, opts, runs, randoms, nLayers: runs[0].nLayers, dModel: runs[0].dModel };
+}
+
+/** The run of `template` in a sweep (the first when it has none of that name). */
+function runOf(sweep, template) {
+  return sweep.runs[Math.max(0, sweep.opts.templates.indexOf(template))];
+}
+
+/** Extracts `variant` for every template of the sweep; null when cancelled (said on the page). */
+async function extractTemplates(names, opts, variant, label) {
+  const runs = [];
+  const k = opts.templates.length;
+  for (const [i, template] of opts.templates.entries()) {
+    const which = k > 1 ? `prompt ${i + 1} of ${k} (${template}): ` : '';
+    const r = await extractStage(names, { ...opts, template }, variant, label + which);
+    if (r.cancelled) return { cancelled: r, runs };
+    runs.push({ ...r, template });
+  }
+  return { runs };
+}
+
 async function runExtraction() {
   clearError();
   const { names, opts } = currentRequest();
   if (!names.length) { showError('Enter at least one name.'); return; }
+  if (opts.templateProblem) { showError(`Prompt templates: ${opts.templateProblem}`); return; }
   state.extracting = true; setBusy();
-  $('result').hidden = true;
   try {
     const dataset = await currentDataset();
-    const r = await extractStage(names, opts, 'model', '');
-    if (r.cancelled) {
+    // A locked plan refuses other settings before the model runs, not after.
+    if (dataset) await checkLock(await storeReady, planOf(dataset, opts, currentSplit(), $('random-init').checked));
+    $('result').hidden = true;
+    const model = await extractTemplates(names, opts, 'model', '');
+    if (model.cancelled) {
+      const r = model.cancelled;
       $('extract-status').textContent = `Cancelled after ${r.done} of ${r.total} entities`
+        + (model.runs.length ? ` of prompt ${model.runs.length + 1} (the first ${model.runs.length} are done)` : '')
         + (state.store.ok ? '; the finished ones are kept in this browser, and Extract continues from there.' : '.');
       return;
     }
-    state.lastRun = { ...r, nEntities: names.length, names, opts };
+    const runs = model.runs;
+    // lastRun is the first template's run (as it was before sweeps); sweep holds them all.
+    state.sweep = sweepOf(names, opts, runs, null);
+    state.lastRun = { ...runs[0], nEntities: names.length, names, opts: { ...opts, template: runs[0].template } };
+    state.randomRun = null;
     state.report = null;
-    const on = { gpu: ' on WebGPU', cpu: ' on the CPU', 'gpu+cpu': ' (WebGPU, then the CPU after the GPU failed)', store: '' }[r.engine];
-    const doneText = r.computed
-      ? `Done${on}: ${names.length} entities (${r.computed} computed, ${r.fromStore} from this browser's cache), ${r.tokens} tokens in ${r.seconds.toFixed(2)} s (${(r.tokens / r.seconds).toFixed(0)} tokens/s).`
-      : `All ${names.length} entities' activations came from this browser's cache (same model, prompt and names).`;
+    const sum = (key) => runs.reduce((a, r) => a + r[key], 0);
+    const computed = sum('computed'), fromStore = sum('fromStore'), tokens = sum('tokens'), seconds = sum('seconds');
+    const engines = [...new Set(runs.filter((r) => r.computed).map((r) => r.engine))];
+    const on = { gpu: ' on WebGPU', cpu: ' on the CPU', 'gpu+cpu': ' (WebGPU, then the CPU after the GPU failed)' }[engines.includes('gpu+cpu') ? 'gpu+cpu' : engines[0]] || '';
+    const prompts = runs.length > 1 ? ` × ${runs.length} prompts` : '';
+    const doneText = computed
+      ? `Done${on}: ${names.length} entities${prompts} (${computed} computed, ${fromStore} from this browser's cache), ${tokens} tokens in ${seconds.toFixed(2)} s (${(tokens / seconds).toFixed(0)} tokens/s).`
+      : `All ${names.length} entities' activations${prompts} came from this browser's cache (same model, prompt and names).`;
     $('extract-status').textContent = doneText;
+    const r = runs[0];
     $('result').hidden = false;
     $('result-summary').textContent =
-      `Activations: ${r.nLayers + 1} layers × ${names.length} entities × ${r.dModel} dimensions.`
+      `Activations: ${r.nLayers + 1} layers × ${names.length} entities × ${r.dModel} dimensions${runs.length > 1 ? `, for each of ${runs.length} prompt templates` : ''}.`
       + (r.data ? '' : ' Too large to hold in the page: they are in this browser\'s cache; fit them with the command line (probelab fit).')
       + (state.store.reason ? ` (${state.store.reason})` : '');
     $('download-acts').disabled = !r.data;
     // The page state lives in the URL, so a link reproduces the view.
     const url = new URL(location.href);
     url.searchParams.set('dataset', $('dataset').value === 'imported' ? 'custom' : $('dataset').value);
-    url.searchParams.set('prompt', opts.template);
+    url.searchParams.delete('prompt');
+    for (const t of opts.templates) url.searchParams.append('prompt', t);
     history.replaceState(null, '', url);
-    if (!dataset || !r.data) return;
-    state.randomRun = null;
+    if (!dataset || runs.some((x) => !x.data)) return;
     if ($('random-init').checked) {
-      const t = await extractStage(names, opts, 'random-init', 'Random-initialised control model: ');
-      if (t.cancelled) {
+      const twin = await extractTemplates(names, opts, 'random-init', 'Random-initialised control model: ');
+      if (twin.cancelled) {
+        const t = twin.cancelled;
         $('extract-status').textContent = `Cancelled the random-initialised control after ${t.done} of ${t.total} entities; the probes are fitted without it.`;
       } else {
-        state.randomRun = t;
-        $('extract-status').textContent = `${doneText} The random-initialised control model ran too (${t.computed} computed, ${t.fromStore} from the cache).`;
+        state.sweep = sweepOf(names, opts, runs, twin.runs);
+        state.randomRun = twin.runs[0];
+        $('extract-status').textContent = `${doneText} The random-initialised control model ran too (${twin.runs.reduce((a, x) => a + x.computed, 0)} computed, ${twin.runs.reduce((a, x) => a + x.fromStore, 0)} from the cache).`;
       }
     }
-    await fitAndShow(dataset, state.lastRun, state.randomRun, opts);
+    await fitAndShow(dataset, state.sweep);
   } catch (e) {
     workers.cancel();
-    showError(`Extraction failed: ${e.message}`);
-    $('extract-status').textContent = '';
+    showError(`${e.planRefused ? '' : 'Extraction failed: '}${e.message}`);
+    if (!e.planRefused) $('extract-status').textContent = '';
   } finally {
     state.extracting = false; setBusy();
   }
@@ -371,31 +435,152 @@ async function runExtraction() {
 
 const currentSplit = () => $('split').value;
 
-/** Fits the probes and controls (or takes the stored report of the same fit) and draws them. */
-async function fitAndShow(dataset, run, randomRun, opts) {
+/** The current time as RFC 3339 UTC to the second, as the command line writes it. */
+const nowUtc = () => new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+
+/**
+ * The analysis plan of fitting `sweep` now ({hash, plan}): everything that could be changed
+ * after seeing the test score, hashed by the core exactly as `probelab run` hashes it.
+ */
+function planOf(dataset, opts, split, withTwin) {
+  return JSON.parse(analysis_plan(dataset.name, dataset.csv, state.info.sha256, opts.pooling, split,
+    opts.templates, permutations, SEED, withTwin));
+}
+
+/** The plans the ledger holds for a plan's test set (its dataset and split). */
+async function plansScored(store, plan) {
+  const text = await store.ledger();
+  if (!text) return 0;
+  const split = JSON.stringify(plan.plan.split);
+  const set = JSON.parse(text).test_sets.find((t) => t.dataset_sha256 === plan.plan.dataset_sha256 && JSON.stringify(t.split) === split);
+  return set ? set.plans.length : 0;
+}
+
+/**
+ * "Lock the plan": what is locked for the current dataset, whether the current settings follow
+ * it (and if not, where they differ), and how many plans this test set has seen.
+ */
+async function showPlanState() {
+  const status = $('plan-status');
+  const dataset = await currentDataset();
+  const { opts } = currentRequest();
+  if (!dataset || !state.info || opts.templateProblem) {
+    status.textContent = dataset ? '' : 'A plan is for a dataset with targets (a built-in one or a CSV with them).';
+    $('plan-lock').hidden = false; $('plan-unlock').hidden = true;
+    delete status.dataset.locked;
+    return;
+  }
+  const store = await storeReady;
+  let plan;
+  try { plan = planOf(dataset, opts, currentSplit(), $('random-init').checked); } catch (e) { status.textContent = e.message; return; }
+  const locked = await store.lockedPlan(plan.plan.dataset_sha256);
+  const scored = await plansScored(store, plan);
+  const count = `${scored} plan${scored === 1 ? '' : 's'} scored on this test set in this browser`;
+  $('plan-lock').hidden = Boolean(locked); $('plan-unlock').hidden = !locked;
+  if (!locked) {
+    delete status.dataset.locked;
+    status.textContent = `No plan locked for this dataset (${count}).`;
+    return;
+  }
+  status.dataset.locked = locked.hash;
+  const fields = locked.hash === plan.hash ? [] : plan_differences(JSON.stringify(locked.plan), JSON.stringify(plan.plan));
+  status.textContent = `Plan ${locked.hash.slice(0, 12)} locked ${new Date(locked.locked).toISOString().slice(0, 19).replace('T', ' ')} UTC (${count}). `
+    + (fields.length ? `The settings now differ from it in: ${fields.join(', ')}; a fit is refused until they match or the plan is unlocked.`
+      : 'The settings follow it.');
+}
+
+/** Locks the current settings' plan for this dataset: fits with other settings are refused. */
+async function lockPlan() {
+  clearError();
+  const dataset = await currentDataset();
+  const { opts } = currentRequest();
+  const store = await storeReady;
+  try {
+    if (!dataset) throw new Error('a plan is for a dataset with targets: choose a built-in dataset or a CSV with latitude/longitude or years');
+    if (opts.templateProblem) throw new Error(`prompt templates: ${opts.templateProblem}`);
+    if (!store.ok) throw new Error(store.reason || 'this browser keeps no store, so a locked plan would not last');
+    const plan = planOf(dataset, opts, currentSplit(), $('random-init').checked);
+    await store.lockPlan(plan.plan.dataset_sha256, plan);
+  } catch (e) {
+    showError(`Could not lock the plan: ${e.message}`);
+  }
+  await showPlanState();
+}
+
+async function unlockPlan() {
+  const dataset = await currentDataset();
+  const store = await storeReady;
+  if (dataset && state.info) {
+    const plan = planOf(dataset, currentRequest().opts, currentSplit(), false);
+    await store.unlockPlan(plan.plan.dataset_sha256);
+  }
+  await showPlanState();
+}
+
+/** Refuses (throws, naming what differs) a plan other than the one locked for its dataset. */
+async function checkLock(store, plan) {
+  const locked = await store.lockedPlan(plan.plan.dataset_sha256);
+  if (locked && locked.hash !== plan.hash) {
+    const fields = plan_differences(JSON.stringify(locked.plan), JSON.stringify(plan.plan));
+    throw Object.assign(new Error(`this fit differs from the plan locked for this dataset (plan ${locked.hash.slice(0, 12)}) in: ${fields.join(', ')}. `
+      + 'Change the settings back, or Unlock the plan to run it anyway (it will count as exploratory).'), { planRefused: true });
+  }
+}
+
+/**
+ * Before the test set is scored: a plan locked for this dataset must be the plan of this fit
+ * (else the fit is refused, naming what differs), and the plan is recorded in the browser's
+ * ledger of plans scored on this test set. Resolves with the report's `plan` block.
+ */
+async function recordPlan(store, plan) {
+  await checkLock(store, plan);
+  const planText = JSON.stringify(plan.plan);
+  if (!store.ok) return plan_unrecorded(planText, nowUtc());
+  const { ledger, record } = JSON.parse(ledger_record(await store.ledger(), planText, nowUtc()));
+  await store.putLedger(JSON.stringify(ledger));
+  showPlanState();
+  // A ledger the store refused to keep cannot say whether this plan was first.
+  return store.ok ? JSON.stringify(record) : plan_unrecorded(planText, nowUtc());
+}
+
+/** Fits the probes and controls on a sweep (or takes the stored report of the same fit) and draws them. */
+async function fitAndShow(dataset, sweep) {
   const store = await storeReady;
   const split = currentSplit();
-  const surprisal = surprisalFor(currentRequest());
-  const key = await reportKey({ run: run.run, randomRun: randomRun ? randomRun.run : null, dataset: dataset.key, split, permutations, seed: String(SEED), surprisal: surprisal ? 'v1' : undefined });
+  const { runs, randoms, opts } = sweep;
+  const surprisal = surprisalFor({ names: sweep.names, opts });
+  // One template keeps the key a single run always had, so earlier results stay found.
+  const keyOf = (list) => (list ? (list.length === 1 ? list[0].run : list.map((r) => r.run)) : null);
+  const key = await reportKey({ run: keyOf(runs), randomRun: keyOf(randoms), dataset: dataset.key, split, permutations, seed: String(SEED), surprisal: surprisal ? 'v1' : undefined });
   $('probe-panel').hidden = false;
   let stored = await store.getReport(key);
   const t = performance.now();
   if (!stored) {
-    const what = `ridge probes on ${run.nLayers + 1} layers with ${permutations} shuffled-target refits`
-      + (randomRun ? ', the random-initialised model' : '') + ' and every other control';
+    const plan = await recordPlan(store, planOf(dataset, opts, split, Boolean(randoms)));
+    const sweepText = runs.length > 1 ? ` × ${runs.length} prompts` : '';
+    const what = `ridge probes on ${sweep.nLayers + 1} layers${sweepText} with ${permutations} shuffled-target refits`
+      + (randoms ? ', the random-initialised model' : '') + ' and every other control';
     $('probe-status').textContent = `Fitting ${what}…`;
     const bar = $('fit-progress');
     bar.hidden = false; bar.value = 0;
+    const joined = (list) => {
+      const out = new Float32Array(list.reduce((a, r) => a + r.data.length, 0));
+      let at = 0;
+      for (const r of list) { out.set(r.data, at); at += r.data.length; }
+      return out;
+    };
     const { report, scenes } = await workers.fit({
-      data: run.data.slice(), nLayers: run.nLayers, dModel: run.dModel,
-      randomInit: randomRun ? randomRun.data.slice() : undefined,
-      firstTokenIds: run.firstTokenIds, dataset: dataset.name, csv: dataset.csv, split, permutations,
-      modelName: state.info.name, modelSha256: state.info.sha256, template: opts.template, pooling: opts.pooling,
-      surprisal: surprisal ? surprisal.slice() : undefined,
+      data: joined(runs), nLayers: sweep.nLayers, dModel: sweep.dModel,
+      randomInit: randoms ? joined(randoms) : undefined,
+      firstTokenIds: runs[0].firstTokenIds, dataset: dataset.name, csv: dataset.csv, split, permutations,
+      ...(params.has('split_seeds') ? { splitSeeds: Number(params.get('split_seeds')) } : {}),
+      modelName: state.info.name, modelSha256: state.info.sha256, templates: opts.templates, pooling: opts.pooling,
+      surprisal: surprisal ? surprisal.slice() : undefined, plan,
     }, (p) => {
-      if (p.stage !== 'layers') return;
+      if (p.stage !== 'layers' && p.stage !== 'split seeds') return;
       bar.max = p.total; bar.value = p.done;
-      $('probe-status').textContent = `Fitting ${what}: layer ${p.done} of ${p.total} done.`;
+      if (p.stage === 'layers') $('probe-status').textContent = `Fitting ${what}: layer ${p.done} of ${p.total} done.`;
+      else if (p.stage === 'split seeds') $('probe-status').textContent = `Re-drawing the split over other seeds: ${p.done} of ${p.total} done.`;
     }).finally(() => { bar.hidden = true; });
     stored = { reportJson: report, scenes };
     await store.putReport(key, stored);
@@ -418,7 +603,7 @@ function show(stored, sha256, key) {
   fillCausal(state.report);
   resultsFirst(true);
   // The activations go with the result when this tab holds them (not on a revisit from the store).
-  $('export-acts').disabled = !state.lastRun?.data;
+  $('export-acts').disabled = !shownRun()?.data;
   if (embedded) showTitle(state.report.dataset.target);
   linkToLab();
 }
@@ -452,20 +637,20 @@ async function showStoredState(modelRecord) {
   if (!info || state.extracting) return false;
   const store = await storeReady;
   const { names, opts } = currentRequest();
-  if (!names.length) return false;
-  const key = (variant) => runKey(info, names, opts, variant);
-  const [run, randomRun] = await Promise.all([key('model'), key('random-init')]);
-  const rec = await store.get('runs', run);
+  if (!names.length || opts.templateProblem) return false;
+  // Every template's run, and the twin's: a sweep's report is keyed by all of them.
+  const keys = async (variant) => Promise.all(opts.templates.map((template) => runKey(info, names, { ...opts, template }, variant)));
+  const [runs, randomRuns] = await Promise.all([keys('model'), keys('random-init')]);
+  const recs = await Promise.all(runs.map((r) => store.get('runs', r)));
   const status = $('extract-status');
   if (/interrupted run/.test(status.textContent)) status.textContent = '';
-  if (!rec) return false;
-  if (!rec.complete) {
-    if (rec.done) $('extract-status').textContent = `${rec.done} of ${names.length} entities are cached from an interrupted run: Extract continues from there.`;
-    return false;
-  }
-  if (!dataset) return false;
-  const randomRec = $('random-init').checked ? await store.get('runs', randomRun) : null;
-  const rk = await reportKey({ run, randomRun: randomRec && randomRec.complete ? randomRun : null, dataset: dataset.key, split: currentSplit(), permutations, seed: String(SEED) });
+  const partial = recs.find((rec) => rec && !rec.complete && rec.done);
+  if (partial) $('extract-status').textContent = `${partial.done} of ${names.length} entities are cached from an interrupted run: Extract continues from there.`;
+  if (!dataset || !recs.every((rec) => rec && rec.complete)) return false;
+  const randomRecs = $('random-init').checked ? await Promise.all(randomRuns.map((r) => store.get('runs', r))) : [];
+  const withTwin = randomRecs.length > 0 && randomRecs.every((rec) => rec && rec.complete);
+  const keyOf = (list) => (list.length === 1 ? list[0] : list);
+  const rk = await reportKey({ run: keyOf(runs), randomRun: withTwin ? keyOf(randomRuns) : null, dataset: dataset.key, split: currentSplit(), permutations, seed: String(SEED) });
   const stored = await store.getReport(rk);
   if (stored) {
     show(stored, info.sha256, rk);
@@ -510,10 +695,40 @@ async function colourBySurprisal() {
   await refit();
 }
 
-/** Whether this tab's last extraction is of these names with this prompt and pooling. */
+/** Whether this tab's last extraction is of these names with these prompts and pooling. */
 function isLastRun(names, opts) {
-  const r = state.lastRun;
-  return Boolean(r) && r.names.join('\n') === names.join('\n') && r.opts.template === opts.template && r.opts.pooling === opts.pooling;
+  const r = state.sweep;
+  return Boolean(r) && r.names.join('\n') === names.join('\n')
+    && r.opts.templates.join('\n') === opts.templates.join('\n') && r.opts.pooling === opts.pooling;
+}
+
+/**
+ * The sweep of these names and prompts: this tab's last extraction, or complete runs read back
+ * from the store (every template's, and the twin's when the control is on and stored for all);
+ * null when some template's activations are not stored.
+ */
+async function sweepFor(names, opts) {
+  if (isLastRun(names, opts)) return state.sweep;
+  const store = await storeReady;
+  const read = async (variant) => {
+    const runs = [];
+    for (const template of opts.templates) {
+      const r = await readStoredRun({ store, info: state.info, names, opts: { ...opts, template }, variant });
+      if (!r || !r.data) return null;
+      runs.push({ ...r, template });
+    }
+    return runs;
+  };
+  const runs = await read('model');
+  if (!runs) return null;
+  return sweepOf(names, opts, runs, $('random-init').checked ? await read('random-init') : null);
+}
+
+/** The activations the shown result chose (its template's run), when this tab holds them. */
+function shownRun() {
+  const sweep = state.sweep;
+  if (!sweep || !state.report) return sweep?.runs[0] ?? null;
+  return sweep.opts.templates.includes(state.report.prompt) ? runOf(sweep, state.report.prompt) : null;
 }
 
 /** A changed split re-fits the activations in memory or in the store; the model does not run. */
@@ -525,17 +740,14 @@ async function refit() {
   url.searchParams.set('split', currentSplit());
   history.replaceState(null, '', url);
   const { names, opts } = currentRequest();
-  const store = await storeReady;
-  const same = isLastRun(names, opts);
-  const run = same ? state.lastRun : await readStoredRun({ store, info: state.info, names, opts, variant: 'model' });
-  if (!run || !run.data) return;   // nothing extracted yet: Extract fits with the new split
-  const randomRun = same ? state.randomRun
-    : ($('random-init').checked ? await readStoredRun({ store, info: state.info, names, opts, variant: 'random-init' }) : null);
+  if (opts.templateProblem) return;
+  const sweep = await sweepFor(names, opts);
+  if (!sweep) return;   // nothing extracted yet: Extract fits with the new split
   state.extracting = true; setBusy();
   try {
-    await fitAndShow(dataset, run, randomRun, opts);
+    await fitAndShow(dataset, sweep);
   } catch (e) {
-    showError(`Could not fit: ${e.message}`);
+    showError(e.planRefused ? e.message : `Could not fit: ${e.message}`);
   } finally {
     state.extracting = false; setBusy();
   }
@@ -555,8 +767,9 @@ async function runCausal() {
   const dataset = await currentDataset();
   const { names, opts } = currentRequest();
   const store = await storeReady;
-  const same = isLastRun(names, opts);
-  const run = same ? state.lastRun : await readStoredRun({ store, info: state.info, names, opts, variant: 'model' });
+  // The causal test edits the activations of the template the report chose.
+  const sweep = opts.templateProblem ? null : await sweepFor(names, opts);
+  const run = sweep && sweep.opts.templates.includes(state.report.prompt) ? runOf(sweep, state.report.prompt) : null;
   if (!dataset || !run || !run.data) {
     status.textContent = 'The causal test edits this model\'s activations: extract them first (Setup, Extract).';
     return;
@@ -609,11 +822,12 @@ async function runCausal() {
 }
 
 async function downloadActivations() {
-  const r = state.lastRun;
+  const r = shownRun();
+  const sweep = state.sweep;
   try {
     const bytes = await workers.safetensors({
-      data: r.data.slice(), names: r.names, tokensPerEntity: r.tokensPerEntity,
-      template: r.opts.template, pooling: r.opts.pooling, datasetName: 'names',
+      data: r.data.slice(), names: sweep.names, tokensPerEntity: r.tokensPerEntity,
+      template: r.template, pooling: sweep.opts.pooling, datasetName: 'names',
     });
     const url = URL.createObjectURL(new Blob([bytes], { type: 'application/octet-stream' }));
     const a = Object.assign(document.createElement('a'), { href: url, download: 'activations.safetensors' });
@@ -648,11 +862,28 @@ $('extract').addEventListener('click', runExtraction);
 $('cancel').addEventListener('click', () => workers.cancel());
 $('download-acts').addEventListener('click', downloadActivations);
 $('export-acts').addEventListener('click', downloadActivations);
-$('split').addEventListener('change', refit);
+$('split').addEventListener('change', async () => { await showPlanState(); await refit(); });
 $('color-by').addEventListener('change', colourBySurprisal);
 $('causal-run').addEventListener('click', runCausal);
+$('plan-lock').addEventListener('click', lockPlan);
+$('plan-unlock').addEventListener('click', unlockPlan);
+$('random-init').addEventListener('change', showPlanState);
+$('template').addEventListener('change', async () => { await showStoredState(); await showPlanState(); });
+$('shipped-prompts').addEventListener('click', async () => {
+  clearError();
+  const dataset = await currentDataset();
+  try {
+    // The random prefix is drawn from the loaded model's vocabulary, as --prompt-set does.
+    $('template').value = (await workers.shippedPrompts(dataset?.target === 'time' ? 'time' : 'places')).join('\n');
+  } catch (e) {
+    showError(`Could not make the shipped prompt set: ${e.message}`);
+    return;
+  }
+  await showStoredState();
+  await showPlanState();
+});
 $('causal-cancel').addEventListener('click', () => workers.cancel());
-$('dataset').addEventListener('change', showDataset);
+$('dataset').addEventListener('change', async () => { await showDataset(); await showPlanState(); });
 $('names').addEventListener('input', () => { $('dataset').value = 'custom'; showDataset(); });
 
 $('engine').textContent = 'Engine: starting…';
@@ -667,7 +898,7 @@ builtins.then((list) => {
   if (list.some((d) => d.name === wanted)) $('dataset').value = wanted;
 });
 
-if (params.has('prompt')) $('template').value = params.get('prompt');
+if (params.has('prompt')) $('template').value = params.getAll('prompt').join('\n');
 const initial = params.get('model') || DEFAULT_MODEL_URL;
 $('model-url').value = initial;
 

@@ -148,6 +148,25 @@ export function linkToLab() {
 const FIGURE_IDS = { layers: 'layers-canvas', map: 'map-wrap', time: 'map-wrap', by_group: 'by-group' };
 const OUTCOME_WORDS = { yes: 'passes', no: 'fails', not_run: 'not run' };
 
+const PLAN_LABELS = { confirmatory: 'Confirmatory', exploratory: 'Exploratory', unrecorded: 'Plan not recorded' };
+
+/**
+ * The badge that says whether this result's plan was the first scored on its test set
+ * (confirmatory) or one of several (exploratory, with how many): the core's sentence after a
+ * one-word label. Tests read data-status and data-plans.
+ */
+function fillPlanBadge(plan, sentence) {
+  const badge = $('plan-badge');
+  badge.hidden = !plan;
+  if (!plan) return;
+  badge.className = `plan-badge ${plan.status}`;
+  badge.dataset.status = plan.status;
+  badge.dataset.plans = String(plan.plans_tried);
+  const label = document.createElement('strong');
+  label.textContent = PLAN_LABELS[plan.status] || plan.status;
+  badge.replaceChildren(label, ` — ${sentence}`);
+}
+
 /**
  * The verdict card from the core (the command line prints the same): the headline, then one
  * line per control with its mark, a link to the figure that shows it, and its figure. Each line
@@ -156,6 +175,10 @@ const OUTCOME_WORDS = { yes: 'passes', no: 'fails', not_run: 'not run' };
 function fillVerdict(handle) {
   const v = JSON.parse(handle.verdict());
   $('verdict-headline').textContent = v.headline;
+  fillPlanBadge(JSON.parse(current.reportJson).plan, v.plan);
+  // How far the headline moves when the random split is re-drawn.
+  $('verdict-seeds').textContent = v.seeds ?? '';
+  $('verdict-seeds').hidden = !v.seeds;
   // A control that reaches the probe at some layer is said before the checks.
   $('verdict-warning').textContent = v.warning ?? '';
   $('verdict-warning').hidden = !v.warning;

@@ -3,13 +3,15 @@
 //   and the entity list), so a reload resumes an interrupted extraction and a changed split
 //   re-fits without running the model again;
 // - fitted reports, so a revisit shows its last result at once;
-// - each model URL's hash, so that revisit can find its results before the model has loaded.
+// - each model URL's hash, so that revisit can find its results before the model has loaded;
+// - the ledger of analysis plans scored on each test set, and the plan locked per dataset
+//   (the command line keeps the same ledger in a file, --ledger).
 // When IndexedDB is missing or full the lab goes on without it and says why (`reason`).
 
 import { sha256_hex } from './pkg/probelab.js';
 
 const DB_NAME = 'probelab';
-const DB_VERSION = 1;
+const DB_VERSION = 2;
 /** Bump when the meaning of a stored report or activation changes, to ignore old entries. */
 const FORMAT = 1;
 /** How long to wait for IndexedDB before going on without it. */
@@ -46,11 +48,14 @@ export class Store {
       if (!self.indexedDB) throw new Error('this browser has no IndexedDB');
       const open = indexedDB.open(DB_NAME, DB_VERSION);
       open.onupgradeneeded = () => {
+        // From nothing, or from an older version: add only the stores it lacks.
         const db = open.result;
-        db.createObjectStore('runs', { keyPath: 'run' });
-        db.createObjectStore('chunks', { autoIncrement: true }).createIndex('run', 'run');
-        db.createObjectStore('reports', { keyPath: 'key' });
-        db.createObjectStore('models', { keyPath: 'url' });
+        const has = (name) => db.objectStoreNames.contains(name);
+        if (!has('runs')) db.createObjectStore('runs', { keyPath: 'run' });
+        if (!has('chunks')) db.createObjectStore('chunks', { autoIncrement: true }).createIndex('run', 'run');
+        if (!has('reports')) db.createObjectStore('reports', { keyPath: 'key' });
+        if (!has('models')) db.createObjectStore('models', { keyPath: 'url' });
+        if (!has('plans')) db.createObjectStore('plans', { keyPath: 'key' });
       };
       // Some embedding contexts (a third-party iframe) leave the request unanswered.
       const timeout = new Promise((_, reject) => setTimeout(() => reject(new Error('IndexedDB did not answer')), OPEN_TIMEOUT_MS));
@@ -166,6 +171,22 @@ export class Store {
 
   getReport(key) { return this.get('reports', key); }
   putReport(key, value) { return this.put('reports', { key, ...value, saved: Date.now() }); }
+
+  /** The ledger of plans scored (its JSON text, the core's format), or undefined. */
+  async ledger() { return (await this.get('plans', 'ledger'))?.text; }
+  putLedger(text) { return this.put('plans', { key: 'ledger', text, saved: Date.now() }); }
+
+  /** The plan locked for a dataset (by its rows' hash): {hash, plan, locked} or undefined. */
+  lockedPlan(datasetSha256) { return this.get('plans', `locked:${datasetSha256}`); }
+  lockPlan(datasetSha256, plan) { return this.put('plans', { key: `locked:${datasetSha256}`, ...plan, locked: Date.now() }); }
+  async unlockPlan(datasetSha256) {
+    if (!this.ok) return;
+    try {
+      const tx = this.db.transaction('plans', 'readwrite');
+      tx.objectStore('plans').delete(`locked:${datasetSha256}`);
+      await finished(tx);
+    } catch (e) { this.fail(e); }
+  }
 
   /** What was last seen at a model URL: {sha256, n_layers, d_model, name}. */
   modelRecord(url) { return this.get('models', url); }

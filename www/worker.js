@@ -1,6 +1,6 @@
 // One model worker: holds a wasm Lab and runs extraction batch by batch, off the page's thread.
-// Messages in: load, check, extract, cancel, fit, surprisal, steer, safetensors. Out: loaded,
-// checked, rows (one per finished batch), extracted, cancelled, fit-progress, fitted, surprisal,
+// Messages in: load, check, prompts, extract, cancel, fit, surprisal, steer, safetensors. Out:
+// loaded, checked, prompts, rows (one per finished batch), extracted, cancelled, fit-progress, fitted, surprisal,
 // steer-progress, steered, safetensors, gpu-failed, error.
 // www/workers.js drives several of these.
 // A worker asked to (`gpu` in its load message) also puts the weights on the GPU through
@@ -176,13 +176,16 @@ self.onmessage = async (ev) => {
   try {
     if (msg.type === 'load') await load(msg, post);
     else if (msg.type === 'check') { lab.check(msg.names, msg.template); post({ type: 'checked' }); }
+    else if (msg.type === 'prompts') post({ type: 'prompts', templates: lab.shipped_prompts(msg.kind) });
     else if (msg.type === 'extract') await extract(msg, post);
     else if (msg.type === 'cancel') cancelled = true;
     else if (msg.type === 'fit') {
       await ready;
+      // data (and randomInit) hold each template's activations one after the other.
       const report = fit_probes(msg.data, msg.nLayers, msg.dModel, msg.randomInit, msg.firstTokenIds,
-        msg.dataset, msg.csv, msg.split, msg.permutations, 0n, msg.modelName, msg.modelSha256, msg.template, msg.pooling,
-        msg.surprisal, (stage, done, total) => post({ type: 'fit-progress', stage, done, total }));
+        msg.dataset, msg.csv, msg.split, msg.permutations, 0n, msg.splitSeeds ?? 10, msg.modelName, msg.modelSha256,
+        msg.templates, msg.pooling, msg.surprisal, msg.plan,
+        (stage, done, total) => post({ type: 'fit-progress', stage, done, total }));
       try {
         post({ type: 'fitted', report: report.to_json(), scenes: report.scenes() });
       } finally {

@@ -147,6 +147,12 @@ export class WorkerPool {
     return m.type === 'cancelled' ? { cancelled: true } : { causal: m.causal, engine: m.engine, gpuFailed: m.gpuFailed };
   }
 
+  /** The shipped prompt set for `kind` ('places' or 'time'), its random prefix from this model. */
+  async shippedPrompts(kind) {
+    const m = await this.request(0, { type: 'prompts', kind }, ['prompts']);
+    return m.templates;
+  }
+
   /** A safetensors file of gathered activations, made by worker 0's core. */
   async safetensors(args) {
     const m = await this.request(0, { type: 'safetensors', ...args }, ['safetensors']);

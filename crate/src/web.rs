@@ -95,6 +95,13 @@ impl Lab {
         Ok(self.batches.len())
     }
 
+    /// The shipped prompt set for `kind` (`places` or `time`), its random prefix drawn from this
+    /// model's vocabulary as the command line's `--prompt-set` draws it.
+    pub fn shipped_prompts(&self, kind: &str) -> Result<Vec<String>, JsError> {
+        let kind = crate::extract::prompts::shipped_kind(kind).map_err(js_err)?;
+        crate::run::shipped_prompts(&self.loaded, kind).map_err(js_err)
+    }
+
     /// Checks that every name can be used with the template (empty names, names longer than
     /// the context), numbering problems by their place in the whole list. The page calls this
     /// before it splits the list across workers.
@@ -535,11 +542,26 @@ pub fn read_dataset(file_name: &str, bytes: &[u8]) -> Result<String, JsError> {
     serde_json::to_string(&value).map_err(|e| JsError::new(&e.to_string()))
 }
 
-/// Fits the probes with every control on activations `[layers + 1][entities][d_model]` (from
-/// the page's extraction, or any other source) for a built-in dataset or CSV bytes, and returns
-/// the [`Report`]. `random_init` (same shape) enables the random-init control; an empty
-/// `first_token_ids` skips the control task; `surprisal` (one per entity, NaN = not scored) adds
-/// the names' surprisal to the report; `on_progress(stage, done, total)` hears each stage.
+/// The analysis options of a fit in the page: the defaults, with the page's shuffles and seed
+/// (one place, so the plan the page locks is the plan its fits run).
+fn page_options(permutations: usize, seed: u64) -> analysis::AnalysisOptions {
+    analysis::AnalysisOptions {
+        n_permutations: permutations,
+        seed,
+        ..Default::default()
+    }
+}
+
+/// Fits the probes with every control on activations (from the page's extraction, or any
+/// other source) for a built-in dataset or CSV bytes, and returns the [`Report`]. `prompts` is
+/// the prompt set and `data` holds each template's activations `[layers + 1][entities]
+/// [d_model]` one after the other; with several templates the report chooses the template with
+/// the layer and its p-value pays for both. `random_init` (same shape) enables the random-init
+/// control; an empty `first_token_ids` (the first template's) skips the control task;
+/// `surprisal` (one per entity, NaN = not scored) adds the names' surprisal to the report;
+/// `plan` (the ledger's record, from [`ledger_record`]) becomes the report's `plan` block; a
+/// random split is re-drawn over `split_seeds` more seeds (the report's `seed_spread`);
+/// `on_progress(stage, done, total)` hears each stage.
 #[wasm_bindgen]
 #[allow(clippy::too_many_arguments)]
 pub fn fit_probes(
@@ -553,72 +575,188 @@ pub fn fit_probes(
     split: &str,
     permutations: usize,
     seed: u64,
+    split_seeds: usize,
     model_name: &str,
     model_sha256: &str,
-    prompt: &str,
+    prompts: Vec<String>,
     pooling: &str,
     surprisal: Option<Vec<f64>>,
+    plan: Option<String>,
     on_progress: Option<js_sys::Function>,
 ) -> Result<Report, JsError> {
     let (dataset, _) =
         crate::run::dataset_from(dataset_name, csv.as_deref(), data::OnBadRows::Skip)
             .map_err(js_err)?;
+    crate::extract::prompts::prompt_set(&prompts).map_err(js_err)?;
+    let plan: Option<crate::probe::preregistration::PlanRecord> = plan
+        .map(|text| serde_json::from_str(&text))
+        .transpose()
+        .map_err(|e| JsError::new(&format!("the plan's ledger record: {e}")))?;
     let n = dataset.len();
-    let shaped = |v: Vec<f32>, what: &str| -> Result<Activations, JsError> {
-        if v.len() != (n_layers + 1) * n * d_model {
+    let per_template = (n_layers + 1) * n * d_model;
+    let shaped = |v: Vec<f32>, what: &str| -> Result<Vec<Activations>, JsError> {
+        if v.len() != prompts.len() * per_template {
             return Err(JsError::new(&format!(
-                "{what}: {} values, expected (layers+1) {} × entities {n} × d {d_model}",
+                "{what}: {} values, expected templates {} × (layers+1) {} × entities {n} × d \
+                 {d_model}",
                 v.len(),
+                prompts.len(),
                 n_layers + 1
             )));
         }
-        Ok(Activations {
-            n_layers,
-            n_entities: n,
-            d_model,
-            data: v,
-            tokens_per_entity: vec![0; n],
-            first_token_ids: first_token_ids.clone(),
-        })
+        Ok(v.chunks(per_template.max(1))
+            .map(|part| Activations {
+                n_layers,
+                n_entities: n,
+                d_model,
+                data: part.to_vec(),
+                tokens_per_entity: vec![0; n],
+                first_token_ids: first_token_ids.clone(),
+            })
+            .collect())
     };
     let acts = shaped(data, "activations")?;
     let random = random_init
         .map(|r| shaped(r, "random-init activations"))
         .transpose()?;
     let pooling: Pooling = pooling.parse().map_err(js_err)?;
-    let meta = ActsMeta::for_dataset(model_name, model_sha256, prompt, pooling, &dataset);
+    let meta = ActsMeta::for_dataset(model_name, model_sha256, &prompts[0], pooling, &dataset);
     let split = crate::run::parse_split(split, seed).map_err(js_err)?;
-    let opts = crate::probe::analysis::AnalysisOptions {
-        n_permutations: permutations,
-        seed,
-        ..Default::default()
-    };
     // NaN marks a name the model could not score.
     let surprisal: Option<Vec<Option<f64>>> =
         surprisal.map(|v| v.into_iter().map(|x| x.is_finite().then_some(x)).collect());
-    let report = crate::run::fit(
-        &acts,
-        &meta,
-        random.as_ref(),
-        surprisal.as_deref(),
+    let sweep: Vec<_> = prompts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.as_str(), &acts[i], random.as_ref().map(|r| &r[i])))
+        .collect();
+    let tell = |stage: &str, done: usize, total: usize| {
+        if let Some(f) = &on_progress {
+            let _ = f.call3(
+                &JsValue::NULL,
+                &stage.into(),
+                &(done as u32).into(),
+                &(total as u32).into(),
+            );
+        }
+    };
+    // One template is a sweep of one: the plain fit's report.
+    let fit_on = |split: &crate::probe::SplitSpec,
+                  opts: &analysis::AnalysisOptions,
+                  progress: &mut analysis::StageProgress| {
+        crate::run::fit_prompts(
+            &sweep,
+            &meta,
+            surprisal.as_deref(),
+            &dataset,
+            split,
+            opts,
+            progress,
+        )
+    };
+    let opts = page_options(permutations, seed);
+    // (stage, done, total) to the caller, e.g. a worker posting progress to the page.
+    let mut report = fit_on(&split, &opts, &mut |stage, done, total| {
+        tell(stage, done, total);
+        true
+    })
+    .map_err(js_err)?;
+    // The same choice re-run on other random splits: how far the headline moves with the seed.
+    let mut seeds_done = 0;
+    let spread = crate::run::seed_spread(&split, &opts, split_seeds, &mut |split, opts| {
+        tell("split seeds", seeds_done, split_seeds);
+        seeds_done += 1;
+        fit_on(split, opts, &mut |_, _, _| true)
+    });
+    match spread {
+        Ok(spread) => report.seed_spread = spread,
+        Err(e) => report
+            .warnings
+            .push(format!("the split re-drawn over other seeds failed: {e}")),
+    }
+    report.plan = plan;
+    Ok(Report { report })
+}
+
+/// The page's prompt templates from its text box (one per line, blank lines skipped), checked
+/// as the command line checks `--prompts`: none, a template without `{name}` or one given twice
+/// is an error that says so.
+#[wasm_bindgen]
+pub fn prompt_templates(text: &str) -> Result<Vec<String>, JsError> {
+    let lines = crate::extract::prompts::read_prompt_lines(text);
+    crate::extract::prompts::prompt_set(&lines).map_err(js_err)?;
+    Ok(lines)
+}
+
+/// The analysis plan of a fit the page would run (the same settings [`fit_probes`] takes), as
+/// `{"hash", "plan"}` JSON: `plan` is the canonical plan, `hash` its sha256.
+#[wasm_bindgen]
+#[allow(clippy::too_many_arguments)]
+pub fn analysis_plan(
+    dataset_name: &str,
+    csv: Option<Vec<u8>>,
+    model_sha256: &str,
+    pooling: &str,
+    split: &str,
+    prompts: Vec<String>,
+    permutations: usize,
+    seed: u64,
+    random_init: bool,
+) -> Result<String, JsError> {
+    use crate::probe::preregistration::AnalysisPlan;
+    let (dataset, _) =
+        crate::run::dataset_from(dataset_name, csv.as_deref(), data::OnBadRows::Skip)
+            .map_err(js_err)?;
+    let plan = AnalysisPlan::new(
         &dataset,
-        &split,
-        &opts,
-        // (stage, done, total) to the caller, e.g. a worker posting progress to the page.
-        &mut |stage, done, total| {
-            if let Some(f) = &on_progress {
-                let _ = f.call3(
-                    &JsValue::NULL,
-                    &stage.into(),
-                    &(done as u32).into(),
-                    &(total as u32).into(),
-                );
-            }
-            true
-        },
+        model_sha256,
+        pooling.parse().map_err(js_err)?,
+        &crate::run::parse_split(split, seed).map_err(js_err)?,
+        &prompts,
+        &page_options(permutations, seed),
+        random_init,
     )
     .map_err(js_err)?;
-    Ok(Report { report })
+    let canonical: serde_json::Value =
+        serde_json::from_str(&plan.canonical_json().map_err(js_err)?)
+            .map_err(|e| JsError::new(&e.to_string()))?;
+    let out = serde_json::json!({ "hash": plan.hash().map_err(js_err)?, "plan": canonical });
+    Ok(out.to_string())
+}
+
+/// Where plan `b` (JSON) differs from plan `a`, as dotted field paths (`split.seed`).
+#[wasm_bindgen]
+pub fn plan_differences(a: &str, b: &str) -> Result<Vec<String>, JsError> {
+    use crate::probe::preregistration::AnalysisPlan;
+    let a = AnalysisPlan::from_json(a.as_bytes(), "the locked plan").map_err(js_err)?;
+    let b = AnalysisPlan::from_json(b.as_bytes(), "this run's plan").map_err(js_err)?;
+    a.differences(&b).map_err(js_err)
+}
+
+/// Records that `plan` (JSON) scores its test set now (`now`, RFC 3339 UTC) in the page's
+/// ledger (JSON, or none yet): `{"ledger", "record"}` JSON, the ledger to store and the
+/// report's `plan` block (confirmatory or exploratory, with the plans tried).
+#[wasm_bindgen]
+pub fn ledger_record(ledger: Option<String>, plan: &str, now: &str) -> Result<String, JsError> {
+    use crate::probe::preregistration::{AnalysisPlan, Ledger};
+    let mut book = match ledger {
+        Some(text) => Ledger::from_json(text.as_bytes(), "in this browser").map_err(js_err)?,
+        None => Ledger::new(),
+    };
+    let plan = AnalysisPlan::from_json(plan.as_bytes(), "this run's plan").map_err(js_err)?;
+    let record = book.record(&plan, now).map_err(js_err)?;
+    let out = serde_json::json!({ "ledger": book, "record": record });
+    Ok(out.to_string())
+}
+
+/// The report's `plan` block for a run whose ledger could not be kept (no store in this
+/// browser): the plan and its hash, status `unrecorded`.
+#[wasm_bindgen]
+pub fn plan_unrecorded(plan: &str, now: &str) -> Result<String, JsError> {
+    use crate::probe::preregistration::{AnalysisPlan, PlanRecord};
+    let plan = AnalysisPlan::from_json(plan.as_bytes(), "this run's plan").map_err(js_err)?;
+    let record = PlanRecord::unrecorded(&plan, now).map_err(js_err)?;
+    serde_json::to_string(&record).map_err(|e| JsError::new(&e.to_string()))
 }
 
 /// A fitted report, read once: the page's slider, summary and exports ask it, instead of
