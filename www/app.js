@@ -766,7 +766,6 @@ async function runCausal() {
   const status = $('causal-status');
   const dataset = await currentDataset();
   const { names, opts } = currentRequest();
-  const store = await storeReady;
   // The causal test edits the activations of the template the report chose.
   const sweep = opts.templateProblem ? null : await sweepFor(names, opts);
   const run = sweep && sweep.opts.templates.includes(state.report.prompt) ? runOf(sweep, state.report.prompt) : null;
@@ -775,7 +774,7 @@ async function runCausal() {
     return;
   }
   const layer = state.report.selected.layer;
-  const n = run.names.length, d = run.dModel;
+  const n = sweep.names.length, d = sweep.dModel;
   // A window edits the selected layer and the ones after it, each along its own probe.
   const lastLayer = state.report.model.n_layers;
   const count = Math.min(Math.max(1, Number($('causal-window').value) || 1), lastLayer - layer + 1);
@@ -807,7 +806,7 @@ async function runCausal() {
     const handle = Report.from_json(reportJson);
     let next;
     try { next = { reportJson, scenes: handle.scenes() }; } finally { handle.free(); }
-    if (state.shown.key) await store.putReport(state.shown.key, next);
+    if (state.shown.key) await (await storeReady).putReport(state.shown.key, next);
     show(next, state.info.sha256, state.shown.key);
     const on = { gpu: 'on WebGPU', cpu: 'on the CPU', 'gpu+cpu': `on WebGPU, then the CPU after the GPU failed (${res.gpuFailed})` }[res.engine];
     status.textContent = `Done in ${((performance.now() - t) / 1000).toFixed(1)} s (${bar.max} edited forward passes, ${on}).`;
