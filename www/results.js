@@ -164,7 +164,8 @@ function fillPlanBadge(plan, sentence) {
   badge.dataset.plans = String(plan.plans_tried);
   const label = document.createElement('strong');
   label.textContent = PLAN_LABELS[plan.status] || plan.status;
-  badge.replaceChildren(label, ` — ${sentence}`);
+  // The label says the status, so the sentence goes on from there.
+  badge.replaceChildren(label, ` — ${sentence.replace(/^(confirmatory|exploratory): /, '')}`);
 }
 
 /**
@@ -177,7 +178,7 @@ function fillVerdict(handle) {
   $('verdict-headline').textContent = v.headline;
   fillPlanBadge(JSON.parse(current.reportJson).plan, v.plan);
   // How far the headline moves when the random split is re-drawn.
-  $('verdict-seeds').textContent = v.seeds ?? '';
+  $('verdict-seeds').textContent = v.seeds ? v.seeds[0].toUpperCase() + v.seeds.slice(1) : '';
   $('verdict-seeds').hidden = !v.seeds;
   // A control that reaches the probe at some layer is said before the checks.
   $('verdict-warning').textContent = v.warning ?? '';
