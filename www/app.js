@@ -7,7 +7,7 @@ import { gatherActivations, readStoredRun } from './activations.js';
 import { fillCausal, linkToLab, showResults } from './results.js';
 import { Store, reportKey, runKey, sha256Hex } from './store.js';
 import init, {
-  Report, analysis_plan, builtin_datasets, ledger_record, plan_differences, plan_unrecorded, prompt_templates, read_dataset,
+  Report, analysis_plan, builtin_datasets, ledger_plans_scored, ledger_record, plan_differences, plan_unrecorded, prompt_templates, read_dataset,
 } from './pkg/probelab.js';
 
 const $ = (id) => document.getElementById(id);
@@ -449,11 +449,7 @@ function planOf(dataset, opts, split, withTwin) {
 
 /** The plans the ledger holds for a plan's test set (its dataset and split). */
 async function plansScored(store, plan) {
-  const text = await store.ledger();
-  if (!text) return 0;
-  const split = JSON.stringify(plan.plan.split);
-  const set = JSON.parse(text).test_sets.find((t) => t.dataset_sha256 === plan.plan.dataset_sha256 && JSON.stringify(t.split) === split);
-  return set ? set.plans.length : 0;
+  return ledger_plans_scored(await store.ledger(), JSON.stringify(plan.plan));
 }
 
 /**

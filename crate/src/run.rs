@@ -256,6 +256,33 @@ pub fn seed_spread(
     Ok(crate::probe::report::SeedSpread::of(runs))
 }
 
+/// [`seed_spread`] put into `report`; a failure becomes a warning, since the headline stands
+/// without it.
+pub fn add_seed_spread(
+    report: &mut Report,
+    split: &SplitSpec,
+    opts: &AnalysisOptions,
+    n: usize,
+    refit: &mut dyn FnMut(&SplitSpec, &AnalysisOptions) -> Result<Report>,
+) {
+    match seed_spread(split, opts, n, refit) {
+        Ok(spread) => report.seed_spread = spread,
+        Err(e) => report
+            .warnings
+            .push(format!("the split re-drawn over other seeds failed: {e}")),
+    }
+}
+
+/// The first tokens the control task reads: the activations' own, or none when they were not
+/// recorded (activations from another tool), which skips the control task.
+fn control_first_tokens(acts: &Activations) -> Vec<u32> {
+    if acts.first_token_ids.len() == acts.n_entities {
+        acts.first_token_ids.clone()
+    } else {
+        Vec::new()
+    }
+}
+
 /// Fits the probes and every control on saved or fresh activations.
 #[allow(clippy::too_many_arguments)]
 pub fn fit(
@@ -270,11 +297,7 @@ pub fn fit(
 ) -> Result<Report> {
     analysis::check_matches(meta, dataset, None)?;
     let controls = ControlInputs {
-        first_token_ids: if acts.first_token_ids.len() == acts.n_entities {
-            acts.first_token_ids.clone()
-        } else {
-            Vec::new()
-        },
+        first_token_ids: control_first_tokens(acts),
         random_init,
         name_surprisal,
     };
@@ -303,16 +326,9 @@ pub fn fit_prompts(
     progress: &mut StageProgress,
 ) -> Result<Report> {
     analysis::check_matches(meta, dataset, None)?;
-    let first_tokens = |a: &Activations| {
-        if a.first_token_ids.len() == a.n_entities {
-            a.first_token_ids.clone()
-        } else {
-            Vec::new()
-        }
-    };
     let first = sweep
         .first()
-        .map(|(_, a, _)| first_tokens(a))
+        .map(|(_, a, _)| control_first_tokens(a))
         .unwrap_or_default();
     let inputs: Vec<(&str, crate::probe::LayerInputs)> = sweep
         .iter()

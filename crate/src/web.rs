@@ -663,17 +663,17 @@ pub fn fit_probes(
     .map_err(js_err)?;
     // The same choice re-run on other random splits: how far the headline moves with the seed.
     let mut seeds_done = 0;
-    let spread = crate::run::seed_spread(&split, &opts, split_seeds, &mut |split, opts| {
-        tell("split seeds", seeds_done, split_seeds);
-        seeds_done += 1;
-        fit_on(split, opts, &mut |_, _, _| true)
-    });
-    match spread {
-        Ok(spread) => report.seed_spread = spread,
-        Err(e) => report
-            .warnings
-            .push(format!("the split re-drawn over other seeds failed: {e}")),
-    }
+    crate::run::add_seed_spread(
+        &mut report,
+        &split,
+        &opts,
+        split_seeds,
+        &mut |split, opts| {
+            tell("split seeds", seeds_done, split_seeds);
+            seeds_done += 1;
+            fit_on(split, opts, &mut |_, _, _| true)
+        },
+    );
     report.plan = plan;
     Ok(Report { report })
 }
@@ -747,6 +747,16 @@ pub fn ledger_record(ledger: Option<String>, plan: &str, now: &str) -> Result<St
     let record = book.record(&plan, now).map_err(js_err)?;
     let out = serde_json::json!({ "ledger": book, "record": record });
     Ok(out.to_string())
+}
+
+/// How many plans the page's ledger (JSON, or none yet) holds for `plan`'s test set.
+#[wasm_bindgen]
+pub fn ledger_plans_scored(ledger: Option<String>, plan: &str) -> Result<usize, JsError> {
+    use crate::probe::preregistration::{AnalysisPlan, Ledger};
+    let Some(text) = ledger else { return Ok(0) };
+    let book = Ledger::from_json(text.as_bytes(), "in this browser").map_err(js_err)?;
+    let plan = AnalysisPlan::from_json(plan.as_bytes(), "this run's plan").map_err(js_err)?;
+    Ok(book.plans_scored(&plan))
 }
 
 /// The report's `plan` block for a run whose ledger could not be kept (no store in this

@@ -337,21 +337,6 @@ impl FitArgs {
     }
 }
 
-/// Adds the split seeds' spread to `report` (a failure is a warning: the headline stands).
-fn add_seed_spread(
-    report: &mut Report,
-    split: &probelab::probe::SplitSpec,
-    fit: &FitArgs,
-    refit: &mut dyn FnMut(&probelab::probe::SplitSpec, &AnalysisOptions) -> Result<Report>,
-) {
-    match run::seed_spread(split, &fit.options(), fit.split_seeds, refit) {
-        Ok(spread) => report.seed_spread = spread,
-        Err(e) => report
-            .warnings
-            .push(format!("the split re-drawn over other seeds failed: {e}")),
-    }
-}
-
 /// The ledger's error after the run's files are written.
 fn ledger_failed(e: Error, out: &Path) -> Error {
     Error::Input(format!(
@@ -698,9 +683,13 @@ fn run(cli: Cli) -> Result<()> {
                 )
             };
             let mut report = fit_on(&split, &fit.options(), &mut progress)?;
-            add_seed_spread(&mut report, &split, &fit, &mut |split, opts| {
-                fit_on(split, opts, &mut |_, _, _| true)
-            });
+            run::add_seed_spread(
+                &mut report,
+                &split,
+                &fit.options(),
+                fit.split_seeds,
+                &mut |split, opts| fit_on(split, opts, &mut |_, _, _| true),
+            );
             let ledger_error = fit.record_plan(&plan, &out, &mut report);
             // The files, the figures and the causal test are the chosen template's.
             let chosen = templates
@@ -832,17 +821,23 @@ fn run(cli: Cli) -> Result<()> {
                 fit_s / times.len().max(1) as f64,
                 run::peak_memory_mib().map_or("unknown".into(), |m| format!("{m:.0} MiB"))
             );
-            add_seed_spread(&mut report, &split, &fit, &mut |split, opts| {
-                run::fit_opened(
-                    &opened,
-                    &dataset,
-                    split,
-                    opts,
-                    layers_in_flight,
-                    &mut |_, _, _| true,
-                    &mut |_| {},
-                )
-            });
+            run::add_seed_spread(
+                &mut report,
+                &split,
+                &fit.options(),
+                fit.split_seeds,
+                &mut |split, opts| {
+                    run::fit_opened(
+                        &opened,
+                        &dataset,
+                        split,
+                        opts,
+                        layers_in_flight,
+                        &mut |_, _, _| true,
+                        &mut |_| {},
+                    )
+                },
+            );
             let ledger_error = fit.record_plan(&plan, &out, &mut report);
             write_all(&out, &figures::run_files(&report)?)?;
             print_summary(&report, &out);

@@ -359,15 +359,24 @@ impl Ledger {
         serde_json::to_vec_pretty(self).map_err(|e| Error::Compute(e.to_string()))
     }
 
+    /// Where `plan`'s test set (its dataset's rows and its split) is in the ledger.
+    fn test_set_of(&self, plan: &AnalysisPlan) -> Option<usize> {
+        self.test_sets
+            .iter()
+            .position(|t| t.dataset_sha256 == plan.dataset_sha256 && t.split == plan.split)
+    }
+
+    /// How many distinct plans have been scored on `plan`'s test set so far.
+    pub fn plans_scored(&self, plan: &AnalysisPlan) -> usize {
+        self.test_set_of(plan)
+            .map_or(0, |i| self.test_sets[i].plans.len())
+    }
+
     /// Records that `plan`'s test set is scored now (`now`, RFC 3339): adds the plan if it is
     /// new there, and says whether it is the first. The same plan again adds nothing.
     pub fn record(&mut self, plan: &AnalysisPlan, now: &str) -> Result<PlanRecord> {
         let hash = plan.hash()?;
-        let at = match self
-            .test_sets
-            .iter()
-            .position(|t| t.dataset_sha256 == plan.dataset_sha256 && t.split == plan.split)
-        {
+        let at = match self.test_set_of(plan) {
             Some(i) => i,
             None => {
                 self.test_sets.push(LedgerTestSet {
