@@ -47,7 +47,8 @@ pub enum Matmul {
     /// Multiply on the quantized blocks with 8-bit activations (llama.cpp's numbers; about
     /// 1e-3 relative from exact per layer).
     Quantized,
-    /// Exact while the f32 copies fit `f32_cache_bytes`, quantized beyond.
+    /// Exact while the f32 copies fit `f32_cache_bytes`, quantized beyond (natively; in wasm
+    /// always exact).
     #[default]
     Auto,
 }
@@ -212,7 +213,8 @@ impl Llama {
         let quantized = match opts.matmul {
             Matmul::Exact => false,
             Matmul::Quantized => true,
-            Matmul::Auto => !cache,
+            // The page keeps exact numbers (its WebGPU path's); natively, speed for 7B-class.
+            Matmul::Auto => !cache && cfg!(not(target_arch = "wasm32")),
         };
         let mut blocks = Vec::with_capacity(c.n_layers);
         for i in 0..c.n_layers {
