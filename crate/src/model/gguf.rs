@@ -161,7 +161,6 @@ impl ModelFile {
         // Each tensor's byte range in the file, to check below that none shares bytes with
         // another: the weights kept in memory then never exceed the file's size.
         let mut ranges: Vec<(u64, u64, &str)> = Vec::with_capacity(self.content.tensor_infos.len());
-        let mut cut: Option<(u64, &str)> = None;
         for (name, info) in &self.content.tensor_infos {
             if !is_supported(info.ggml_dtype) {
                 return Err(Error::UnsupportedQuant(format!(
@@ -193,20 +192,13 @@ impl ModelFile {
                         ranges.push((start, end, name));
                     }
                 }
-                // The tensor the file cuts is the first to end past it: name that one.
                 _ => {
-                    let at = start.unwrap_or(u64::MAX);
-                    if cut.is_none_or(|(s, _)| at < s) {
-                        cut = Some((at, name));
-                    }
+                    return Err(Error::CorruptGguf(format!(
+                        "tensor '{name}' ends past the end of the file ({} bytes): the file is truncated (an interrupted download?)",
+                        self.file_size
+                    )))
                 }
             }
-        }
-        if let Some((_, name)) = cut {
-            return Err(Error::CorruptGguf(format!(
-                "tensor '{name}' ends past the end of the file ({} bytes): the file is truncated (an interrupted download?)",
-                self.file_size
-            )));
         }
         ranges.sort_unstable();
         for pair in ranges.windows(2) {
@@ -219,22 +211,6 @@ impl ModelFile {
             }
         }
         Ok(())
-    }
-
-    /// Parses the header from the first bytes of a file of `file_size` bytes (the browser reads
-    /// a large model in ranges): `Ok(None)` when the header runs past `prefix`, so that the
-    /// caller reads a longer one.
-    pub fn read_prefix(prefix: &[u8], file_size: u64) -> Result<Option<Self>> {
-        let mut r = Prefix {
-            bytes: prefix,
-            file_size,
-            pos: 0,
-            short: false,
-        };
-        match Self::read(&mut r) {
-            Err(_) if r.short && (prefix.len() as u64) < file_size => Ok(None),
-            other => other.map(Some),
-        }
     }
 
     pub fn metadata(&self) -> &HashMap<String, Value> {
@@ -501,6 +477,24 @@ pub fn sha256_hex<R: Read + Seek>(reader: &mut R) -> Result<String> {
 
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl ModelFile {
+    /// Parses the header from the first bytes of a file of `file_size` bytes (the browser reads
+    /// a large model in ranges): `Ok(None)` when the header runs past `prefix`, so that the
+    /// caller reads a longer one.
+    pub fn read_prefix(prefix: &[u8], file_size: u64) -> Result<Option<Self>> {
+        let mut r = Prefix {
+            bytes: prefix,
+            file_size,
+            pos: 0,
+            short: false,
+        };
+        match Self::read(&mut r) {
+            Err(_) if r.short && (prefix.len() as u64) < file_size => Ok(None),
+            other => other.map(Some),
+        }
+    }
 }
 
 /// The first bytes of a longer file: seeks see the whole file's size, reads past the prefix
