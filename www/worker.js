@@ -120,6 +120,7 @@ async function loadStream(msg, post) {
     const nextLab = loader.lab();
     gpu?.free(); lab?.free();
     gpu = model; lab = nextLab; gpuFailed = null;
+    gpu.streamed = true;
     const engine = { ok: true, ...adapter, wgpu: gpu.report(), maxBatchTokens: gpu.max_batch_tokens(), streamed: true };
     post({ type: 'loaded', info: lab.info(), source: msg.source, engine, fromCache: source.fromCache });
   } finally {
@@ -158,6 +159,12 @@ async function extract(msg, post) {
           gpuFailed = String(e && e.message ? e.message : e);
           post({ type: 'gpu-failed', message: gpuFailed, batchesOnGpu: i, batches: nBatches });
         }
+      }
+      if (n === undefined && gpu && gpu.streamed) {
+        // A model streamed to the GPU has no CPU weights to fall back on.
+        throw new Error(`the GPU failed after ${i} of ${nBatches} batches (${gpuFailed}); this model was streamed `
+          + 'to the GPU alone, so the CPU cannot take over. The finished batches are kept in this browser: '
+          + 'load the model again and Extract continues from there.');
       }
       if (n === undefined) [n, t] = lab.run_batch(i);
       done += n; tokens += t;

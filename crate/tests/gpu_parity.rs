@@ -475,6 +475,59 @@ fn streamed_load_equals_the_whole_load() {
     assert_eq!(s.done(), i);
 }
 
+/// The streamed load refuses, before reading any weight, a model whose rows exceed the
+/// device's binding (with the numbers), and says how far it got when the device is lost.
+#[test]
+fn streamed_load_refuses_what_the_device_cannot_hold() {
+    if engine().is_none() {
+        return;
+    }
+    let bytes = tiny_llama(GgmlDType::Q8_0, "llama", 13);
+    let file = || {
+        ModelFile::read_prefix(&bytes, bytes.len() as u64)
+            .unwrap()
+            .unwrap()
+    };
+    let tiny = GpuOptions {
+        max_part_bytes: Some(16),
+        ..Default::default()
+    };
+    let own = || Arc::new(GpuDevice::new().unwrap());
+    let Err(e) = GpuStream::begin(file(), own(), &tiny) else {
+        panic!("a 16-byte binding was accepted")
+    };
+    let msg = e.to_string();
+    assert!(
+        msg.contains("exceeds the GPU's largest binding (16 bytes)"),
+        "{msg}"
+    );
+
+    // A device of its own, lost after the first pieces: the next piece says so.
+    let mut s = GpuStream::begin(file(), own(), &GpuOptions::default()).unwrap();
+    let pieces = s.pieces().to_vec();
+    for p in &pieces[..2] {
+        s.put(&bytes[p.offset as usize..(p.offset + p.len) as usize])
+            .unwrap();
+    }
+    s.device().destroy_device_for_tests();
+    let p = &pieces[2];
+    let mut err = None;
+    // Device loss is reported by a callback: it may take a piece or two to arrive.
+    for p in std::iter::once(p).chain(&pieces[3..]) {
+        if let Err(e) = s.put(&bytes[p.offset as usize..(p.offset + p.len) as usize]) {
+            err = Some(e.to_string());
+            break;
+        }
+    }
+    let err = err.unwrap_or_else(|| match s.finish() {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("a lost device finished the load"),
+    });
+    // Natively a destroyed device shows as invalid buffers, in the browser as a lost device.
+    assert!(err.contains("while loading the weights, after"), "{err}");
+    eprintln!("device lost mid-load: {err}");
+}
+
 #[test]
 fn bad_batches_are_errors_not_panics() {
     let Some(engine) = engine() else { return };

@@ -196,6 +196,7 @@ impl WeightsBuilder {
 
     /// Takes the next piece's bytes (pieces come in plan order) and uploads them.
     pub(super) fn put(&mut self, gpu: &GpuDevice, bytes: &[u8]) -> Result<()> {
+        self.check(gpu)?;
         let piece = self
             .pieces
             .get(self.next)
@@ -232,7 +233,15 @@ impl WeightsBuilder {
                         .and_then(|t| t.dequantize(&Device::Cpu))
                         .and_then(|t| t.flatten_all()?.to_vec1::<f32>())
                         .map_err(|e| Error::CorruptGguf(format!("tensor '{name}': {e}")))?;
-                    *buffer = Some(storage_init(&gpu.device, name, bytemuck::cast_slice(&v)));
+                    // Written, not mapped at creation: mapping panics on a lost device.
+                    let b = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                        label: Some(name),
+                        size: 4 * v.len() as u64,
+                        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+                        mapped_at_creation: false,
+                    });
+                    gpu.queue.write_buffer(&b, 0, bytemuck::cast_slice(&v));
+                    *buffer = Some(b);
                 }
             }
             Target::Rows {
@@ -273,9 +282,18 @@ impl WeightsBuilder {
             }
         }
         self.next += 1;
+        self.check(gpu)
+    }
+
+    /// The device's errors and loss, saying how far the load got.
+    fn check(&self, gpu: &GpuDevice) -> Result<()> {
         gpu.check().map_err(|e| {
+            let why = match e {
+                Error::Gpu(m) => m,
+                other => other.to_string(),
+            };
             Error::Gpu(format!(
-                "{e} — while loading the weights, after {} of {} pieces",
+                "{why} — while loading the weights, after {} of {} pieces",
                 self.next,
                 self.pieces.len()
             ))
