@@ -14,7 +14,6 @@ use candle_core::quantized::gguf_file::TensorInfo;
 use candle_core::quantized::GgmlDType;
 use candle_core::Device;
 use sha2::{Digest, Sha256};
-use wgpu::util::DeviceExt;
 
 use super::kernels::decoder;
 use super::GpuDevice;
@@ -401,7 +400,10 @@ pub(super) struct Block {
     pub(super) w_down: Weight,
 }
 
+/// A storage buffer holding `bytes` (the kernels' tests' inputs).
+#[cfg(not(target_arch = "wasm32"))]
 pub(super) fn storage_init(device: &wgpu::Device, label: &str, bytes: &[u8]) -> wgpu::Buffer {
+    use wgpu::util::DeviceExt;
     device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
         label: Some(label),
         contents: bytes,
