@@ -70,10 +70,17 @@ after(async () => {
   rmSync(tmp, { recursive: true, force: true });
 });
 
-/** Opens the page with `query` (its own model load not awaited). */
+/** Opens the page with `query` (its own model load not awaited); keeps every model status line. */
 async function open(context, query) {
   const page = await context.newPage();
   await followStatus(page, 'large');
+  await page.addInitScript(() => {
+    window.__modelLines = [];
+    document.addEventListener('DOMContentLoaded', () => {
+      const el = document.getElementById('model-status');
+      new MutationObserver(() => window.__modelLines.push(el.textContent)).observe(el, { childList: true, characterData: true, subtree: true });
+    });
+  });
   await page.goto(server.url + query);
   return page;
 }
@@ -126,6 +133,12 @@ test('a 2.7 GB model streams to WebGPU by range requests, equals the native CPU 
     assert.equal(first.info.sha256, sha256, 'the page hashed every byte of the file');
     assert.equal(first.info.vocab_size, 32000);
     assert.match(status, /streamed to the GPU/);
+    // The size and the adapter's limits came first, before the header or any weight was read.
+    const lines = await page.evaluate(() => window.__modelLines);
+    const upFront = lines.findIndex((l) => /streamed to the GPU; .*largest buffer [\d.]+ GiB, largest binding [\d.]+ GiB\): reading the header/.test(l));
+    const uploading = lines.findIndex((l) => /read and uploaded/.test(l));
+    assert.ok(upFront >= 0 && upFront < uploading, lines.slice(0, 4).join('\n'));
+    assert.match(lines[upFront], /\(2\.5 GiB, streamed/);
     assert.ok(first.stream.plan.max_binding > 0 && first.stream.plan.gpu_bytes > 2e9, JSON.stringify(first.stream.plan));
     assert.ok(first.memory > 0 && first.memory < MAX_WASM_BYTES, `wasm memory ${first.memory} bytes`);
     fromUrl = await extract(page);
