@@ -12,7 +12,7 @@ use probelab::extract::acts::{self, ActsMeta, StoreAs};
 use probelab::extract::import;
 use probelab::extract::{self, prompts, ExtractOptions, Pooling, Template};
 use probelab::model::load::LoadedModel;
-use probelab::model::LoadOptions;
+use probelab::model::{LoadOptions, Matmul};
 use probelab::probe::analysis::{AnalysisOptions, Report};
 use probelab::probe::preregistration::{self, AnalysisPlan, PlanRecord};
 use probelab::render::figures;
@@ -57,6 +57,11 @@ enum Command {
         /// gpu (wgpu: Vulkan/Metal/DX12), cpu, or auto (a hardware GPU when there is one).
         #[arg(long, default_value = "auto")]
         engine: String,
+        /// How the CPU engine multiplies: exact (dequantize to f32, the GPU engine's numbers),
+        /// quantized (on the GGUF blocks with 8-bit activations, as llama.cpp; faster for
+        /// 7B-class models), or auto (exact while f32 copies of the weights fit in 2 GiB).
+        #[arg(long, default_value = "auto")]
+        matmul: String,
     },
     /// Extract, fit the probes with every control, and write report.json, predictions.csv,
     /// map.png (or time.png) and layers.png, plus the activations for later re-fits.
@@ -84,6 +89,11 @@ enum Command {
         /// gpu, cpu or auto, as for `extract` (the random-init control always runs on the CPU).
         #[arg(long, default_value = "auto")]
         engine: String,
+        /// How the CPU engine multiplies: exact (dequantize to f32, the GPU engine's numbers),
+        /// quantized (on the GGUF blocks with 8-bit activations, as llama.cpp; faster for
+        /// 7B-class models), or auto (exact while f32 copies of the weights fit in 2 GiB).
+        #[arg(long, default_value = "auto")]
+        matmul: String,
         /// Run the causal test at the selected layer too (as `probelab steer`).
         #[arg(long)]
         causal: bool,
@@ -135,6 +145,36 @@ enum Command {
     Info {
         #[arg(long)]
         model: PathBuf,
+    },
+    /// Write a synthetic llama GGUF: a real model's shapes (Llama-2-7B by default) with random
+    /// weights and the given SentencePiece vocabulary, for testing what a machine can load and
+    /// how fast it runs. Its activations mean nothing.
+    SynthModel {
+        /// The vocabulary as JSON {tokens, scores, token_types, unk_id, bos_id, eos_id}
+        /// (e.g. tests/fixtures/spm32k_vocab.json, 32,000 pieces as Llama-2 has).
+        #[arg(long)]
+        vocab: PathBuf,
+        /// Transformer blocks (Llama-2-7B has 32).
+        #[arg(long, default_value_t = 32)]
+        layers: usize,
+        /// Type of the blocks' matrices: q4_0, q4_k, q8_0, f16 or f32.
+        #[arg(long, default_value = "q4_0")]
+        quant: String,
+        /// Type of token_embd and output: q4_0, q4_k, q8_0, f16 or f32.
+        #[arg(long, default_value = "q8_0")]
+        embed_quant: String,
+        #[arg(long, default_value_t = 4096)]
+        d_model: usize,
+        #[arg(long, default_value_t = 32)]
+        heads: usize,
+        #[arg(long, default_value_t = 32)]
+        kv_heads: usize,
+        #[arg(long, default_value_t = 11008)]
+        ffn: usize,
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Show how a text is tokenized.
     Tokenize {
@@ -497,9 +537,29 @@ fn print_summary(report: &probelab::probe::analysis::Report, out: &Path) {
     eprintln!("wrote {}", out.display());
 }
 
+/// The engine's line, saying how the CPU multiplies when it is the CPU that runs.
+fn engine_line(engine: &Engine, m: &LoadedModel) -> String {
+    if engine.is_gpu() || m.model.matmul() == Matmul::Exact {
+        return engine.note.clone();
+    }
+    format!(
+        "{}; matmuls on the quantized blocks with 8-bit activations, as llama.cpp \
+         (about 1% from exact f32 over ten 7B-shaped layers; --matmul exact for f32)",
+        engine.note
+    )
+}
+
 fn load(path: &Path) -> Result<LoadedModel> {
+    load_with(path, Matmul::Auto)
+}
+
+fn load_with(path: &Path, matmul: Matmul) -> Result<LoadedModel> {
     let t = Instant::now();
-    let m = LoadedModel::open(path, &LoadOptions::default())?;
+    let opts = LoadOptions {
+        matmul,
+        ..LoadOptions::default()
+    };
+    let m = LoadedModel::open(path, &opts)?;
     eprintln!(
         "loaded {} ({}, {} layers, d_model {}, {}) in {:.1}s",
         m.model.config.name,
@@ -526,15 +586,17 @@ fn run(cli: Cli) -> Result<()> {
             batch_size,
             f16,
             engine,
+            matmul,
         } => {
             let choice: EngineChoice = engine.parse()?;
             let pooling: Pooling = pooling.parse()?;
+            let matmul: Matmul = matmul.parse()?;
             let template = Template::new(&prompt)?;
             let bytes =
                 std::fs::read(&dataset).map_err(|e| Error::io(dataset.display().to_string(), e))?;
             let names = data::read_names(&dataset.to_string_lossy(), &bytes)
                 .map_err(|e| Error::Dataset(format!("{}: {e}", dataset.display())))?;
-            let m = load(&model)?;
+            let m = load_with(&model, matmul)?;
             let entities = extract::tokenize_entities(
                 &m.tokenizer,
                 &names,
@@ -550,7 +612,11 @@ fn run(cli: Cli) -> Result<()> {
             );
             let start = Instant::now();
             let engine = Engine::open(choice, &model)?;
-            eprintln!("{}", engine.note);
+            eprintln!(
+                "{} (ready in {:.1} s)",
+                engine_line(&engine, &m),
+                start.elapsed().as_secs_f64()
+            );
             let opts = ExtractOptions {
                 pooling,
                 batch_size,
@@ -593,12 +659,13 @@ fn run(cli: Cli) -> Result<()> {
             bar.finish();
             let secs = start.elapsed().as_secs_f64();
             eprintln!(
-                "{n} entities, {total_tokens} tokens in {secs:.2}s ({:.0} tokens/s, {:.1} entities/s) → {} [{} layers + embedding, d_model {}]",
+                "{n} entities, {total_tokens} tokens in {secs:.2}s ({:.1} tokens/s, {:.1} entities/s) → {} [{} layers + embedding, d_model {}]; peak memory (VmHWM) {}",
                 total_tokens as f64 / secs,
                 n as f64 / secs,
                 out.display(),
                 c.n_layers,
-                c.d_model
+                c.d_model,
+                run::peak_memory_mib().map_or("unknown".into(), |m| format!("{m:.0} MiB"))
             );
         }
         Command::Run {
@@ -611,16 +678,18 @@ fn run(cli: Cli) -> Result<()> {
             batch_size,
             no_random_init,
             engine,
+            matmul,
             causal,
             causal_args,
         } => {
             // Check every argument before the slow work starts.
             let choice: EngineChoice = engine.parse()?;
+            let matmul: Matmul = matmul.parse()?;
             let pooling: Pooling = pooling.parse()?;
             let (given, shipped) = prompts.given()?;
             let split = run::parse_split(&fit.split, fit.seed)?;
             let dataset = dataset_arg(&dataset, fit.skip_bad_rows)?;
-            let m = load(&model)?;
+            let m = load_with(&model, matmul)?;
             let templates = PromptArgs::templates(given, shipped, &m)?;
             let texts: Vec<String> = templates.iter().map(|t| t.text.clone()).collect();
             let plan = AnalysisPlan::new(
@@ -634,7 +703,7 @@ fn run(cli: Cli) -> Result<()> {
             )?;
             fit.check_plan(&plan)?;
             let engine = Engine::open(choice, &model)?;
-            eprintln!("{}", engine.note);
+            eprintln!("{}", engine_line(&engine, &m));
             let (bar, mut progress) = stage_bar();
             let opts = ExtractOptions {
                 pooling,
@@ -869,7 +938,7 @@ fn run(cli: Cli) -> Result<()> {
             let dataset = dataset_arg(&name, false)?;
             let m = load(&model)?;
             let engine = Engine::open(choice, &model)?;
-            eprintln!("{}", engine.note);
+            eprintln!("{}", engine_line(&engine, &m));
             let (bar, mut progress) = stage_bar();
             let started = Instant::now();
             report.causal = Some(run::causal(
@@ -894,6 +963,47 @@ fn run(cli: Cli) -> Result<()> {
             println!(
                 "{}",
                 serde_json::to_string_pretty(&info).unwrap_or_default()
+            );
+        }
+        Command::SynthModel {
+            vocab,
+            layers,
+            quant,
+            embed_quant,
+            d_model,
+            heads,
+            kv_heads,
+            ffn,
+            seed,
+            out,
+        } => {
+            use candle_core::quantized::GgmlDType;
+            use probelab::model::synthetic::{self, SpmVocab, SyntheticSpec};
+            let bytes =
+                std::fs::read(&vocab).map_err(|e| Error::io(vocab.display().to_string(), e))?;
+            let vocab = SpmVocab::from_json(&bytes, &vocab.display().to_string())?;
+            let spec = SyntheticSpec {
+                n_layers: layers,
+                d_model,
+                n_heads: heads,
+                n_kv_heads: kv_heads,
+                ffn_dim: ffn,
+                quant: synthetic::parse_quant(&quant)?,
+                embed_quant: synthetic::parse_quant(&embed_quant)?,
+                seed,
+                ..SyntheticSpec::llama2_7b(layers, GgmlDType::Q4_0)
+            };
+            let started = Instant::now();
+            let f =
+                std::fs::File::create(&out).map_err(|e| Error::io(out.display().to_string(), e))?;
+            let size =
+                synthetic::write_synthetic_llama(&mut std::io::BufWriter::new(f), &spec, &vocab)?;
+            println!(
+                "{}: {size} bytes ({:.2} GiB), {layers} blocks, {} in {:.1} s",
+                out.display(),
+                size as f64 / (1u64 << 30) as f64,
+                quant,
+                started.elapsed().as_secs_f64()
             );
         }
         Command::Tokenize { model, text } => {

@@ -37,6 +37,9 @@ fn main(
     // Loader role: tile row lr, 8 values from lk.
     let lr = li % TILE;
     let lk = (li / TILE) * 8u;
+    // The tile's 16-token row groups that hold any token (uniform over the workgroup): a batch
+    // of a few names skips the empty groups' products instead of computing all 64 rows.
+    let groups = min(4u, (p.n_tokens - t0 + 15u) / 16u);
     var acc: array<f32, 16>;
     for (var k0 = 0u; k0 < p.n_cols; k0 += KC) {
         let t = t0 + lr;
@@ -69,7 +72,7 @@ fn main(
                 xv[i] = xs[kk * TILE + lid.y + 16u * i];
                 wv[i] = ws[kk * TILE + lid.x + 16u * i];
             }
-            for (var i = 0u; i < 4u; i++) {
+            for (var i = 0u; i < groups; i++) {
                 for (var j = 0u; j < 4u; j++) {
                     acc[i * 4u + j] += xv[i] * wv[j];
                 }
@@ -77,7 +80,7 @@ fn main(
         }
         workgroupBarrier();
     }
-    for (var i = 0u; i < 4u; i++) {
+    for (var i = 0u; i < groups; i++) {
         let t = t0 + lid.y + 16u * i;
         for (var j = 0u; j < 4u; j++) {
             let m = m0 + lid.x + 16u * j;

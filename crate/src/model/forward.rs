@@ -1,9 +1,11 @@
 //! The llama forward pass on the CPU (candle), with the residual stream captured at every layer.
 //!
-//! Read top to bottom: weights, one block, the whole model. Weights stay quantized as GGUF blocks;
-//! a linear layer dequantizes its matrix to f32 and runs one GEMM for the whole batch (candle's
-//! quantized matmul would take a scalar Q4_1 path and is built for one token at a time). When
-//! the f32 copies fit the budget in [`LoadOptions`], they are kept between batches.
+//! Read top to bottom: weights, one block, the whole model. Weights stay quantized as GGUF blocks.
+//! By default a linear layer dequantizes its matrix to f32 and runs one exact GEMM for the whole
+//! batch; when the f32 copies fit the budget in [`LoadOptions`], they are kept between batches.
+//! A model whose f32 copies do not fit (7B-class) multiplies on the quantized blocks instead,
+//! through candle's SIMD kernels (llama.cpp's scheme: activations rounded to 8-bit blocks), which
+//! saves dequantizing every matrix for every batch; [`Matmul`] chooses.
 //!
 //! Layer convention: layer 0 is the embedding output; layer i (1..=L) is the residual stream
 //! after block i. Nothing passes through the final norm unless logits are asked for.
@@ -11,7 +13,7 @@
 use std::io::{Read, Seek};
 use std::sync::OnceLock;
 
-use candle_core::quantized::QTensor;
+use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{DType, Device, Tensor};
 
 use crate::error::{Error, Result};
@@ -21,6 +23,7 @@ pub struct LoadOptions {
     /// Keep dequantized f32 weights between batches while their total stays under this many
     /// bytes. Faster for small models; 0 keeps only the quantized blocks.
     pub f32_cache_bytes: usize,
+    pub matmul: Matmul,
 }
 
 impl Default for LoadOptions {
@@ -31,6 +34,35 @@ impl Default for LoadOptions {
             } else {
                 2 << 30
             },
+            matmul: Matmul::Auto,
+        }
+    }
+}
+
+/// How a linear layer multiplies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Matmul {
+    /// Dequantize the weights to f32 and multiply exactly (the GPU engine's numbers).
+    Exact,
+    /// Multiply on the quantized blocks with 8-bit activations (llama.cpp's numbers; about
+    /// 1e-3 relative from exact per layer).
+    Quantized,
+    /// Exact while the f32 copies fit `f32_cache_bytes`, quantized beyond (natively; in wasm
+    /// always exact).
+    #[default]
+    Auto,
+}
+
+impl std::str::FromStr for Matmul {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "exact" => Ok(Self::Exact),
+            "quantized" => Ok(Self::Quantized),
+            "auto" => Ok(Self::Auto),
+            other => Err(Error::Input(format!(
+                "matmul '{other}': use 'exact', 'quantized' or 'auto'"
+            ))),
         }
     }
 }
@@ -39,13 +71,22 @@ impl Default for LoadOptions {
 struct Linear {
     weight: QTensor,
     cached: Option<OnceLock<Tensor>>,
+    /// Multiply on the blocks (see [`Matmul::Quantized`]).
+    quantized: bool,
 }
 
 impl Linear {
-    fn new(weight: QTensor, cache: bool) -> Self {
+    fn new(weight: QTensor, cache: bool, quantized: bool) -> Self {
+        // candle's quantized kernels read only block types; f32/f16 weights multiply exactly.
+        let quantized = quantized
+            && !matches!(
+                weight.dtype(),
+                GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16
+            );
         Self {
             weight,
-            cached: cache.then(OnceLock::new),
+            cached: (cache && !quantized).then(OnceLock::new),
+            quantized,
         }
     }
 
@@ -64,9 +105,60 @@ impl Linear {
 
     /// `x [n, in] → [n, out]`.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if self.quantized {
+            return quantized_matmul(&self.weight, x);
+        }
         let w = self.dequantized()?;
         Ok(x.matmul(&w.t()?)?)
     }
+}
+
+/// `x [m, k] → x·wᵀ [m, n]` on `w`'s GGUF blocks: candle's `k_quants::matmul` (SIMD dot
+/// products against activations rounded to 8-bit blocks, as llama.cpp does). Called directly
+/// rather than through `QMatMul`, because on x86 candle keeps a second, repacked copy of every
+/// Q8_0 and Q4_K matrix it multiplies, which would double a 7B model's memory.
+fn quantized_matmul(w: &QTensor, x: &Tensor) -> Result<Tensor> {
+    use candle_core::quantized::k_quants::{self as kq, GgmlType};
+    fn run<T: GgmlType>(mkn: (usize, usize, usize), lhs: &[f32], data: &[u8]) -> Result<Vec<f32>> {
+        let size = std::mem::size_of::<T>();
+        if !data.len().is_multiple_of(size)
+            || !(data.as_ptr() as usize).is_multiple_of(std::mem::align_of::<T>())
+        {
+            return Err(Error::Compute(
+                "quantized blocks are not aligned for the SIMD kernels".into(),
+            ));
+        }
+        // SAFETY: T is one of candle's `#[repr(C)]` block types, the bytes are a whole number
+        // of blocks, aligned (checked above), and borrowed for this call only.
+        let blocks =
+            unsafe { std::slice::from_raw_parts(data.as_ptr() as *const T, data.len() / size) };
+        let mut dst = vec![0f32; mkn.0 * mkn.2];
+        kq::matmul(mkn, lhs, blocks, &mut dst)?;
+        Ok(dst)
+    }
+    let (n, k) = w.shape().dims2()?;
+    let m = x.elem_count() / k;
+    let lhs = x.flatten_all()?.to_vec1::<f32>()?;
+    let data = w.data()?;
+    let mkn = (m, k, n);
+    let out = match w.dtype() {
+        GgmlDType::Q4_0 => run::<kq::BlockQ4_0>(mkn, &lhs, &data)?,
+        GgmlDType::Q4_1 => run::<kq::BlockQ4_1>(mkn, &lhs, &data)?,
+        GgmlDType::Q5_0 => run::<kq::BlockQ5_0>(mkn, &lhs, &data)?,
+        GgmlDType::Q5_1 => run::<kq::BlockQ5_1>(mkn, &lhs, &data)?,
+        GgmlDType::Q8_0 => run::<kq::BlockQ8_0>(mkn, &lhs, &data)?,
+        GgmlDType::Q2K => run::<kq::BlockQ2K>(mkn, &lhs, &data)?,
+        GgmlDType::Q3K => run::<kq::BlockQ3K>(mkn, &lhs, &data)?,
+        GgmlDType::Q4K => run::<kq::BlockQ4K>(mkn, &lhs, &data)?,
+        GgmlDType::Q5K => run::<kq::BlockQ5K>(mkn, &lhs, &data)?,
+        GgmlDType::Q6K => run::<kq::BlockQ6K>(mkn, &lhs, &data)?,
+        other => {
+            return Err(Error::Compute(format!(
+                "no quantized matmul for {other:?} weights"
+            )))
+        }
+    };
+    Ok(Tensor::from_vec(out, (m, n), &Device::Cpu)?)
 }
 
 struct Block {
@@ -91,6 +183,16 @@ pub struct Llama {
     output: Option<QTensor>,
 }
 
+impl Llama {
+    /// How the blocks multiply, for the user: "exact" (f32) or "quantized" (8-bit activations).
+    pub fn matmul(&self) -> Matmul {
+        match self.blocks.first() {
+            Some(b) if b.wq.quantized => Matmul::Quantized,
+            _ => Matmul::Exact,
+        }
+    }
+}
+
 fn vector<R: Read + Seek>(file: &ModelFile, r: &mut R, name: &str) -> Result<Tensor> {
     Ok(file.tensor(r, name)?.dequantize(&Device::Cpu)?)
 }
@@ -108,12 +210,19 @@ impl Llama {
                 + c.d_model * c.n_heads * c.head_dim
                 + 3 * c.d_model * c.ffn_dim);
         let cache = linear_params * 4 <= opts.f32_cache_bytes;
+        let quantized = match opts.matmul {
+            Matmul::Exact => false,
+            Matmul::Quantized => true,
+            // The page keeps exact numbers (its WebGPU path's); natively, speed for 7B-class.
+            Matmul::Auto => !cache && cfg!(not(target_arch = "wasm32")),
+        };
         let mut blocks = Vec::with_capacity(c.n_layers);
         for i in 0..c.n_layers {
             let mut lin = |n: &str| -> Result<Linear> {
                 Ok(Linear::new(
                     file.tensor(reader, &format!("blk.{i}.{n}.weight"))?,
                     cache,
+                    quantized,
                 ))
             };
             let (wq, wk, wv, wo) = (
@@ -488,7 +597,11 @@ impl Llama {
             let lin = |l: &Linear,
                        redraw: &mut dyn FnMut(&QTensor) -> Result<QTensor>|
              -> Result<Linear> {
-                Ok(Linear::new(redraw(&l.weight)?, l.cached.is_some()))
+                Ok(Linear::new(
+                    redraw(&l.weight)?,
+                    l.cached.is_some(),
+                    l.quantized,
+                ))
             };
             blocks.push(Block {
                 attn_norm: redraw_vector(&b.attn_norm, seed ^ 0xA77E_0000 ^ blocks.len() as u64)?,

@@ -161,6 +161,7 @@ impl ModelFile {
         // Each tensor's byte range in the file, to check below that none shares bytes with
         // another: the weights kept in memory then never exceed the file's size.
         let mut ranges: Vec<(u64, u64, &str)> = Vec::with_capacity(self.content.tensor_infos.len());
+        let (mut first_cut, mut cut): (Option<(u64, u64, &str)>, usize) = (None, 0);
         for (name, info) in &self.content.tensor_infos {
             if !is_supported(info.ggml_dtype) {
                 return Err(Error::UnsupportedQuant(format!(
@@ -192,13 +193,38 @@ impl ModelFile {
                         ranges.push((start, end, name));
                     }
                 }
+                (Some(start), Some(end)) => {
+                    cut += 1;
+                    if first_cut.is_none_or(|(s, _, _)| start < s) {
+                        first_cut = Some((start, end, name));
+                    }
+                }
                 _ => {
                     return Err(Error::CorruptGguf(format!(
-                        "tensor '{name}' ends past the end of the file ({} bytes): the file is truncated (an interrupted download?)",
-                        self.file_size
+                        "tensor '{name}' lies past any file's end (offset overflow): the header is corrupt"
                     )))
                 }
             }
+        }
+        // The first tensor in file order that the end cuts: where an interrupted download
+        // stopped. Nothing is read or uploaded past it.
+        if let Some((start, end, name)) = first_cut {
+            let size = self.file_size;
+            let more = match cut - 1 {
+                0 => String::new(),
+                n => format!("; {n} tensors after it are missing too"),
+            };
+            return Err(Error::CorruptGguf(if start >= size {
+                format!(
+                    "tensor '{name}' starts at byte {start}, past the end of the file ({size} bytes){more}: \
+                     the file is truncated (an interrupted download?)"
+                )
+            } else {
+                format!(
+                    "tensor '{name}' (bytes {start}..{end}) is cut at byte {size}, where the file ends{more}: \
+                     the file is truncated (an interrupted download?)"
+                )
+            }));
         }
         ranges.sort_unstable();
         for pair in ranges.windows(2) {

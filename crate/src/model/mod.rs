@@ -4,9 +4,10 @@
 pub mod forward;
 pub mod gguf;
 pub mod load;
+pub mod synthetic;
 pub mod tokenizer;
 
-pub use forward::{to_flat, Llama, LoadOptions};
+pub use forward::{to_flat, Llama, LoadOptions, Matmul};
 pub use load::{LoadedModel, ModelSummary};
 
 /// How layers are numbered, everywhere (files, reports, figures, the page).
