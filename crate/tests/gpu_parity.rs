@@ -447,7 +447,7 @@ fn streamed_load_equals_the_whole_load() {
         streamed.run(&refs, &caps).unwrap().data
     );
 
-    // A file cut inside a tensor fails at the header check, before anything is read.
+    // A file cut inside a tensor fails at the header check, naming it, before anything is read.
     let file = ModelFile::read_prefix(&bytes, total).unwrap().unwrap();
     let mut s = GpuStream::begin(file, engine, &opts).unwrap();
     let pieces = s.pieces().to_vec();
@@ -460,7 +460,11 @@ fn streamed_load_equals_the_whole_load() {
     let Err(header) = ModelFile::read_prefix(&bytes[..cut], cut as u64) else {
         panic!("a truncated file was read")
     };
-    assert!(header.to_string().contains("truncated"), "{header}");
+    let header = header.to_string();
+    assert!(
+        header.contains(&format!("tensor '{}'", p.tensor)) && header.contains("truncated"),
+        "{header}"
+    );
     // And a piece that comes back short (a download that stopped) names it too.
     for q in &pieces[..i] {
         s.put(&bytes[q.offset as usize..(q.offset + q.len) as usize])
