@@ -6,6 +6,7 @@ import { WorkerPool } from './workers.js';
 import { gatherActivations, readStoredRun } from './activations.js';
 import { fillCausal, linkToLab, showResults } from './results.js';
 import { Store, reportKey, runKey, sha256Hex } from './store.js';
+import { cachedSize } from './source.js';
 import init, {
   Report, analysis_plan, builtin_datasets, ledger_plans_scored, ledger_record, plan_differences, plan_unrecorded, prompt_templates, read_dataset,
 } from './pkg/probelab.js';
@@ -18,6 +19,8 @@ const workers = new WorkerPool(workerCount);
 // ?engine=cpu|gpu|auto: auto (the default) takes WebGPU when the browser offers an adapter.
 const engineChoice = ['cpu', 'gpu', 'auto'].includes(params.get('engine')) ? params.get('engine') : 'auto';
 const permutations = Number(params.get('permutations')) || 100;
+// ?stream: stream every model to the GPU as a large one is (tests of that path on small models).
+const forceStream = params.has('stream');
 const SEED = 0n;
 
 const state = {
@@ -59,24 +62,34 @@ const mb = (n) => (n / 1e6).toFixed(1) + ' MB';
  * WebAssembly's 4 GiB memory: refuse a model that cannot fit before anything is allocated.
  */
 const MAX_MODEL_BYTES = 2 ** 31;
+const gib = (n) => (n / 2 ** 30).toFixed(1) + ' GiB';
 function checkSize(bytes) {
   if (bytes > MAX_MODEL_BYTES) {
-    const gb = (n) => (n / 2 ** 30).toFixed(1) + ' GiB';
-    throw new Error(`the model is ${gb(bytes)}; the browser engine holds models up to ${gb(MAX_MODEL_BYTES)} `
+    throw new Error(`the model is ${gib(bytes)}; the browser engine holds models up to ${gib(MAX_MODEL_BYTES)} `
       + '(WebAssembly has 4 GiB of memory for the weights and their working copies). '
       + 'Use a smaller quantization, or the command line (probelab run), which has no such limit.');
   }
 }
 
-async function fetchWithProgress(url, checkTotal, onProgress) {
-  const res = await fetch(url);
+/**
+ * Downloads a model whole, with progress: `{bytes}`, or `{size}` without reading the body when
+ * the model is too large to hold (it is then streamed to the GPU by range requests), or, with
+ * the network gone, `{size}` of a large model this browser keeps in parts.
+ */
+async function fetchWithProgress(url, onProgress) {
+  let res;
+  try {
+    res = await fetch(url);
+  } catch (e) {
+    const size = await cachedSize(url);
+    if (size) return { size };
+    throw e;
+  }
   if (!res.ok) throw new Error(`could not fetch ${url}: HTTP ${res.status} ${res.statusText}`);
   const total = Number(res.headers.get('content-length')) || 0;
-  try {
-    checkTotal(total);
-  } catch (e) {
+  if (total > MAX_MODEL_BYTES || (forceStream && total)) {
     res.body.cancel();
-    throw e;
+    return { size: total };
   }
   const reader = res.body.getReader();
   const chunks = [];
@@ -91,7 +104,45 @@ async function fetchWithProgress(url, checkTotal, onProgress) {
   const bytes = new Uint8Array(loaded);
   let at = 0;
   for (const c of chunks) { bytes.set(c, at); at += c.length; }
-  return bytes;
+  return { bytes };
+}
+
+/**
+ * A model over the CPU engine's limit goes to the GPU piece by piece (worker 0 reads it from the
+ * File or by range requests; wasm holds one piece at a time). Its size and the adapter's limits
+ * are shown before anything is read; without WebGPU it is refused with the CPU engine's numbers.
+ */
+async function streamModel(src, name, size) {
+  const adapter = engineChoice === 'cpu' ? null : await workers.adapter();
+  if (!adapter || adapter.reason) {
+    try {
+      checkSize(size);
+    } catch (e) {
+      throw new Error(e.message + (adapter
+        ? ` The WebGPU engine, which streams larger models to the GPU, is not available here: ${adapter.reason}.`
+        : ' (?engine=cpu: the WebGPU engine, which streams larger models to the GPU, is off.)'));
+    }
+  }
+  const lim = adapter.limits;
+  const limits = `${adapter.name}: largest buffer ${gib(lim.maxBufferSize)}, largest binding ${gib(lim.maxStorageBufferBindingSize)}`;
+  state.stream = { size, adapter, plan: null };
+  const say = (text) => { $('model-status').textContent = `${name} (${gib(size)}, streamed to the GPU; ${limits}): ${text}`; };
+  say('reading the header…');
+  const bar = $('model-progress');
+  bar.hidden = false; bar.max = size; bar.value = 0;
+  return workers.loadStream(src, name, (m) => {
+    state.stream.plan = m.plan;
+    say(`${mb(m.plan.gpu_bytes)} of GPU buffers in ${m.plan.pieces} pieces, the largest part ${mb(m.plan.largest_part)}…`);
+  }, (p) => {
+    bar.value = p.done;
+    say(`${mb(p.done)} of ${mb(p.total)} (${Math.round((100 * p.done) / p.total)}%) read and uploaded; wasm memory ${mb(workers.memoryPeak)}`);
+  });
+}
+
+/** The page's line on the workers' WebAssembly memory (its peak: wasm memory never shrinks). */
+function showMemory() {
+  state.memoryPeak = workers.memoryPeak;
+  $('memory').textContent = `WebAssembly memory (largest worker, peak): ${mb(state.memoryPeak)}.`;
 }
 
 const MODEL_CACHE = 'probelab-models';
@@ -113,30 +164,42 @@ async function loadModel(source) {
   state.loading = true; setBusy();
   const bar = $('model-progress');
   try {
-    let bytes;
     let url = null;
+    let i;
+    const name = source.file ? source.file.name : source.url;
     if (source.file) {
-      checkSize(source.file.size);
-      $('model-status').textContent = `Reading ${source.file.name}…`;
-      bytes = new Uint8Array(await source.file.arrayBuffer());
+      if (source.file.size > MAX_MODEL_BYTES || forceStream) i = await streamModel({ file: source.file }, name, source.file.size);
+      else {
+        $('model-status').textContent = `Reading ${source.file.name}…`;
+        const bytes = new Uint8Array(await source.file.arrayBuffer());
+        $('model-status').textContent = `Reading ${mb(bytes.length)} of weights…`;
+        i = await workers.load(bytes, name, engineChoice);
+      }
     } else {
       url = new URL(source.url, location.href).href;
       bar.hidden = false;
-      bytes = await fetchWithProgress(url, checkSize, (loaded, total) => {
+      const got = await fetchWithProgress(url, (loaded, total) => {
         bar.max = total || 1; bar.value = total ? loaded : 0;
         $('model-status').textContent = total
           ? `Downloading: ${mb(loaded)} of ${mb(total)} (${Math.round((100 * loaded) / total)}%)`
           : `Downloading: ${mb(loaded)}`;
       });
-      await keepModelOffline(url, bytes);
+      if (got.size) i = await streamModel({ url, size: got.size }, name, got.size);
+      else {
+        await keepModelOffline(url, got.bytes);
+        $('model-status').textContent = `Reading ${mb(got.bytes.length)} of weights…`;
+        i = await workers.load(got.bytes, name, engineChoice);
+      }
     }
-    $('model-status').textContent = `Reading ${mb(bytes.length)} of weights…`;
-    const name = source.file ? source.file.name : source.url;
-    const i = await workers.load(bytes, name, engineChoice);
     state.info = i;
     $('model-status').textContent =
       `${i.name}: ${i.n_layers} layers, d_model ${i.d_model}, ${i.quantization}, ${mb(i.file_size)}, sha256 ${i.sha256.slice(0, 12)}… (from ${name})`
-      + (i.warnings.length ? ` — warning: ${i.warnings.join('; ')}` : '');
+      + (i.warnings.length ? ` — warning: ${i.warnings.join('; ')}` : '')
+      + (workers.streamed ? ` — streamed to the GPU${workers.streamed.fromCache ? ' from this browser\'s copy' : ''}; the CPU engine does not hold it` : '');
+    showMemory();
+    // A streamed model's weights are on the GPU only: the random-initialised twin needs the CPU's.
+    $('random-init').disabled = Boolean(workers.streamed);
+    if (workers.streamed) $('random-init').checked = false;
     showEngine();
     if (engineChoice === 'gpu' && !workers.onGpu) showError(`WebGPU was asked for (?engine=gpu) but is not available: ${workers.gpu ? workers.gpu.reason : 'unknown'}. Extraction runs on the CPU.`);
     const store = await storeReady;
@@ -398,6 +461,7 @@ async function runExtraction() {
       ? `Done${on}: ${names.length} entities${prompts} (${computed} computed, ${fromStore} from this browser's cache), ${tokens} tokens in ${seconds.toFixed(2)} s (${(tokens / seconds).toFixed(0)} tokens/s).`
       : `All ${names.length} entities' activations${prompts} came from this browser's cache (same model, prompt and names).`;
     $('extract-status').textContent = doneText;
+    showMemory();
     const r = runs[0];
     $('result').hidden = false;
     $('result-summary').textContent =

@@ -7,7 +7,7 @@ const APP_CACHE = 'probelab-app-v1';
 const MODEL_CACHE = 'probelab-models';
 const APP_FILES = [
   './', 'index.html', 'style.css', 'favicon.svg', 'config.js', 'app.js', 'workers.js', 'worker.js',
-  'activations.js', 'store.js', 'results.js', 'scene.js', 'pkg/probelab.js', 'pkg/probelab_bg.wasm',
+  'activations.js', 'store.js', 'results.js', 'scene.js', 'source.js', 'pkg/probelab.js', 'pkg/probelab_bg.wasm',
 ];
 
 self.addEventListener('install', (event) => {
@@ -41,6 +41,7 @@ self.addEventListener('fetch', (event) => {
   const { request } = event;
   if (request.method !== 'GET') return;
   const url = new URL(request.url);
-  if (url.pathname.endsWith('.gguf')) event.respondWith(modelFirstFromCache(request));
+  // A range request is a streamed model's part (source.js keeps those itself).
+  if (url.pathname.endsWith('.gguf') && !request.headers.has('range')) event.respondWith(modelFirstFromCache(request));
   else if (url.origin === self.location.origin) event.respondWith(networkFirst(request));
 });

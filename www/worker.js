@@ -1,21 +1,29 @@
 // One model worker: holds a wasm Lab and runs extraction batch by batch, off the page's thread.
-// Messages in: load, check, prompts, extract, cancel, fit, surprisal, steer, safetensors. Out:
-// loaded, checked, prompts, rows (one per finished batch), extracted, cancelled, fit-progress, fitted, surprisal,
-// steer-progress, steered, safetensors, gpu-failed, error.
+// Messages in: adapter, load, load-stream, check, prompts, extract, cancel, fit, surprisal, steer,
+// safetensors. Out: adapter, stream-plan, stream-progress, loaded, checked, prompts, rows (one per
+// finished batch), extracted, cancelled, fit-progress, fitted, surprisal, steer-progress, steered,
+// safetensors, gpu-failed, error. Replies carry `memory`, the wasm memory's size in bytes (it only
+// grows, so it is the peak).
 // www/workers.js drives several of these.
 // A worker asked to (`gpu` in its load message) also puts the weights on the GPU through
 // WebGPU and then runs batches there, dropping to its CPU copy if the GPU fails.
 import init, * as wasm from './pkg/probelab.js';
+import { byteSource } from './source.js';
 
 const { Lab, fit_probes } = wasm;
 let lab = null;
 let gpu = null;        // wasm GpuModel, when extraction runs on the GPU
 let gpuFailed = null;  // why the GPU was dropped mid-run
 let cancelled = false;
-const ready = init();
+let exports = null;
+const ready = init().then((e) => { exports = e; });
 
-// The id of the request being answered goes back with every reply (see workers.js request()).
-const replyTo = (id) => (msg, transfer) => self.postMessage({ ...msg, id }, transfer || []);
+/** This worker's wasm memory (WebAssembly.Memory buffer.byteLength): it never shrinks. */
+const memoryBytes = () => (exports ? exports.memory.buffer.byteLength : 0);
+
+// The id of the request being answered goes back with every reply (see workers.js request()),
+// with the wasm memory's size.
+const replyTo = (id) => (msg, transfer) => self.postMessage({ ...msg, id, memory: memoryBytes() }, transfer || []);
 
 /** The WebGPU adapter as the browser describes it, or why there is none. */
 async function probeAdapter() {
@@ -36,6 +44,7 @@ async function probeAdapter() {
     maxComputeWorkgroupStorageSize: adapter.limits.maxComputeWorkgroupStorageSize,
     maxComputeInvocationsPerWorkgroup: adapter.limits.maxComputeInvocationsPerWorkgroup,
     maxStorageBuffersPerShaderStage: adapter.limits.maxStorageBuffersPerShaderStage,
+    maxBufferSize: adapter.limits.maxBufferSize,
   };
   // Whether the adapter's limits suit the kernels is the core's call (GpuModel.load says why not).
   return { name, software, limits };
@@ -65,6 +74,58 @@ async function load(msg, post) {
     engine = wasm.GpuModel ? await loadGpu(bytes) : { ok: false, reason: 'this build has no GPU engine' };
   } else if (gpu) { gpu.free(); gpu = null; }
   post({ type: 'loaded', info: lab.info(), source: msg.source, engine });
+}
+
+/**
+ * Streams a model larger than wasm's memory to the GPU: the header from the first bytes (a
+ * longer prefix when the header is longer), then each planned piece read from the File or by
+ * HTTP range requests (kept in Cache Storage) and handed to the core, which uploads it and
+ * drops it. The Lab that results has the tokenizer but no CPU weights. A failure leaves the
+ * current model in place.
+ */
+async function loadStream(msg, post) {
+  await ready;
+  const adapter = await probeAdapter();
+  if (adapter.reason) throw new Error(`streaming a model to the GPU needs WebGPU: ${adapter.reason}`);
+  const source = await byteSource(msg);
+  let loader = null;
+  for (let len = 4 << 20; !loader; len *= 4) {
+    const prefix = await source.read(0, Math.min(len, source.size));
+    loader = await wasm.GpuLoader.begin(prefix, source.size);
+    if (!loader && len >= source.size) throw new Error('the GGUF header runs past the end of the file');
+  }
+  try {
+    post({ type: 'stream-plan', plan: loader.plan(), adapter, fromCache: source.fromCache });
+    const offsets = loader.offsets(), lengths = loader.lengths(), tensors = loader.tensors();
+    const n = offsets.length;
+    let done = 0, told = 0;
+    // One read ahead: the next piece arrives while this one uploads.
+    let next = source.read(offsets[0], lengths[0]);
+    try {
+      for (let i = 0; i < n; i++) {
+        const bytes = await next;
+        next = i + 1 < n ? source.read(offsets[i + 1], lengths[i + 1]) : null;
+        loader.put(bytes);   // a short piece fails here, naming its tensor
+        done += lengths[i];
+        if (performance.now() - told > 250 || i === n - 1) {
+          told = performance.now();
+          post({ type: 'stream-progress', done, total: source.size, piece: i + 1, pieces: n, tensor: tensors[i] });
+        }
+      }
+    } catch (e) {
+      next?.catch(() => {});
+      throw e;
+    }
+    const model = loader.finish();
+    const nextLab = loader.lab();
+    gpu?.free(); lab?.free();
+    gpu = model; lab = nextLab; gpuFailed = null;
+    gpu.streamed = true;
+    const engine = { ok: true, ...adapter, wgpu: gpu.report(), maxBatchTokens: gpu.max_batch_tokens(), streamed: true };
+    post({ type: 'loaded', info: lab.info(), source: msg.source, engine, fromCache: source.fromCache });
+  } finally {
+    loader.free();
+  }
 }
 
 /**
@@ -98,6 +159,12 @@ async function extract(msg, post) {
           gpuFailed = String(e && e.message ? e.message : e);
           post({ type: 'gpu-failed', message: gpuFailed, batchesOnGpu: i, batches: nBatches });
         }
+      }
+      if (n === undefined && gpu && gpu.streamed) {
+        // A model streamed to the GPU has no CPU weights to fall back on.
+        throw new Error(`the GPU failed after ${i} of ${nBatches} batches (${gpuFailed}); this model was streamed `
+          + 'to the GPU alone, so the CPU cannot take over. The finished batches are kept in this browser: '
+          + 'load the model again and Extract continues from there.');
       }
       if (n === undefined) [n, t] = lab.run_batch(i);
       done += n; tokens += t;
@@ -175,6 +242,8 @@ self.onmessage = async (ev) => {
   const post = replyTo(msg.id);
   try {
     if (msg.type === 'load') await load(msg, post);
+    else if (msg.type === 'load-stream') await loadStream(msg, post);
+    else if (msg.type === 'adapter') post({ type: 'adapter', adapter: await probeAdapter() });
     else if (msg.type === 'check') { lab.check(msg.names, msg.template); post({ type: 'checked' }); }
     else if (msg.type === 'prompts') post({ type: 'prompts', templates: lab.shipped_prompts(msg.kind) });
     else if (msg.type === 'extract') await extract(msg, post);

@@ -10,8 +10,13 @@ export class WorkerPool {
     this.lastRequestId = 0;
     /** Entities the model has run on since the page opened (a cache hit adds none). */
     this.entitiesComputed = 0;
+    /** Each worker's wasm memory in bytes, as its last reply said (it only grows: the peak). */
+    this.memory = new Array(size).fill(0);
     this.workers.forEach((w, i) => {
-      w.onmessage = (ev) => this.listeners.forEach((f) => f(i, ev.data));
+      w.onmessage = (ev) => {
+        if (ev.data.memory) this.memory[i] = Math.max(this.memory[i], ev.data.memory);
+        this.listeners.forEach((f) => f(i, ev.data));
+      };
       w.onerror = (e) => this.listeners.forEach((f) => f(i, { type: 'error', phase: 'worker', message: e.message || 'the worker failed' }));
     });
   }
@@ -54,9 +59,36 @@ export class WorkerPool {
       return this.request(i, { type: 'load', bytes: copy, source, gpu: wantGpu && i === 0 }, ['loaded'], () => {}, [copy.buffer]);
     }));
     this.activeCount = count;
+    this.streamed = null;
     this.gpu = replies[0].engine;
     this.gpuFailed = null;
     return replies[0].info;
+  }
+
+  /** The largest wasm memory of any worker so far, in bytes. */
+  get memoryPeak() { return Math.max(...this.memory); }
+
+  /** The WebGPU adapter as worker 0 sees it: {name, software, limits} or {reason}. */
+  async adapter() {
+    return (await this.request(0, { type: 'adapter' }, ['adapter'])).adapter;
+  }
+
+  /**
+   * Streams a model larger than wasm's memory to the GPU in worker 0 (`src`: {file} or
+   * {url, size}); the other workers hold nothing of it. onPlan({plan, adapter}) once the header
+   * is read, onProgress({done, total, piece, pieces, tensor}) as pieces arrive. Resolves with
+   * the model's info; extraction then runs on the GPU only.
+   */
+  async loadStream(src, source, onPlan = () => {}, onProgress = () => {}) {
+    const reply = await this.request(0, { type: 'load-stream', ...src, source }, ['loaded'], (m) => {
+      if (m.type === 'stream-plan') onPlan(m);
+      else if (m.type === 'stream-progress') onProgress(m);
+    });
+    this.activeCount = 1;
+    this.gpu = reply.engine;
+    this.gpuFailed = null;
+    this.streamed = { fromCache: reply.fromCache };
+    return reply.info;
   }
 
   /** Whether the next extraction runs on the GPU (in worker 0 alone). */

@@ -165,8 +165,16 @@ pub use crate::extract::acts::{RANDOM_INIT_FILE, SURPRISAL_FILE};
 /// The shipped prompt set for `kind` ([`prompts::shipped`]), its random prefix drawn from
 /// `loaded`'s vocabulary.
 pub fn shipped_prompts(loaded: &LoadedModel, kind: data::TargetKind) -> Result<Vec<String>> {
+    shipped_prompts_for(&loaded.tokenizer, kind)
+}
+
+/// [`shipped_prompts`] from the tokenizer alone (a model whose weights are on the GPU only).
+pub fn shipped_prompts_for(
+    tokenizer: &crate::model::tokenizer::Tokenizer,
+    kind: data::TargetKind,
+) -> Result<Vec<String>> {
     let prefix = random_token_prefix(
-        &loaded.tokenizer,
+        tokenizer,
         prompts::RANDOM_PREFIX_TOKENS,
         prompts::RANDOM_PREFIX_SEED,
     )?;

@@ -11,7 +11,9 @@ use wasm_bindgen::prelude::*;
 use crate::data;
 use crate::extract::acts::{self, ActsMeta, StoreAs};
 use crate::extract::{self, Activations, EntityTokens, Pooling, Template};
-use crate::model::load::LoadedModel;
+use crate::model::gguf::Config;
+use crate::model::load::{LoadedModel, ModelSummary};
+use crate::model::tokenizer::Tokenizer;
 use crate::model::LoadOptions;
 use crate::probe::analysis;
 use crate::render::{figures, ColorBy};
@@ -25,11 +27,21 @@ pub fn start() {
     console_error_panic_hook::set_once();
 }
 
+/// The model a Lab holds: whole on the CPU, or (a model streamed to the GPU, see
+/// [`GpuLoader`]) only its tokenizer and shape, the weights being on the GPU alone.
+enum Model {
+    Cpu(LoadedModel),
+    GpuOnly {
+        tokenizer: Tokenizer,
+        summary: ModelSummary,
+    },
+}
+
 /// A loaded model plus the current extraction job. Batches are streamed: each finished batch's
 /// rows wait in `rows` until the worker takes them, so a job of any length holds one batch.
 #[wasm_bindgen]
 pub struct Lab {
-    loaded: LoadedModel,
+    loaded: Model,
     /// The random-initialised twin (the control model) and its seed, while a job uses it.
     twin: Option<(u64, crate::model::Llama)>,
     pooling: Pooling,
@@ -43,14 +55,9 @@ pub struct Lab {
     steer: Option<crate::causal::CausalRun>,
 }
 
-#[wasm_bindgen]
 impl Lab {
-    /// Parses and loads a GGUF model from its bytes.
-    #[wasm_bindgen(constructor)]
-    pub fn new(bytes: Vec<u8>) -> Result<Lab, JsError> {
-        let mut cursor = Cursor::new(bytes);
-        let loaded = LoadedModel::read(&mut cursor, &LoadOptions::default()).map_err(js_err)?;
-        Ok(Lab {
+    fn with(loaded: Model) -> Lab {
+        Lab {
             loaded,
             twin: None,
             pooling: Pooling::Last,
@@ -58,12 +65,63 @@ impl Lab {
             batches: Vec::new(),
             rows: Rc::new(RefCell::new(None)),
             steer: None,
-        })
+        }
     }
 
+    fn tokenizer(&self) -> &Tokenizer {
+        match &self.loaded {
+            Model::Cpu(l) => &l.tokenizer,
+            Model::GpuOnly { tokenizer, .. } => tokenizer,
+        }
+    }
+
+    fn config(&self) -> &Config {
+        match &self.loaded {
+            Model::Cpu(l) => &l.model.config,
+            Model::GpuOnly { summary, .. } => &summary.config,
+        }
+    }
+
+    fn sha256(&self) -> &str {
+        match &self.loaded {
+            Model::Cpu(l) => &l.sha256,
+            Model::GpuOnly { summary, .. } => &summary.sha256,
+        }
+    }
+
+    /// The model's CPU weights, for `what`; a model streamed to the GPU has none.
+    fn cpu(&self, what: &str) -> Result<&LoadedModel, JsError> {
+        cpu_of(&self.loaded, what)
+    }
+}
+
+fn cpu_of<'a>(m: &'a Model, what: &str) -> Result<&'a LoadedModel, JsError> {
+    match m {
+        Model::Cpu(l) => Ok(l),
+        Model::GpuOnly { summary, .. } => Err(JsError::new(&format!(
+            "{what} needs the model's weights on the CPU, and this model ({:.1} GiB) was \
+             streamed to the GPU alone (the CPU engine holds models up to 2 GiB); run it on the \
+             command line (probelab), or load a smaller model",
+            summary.file_size as f64 / (1u64 << 30) as f64
+        ))),
+    }
+}
+
+#[wasm_bindgen]
+impl Lab {
+    /// Parses and loads a GGUF model from its bytes.
+    #[wasm_bindgen(constructor)]
+    pub fn new(bytes: Vec<u8>) -> Result<Lab, JsError> {
+        let mut cursor = Cursor::new(bytes);
+        let loaded = LoadedModel::read(&mut cursor, &LoadOptions::default()).map_err(js_err)?;
+        Ok(Lab::with(Model::Cpu(loaded)))
+    }
     /// The model's shape, quantization, tokenizer and hash, as a plain object.
     pub fn info(&self) -> Result<JsValue, JsError> {
-        let info = self.loaded.info();
+        let info = match &self.loaded {
+            Model::Cpu(l) => l.info(),
+            Model::GpuOnly { summary, .. } => summary.clone(),
+        };
         // JSON-compatible: objects become plain JS objects, not Maps.
         info.serialize(&serde_wasm_bindgen::Serializer::json_compatible())
             .map_err(|e| JsError::new(&e.to_string()))
@@ -80,10 +138,10 @@ impl Lab {
         let template = Template::new(template).map_err(js_err)?;
         let pooling: Pooling = pooling.parse().map_err(js_err)?;
         let entities = extract::tokenize_entities(
-            &self.loaded.tokenizer,
+            self.tokenizer(),
             &names,
             &template,
-            self.loaded.model.config.context_length,
+            self.config().context_length,
         )
         .map_err(js_err)?;
         // The page's batches serve its WebGPU and its WebAssembly workers alike: the fewest
@@ -99,7 +157,7 @@ impl Lab {
     /// model's vocabulary as the command line's `--prompt-set` draws it.
     pub fn shipped_prompts(&self, kind: &str) -> Result<Vec<String>, JsError> {
         let kind = crate::extract::prompts::shipped_kind(kind).map_err(js_err)?;
-        crate::run::shipped_prompts(&self.loaded, kind).map_err(js_err)
+        crate::run::shipped_prompts_for(self.tokenizer(), kind).map_err(js_err)
     }
 
     /// Checks that every name can be used with the template (empty names, names longer than
@@ -108,10 +166,10 @@ impl Lab {
     pub fn check(&self, names: Vec<String>, template: &str) -> Result<(), JsError> {
         let template = Template::new(template).map_err(js_err)?;
         extract::tokenize_entities(
-            &self.loaded.tokenizer,
+            self.tokenizer(),
             &names,
             &template,
-            self.loaded.model.config.context_length,
+            self.config().context_length,
         )
         .map(|_| ())
         .map_err(js_err)
@@ -126,7 +184,8 @@ impl Lab {
         on_progress: Option<js_sys::Function>,
     ) -> Result<Vec<f64>, JsError> {
         let template = Template::new(template).map_err(js_err)?;
-        let values = crate::run::name_surprisal(&self.loaded, &names, &template, &mut |_, d, t| {
+        let loaded = self.cpu("the names' surprisal")?;
+        let values = crate::run::name_surprisal(loaded, &names, &template, &mut |_, d, t| {
             if let Some(f) = &on_progress {
                 let _ = f.call2(&JsValue::NULL, &(d as u32).into(), &(t as u32).into());
             }
@@ -176,10 +235,11 @@ impl Lab {
             ..Default::default()
         };
         // `layer_acts` holds the edited layers one after the other.
-        let per_layer = (dataset.len() * self.loaded.model.config.d_model).max(1);
+        let loaded = self.cpu("the causal test (its LM head)")?;
+        let per_layer = (dataset.len() * loaded.model.config.d_model).max(1);
         let layers: Vec<&[f32]> = layer_acts.chunks(per_layer).collect();
         let run = crate::run::plan_causal(
-            &self.loaded,
+            loaded,
             &report,
             &dataset,
             &layers,
@@ -202,7 +262,7 @@ impl Lab {
             .steer
             .as_mut()
             .ok_or_else(|| JsError::new("no causal test is prepared"))?;
-        Ok((&self.loaded.model, run))
+        Ok((&cpu_of(&self.loaded, "the causal test")?.model, run))
     }
 
     fn steer_run(&mut self) -> Result<&mut crate::causal::CausalRun, JsError> {
@@ -324,7 +384,8 @@ impl Lab {
             None => self.twin = None,
             Some(seed) if self.twin.as_ref().map(|t| t.0) != Some(seed) => {
                 self.twin = None;
-                let twin = self.loaded.model.random_like(seed).map_err(js_err)?;
+                let model = &self.cpu("the random-initialised control")?.model;
+                let twin = model.random_like(seed).map_err(js_err)?;
                 self.twin = Some((seed, twin));
             }
             Some(_) => {}
@@ -351,7 +412,10 @@ impl Lab {
             .batches
             .get(i)
             .ok_or_else(|| JsError::new(&format!("no batch {i}")))?;
-        let model = self.twin.as_ref().map_or(&self.loaded.model, |t| &t.1);
+        let model = match &self.twin {
+            Some(t) => &t.1,
+            None => &cpu_of(&self.loaded, "extraction on the CPU")?.model,
+        };
         let rows =
             extract::batch_rows(model, &self.entities, which, self.pooling).map_err(js_err)?;
         *self.rows.borrow_mut() = Some(rows);
@@ -414,7 +478,7 @@ impl Lab {
         pooling: &str,
         dataset_name: &str,
     ) -> Result<Vec<u8>, JsError> {
-        let c = &self.loaded.model.config;
+        let c = self.config();
         if data.len() != (c.n_layers + 1) * names.len() * c.d_model
             || tokens_per_entity.len() != names.len()
         {
@@ -433,7 +497,7 @@ impl Lab {
         let pooling: Pooling = pooling.parse().map_err(js_err)?;
         let meta = ActsMeta::new(
             &c.name,
-            &self.loaded.sha256,
+            self.sha256(),
             template,
             pooling,
             dataset_name,
@@ -444,12 +508,7 @@ impl Lab {
 
     /// Token ids of a text as the model sees it (with BOS where the model adds one).
     pub fn tokenize(&self, text: &str) -> Result<Vec<u32>, JsError> {
-        Ok(self
-            .loaded
-            .tokenizer
-            .encode_prompt(text)
-            .map_err(js_err)?
-            .ids)
+        Ok(self.tokenizer().encode_prompt(text).map_err(js_err)?.ids)
     }
 }
 
@@ -500,6 +559,142 @@ impl GpuModel {
     /// Destroys the device, as a driver reset would: for tests of the CPU fallback.
     pub fn destroy_device_for_tests(&self) {
         self.model.device().destroy_device_for_tests();
+    }
+}
+
+/// A model streamed to the GPU piece by piece, for models larger than wasm's memory: wasm
+/// never holds more than one piece (a few MiB) of the weights. [`GpuLoader::begin`] with the
+/// file's first bytes, then [`GpuLoader::put`] with the bytes of each of
+/// [`GpuLoader::offsets`] / [`GpuLoader::lengths`] in order, then [`GpuLoader::finish`] (the
+/// GPU model) and [`GpuLoader::lab`] (a Lab with the tokenizer but no CPU weights).
+#[cfg(feature = "gpu")]
+#[wasm_bindgen]
+pub struct GpuLoader {
+    stream: Option<crate::gpu::GpuStream>,
+    tokenizer: Option<Tokenizer>,
+    summary: Option<ModelSummary>,
+}
+
+#[cfg(feature = "gpu")]
+#[wasm_bindgen]
+impl GpuLoader {
+    /// Parses the header from `prefix`, the first bytes of a file of `file_size` bytes, and
+    /// plans the load on a new WebGPU device. Resolves with undefined when the header runs
+    /// past the prefix (call again with more bytes); rejects when the file is bad or the
+    /// adapter cannot hold the model, saying why with the numbers.
+    pub async fn begin(prefix: Vec<u8>, file_size: f64) -> Result<Option<GpuLoader>, JsError> {
+        use crate::gpu::{GpuDevice, GpuOptions, GpuStream};
+        let Some(file) = crate::model::gguf::ModelFile::read_prefix(&prefix, file_size as u64)
+            .map_err(js_err)?
+        else {
+            return Ok(None);
+        };
+        drop(prefix);
+        let tokenizer = Tokenizer::from_gguf_metadata(file.metadata()).map_err(js_err)?;
+        let gpu = GpuDevice::new_async().await.map_err(js_err)?;
+        let stream = GpuStream::begin(file, std::sync::Arc::new(gpu), &GpuOptions::default())
+            .map_err(js_err)?;
+        Ok(Some(GpuLoader {
+            stream: Some(stream),
+            tokenizer: Some(tokenizer),
+            summary: None,
+        }))
+    }
+
+    fn stream(&self) -> Result<&crate::gpu::GpuStream, JsError> {
+        self.stream
+            .as_ref()
+            .ok_or_else(|| JsError::new("the streamed load is already finished"))
+    }
+
+    /// What the load reads and asks of the device: `{file_size, read_bytes, gpu_bytes,
+    /// largest_part, max_binding, max_buffer, pieces, largest_piece}`.
+    pub fn plan(&self) -> Result<JsValue, JsError> {
+        self.stream()?
+            .plan()
+            .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+            .map_err(|e| JsError::new(&e.to_string()))
+    }
+
+    /// The adapter as wgpu reports it (see [`GpuModel::report`]).
+    pub fn report(&self) -> Result<JsValue, JsError> {
+        self.stream()?
+            .device()
+            .report()
+            .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+            .map_err(|e| JsError::new(&e.to_string()))
+    }
+
+    /// Each piece's first byte in the file.
+    pub fn offsets(&self) -> Result<Vec<f64>, JsError> {
+        Ok(self
+            .stream()?
+            .pieces()
+            .iter()
+            .map(|p| p.offset as f64)
+            .collect())
+    }
+
+    /// Each piece's length in bytes.
+    pub fn lengths(&self) -> Result<Vec<f64>, JsError> {
+        Ok(self
+            .stream()?
+            .pieces()
+            .iter()
+            .map(|p| p.len as f64)
+            .collect())
+    }
+
+    /// The tensor each piece belongs to (empty: read only for the file's hash).
+    pub fn tensors(&self) -> Result<Vec<String>, JsError> {
+        Ok(self
+            .stream()?
+            .pieces()
+            .iter()
+            .map(|p| p.tensor.clone())
+            .collect())
+    }
+
+    /// Pieces taken so far.
+    pub fn done(&self) -> Result<usize, JsError> {
+        Ok(self.stream()?.done())
+    }
+
+    /// Uploads the next piece's bytes (a short piece is an error that names its tensor).
+    pub fn put(&mut self, bytes: &[u8]) -> Result<(), JsError> {
+        self.stream
+            .as_mut()
+            .ok_or_else(|| JsError::new("the streamed load is already finished"))?
+            .put(bytes)
+            .map_err(js_err)
+    }
+
+    /// The model on the GPU, once every piece is in.
+    pub fn finish(&mut self) -> Result<GpuModel, JsError> {
+        let stream = self
+            .stream
+            .take()
+            .ok_or_else(|| JsError::new("the streamed load is already finished"))?;
+        let (model, file, sha256) = stream.finish().map_err(js_err)?;
+        let tokenizer = self
+            .tokenizer
+            .as_ref()
+            .ok_or_else(|| JsError::new("the tokenizer is already taken"))?;
+        self.summary = Some(ModelSummary::from_header(&file, tokenizer, sha256).map_err(js_err)?);
+        Ok(GpuModel {
+            model: Rc::new(model),
+        })
+    }
+
+    /// A Lab for the finished model: the tokenizer and shape, no CPU weights (extraction runs
+    /// on the GPU with [`Lab::run_batch_gpu`]; what needs CPU weights says so).
+    pub fn lab(&mut self) -> Result<Lab, JsError> {
+        match (self.tokenizer.take(), self.summary.take()) {
+            (Some(tokenizer), Some(summary)) => {
+                Ok(Lab::with(Model::GpuOnly { tokenizer, summary }))
+            }
+            _ => Err(JsError::new("finish the streamed load first (once)")),
+        }
     }
 }
 

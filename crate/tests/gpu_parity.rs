@@ -15,7 +15,7 @@ use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
 use common::*;
 use probelab::extract::{self, ExtractOptions, Pooling, Template};
-use probelab::gpu::{self, CaptureSpan, GpuDevice, GpuLlama, GpuOptions};
+use probelab::gpu::{self, CaptureSpan, GpuDevice, GpuLlama, GpuOptions, GpuStream};
 use probelab::model::gguf::ModelFile;
 use probelab::model::load::LoadedModel;
 use probelab::model::{to_flat, Llama, LoadOptions};
@@ -394,8 +394,10 @@ fn split_weights_give_the_same_vectors() {
     let bytes = tiny_llama(GgmlDType::Q8_0, "llama", 5);
     let (cpu, whole) = open_pair(&bytes, engine.clone(), &GpuOptions::default());
     // 4 KiB parts: every matrix (and the embedding) splits into many row ranges.
+    // 1000-byte reads: several pieces per part (the streamed load's writes into a part).
     let opts = GpuOptions {
         max_part_bytes: Some(4096),
+        max_piece_bytes: Some(1000),
     };
     let (_, split) = open_pair(&bytes, engine, &opts);
     assert!(split.dispatches_per_batch() > 3 * whole.dispatches_per_batch());
@@ -407,6 +409,127 @@ fn split_weights_give_the_same_vectors() {
     assert_eq!(a.data, b.data, "splitting weights changed the results");
     check_all_rows("tiny llama Q8_0, split weights", &cpu, &split, &seqs)
         .check("tiny llama Q8_0, split weights");
+}
+
+/// The browser's streamed load: the header from a prefix, then the planned byte ranges one by
+/// one. It gives the whole load's vectors and the file's hash; a cut piece names its tensor.
+#[test]
+fn streamed_load_equals_the_whole_load() {
+    let Some(engine) = engine() else { return };
+    let bytes = tiny_llama(GgmlDType::Q8_0, "llama", 11);
+    let (_, whole) = open_pair(&bytes, engine.clone(), &GpuOptions::default());
+    let total = bytes.len() as u64;
+    assert!(ModelFile::read_prefix(&bytes[..64], total)
+        .unwrap()
+        .is_none());
+    let file = ModelFile::read_prefix(&bytes, total).unwrap().unwrap();
+    let opts = GpuOptions {
+        max_part_bytes: Some(4096),
+        max_piece_bytes: Some(1000),
+    };
+    let mut s = GpuStream::begin(file, engine.clone(), &opts).unwrap();
+    let plan = s.plan();
+    assert_eq!(plan.read_bytes, total, "the pieces cover the file");
+    // At most 1000 bytes or 4 rows, and never more than a part.
+    assert!(plan.largest_piece <= 4096 && plan.pieces > 10, "{plan:?}");
+    for p in s.pieces().to_vec() {
+        s.put(&bytes[p.offset as usize..(p.offset + p.len) as usize])
+            .unwrap();
+    }
+    let (streamed, _, sha) = s.finish().unwrap();
+    let sha_whole = probelab::model::gguf::sha256_hex(&mut Cursor::new(&bytes)).unwrap();
+    assert_eq!(sha, sha_whole);
+    let seqs = vec![vec![1u32, 50, 258, 7, 9], vec![200, 3]];
+    let refs: Vec<&[u32]> = seqs.iter().map(|s| &s[..]).collect();
+    let caps = all_rows(&seqs);
+    assert_eq!(
+        whole.run(&refs, &caps).unwrap().data,
+        streamed.run(&refs, &caps).unwrap().data
+    );
+
+    // A file cut inside a tensor fails at the header check, naming it, before anything is read.
+    let file = ModelFile::read_prefix(&bytes, total).unwrap().unwrap();
+    let mut s = GpuStream::begin(file, engine, &opts).unwrap();
+    let pieces = s.pieces().to_vec();
+    let (i, p) = pieces
+        .iter()
+        .enumerate()
+        .find(|(_, p)| p.tensor.contains("ffn_up"))
+        .unwrap();
+    let cut = bytes.len().min(p.offset as usize + 10);
+    let Err(header) = ModelFile::read_prefix(&bytes[..cut], cut as u64) else {
+        panic!("a truncated file was read")
+    };
+    let header = header.to_string();
+    assert!(
+        header.contains(&format!("tensor '{}'", p.tensor)) && header.contains("truncated"),
+        "{header}"
+    );
+    // And a piece that comes back short (a download that stopped) names it too.
+    for q in &pieces[..i] {
+        s.put(&bytes[q.offset as usize..(q.offset + q.len) as usize])
+            .unwrap();
+    }
+    let err = s.put(&bytes[p.offset as usize..cut]).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains(&format!("tensor '{}' is cut", p.tensor)),
+        "{err}"
+    );
+    assert_eq!(s.done(), i);
+}
+
+/// The streamed load refuses, before reading any weight, a model whose rows exceed the
+/// device's binding (with the numbers), and says how far it got when the device is lost.
+#[test]
+fn streamed_load_refuses_what_the_device_cannot_hold() {
+    if engine().is_none() {
+        return;
+    }
+    let bytes = tiny_llama(GgmlDType::Q8_0, "llama", 13);
+    let file = || {
+        ModelFile::read_prefix(&bytes, bytes.len() as u64)
+            .unwrap()
+            .unwrap()
+    };
+    let tiny = GpuOptions {
+        max_part_bytes: Some(16),
+        ..Default::default()
+    };
+    let own = || Arc::new(GpuDevice::new().unwrap());
+    let Err(e) = GpuStream::begin(file(), own(), &tiny) else {
+        panic!("a 16-byte binding was accepted")
+    };
+    let msg = e.to_string();
+    assert!(
+        msg.contains("exceeds the GPU's largest binding (16 bytes)"),
+        "{msg}"
+    );
+
+    // A device of its own, lost after the first pieces: the next piece says so.
+    let mut s = GpuStream::begin(file(), own(), &GpuOptions::default()).unwrap();
+    let pieces = s.pieces().to_vec();
+    for p in &pieces[..2] {
+        s.put(&bytes[p.offset as usize..(p.offset + p.len) as usize])
+            .unwrap();
+    }
+    s.device().destroy_device_for_tests();
+    let p = &pieces[2];
+    let mut err = None;
+    // Device loss is reported by a callback: it may take a piece or two to arrive.
+    for p in std::iter::once(p).chain(&pieces[3..]) {
+        if let Err(e) = s.put(&bytes[p.offset as usize..(p.offset + p.len) as usize]) {
+            err = Some(e.to_string());
+            break;
+        }
+    }
+    let err = err.unwrap_or_else(|| match s.finish() {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("a lost device finished the load"),
+    });
+    // Natively a destroyed device shows as invalid buffers, in the browser as a lost device.
+    assert!(err.contains("while loading the weights, after"), "{err}");
+    eprintln!("device lost mid-load: {err}");
 }
 
 #[test]

@@ -246,3 +246,102 @@ export async function axeViolations(page) {
   });
   return found;
 }
+
+/**
+ * Serves one file over HTTP with range requests (206 Partial Content) and CORS, as a CDN does.
+ * `mode` (changeable while it runs): 'range', 'no-range' (every request answered 200 with the
+ * whole file, as a server without range support does), or a number N: the file cut to its
+ * first N bytes (an interrupted upload). Resolves with { url, stop, setMode, requests }.
+ */
+export async function startRangeServer(file, name = 'model.gguf') {
+  const { createServer: createHttp } = await import('node:http');
+  const { createReadStream, statSync } = await import('node:fs');
+  let mode = 'range';
+  const state = { requests: 0 };
+  const server = createHttp((req, res) => {
+    state.requests++;
+    res.setHeader('Access-Control-Allow-Origin', '*');
+    res.setHeader('Access-Control-Allow-Headers', 'Range');
+    res.setHeader('Access-Control-Expose-Headers', 'Content-Range, Content-Length, Accept-Ranges');
+    if (req.method === 'OPTIONS') { res.writeHead(204); res.end(); return; }
+    if (req.url.split('?')[0] !== `/${name}`) { res.writeHead(404); res.end(); return; }
+    const size = typeof mode === 'number' ? mode : statSync(file).size;
+    const m = /^bytes=(\d+)-(\d*)$/.exec(req.headers.range || '');
+    if (mode === 'no-range' || !m) {
+      res.writeHead(200, { 'Content-Length': size, 'Content-Type': 'application/octet-stream' });
+      createReadStream(file, { start: 0, end: size - 1 }).pipe(res).on('error', () => {});
+      return;
+    }
+    const start = Number(m[1]);
+    const end = Math.min(m[2] ? Number(m[2]) : size - 1, size - 1);
+    if (start >= size) { res.writeHead(416, { 'Content-Range': `bytes */${size}` }); res.end(); return; }
+    res.writeHead(206, {
+      'Content-Length': end - start + 1, 'Content-Range': `bytes ${start}-${end}/${size}`,
+      'Accept-Ranges': 'bytes', 'Content-Type': 'application/octet-stream',
+    });
+    createReadStream(file, { start, end }).pipe(res).on('error', () => {});
+  });
+  // A stopped server must refuse connections at once (no kept-alive socket answers).
+  server.keepAliveTimeout = 1000;
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  const { port } = server.address();
+  return {
+    url: `http://127.0.0.1:${port}/${name}`,
+    setMode: (m) => { mode = m; },
+    get requests() { return state.requests; },
+    stop: () => new Promise((r) => { server.close(r); server.closeAllConnections(); }),
+  };
+}
+
+/**
+ * The tensors of a GGUF file as [{name, dtype, dims, start, end}] (absolute byte ranges), read
+ * from its header: where a cut falls, independently of the code under test.
+ */
+export async function ggufTensors(file) {
+  const { openSync, readSync, closeSync } = await import('node:fs');
+  const fd = openSync(file, 'r');
+  const buf = Buffer.alloc(64 << 20);
+  const got = readSync(fd, buf, 0, buf.length, 0);
+  closeSync(fd);
+  let at = 0;
+  const u32 = () => { const v = buf.readUInt32LE(at); at += 4; return v; };
+  const u64 = () => { const v = Number(buf.readBigUInt64LE(at)); at += 8; return v; };
+  const str = () => { const n = u64(); const s = buf.toString('utf8', at, at + n); at += n; return s; };
+  const fixed = { 0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8 };
+  const value = (t) => {
+    if (t in fixed) {
+      const v = t === 4 || t === 5 ? buf.readUInt32LE(at) : null;
+      at += fixed[t];
+      return v;
+    }
+    if (t === 8) return str();
+    if (t === 9) { const inner = u32(); const n = u64(); for (let i = 0; i < n; i++) value(inner); return null; }
+    throw new Error(`GGUF value type ${t}`);
+  };
+  if (buf.toString('latin1', 0, 4) !== 'GGUF') throw new Error(`${file} is not GGUF`);
+  at = 4; u32();
+  const nTensors = u64(), nKv = u64();
+  let alignment = 32;
+  for (let i = 0; i < nKv; i++) {
+    const key = str();
+    const v = value(u32());
+    if (key === 'general.alignment') alignment = v;
+  }
+  // ggml type: [block elements, block bytes] for the types the tests write.
+  const sizes = { 0: [1, 4], 1: [1, 2], 2: [32, 18], 3: [32, 20], 8: [32, 34], 12: [256, 144] };
+  const infos = [];
+  for (let i = 0; i < nTensors; i++) {
+    const name = str();
+    const dims = Array.from({ length: u32() }, () => u64());
+    const dtype = u32();
+    const offset = u64();
+    infos.push({ name, dims, dtype, offset });
+  }
+  if (at > got) throw new Error('GGUF header longer than 64 MiB');
+  const data = Math.ceil(at / alignment) * alignment;
+  return infos.map((t) => {
+    const [be, bb] = sizes[t.dtype] || [NaN, NaN];
+    const len = (t.dims.reduce((a, b) => a * b, 1) / be) * bb;
+    return { name: t.name, dtype: t.dtype, dims: t.dims, start: data + t.offset, end: data + t.offset + len };
+  });
+}

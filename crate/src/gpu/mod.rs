@@ -35,7 +35,8 @@ pub use readback::{CaptureSpan, Captured};
 use graph::{rope_table, Scratch};
 use kernels::{Pipelines, MAX_HEAD_DIM};
 use readback::read_back;
-use weights::Weights;
+pub use weights::{Piece, DEFAULT_PIECE_BYTES};
+use weights::{Weights, WeightsBuilder};
 
 /// Time spent per kernel over one batch (see [`GpuLlama::profile`]).
 #[derive(Debug, Clone)]
@@ -60,6 +61,14 @@ pub struct GpuOptions {
     /// Split weight matrices into parts of at most this many bytes (default: the device's
     /// largest storage binding). Small values exercise splitting in tests.
     pub max_part_bytes: Option<u64>,
+    /// Read the file at most this many bytes at a time (default [`DEFAULT_PIECE_BYTES`]).
+    pub max_piece_bytes: Option<u64>,
+}
+
+impl GpuOptions {
+    fn piece_bytes(&self) -> u64 {
+        self.max_piece_bytes.unwrap_or(DEFAULT_PIECE_BYTES).max(1)
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -75,8 +84,31 @@ pub struct GpuLlama {
     scratch: Mutex<Option<Scratch>>,
 }
 
+/// Fails with [`Error::Gpu`] when the model's shape is beyond the GPU kernels.
+fn check_shape(c: &Config) -> Result<()> {
+    if c.head_dim > MAX_HEAD_DIM || !c.head_dim.is_multiple_of(2) {
+        return Err(Error::Gpu(format!(
+            "head dimension {} is beyond the GPU attention kernel (even, at most {MAX_HEAD_DIM})",
+            c.head_dim
+        )));
+    }
+    if !c.d_model.is_multiple_of(8) {
+        return Err(Error::Gpu(format!(
+            "d_model {} is not a multiple of 8",
+            c.d_model
+        )));
+    }
+    Ok(())
+}
+
+fn max_part(gpu: &GpuDevice, opts: &GpuOptions) -> u64 {
+    opts.max_part_bytes
+        .unwrap_or(u64::MAX)
+        .min(gpu.max_binding())
+}
+
 impl GpuLlama {
-    /// Uploads the weights tensor by tensor from `reader` (the stream `file` was parsed from)
+    /// Uploads the weights piece by piece from `reader` (the stream `file` was parsed from)
     /// and builds every pipeline. Fails with [`Error::Gpu`] when a tensor's type or shape is
     /// beyond the GPU engine, so that the caller can fall back to the CPU.
     pub fn load<R: Read + Seek>(
@@ -86,24 +118,21 @@ impl GpuLlama {
         opts: &GpuOptions,
     ) -> Result<Self> {
         let c = file.config.clone();
-        if c.head_dim > MAX_HEAD_DIM || !c.head_dim.is_multiple_of(2) {
-            return Err(Error::Gpu(format!(
-                "head dimension {} is beyond the GPU attention kernel (even, at most {MAX_HEAD_DIM})",
-                c.head_dim
-            )));
-        }
-        if !c.d_model.is_multiple_of(8) {
-            return Err(Error::Gpu(format!(
-                "d_model {} is not a multiple of 8",
-                c.d_model
-            )));
-        }
-        let max_part = opts
-            .max_part_bytes
-            .unwrap_or(u64::MAX)
-            .min(gpu.max_binding());
+        check_shape(&c)?;
         gpu.check()?;
-        let weights = Weights::upload(&gpu, file, reader, &c, max_part)?;
+        let weights = Weights::upload(
+            &gpu,
+            file,
+            reader,
+            &c,
+            max_part(&gpu, opts),
+            opts.piece_bytes(),
+        )?;
+        Self::with_weights(c, gpu, weights)
+    }
+
+    /// Builds every pipeline for uploaded weights.
+    fn with_weights(c: Config, gpu: Arc<GpuDevice>, weights: Weights) -> Result<Self> {
         let kernels = graph::forward(&c, &weights).into_iter().map(|n| n.kernel);
         let pipelines = kernels::build_pipelines(&gpu.device, kernels);
         gpu.check().map_err(|e| {
@@ -654,5 +683,100 @@ impl crate::extract::Forward for GpuLlama {
         read_rows: &[usize],
     ) -> Result<Vec<f32>> {
         pollster::block_on(self.resume_rows_async(seqs, from, to, rows, read_rows))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A streamed load (the browser's, for models larger than wasm's memory)
+// ---------------------------------------------------------------------------------------------
+
+/// What a streamed load will ask of the device, known from the header before any weight is
+/// read: for the page to show, and to refuse a model the adapter cannot hold with the numbers.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StreamPlan {
+    pub file_size: u64,
+    /// Bytes of the file the load reads (all of it: the file's hash covers every byte).
+    pub read_bytes: u64,
+    /// Bytes of GPU buffers the weights take.
+    pub gpu_bytes: u64,
+    /// The largest buffer one part of a matrix takes, and the device's limit on it.
+    pub largest_part: u64,
+    pub max_binding: u64,
+    pub max_buffer: u64,
+    pub pieces: usize,
+    /// The most bytes one piece holds (what the host holds of the weights at a time).
+    pub largest_piece: u64,
+}
+
+/// A model uploaded to the GPU piece by piece: [`GpuStream::begin`] from the parsed header,
+/// then [`GpuStream::put`] for each of [`GpuStream::pieces`] in order, then
+/// [`GpuStream::finish`]. The pieces cover the whole file, whose SHA-256 the load computes.
+pub struct GpuStream {
+    file: ModelFile,
+    gpu: Arc<GpuDevice>,
+    builder: WeightsBuilder,
+}
+
+impl GpuStream {
+    /// Plans the load: fails before anything is read when the model's shape, a tensor's type
+    /// or one row of a tensor is beyond the device.
+    pub fn begin(file: ModelFile, gpu: Arc<GpuDevice>, opts: &GpuOptions) -> Result<Self> {
+        check_shape(&file.config)?;
+        gpu.check()?;
+        let builder = WeightsBuilder::plan(
+            &file,
+            &file.config,
+            max_part(&gpu, opts),
+            opts.piece_bytes(),
+            true,
+        )?;
+        Ok(Self { file, gpu, builder })
+    }
+
+    pub fn file(&self) -> &ModelFile {
+        &self.file
+    }
+
+    pub fn device(&self) -> &GpuDevice {
+        &self.gpu
+    }
+
+    pub fn plan(&self) -> StreamPlan {
+        let pieces = self.builder.pieces();
+        StreamPlan {
+            file_size: self.file.file_size,
+            read_bytes: pieces.iter().map(|p| p.len).sum(),
+            gpu_bytes: self.builder.gpu_bytes,
+            largest_part: self.builder.largest_part,
+            max_binding: self.gpu.limits.max_storage_buffer_binding_size,
+            max_buffer: self.gpu.limits.max_buffer_size,
+            pieces: pieces.len(),
+            largest_piece: pieces.iter().map(|p| p.len).max().unwrap_or(0),
+        }
+    }
+
+    /// The byte ranges to read, in order.
+    pub fn pieces(&self) -> &[Piece] {
+        self.builder.pieces()
+    }
+
+    /// Pieces taken so far.
+    pub fn done(&self) -> usize {
+        self.builder.done()
+    }
+
+    /// Takes the next piece's bytes and uploads them; a piece shorter than planned (a
+    /// truncated file) fails naming its tensor, before anything after it is read.
+    pub fn put(&mut self, bytes: &[u8]) -> Result<()> {
+        self.builder.put(&self.gpu, bytes)
+    }
+
+    /// The model on the GPU, its header and the file's SHA-256, once every piece is in.
+    pub fn finish(self) -> Result<(GpuLlama, ModelFile, String)> {
+        let sha256 = self.builder.sha256().unwrap_or_default();
+        let c = self.file.config.clone();
+        let weights = self.builder.finish(c.n_layers)?;
+        let model = GpuLlama::with_weights(c, self.gpu, weights)?;
+        Ok((model, self.file, sha256))
     }
 }

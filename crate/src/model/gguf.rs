@@ -504,3 +504,62 @@ pub fn sha256_hex<R: Read + Seek>(reader: &mut R) -> Result<String> {
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+impl ModelFile {
+    /// Parses the header from the first bytes of a file of `file_size` bytes (the browser reads
+    /// a large model in ranges): `Ok(None)` when the header runs past `prefix`, so that the
+    /// caller reads a longer one.
+    pub fn read_prefix(prefix: &[u8], file_size: u64) -> Result<Option<Self>> {
+        let mut r = Prefix {
+            bytes: prefix,
+            file_size,
+            pos: 0,
+            short: false,
+        };
+        match Self::read(&mut r) {
+            Err(_) if r.short && (prefix.len() as u64) < file_size => Ok(None),
+            other => other.map(Some),
+        }
+    }
+}
+
+/// The first bytes of a longer file: seeks see the whole file's size, reads past the prefix
+/// fail and are remembered (the header is longer than the prefix).
+struct Prefix<'a> {
+    bytes: &'a [u8],
+    file_size: u64,
+    pos: u64,
+    short: bool,
+}
+
+impl Read for Prefix<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if buf.is_empty() || self.pos >= self.file_size {
+            return Ok(0);
+        }
+        let Some(rest) = usize::try_from(self.pos)
+            .ok()
+            .and_then(|p| self.bytes.get(p..))
+            .filter(|r| !r.is_empty())
+        else {
+            self.short = true;
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        };
+        let n = rest.len().min(buf.len());
+        buf[..n].copy_from_slice(&rest[..n]);
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl Seek for Prefix<'_> {
+    fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
+        let pos = match to {
+            SeekFrom::Start(p) => Some(p),
+            SeekFrom::End(d) => self.file_size.checked_add_signed(d),
+            SeekFrom::Current(d) => self.pos.checked_add_signed(d),
+        };
+        self.pos = pos.ok_or(std::io::ErrorKind::InvalidInput)?;
+        Ok(self.pos)
+    }
+}

@@ -96,3 +96,41 @@ impl LoadedModel {
         Self::read(&mut r, opts)
     }
 }
+
+impl ModelSummary {
+    /// The summary of a model known from its header alone (its weights streamed to the GPU,
+    /// never held on the CPU): `sha256` is the whole file's, computed as it was read.
+    pub fn from_header(file: &ModelFile, tokenizer: &Tokenizer, sha256: String) -> Result<Self> {
+        let c = &file.config;
+        let vocab_size = file
+            .content
+            .tensor_infos
+            .get("token_embd.weight")
+            .map_or(0, |i| i.shape.dims()[0]);
+        if vocab_size != tokenizer.vocab_size {
+            return Err(Error::Metadata(format!(
+                "the tokenizer has {} tokens but token_embd has {vocab_size} rows",
+                tokenizer.vocab_size
+            )));
+        }
+        Ok(ModelSummary {
+            name: c.name.clone(),
+            n_layers: c.n_layers,
+            d_model: c.d_model,
+            context_length: c.context_length,
+            vocab_size,
+            quantization: file.quant_summary(),
+            file_size: file.file_size,
+            sha256,
+            config: c.clone(),
+            tokenizer: TokenizerSummary {
+                kind: tokenizer.kind.clone(),
+                pre: tokenizer.pre.clone(),
+                add_bos: tokenizer.add_bos,
+                bos_id: tokenizer.bos_id,
+            },
+            warnings: tokenizer.warnings.clone(),
+            layer_convention: LAYER_CONVENTION,
+        })
+    }
+}
