@@ -163,13 +163,8 @@ pub fn name_surprisal(
 pub use crate::extract::acts::{RANDOM_INIT_FILE, SURPRISAL_FILE};
 
 /// The shipped prompt set for `kind` ([`prompts::shipped`]), its random prefix drawn from
-/// `loaded`'s vocabulary.
-pub fn shipped_prompts(loaded: &LoadedModel, kind: data::TargetKind) -> Result<Vec<String>> {
-    shipped_prompts_for(&loaded.tokenizer, kind)
-}
-
-/// [`shipped_prompts`] from the tokenizer alone (a model whose weights are on the GPU only).
-pub fn shipped_prompts_for(
+/// the model's vocabulary (the tokenizer alone: a model streamed to the GPU has no CPU weights).
+pub fn shipped_prompts(
     tokenizer: &crate::model::tokenizer::Tokenizer,
     kind: data::TargetKind,
 ) -> Result<Vec<String>> {

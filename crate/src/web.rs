@@ -157,7 +157,7 @@ impl Lab {
     /// model's vocabulary as the command line's `--prompt-set` draws it.
     pub fn shipped_prompts(&self, kind: &str) -> Result<Vec<String>, JsError> {
         let kind = crate::extract::prompts::shipped_kind(kind).map_err(js_err)?;
-        crate::run::shipped_prompts_for(self.tokenizer(), kind).map_err(js_err)
+        crate::run::shipped_prompts(self.tokenizer(), kind).map_err(js_err)
     }
 
     /// Checks that every name can be used with the template (empty names, names longer than

@@ -442,7 +442,7 @@ impl PromptArgs {
         m: &LoadedModel,
     ) -> Result<Vec<Template>> {
         let mut texts = match kind {
-            Some(k) => run::shipped_prompts(m, k)?,
+            Some(k) => run::shipped_prompts(&m.tokenizer, k)?,
             None => vec![],
         };
         texts.extend(given);
@@ -977,21 +977,18 @@ fn run(cli: Cli) -> Result<()> {
             seed,
             out,
         } => {
-            use candle_core::quantized::GgmlDType;
             use probelab::model::synthetic::{self, SpmVocab, SyntheticSpec};
             let bytes =
                 std::fs::read(&vocab).map_err(|e| Error::io(vocab.display().to_string(), e))?;
             let vocab = SpmVocab::from_json(&bytes, &vocab.display().to_string())?;
             let spec = SyntheticSpec {
-                n_layers: layers,
                 d_model,
                 n_heads: heads,
                 n_kv_heads: kv_heads,
                 ffn_dim: ffn,
-                quant: synthetic::parse_quant(&quant)?,
                 embed_quant: synthetic::parse_quant(&embed_quant)?,
                 seed,
-                ..SyntheticSpec::llama2_7b(layers, GgmlDType::Q4_0)
+                ..SyntheticSpec::llama2_7b(layers, synthetic::parse_quant(&quant)?)
             };
             let started = Instant::now();
             let f =

@@ -50,12 +50,7 @@ impl LoadedModel {
         let file = ModelFile::read(reader)?;
         let tokenizer = Tokenizer::from_gguf_metadata(file.metadata())?;
         let model = Llama::load(&file, reader, opts)?;
-        if model.vocab_size != tokenizer.vocab_size {
-            return Err(Error::Metadata(format!(
-                "the tokenizer has {} tokens but token_embd has {} rows",
-                tokenizer.vocab_size, model.vocab_size
-            )));
-        }
+        check_vocab(&tokenizer, model.vocab_size)?;
         let sha256 = sha256_hex(reader)?;
         Ok(Self {
             model,
@@ -67,16 +62,53 @@ impl LoadedModel {
     }
 
     pub fn info(&self) -> ModelSummary {
-        let (c, t) = (&self.model.config, &self.tokenizer);
+        ModelSummary::new(
+            &self.model.config,
+            self.model.vocab_size,
+            self.quant_summary.clone(),
+            self.file_size,
+            self.sha256.clone(),
+            &self.tokenizer,
+        )
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn open(path: &std::path::Path, opts: &LoadOptions) -> Result<Self> {
+        let f = std::fs::File::open(path).map_err(|e| Error::io(path.display().to_string(), e))?;
+        let mut r = std::io::BufReader::new(f);
+        Self::read(&mut r, opts)
+    }
+}
+
+/// The tokenizer and the embedding's rows must count the same vocabulary.
+fn check_vocab(tokenizer: &Tokenizer, embedding_rows: usize) -> Result<()> {
+    if embedding_rows != tokenizer.vocab_size {
+        return Err(Error::Metadata(format!(
+            "the tokenizer has {} tokens but token_embd has {embedding_rows} rows",
+            tokenizer.vocab_size
+        )));
+    }
+    Ok(())
+}
+
+impl ModelSummary {
+    fn new(
+        c: &Config,
+        vocab_size: usize,
+        quantization: String,
+        file_size: u64,
+        sha256: String,
+        t: &Tokenizer,
+    ) -> Self {
         ModelSummary {
             name: c.name.clone(),
             n_layers: c.n_layers,
             d_model: c.d_model,
             context_length: c.context_length,
-            vocab_size: self.model.vocab_size,
-            quantization: self.quant_summary.clone(),
-            file_size: self.file_size,
-            sha256: self.sha256.clone(),
+            vocab_size,
+            quantization,
+            file_size,
+            sha256,
             config: c.clone(),
             tokenizer: TokenizerSummary {
                 kind: t.kind.clone(),
@@ -89,48 +121,22 @@ impl LoadedModel {
         }
     }
 
-    #[cfg(not(target_arch = "wasm32"))]
-    pub fn open(path: &std::path::Path, opts: &LoadOptions) -> Result<Self> {
-        let f = std::fs::File::open(path).map_err(|e| Error::io(path.display().to_string(), e))?;
-        let mut r = std::io::BufReader::new(f);
-        Self::read(&mut r, opts)
-    }
-}
-
-impl ModelSummary {
     /// The summary of a model known from its header alone (its weights streamed to the GPU,
     /// never held on the CPU): `sha256` is the whole file's, computed as it was read.
     pub fn from_header(file: &ModelFile, tokenizer: &Tokenizer, sha256: String) -> Result<Self> {
-        let c = &file.config;
         let vocab_size = file
             .content
             .tensor_infos
             .get("token_embd.weight")
             .map_or(0, |i| i.shape.dims()[0]);
-        if vocab_size != tokenizer.vocab_size {
-            return Err(Error::Metadata(format!(
-                "the tokenizer has {} tokens but token_embd has {vocab_size} rows",
-                tokenizer.vocab_size
-            )));
-        }
-        Ok(ModelSummary {
-            name: c.name.clone(),
-            n_layers: c.n_layers,
-            d_model: c.d_model,
-            context_length: c.context_length,
+        check_vocab(tokenizer, vocab_size)?;
+        Ok(Self::new(
+            &file.config,
             vocab_size,
-            quantization: file.quant_summary(),
-            file_size: file.file_size,
+            file.quant_summary(),
+            file.file_size,
             sha256,
-            config: c.clone(),
-            tokenizer: TokenizerSummary {
-                kind: tokenizer.kind.clone(),
-                pre: tokenizer.pre.clone(),
-                add_bos: tokenizer.add_bos,
-                bos_id: tokenizer.bos_id,
-            },
-            warnings: tokenizer.warnings.clone(),
-            layer_convention: LAYER_CONVENTION,
-        })
+            tokenizer,
+        ))
     }
 }

@@ -163,28 +163,6 @@ fn plan(spec: &SyntheticSpec, vocab: usize) -> Vec<TensorPlan> {
     out
 }
 
-/// The size in bytes of the file [`write_synthetic_llama`] writes, before writing it.
-pub fn synthetic_file_size(spec: &SyntheticSpec, vocab: &SpmVocab) -> Result<u64> {
-    let mut sink = CountingSink(0);
-    write_header(&mut sink, spec, vocab, &plan(spec, vocab.tokens.len()))?;
-    let data: u64 = plan(spec, vocab.tokens.len())
-        .iter()
-        .map(|t| t.bytes().div_ceil(ALIGN) * ALIGN)
-        .sum();
-    Ok(sink.0 + data)
-}
-
-struct CountingSink(u64);
-impl Write for CountingSink {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0 += buf.len() as u64;
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 fn check(spec: &SyntheticSpec) -> Result<()> {
     let bad = |why: String| Err(Error::Input(format!("synthetic model: {why}")));
     if spec.n_heads == 0 || !spec.d_model.is_multiple_of(spec.n_heads) {
