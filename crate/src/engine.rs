@@ -80,6 +80,37 @@ impl Engine {
         Self::select(choice, &file, &mut r)
     }
 
+    /// The GPU engine alone (`--engine gpu`): the weights go from the file at `path` to the
+    /// GPU piece by piece, as in the page's streamed load, and the CPU never holds them. Gives
+    /// the model's header (its tokenizer, and its summary with the file's SHA-256, hashed on
+    /// the way); `progress(done, total)` counts the pieces read.
+    #[cfg(all(feature = "gpu", not(target_arch = "wasm32")))]
+    pub fn open_streamed(
+        path: &std::path::Path,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<(Self, crate::model::ModelHeader)> {
+        use crate::gpu::{GpuDevice, GpuOptions, GpuStream};
+        use crate::model::{tokenizer::Tokenizer, ModelHeader, ModelSummary};
+        let f = std::fs::File::open(path).map_err(|e| Error::io(path.display().to_string(), e))?;
+        let mut r = std::io::BufReader::new(f);
+        let file = ModelFile::read(&mut r)?;
+        let tokenizer = Tokenizer::from_gguf_metadata(file.metadata())?;
+        // The summary checks the vocabulary before any weight is read; the hash comes last.
+        let mut summary = ModelSummary::from_header(&file, &tokenizer, String::new())?;
+        let device = GpuDevice::new()?;
+        let report = device.report().clone();
+        let stream = GpuStream::begin(file, std::sync::Arc::new(device), &GpuOptions::default())?;
+        let (gpu, _, sha256) = stream.read_all(&mut r, progress)?;
+        summary.sha256 = sha256;
+        let mut engine = Self::cpu();
+        engine.choice = EngineChoice::Gpu;
+        engine.gpu = Some(Box::new(gpu));
+        engine.note = format!(
+            "GPU engine on {report} (weights streamed from the file; the CPU holds none of them)"
+        );
+        Ok((engine, ModelHeader { tokenizer, summary }))
+    }
+
     /// Picks the engine for a parsed model file, loading the GPU weights from `reader` when
     /// the GPU is chosen.
     pub fn select<R: Read + Seek>(
@@ -208,18 +239,25 @@ impl Engine {
 
     /// Runs `job` on this engine's model, and under `auto` again on the CPU model `cpu` when
     /// the GPU fails (saying why in [`Engine::fallback_reason`]). `cpu` also serves the CPU
-    /// engine.
-    pub fn run<T>(&self, cpu: &Llama, mut job: impl FnMut(&dyn Forward) -> Result<T>) -> Result<T> {
+    /// engine; it is `None` only for a GPU engine opened by [`Engine::open_streamed`].
+    pub fn run<T>(
+        &self,
+        cpu: Option<&Llama>,
+        mut job: impl FnMut(&dyn Forward) -> Result<T>,
+    ) -> Result<T> {
         #[cfg(all(feature = "gpu", not(target_arch = "wasm32")))]
         if let Some(gpu) = &self.gpu {
             match job(gpu.as_ref()) {
-                Err(Error::Gpu(msg)) if self.choice == EngineChoice::Auto => {
+                Err(Error::Gpu(msg)) if self.choice == EngineChoice::Auto && cpu.is_some() => {
                     *self.fallback.lock().unwrap_or_else(|e| e.into_inner()) =
                         Some(format!("the GPU failed ({msg}); extracted on the CPU"));
                 }
                 other => return other,
             }
         }
+        let cpu = cpu.ok_or_else(|| {
+            Error::Input("this model's weights are on the GPU only; the CPU has none to run".into())
+        })?;
         job(cpu)
     }
 
@@ -231,7 +269,7 @@ impl Engine {
         opts: &ExtractOptions,
         progress: &mut Progress,
     ) -> Result<Activations> {
-        self.run(cpu, |model| {
+        self.run(Some(cpu), |model| {
             extract::extract(model, entities, opts, progress)
         })
     }

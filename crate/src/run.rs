@@ -492,7 +492,7 @@ pub fn causal(
     let model = &loaded.model;
     // On a GPU that fails under `auto`, the CPU holds the prompts again and goes on from the
     // passes already recorded.
-    engine.run(model, |forward| {
+    engine.run(Some(model), |forward| {
         run.hold(forward)?;
         while run.step(model, forward)? {
             if !progress("causal", run.passes_done(), run.passes()) {

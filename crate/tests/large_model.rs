@@ -4,8 +4,11 @@
 //!
 //! - The CPU engine extracts it in memory bounded by the file's size + 1.5 GiB, both exactly
 //!   (f32) and on the quantized blocks, and the two agree as closely as 8-bit activations allow.
-//! - The GPU engine (lavapipe on machines without a GPU) equals the exact CPU path.
-//! - A cut copy fails at the tensor the cut falls in, found here from the intact header.
+//! - The GPU engine (lavapipe on machines without a GPU) equals the exact CPU path. Its weights
+//!   stream from the file to the GPU, so the CPU never holds them and the same bound holds even
+//!   where the device's buffers are host memory; the file's hash is taken on the way.
+//! - A cut copy fails on both engines at the tensor the cut falls in, found here from the intact
+//!   header.
 //!
 //! One test, step after step: the steps share the file, and run one at a time so that no two
 //! copies of the model are in memory together.
@@ -14,7 +17,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use probelab::extract::acts;
+use probelab::extract::acts::{self, ActsMeta};
 use probelab::extract::Activations;
 use probelab::model::gguf::ModelFile;
 
@@ -27,8 +30,14 @@ fn run(args: &[&str]) -> String {
     stderr
 }
 
-/// Extracts the names; the activations and the process's peak memory in bytes.
-fn extract(dir: &Path, model: &Path, engine: &str, matmul: &str) -> (Activations, f64) {
+/// Extracts the names; the activations with their metadata, the process's peak memory in
+/// bytes, and what it printed.
+fn extract(
+    dir: &Path,
+    model: &Path,
+    engine: &str,
+    matmul: &str,
+) -> (Activations, ActsMeta, f64, String) {
     let out = dir.join(format!("acts_{engine}_{matmul}.safetensors"));
     let stderr = run(&[
         "extract",
@@ -50,8 +59,8 @@ fn extract(dir: &Path, model: &Path, engine: &str, matmul: &str) -> (Activations
         .and_then(|s| s.split(" MiB").next())
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("no peak memory in: {stderr}"));
-    let (a, _) = acts::from_safetensors(&std::fs::read(&out).unwrap()).unwrap();
-    (a, peak_mib * (1u64 << 20) as f64)
+    let (a, meta) = acts::from_safetensors(&std::fs::read(&out).unwrap()).unwrap();
+    (a, meta, peak_mib * (1u64 << 20) as f64, stderr)
 }
 
 /// The largest relative difference of one vector (a layer, an entity) from `want`'s.
@@ -101,8 +110,8 @@ fn a_7b_shaped_file_on_the_command_line() {
     let bound = size + 1.5 * GIB;
 
     // CPU, exact and quantized, in bounded memory.
-    let (exact, exact_peak) = extract(&dir, &model, "cpu", "exact");
-    let (quant, quant_peak) = extract(&dir, &model, "cpu", "quantized");
+    let (exact, exact_meta, exact_peak, _) = extract(&dir, &model, "cpu", "exact");
+    let (quant, _, quant_peak, _) = extract(&dir, &model, "cpu", "quantized");
     for (what, peak) in [("exact", exact_peak), ("quantized", quant_peak)] {
         eprintln!(
             "CPU {what}: peak {:.2} GiB for a {:.2} GiB file (bound {:.2} GiB)",
@@ -124,8 +133,9 @@ fn a_7b_shaped_file_on_the_command_line() {
         "8-bit activations should move the vectors a little: {q_diff}"
     );
 
-    // The GPU engine reads the same blocks and multiplies in f32.
-    let (gpu, gpu_peak) = extract(&dir, &model, "gpu", "exact");
+    // The GPU engine reads the same blocks and multiplies in f32. Its weights stream from the
+    // file to the GPU (the CPU model is never loaded), and the file's hash is taken on the way.
+    let (gpu, gpu_meta, gpu_peak, gpu_said) = extract(&dir, &model, "gpu", "exact");
     let g_diff = worst_vector_diff(&gpu, &exact);
     eprintln!(
         "GPU against exact CPU: worst vector {g_diff:.2e} relative; peak {:.2} GiB \
@@ -133,6 +143,10 @@ fn a_7b_shaped_file_on_the_command_line() {
         gpu_peak / GIB
     );
     assert!(g_diff <= 1e-4, "GPU differs from the CPU by {g_diff}");
+    assert!(gpu_said.contains("the CPU holds none"), "{gpu_said}");
+    // Even where the device's buffers are host memory, there is one copy of the weights.
+    assert!(gpu_peak <= bound, "GPU: peak {gpu_peak} bytes over {bound}");
+    assert_eq!(gpu_meta.model_sha256, exact_meta.model_sha256);
 
     // A cut a third of the way into the file falls inside one tensor: find it from the
     // intact header and check the error names it (and nothing is computed).
@@ -162,22 +176,25 @@ fn a_7b_shaped_file_on_the_command_line() {
         dst.flush().unwrap();
     }
     std::fs::remove_file(&model).unwrap();
-    let (code, stderr) = common::probelab(&[
-        "extract",
-        "--model",
-        cut.to_str().unwrap(),
-        "--dataset",
-        dir.join("names.csv").to_str().unwrap(),
-        "--out",
-        dir.join("never.safetensors").to_str().unwrap(),
-        "--engine",
-        "cpu",
-    ]);
-    eprintln!("cut at byte {cut_at}: {}", stderr.trim());
-    assert_eq!(code, 2, "{stderr}");
-    assert!(
-        stderr.contains(&format!("tensor '{cut_tensor}'")) && stderr.contains("truncated"),
-        "the error should name {cut_tensor}: {stderr}"
-    );
-    assert!(!dir.join("never.safetensors").exists());
+    // Both engines read the header first, so both name the cut before any weight is read.
+    for engine in ["cpu", "gpu"] {
+        let (code, stderr) = common::probelab(&[
+            "extract",
+            "--model",
+            cut.to_str().unwrap(),
+            "--dataset",
+            dir.join("names.csv").to_str().unwrap(),
+            "--out",
+            dir.join("never.safetensors").to_str().unwrap(),
+            "--engine",
+            engine,
+        ]);
+        eprintln!("{engine}, cut at byte {cut_at}: {}", stderr.trim());
+        assert_eq!(code, 2, "{stderr}");
+        assert!(
+            stderr.contains(&format!("tensor '{cut_tensor}'")) && stderr.contains("truncated"),
+            "the error should name {cut_tensor}: {stderr}"
+        );
+        assert!(!dir.join("never.safetensors").exists());
+    }
 }

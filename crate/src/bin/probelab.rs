@@ -11,7 +11,7 @@ use probelab::engine::{Engine, EngineChoice};
 use probelab::extract::acts::{self, ActsMeta, StoreAs};
 use probelab::extract::import;
 use probelab::extract::{self, prompts, ExtractOptions, Pooling, Template};
-use probelab::model::load::LoadedModel;
+use probelab::model::load::{LoadedModel, ModelHeader};
 use probelab::model::{LoadOptions, Matmul};
 use probelab::probe::analysis::{AnalysisOptions, Report};
 use probelab::probe::preregistration::{self, AnalysisPlan, PlanRecord};
@@ -549,6 +549,48 @@ fn engine_line(engine: &Engine, m: &LoadedModel) -> String {
     )
 }
 
+/// What `extract` runs on. With `--engine gpu` the weights stream from the file to the GPU
+/// and the CPU never holds them (a 7B model's file need not fit in memory twice); otherwise
+/// the CPU model is loaded, for the CPU engine and for `auto`'s fallback.
+fn open_for_extract(
+    path: &Path,
+    choice: EngineChoice,
+    matmul: Matmul,
+) -> Result<(Option<LoadedModel>, ModelHeader, Engine)> {
+    #[cfg(feature = "gpu")]
+    if choice == EngineChoice::Gpu {
+        let t = Instant::now();
+        let bar = ProgressBar::new(0).with_style(
+            ProgressStyle::with_template("{bar:40} {pos}/{len} pieces of the weights to the GPU")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        let (engine, header) = Engine::open_streamed(path, &mut |done, total| {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        })?;
+        bar.finish_and_clear();
+        let s = &header.summary;
+        eprintln!(
+            "streamed {} ({}, {} layers, d_model {}, {}) to the GPU in {:.1}s",
+            s.name,
+            path.display(),
+            s.n_layers,
+            s.d_model,
+            s.quantization,
+            t.elapsed().as_secs_f64()
+        );
+        for w in &header.tokenizer.warnings {
+            eprintln!("warning: {w}");
+        }
+        return Ok((None, header, engine));
+    }
+    let m = load_with(path, matmul)?;
+    let mut engine = Engine::open(choice, path)?;
+    engine.note = engine_line(&engine, &m);
+    let header = m.header();
+    Ok((Some(m), header, engine))
+}
+
 fn load(path: &Path) -> Result<LoadedModel> {
     load_with(path, Matmul::Auto)
 }
@@ -596,13 +638,16 @@ fn run(cli: Cli) -> Result<()> {
                 std::fs::read(&dataset).map_err(|e| Error::io(dataset.display().to_string(), e))?;
             let names = data::read_names(&dataset.to_string_lossy(), &bytes)
                 .map_err(|e| Error::Dataset(format!("{}: {e}", dataset.display())))?;
-            let m = load_with(&model, matmul)?;
-            let entities = extract::tokenize_entities(
-                &m.tokenizer,
-                &names,
-                &template,
-                m.model.config.context_length,
-            )?;
+            let start = Instant::now();
+            let (cpu, header, engine) = open_for_extract(&model, choice, matmul)?;
+            eprintln!(
+                "{} (ready in {:.1} s)",
+                engine.note,
+                start.elapsed().as_secs_f64()
+            );
+            let (tokenizer, c) = (&header.tokenizer, &header.summary.config);
+            let entities =
+                extract::tokenize_entities(tokenizer, &names, &template, c.context_length)?;
             let total_tokens: usize = entities.iter().map(|e| e.ids.len()).sum();
             let bar = ProgressBar::new(names.len() as u64).with_style(
                 ProgressStyle::with_template(
@@ -611,17 +656,10 @@ fn run(cli: Cli) -> Result<()> {
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
             );
             let start = Instant::now();
-            let engine = Engine::open(choice, &model)?;
-            eprintln!(
-                "{} (ready in {:.1} s)",
-                engine_line(&engine, &m),
-                start.elapsed().as_secs_f64()
-            );
             let opts = ExtractOptions {
                 pooling,
                 batch_size,
             };
-            let c = &m.model.config;
             let n = names.len();
             let dataset_name = dataset
                 .file_stem()
@@ -629,7 +667,7 @@ fn run(cli: Cli) -> Result<()> {
                 .unwrap_or_default();
             let meta = ActsMeta::new(
                 &c.name,
-                &m.sha256,
+                &header.summary.sha256,
                 &template.text,
                 pooling,
                 &dataset_name,
@@ -639,7 +677,7 @@ fn run(cli: Cli) -> Result<()> {
             // Batch by batch into the file, so memory does not grow with the dataset.
             let mut writer =
                 acts::ActsWriter::create(&out, c.n_layers, n, c.d_model, &meta, store)?;
-            engine.run(&m.model, |model| {
+            engine.run(cpu.as_ref().map(|m| &m.model), |model| {
                 extract::extract_to_file(
                     model,
                     &entities,

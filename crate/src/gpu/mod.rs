@@ -771,6 +771,17 @@ impl GpuStream {
         self.builder.put(&self.gpu, bytes)
     }
 
+    /// Reads every piece from `reader`, the file `begin` was given the header of, and
+    /// finishes: the command line's streamed load. `progress(done, total)` after each piece.
+    pub fn read_all<R: Read + Seek>(
+        mut self,
+        reader: &mut R,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<(GpuLlama, ModelFile, String)> {
+        self.builder.read_from(&self.gpu, reader, progress)?;
+        self.finish()
+    }
+
     /// The model on the GPU, its header and the file's SHA-256, once every piece is in.
     pub fn finish(self) -> Result<(GpuLlama, ModelFile, String)> {
         let sha256 = self.builder.sha256().unwrap_or_default();

@@ -299,6 +299,29 @@ impl WeightsBuilder {
         })
     }
 
+    /// Reads each remaining piece from `reader` and uploads it, calling `progress(done,
+    /// total)` after each. A piece the file cannot fill (a truncated file) fails in
+    /// [`WeightsBuilder::put`], naming its tensor, before anything after it is read.
+    pub(super) fn read_from<R: Read + Seek>(
+        &mut self,
+        gpu: &GpuDevice,
+        reader: &mut R,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<()> {
+        let mut bytes = Vec::new();
+        while let Some(p) = self.pieces.get(self.next) {
+            let (offset, len) = (p.offset, p.len);
+            bytes.clear();
+            reader
+                .seek(SeekFrom::Start(offset))
+                .and_then(|_| reader.by_ref().take(len).read_to_end(&mut bytes))
+                .map_err(|e| Error::io(format!("the model file at byte {offset}"), e))?;
+            self.put(gpu, &bytes)?;
+            progress(self.next, self.pieces.len());
+        }
+        Ok(())
+    }
+
     /// The SHA-256 of the whole file, once every piece is in (with `hash`).
     pub(super) fn sha256(&self) -> Option<String> {
         let h = self.hasher.as_ref()?;
@@ -356,16 +379,7 @@ impl Weights {
         piece_bytes: u64,
     ) -> Result<Self> {
         let mut b = WeightsBuilder::plan(file, c, max_part, piece_bytes, false)?;
-        let mut bytes = Vec::new();
-        for i in 0..b.pieces.len() {
-            let p = &b.pieces[i];
-            bytes.resize(p.len as usize, 0);
-            reader
-                .seek(SeekFrom::Start(p.offset))
-                .and_then(|_| reader.read_exact(&mut bytes))
-                .map_err(|e| Error::CorruptGguf(format!("tensor '{}': {e}", p.tensor)))?;
-            b.put(gpu, &bytes)?;
-        }
+        b.read_from(gpu, reader, &mut |_, _| {})?;
         b.finish(c.n_layers)
     }
 }

@@ -44,6 +44,14 @@ pub struct LoadedModel {
     pub file_size: u64,
 }
 
+/// A model known from its header alone: the tokenizer and the summary (with the whole file's
+/// SHA-256). Its weights went to the GPU piece by piece and the CPU never held them: the page's
+/// streamed load, and the command line's `extract --engine gpu`.
+pub struct ModelHeader {
+    pub tokenizer: Tokenizer,
+    pub summary: ModelSummary,
+}
+
 impl LoadedModel {
     /// Reads a GGUF stream: the header first (so a bad file fails fast), then the weights.
     pub fn read<R: Read + Seek>(reader: &mut R, opts: &LoadOptions) -> Result<Self> {
@@ -59,6 +67,14 @@ impl LoadedModel {
             quant_summary: file.quant_summary(),
             file_size: file.file_size,
         })
+    }
+
+    /// The header's part of the model (the tokenizer and the summary), copied.
+    pub fn header(&self) -> ModelHeader {
+        ModelHeader {
+            tokenizer: self.tokenizer.clone(),
+            summary: self.info(),
+        }
     }
 
     pub fn info(&self) -> ModelSummary {

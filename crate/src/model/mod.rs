@@ -8,7 +8,7 @@ pub mod synthetic;
 pub mod tokenizer;
 
 pub use forward::{to_flat, Llama, LoadOptions, Matmul};
-pub use load::{LoadedModel, ModelSummary};
+pub use load::{LoadedModel, ModelHeader, ModelSummary};
 
 /// How layers are numbered, everywhere (files, reports, figures, the page).
 pub const LAYER_CONVENTION: &str =

@@ -40,6 +40,7 @@ pub struct Encoded {
     pub offsets: Vec<(usize, usize)>,
 }
 
+#[derive(Clone)]
 pub struct Tokenizer {
     inner: tokenizers::Tokenizer,
     pub kind: String,
