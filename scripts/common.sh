@@ -93,11 +93,14 @@ setup_cluster() {
   if ! command -v python3 >/dev/null 2>&1 || ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
     apt_install python3 python3-venv
   fi
-  "$ROOT/tools/cluster/setup.sh"
+  # PROBELAB_HF=1 adds torch, transformers and nnsight (about 5 GB) for the HF engines' test.
+  "$ROOT/tools/cluster/setup.sh" ${PROBELAB_HF:+--hf}
 }
 
-# A local Ray cluster of 2 CPU workers extracts 400 names in shards (tools/cluster/test_cluster.py).
+# A local Ray cluster of 2 CPU workers extracts 400 names in shards (tools/cluster/test_cluster.py);
+# the HF engines' test (test_hf_engine.py) is skipped, saying so, unless PROBELAB_HF=1 set it up.
 cluster_tests() {
   PROBELAB_BIN="$CARGO_TARGET_DIR/release/probelab" \
-    "$ROOT/tools/cluster/.venv/bin/python" -m pytest -q -p no:cacheprovider "$ROOT/tools/cluster/test_cluster.py"
+    "$ROOT/tools/cluster/.venv/bin/python" -m pytest -q -rs -p no:cacheprovider \
+    "$ROOT/tools/cluster/test_cluster.py" "$ROOT/tools/cluster/test_hf_engine.py"
 }

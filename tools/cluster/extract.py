@@ -1,12 +1,16 @@
 #!/usr/bin/env python3
 """Probelab's extraction spread over a Ray cluster: the entity list is cut into shards, each
-shard is one Ray task that runs `probelab extract` (the native engine, CPU or GPU) on its
-names, and the shards land in Probelab's layout with a manifest.json that `probelab fit DIR`
-reads.
+shard is one Ray task that runs its names through an engine, and the shards land in Probelab's
+layout with a manifest.json that `probelab fit DIR` reads.
 
     tools/cluster/.venv/bin/python tools/cluster/extract.py \\
         --model models/SmolLM2-135M-Instruct.Q4_1.gguf --names places.csv --out runs/places-shards
     probelab fit runs/places-shards --dataset places.csv --out runs/places
+
+- Engines: `--engine cpu|gpu|auto` runs `probelab extract` (the GGUF models); `--engine hf`
+  runs Hugging Face transformers with output_hidden_states (a checkpoint directory, a hub id
+  or a GGUF through transformers' GGUF loader), and `--engine nnsight` the same model traced
+  by nnsight, with `--remote` on NDIF (hf_engine.py; `setup.sh --hf` installs torch).
 
 - Faults: a task whose worker dies (killed, out of memory, node lost) or whose probelab exits
   non-zero is retried by Ray (--retries); a shard's file appears only once it is complete, so
@@ -80,8 +84,11 @@ def _log_attempt(out, **event):
         os.close(fd)
 
 
+HF_ENGINES = ("hf", "nnsight")
+
+
 def run_shard(spec, cfg):
-    """One shard: `probelab extract` on its names, into a temporary file moved into place when
+    """One shard: its names through the engine, into a temporary file moved into place when
     complete. Runs inside a Ray worker."""
     out = cfg["out"]
     final = os.path.join(out, spec["file"])
@@ -89,6 +96,21 @@ def run_shard(spec, cfg):
         return {**spec, "seconds": 0.0, "skipped": True}
     _log_attempt(out, shard=spec["file"], event="start")
     t0 = time.time()
+    if cfg["engine"] in HF_ENGINES:
+        sys.path.insert(0, cfg["here"])  # a Ray worker does not start in this directory
+        import hf_engine
+
+        hf_engine.extract_shard(spec["names"], cfg, final)
+    else:
+        run_probelab(spec, cfg, final)
+    _log_attempt(out, shard=spec["file"], event="done")
+    return {**{k: spec[k] for k in ("file", "start", "end")}, "seconds": time.time() - t0,
+            "skipped": False, "pid": os.getpid()}
+
+
+def run_probelab(spec, cfg, final):
+    """`probelab extract` on the shard's names (killed with its worker)."""
+    out = cfg["out"]
     with tempfile.TemporaryDirectory(prefix="probelab-shard-") as tmp:
         names = os.path.join(tmp, "names.txt")
         with open(names, "w", encoding="utf-8") as f:
@@ -108,9 +130,13 @@ def run_shard(spec, cfg):
                 + p.stderr.strip()[-2000:]
             )
         os.replace(partial, final)
-    _log_attempt(out, shard=spec["file"], event="done")
-    return {**{k: spec[k] for k in ("file", "start", "end")}, "seconds": time.time() - t0,
-            "skipped": False, "pid": os.getpid()}
+
+
+def shard_tool(out, spec):
+    """The tool a shard's metadata names (the HF engines write it)."""
+    from safetensors import safe_open
+
+    return safe_open(os.path.join(out, spec["file"]), "np").metadata().get("tool", "unknown")
 
 
 def probelab_version(binary):
@@ -120,12 +146,18 @@ def probelab_version(binary):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", required=True, help="GGUF file (same path on every node)")
+    ap.add_argument("--model", required=True,
+                    help="GGUF file (same path on every node); with --engine hf/nnsight also a "
+                         "checkpoint directory or a hub id")
     ap.add_argument("--names", required=True, help=".csv with a name column, or one name per line")
     ap.add_argument("--out", required=True, help="directory for the shards and manifest.json")
     ap.add_argument("--prompt", default="{name}")
     ap.add_argument("--pool", default="last", choices=["last", "mean"])
-    ap.add_argument("--engine", default="cpu", help="cpu, gpu or auto (probelab extract --engine)")
+    ap.add_argument("--engine", default="cpu", choices=["cpu", "gpu", "auto", *HF_ENGINES],
+                    help="cpu, gpu or auto: probelab extract --engine; hf: transformers; "
+                         "nnsight: transformers traced by nnsight")
+    ap.add_argument("--remote", action="store_true",
+                    help="with --engine nnsight: run on NDIF (the model a hub id NDIF serves)")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--shard-size", type=int, default=500, help="entities per shard (one Ray task)")
     ap.add_argument("--cpus-per-task", type=int, default=1, help="Ray CPUs and probelab threads per shard")
@@ -146,10 +178,17 @@ def main(argv=None):
     if "" in names:
         sys.exit(f"{args.names}: entity {names.index('') + 1} has an empty name")
     n = len(names)
-    model = os.path.abspath(args.model)
+    hf = args.engine in HF_ENGINES
+    model = os.path.abspath(args.model) if os.path.exists(args.model) else args.model
+    if not hf and not os.path.isfile(model):
+        sys.exit(f"{args.model}: no such GGUF file")
     binary = os.path.abspath(args.probelab) if os.path.sep in args.probelab else args.probelab
+    if hf:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import hf_engine
     run = {
-        "model_sha256": sha256_file(model),
+        "model_sha256": hf_engine.model_hash(model) if hf else sha256_file(model),
+        "engine": "hf" if hf else "probelab",
         "names_sha256": hashlib.sha256("\n".join(names).encode()).hexdigest(),
         "n_entities": n,
         "prompt": args.prompt,
@@ -187,7 +226,9 @@ def main(argv=None):
               f"(started in {time.time() - t0:.1f} s)", flush=True)
         cfg = {"out": out, "model": model, "probelab": binary, "prompt": args.prompt,
                "pool": args.pool, "engine": args.engine, "batch_size": args.batch_size,
-               "threads": args.cpus_per_task}
+               "threads": args.cpus_per_task, "remote": args.remote,
+               "model_sha256": run["model_sha256"], "dataset_name": Path(args.names).stem,
+               "here": str(Path(__file__).resolve().parent)}
         task = ray.remote(run_shard).options(
             num_cpus=args.cpus_per_task, num_gpus=args.gpus_per_task,
             max_retries=args.retries, retry_exceptions=True)
@@ -217,7 +258,8 @@ def main(argv=None):
     manifest = {
         "n_entities": n,
         "shards": [{k: s[k] for k in ("file", "start", "end")} for s in specs],
-        "tool": f"{probelab_version(binary)} extract, sharded on Ray (tools/cluster)",
+        "tool": f"{shard_tool(out, specs[0]) if hf else probelab_version(binary) + ' extract'}, "
+                "sharded on Ray (tools/cluster)",
         "dataset_name": os.path.abspath(args.names),
     }
     with open(os.path.join(out, MANIFEST + ".partial"), "w") as f:
