@@ -373,13 +373,18 @@ function currentRequest() {
 
 // ---- Running: extraction (model, then its random-initialised twin), then the fit ------------
 
+/** A rate for a status line: a slow software GPU's 0.2 tokens/s is not "0". */
+function perSecond(x) {
+  return x < 10 ? x.toFixed(1) : x.toFixed(0);
+}
+
 function progressText(p, what) {
   const rate = p.tokens / Math.max(p.seconds, 1e-6);
   const fresh = p.done - p.fromStore;
   const left = fresh ? (p.seconds / fresh) * (p.total - p.done) : 0;
   return `${what}${p.done} / ${p.total} entities`
     + (p.fromStore ? ` (${p.fromStore} from this browser's cache)` : '')
-    + ` · ${rate.toFixed(0)} tokens/s · about ${left.toFixed(0)} s left`;
+    + ` · ${perSecond(rate)} tokens/s · about ${left.toFixed(0)} s left`;
 }
 
 async function extractStage(names, opts, variant, what) {
@@ -392,7 +397,9 @@ async function extractStage(names, opts, variant, what) {
     onProgress: (p) => {
       if (p.gpuFailed) {
         showEngine();
-        $('extract-status').textContent = `The GPU failed after ${p.batchesOnGpu} of ${p.batches} batches: the rest run on the CPU.`;
+        $('extract-status').textContent = workers.streamed
+          ? `The GPU failed after ${p.batchesOnGpu} of ${p.batches} batches; this model is on the GPU alone, so the run stops (the finished batches are kept).`
+          : `The GPU failed after ${p.batchesOnGpu} of ${p.batches} batches: the rest run on the CPU.`;
         return;
       }
       $('extract-progress').max = p.total; $('extract-progress').value = p.done;
@@ -458,7 +465,7 @@ async function runExtraction() {
     const on = { gpu: ' on WebGPU', cpu: ' on the CPU', 'gpu+cpu': ' (WebGPU, then the CPU after the GPU failed)' }[engines.includes('gpu+cpu') ? 'gpu+cpu' : engines[0]] || '';
     const prompts = runs.length > 1 ? ` × ${runs.length} prompts` : '';
     const doneText = computed
-      ? `Done${on}: ${names.length} entities${prompts} (${computed} computed, ${fromStore} from this browser's cache), ${tokens} tokens in ${seconds.toFixed(2)} s (${(tokens / seconds).toFixed(0)} tokens/s).`
+      ? `Done${on}: ${names.length} entities${prompts} (${computed} computed, ${fromStore} from this browser's cache), ${tokens} tokens in ${seconds.toFixed(2)} s (${perSecond(tokens / seconds)} tokens/s).`
       : `All ${names.length} entities' activations${prompts} came from this browser's cache (same model, prompt and names).`;
     $('extract-status').textContent = doneText;
     showMemory();

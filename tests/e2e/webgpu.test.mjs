@@ -1,7 +1,8 @@
 // The browser's WebGPU engine: with Chromium's --enable-unsafe-webgpu (SwiftShader, a software
 // adapter) the page extracts on the GPU and its vectors match the native CPU binary; without
 // the flag it says why it stays on the CPU and still extracts; a GPU lost mid-run falls back to
-// the CPU without losing finished batches.
+// the CPU without losing finished batches, or, for a model streamed to the GPU alone, says so
+// and keeps them for the next load.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
@@ -9,7 +10,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import {
-  MODEL, ROOT, extractInPage, launch, mapPixels, nativeBinary, openLab, readSafetensors, startServer, waitForReport,
+  MODEL, ROOT, extractInPage, launch, launchProfile, mapPixels, nativeBinary, openLab, pageError, readSafetensors,
+  startServer, waitForReport,
 } from './harness.mjs';
 
 const NAMES = ['Paris', 'São Paulo', '東京', 'Kraków', "Côte d'Ivoire", 'Reykjavík', 'New York City', 'Lagos'];
@@ -100,6 +102,39 @@ test('a GPU lost mid-run falls back to the CPU and keeps the finished batches', 
   assert.equal(await page.evaluate(() => window.probelab.lastRun.batchesOnGpu), 2);
   const { minCos, maxRel } = compare(web);
   assert.ok(minCos >= 0.9999 && maxRel <= 1e-3, `after the fallback: cosine ${minCos}, relative error ${maxRel}`);
+});
+
+test('a GPU lost mid-run on a streamed model: the page says so, and the finished batches are kept for the next load', async () => {
+  // The lab's own server (scripts/serve.py) answers range requests, so ?stream reads the model
+  // from it in parts.
+  const res = await fetch(new URL('models/' + path.basename(MODEL), server.url), { headers: { Range: 'bytes=100-163' } });
+  assert.equal(res.status, 206);
+  assert.deepEqual(Buffer.from(await res.arrayBuffer()), readFileSync(MODEL).subarray(100, 164));
+  // ?stream sends the weights to the GPU alone (as a model over 2 GiB must go), so the CPU
+  // cannot take over; an on-disk profile, as a user's browser has, keeps what finished.
+  const profile = await launchProfile(mkdtempSync(path.join(tmp, 'profile-')), { webgpu: true });
+  try {
+    const first = await openLab(profile, server.url, '?stream&engine=gpu&gpu_batch=2&gpu_fail_after=2');
+    assert.match(await first.page.textContent('#model-status'), /streamed to the GPU/);
+    await first.page.fill('#names', NAMES.join('\n'));
+    await first.page.fill('#template', '{name}');
+    await first.page.selectOption('#pooling', 'last');
+    await first.page.click('#extract');
+    const message = await pageError(first.page, 600_000);
+    console.log(`  ${message}`);
+    assert.match(message, /GPU failed after 2 of 4 batches/);
+    assert.match(message, /finished batches are kept in this browser/);
+    await first.page.close();
+    // The model loaded again: the two finished batches come from the store, the rest run.
+    const again = await openLab(profile, server.url, '?stream&engine=gpu&gpu_batch=2');
+    const web = await extractInPage(again.page, NAMES);
+    assert.match(await again.page.textContent('#extract-status'), /\(4 computed, 4 from this browser's cache\)/);
+    const { minCos, maxRel } = compare(web);
+    assert.ok(minCos >= 0.9999 && maxRel <= 1e-3, `after the reload: cosine ${minCos}, relative error ${maxRel}`);
+    assert.deepEqual(again.pageErrors, []);
+  } finally {
+    await profile.close();
+  }
 });
 
 test('without WebGPU the page says so, stays on the CPU and still extracts', async () => {
