@@ -156,6 +156,10 @@ def main(argv=None):
     ap.add_argument("--engine", default="cpu", choices=["cpu", "gpu", "auto", *HF_ENGINES],
                     help="cpu, gpu or auto: probelab extract --engine; hf: transformers; "
                          "nnsight: transformers traced by nnsight")
+    ap.add_argument("--hf-device", default="cpu",
+                    help="with --engine hf/nnsight: torch device, e.g. cuda (with --gpus-per-task 1)")
+    ap.add_argument("--hf-dtype", default="float32", choices=["float32", "float16", "bfloat16"],
+                    help="with --engine hf/nnsight: the weights' dtype (vectors are saved as float32)")
     ap.add_argument("--remote", action="store_true",
                     help="with --engine nnsight: run on NDIF (the model a hub id NDIF serves)")
     ap.add_argument("--batch-size", type=int, default=64)
@@ -188,7 +192,7 @@ def main(argv=None):
         import hf_engine
     run = {
         "model_sha256": hf_engine.model_hash(model) if hf else sha256_file(model),
-        "engine": "hf" if hf else "probelab",
+        "engine": f"{args.engine} {args.hf_dtype}" if hf else args.engine,
         "names_sha256": hashlib.sha256("\n".join(names).encode()).hexdigest(),
         "n_entities": n,
         "prompt": args.prompt,
@@ -227,6 +231,7 @@ def main(argv=None):
         cfg = {"out": out, "model": model, "probelab": binary, "prompt": args.prompt,
                "pool": args.pool, "engine": args.engine, "batch_size": args.batch_size,
                "threads": args.cpus_per_task, "remote": args.remote,
+               "hf_device": args.hf_device, "hf_dtype": args.hf_dtype,
                "model_sha256": run["model_sha256"], "dataset_name": Path(args.names).stem,
                "here": str(Path(__file__).resolve().parent)}
         task = ray.remote(run_shard).options(

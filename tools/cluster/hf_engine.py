@@ -60,7 +60,7 @@ def model_hash(model):
 class HFModel:
     """One HF model in one worker process, loaded once and kept for the shards that follow."""
 
-    def __init__(self, model, engine="hf", remote=False, threads=1):
+    def __init__(self, model, engine="hf", remote=False, threads=1, device="cpu", dtype="float32"):
         import torch
         import transformers
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -72,9 +72,12 @@ class HFModel:
         kw = {"gguf_file": p.name} if p.is_file() else {}
         where = str(p.parent) if p.is_file() else model
         self.tok = AutoTokenizer.from_pretrained(where, **kw)
-        self.model = AutoModelForCausalLM.from_pretrained(where, dtype=torch.float32, **kw).eval()
+        self.device = device
+        self.model = AutoModelForCausalLM.from_pretrained(
+            where, dtype=getattr(torch, dtype), **kw).eval().to(device)
         self.n_layers = self.model.config.num_hidden_layers
-        self.tool = f"transformers {transformers.__version__} (torch {torch.__version__})"
+        self.tool = (f"transformers {transformers.__version__} (torch {torch.__version__}, "
+                     f"{dtype} on {device})")
         if engine == "nnsight":
             import nnsight
             from nnsight import TransformersModel
@@ -121,9 +124,9 @@ class HFModel:
                     pos = name_tokens(enc["offset_mapping"], span)
                 except ValueError as e:
                     raise ValueError(f"entity {i + 1} ('{name}'): {e}") from None
-                layers = self._layers(torch.tensor([enc["input_ids"]]))
+                layers = self._layers(torch.tensor([enc["input_ids"]], device=self.device))
                 picked = layers[:, pos[-1]] if pool == "last" else layers[:, pos].mean(dim=1)
-                acts.append(picked.float().numpy())
+                acts.append(picked.float().cpu().numpy())
                 tokens.append(len(enc["input_ids"]))
                 first.append(enc["input_ids"][pos[0]])
         return (np.ascontiguousarray(np.stack(acts, axis=1), dtype=np.float32),
@@ -138,10 +141,11 @@ def extract_shard(names, cfg, path):
     `probelab extract` writes: `activations` [L+1, n, d] and the metadata)."""
     from safetensors.numpy import save_file
 
-    key = (cfg["model"], cfg["engine"], cfg["remote"])
+    key = (cfg["model"], cfg["engine"], cfg["remote"], cfg["hf_device"], cfg["hf_dtype"])
     if key not in _LOADED:
         _LOADED.clear()
-        _LOADED[key] = HFModel(cfg["model"], cfg["engine"], cfg["remote"], cfg["threads"])
+        _LOADED[key] = HFModel(cfg["model"], cfg["engine"], cfg["remote"], cfg["threads"],
+                               cfg["hf_device"], cfg["hf_dtype"])
     m = _LOADED[key]
     acts, tokens, first = m.extract(names, cfg["prompt"], cfg["pool"])
     names_hash = hashlib.sha256("".join(n + "\n" for n in names).encode()).hexdigest()
