@@ -62,6 +62,8 @@ class Handler(http.server.SimpleHTTPRequestHandler):
         self.send_response(206)
         self.send_header("Content-Type", self.guess_type(path))
         self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
+        # As the whole file's answer has it: the page keeps parts per version of the file.
+        self.send_header("Last-Modified", self.date_time_string(os.path.getmtime(path)))
         self.send_header("Content-Length", str(end - start + 1))
         self.end_headers()
         self.range_left = end - start + 1

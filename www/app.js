@@ -6,7 +6,7 @@ import { WorkerPool } from './workers.js';
 import { gatherActivations, readStoredRun } from './activations.js';
 import { fillCausal, linkToLab, showResults } from './results.js';
 import { Store, reportKey, runKey, sha256Hex } from './store.js';
-import { cachedSize } from './source.js';
+import { cachedSize, versionOf } from './source.js';
 import init, {
   Report, analysis_plan, builtin_datasets, ledger_plans_scored, ledger_record, plan_differences, plan_unrecorded, prompt_templates, read_dataset,
 } from './pkg/probelab.js';
@@ -79,7 +79,9 @@ function checkSize(bytes) {
 async function fetchWithProgress(url, onProgress) {
   let res;
   try {
-    res = await fetch(url);
+    // Past the browser's HTTP cache: the page keeps its own copy (a second one would double a
+    // large model on disk), and the file's version must be the server's own.
+    res = await fetch(url, { cache: 'no-store' });
   } catch (e) {
     const size = await cachedSize(url);
     if (size) return { size };
@@ -89,7 +91,7 @@ async function fetchWithProgress(url, onProgress) {
   const total = Number(res.headers.get('content-length')) || 0;
   if (total > MAX_MODEL_BYTES || (forceStream && total)) {
     res.body.cancel();
-    return { size: total };
+    return { size: total, version: versionOf(res, total) };
   }
   const reader = res.body.getReader();
   const chunks = [];
@@ -132,7 +134,9 @@ async function streamModel(src, name, size) {
   bar.hidden = false; bar.max = size; bar.value = 0;
   return workers.loadStream(src, name, (m) => {
     state.stream.plan = m.plan;
-    say(`${mb(m.plan.gpu_bytes)} of GPU buffers in ${m.plan.pieces} pieces, the largest part ${mb(m.plan.largest_part)}…`);
+    state.stream.dropped = m.dropped;
+    say(`${mb(m.plan.gpu_bytes)} of GPU buffers in ${m.plan.pieces} pieces, the largest part ${mb(m.plan.largest_part)}…`
+      + (m.dropped ? ` (the file changed on the server: the ${m.dropped} parts this browser kept of it were dropped)` : ''));
   }, (p) => {
     bar.value = p.done;
     say(`${mb(p.done)} of ${mb(p.total)} (${Math.round((100 * p.done) / p.total)}%) read and uploaded; wasm memory ${mb(workers.memoryPeak)}`);
@@ -184,7 +188,7 @@ async function loadModel(source) {
           ? `Downloading: ${mb(loaded)} of ${mb(total)} (${Math.round((100 * loaded) / total)}%)`
           : `Downloading: ${mb(loaded)}`;
       });
-      if (got.size) i = await streamModel({ url, size: got.size }, name, got.size);
+      if (got.size) i = await streamModel({ url, size: got.size, version: got.version }, name, got.size);
       else {
         await keepModelOffline(url, got.bytes);
         $('model-status').textContent = `Reading ${mb(got.bytes.length)} of weights…`;

@@ -95,7 +95,7 @@ async function loadStream(msg, post) {
     if (!loader && len >= source.size) throw new Error('the GGUF header runs past the end of the file');
   }
   try {
-    post({ type: 'stream-plan', plan: loader.plan(), adapter, fromCache: source.fromCache });
+    post({ type: 'stream-plan', plan: loader.plan(), adapter, fromCache: source.fromCache, dropped: source.dropped || 0 });
     const offsets = loader.offsets(), lengths = loader.lengths(), tensors = loader.tensors();
     const n = offsets.length;
     let done = 0, told = 0;

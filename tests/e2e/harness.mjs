@@ -257,12 +257,16 @@ export async function startRangeServer(file, name = 'model.gguf') {
   const { createServer: createHttp } = await import('node:http');
   const { createReadStream, statSync } = await import('node:fs');
   let mode = 'range';
+  // The file's ETag: none, a string, or a function of the request (a file that changes).
+  let etag = null;
   const state = { requests: 0 };
   const server = createHttp((req, res) => {
     state.requests++;
     res.setHeader('Access-Control-Allow-Origin', '*');
     res.setHeader('Access-Control-Allow-Headers', 'Range');
-    res.setHeader('Access-Control-Expose-Headers', 'Content-Range, Content-Length, Accept-Ranges');
+    res.setHeader('Access-Control-Expose-Headers', 'Content-Range, Content-Length, Accept-Ranges, ETag');
+    const tag = typeof etag === 'function' ? etag(req) : etag;
+    if (tag) res.setHeader('ETag', `"${tag}"`);
     if (req.method === 'OPTIONS') { res.writeHead(204); res.end(); return; }
     if (req.url.split('?')[0] !== `/${name}`) { res.writeHead(404); res.end(); return; }
     const size = typeof mode === 'number' ? mode : statSync(file).size;
@@ -288,6 +292,7 @@ export async function startRangeServer(file, name = 'model.gguf') {
   return {
     url: `http://127.0.0.1:${port}/${name}`,
     setMode: (m) => { mode = m; },
+    setEtag: (t) => { etag = t; },
     get requests() { return state.requests; },
     stop: () => new Promise((r) => { server.close(r); server.closeAllConnections(); }),
   };

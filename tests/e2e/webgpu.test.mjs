@@ -11,7 +11,7 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import {
   MODEL, ROOT, extractInPage, launch, launchProfile, mapPixels, nativeBinary, openLab, pageError, readSafetensors,
-  startServer, waitForReport,
+  startRangeServer, startServer, waitForReport,
 } from './harness.mjs';
 
 const NAMES = ['Paris', 'São Paulo', '東京', 'Kraków', "Côte d'Ivoire", 'Reykjavík', 'New York City', 'Lagos'];
@@ -134,6 +134,37 @@ test('a GPU lost mid-run on a streamed model: the page says so, and the finished
     assert.deepEqual(again.pageErrors, []);
   } finally {
     await profile.close();
+  }
+});
+
+test('a streamed model whose file changes on its server: the kept parts are dropped, and a change mid-load stops it', async () => {
+  const models = await startRangeServer(MODEL);
+  const profile = await launchProfile(mkdtempSync(path.join(tmp, 'profile-')), { webgpu: true });
+  const load = async () => {
+    const { page } = await openLab(profile, server.url, `?nosw&stream&engine=gpu&model=${encodeURIComponent(models.url)}`);
+    const seen = await page.evaluate(() => ({ dropped: window.probelab.stream.dropped, fromCache: window.probelab.workers.streamed.fromCache }));
+    await page.close();
+    return seen;
+  };
+  try {
+    models.setEtag('v1');
+    assert.deepEqual(await load(), { dropped: 0, fromCache: false });
+    // The same version again: every part from this browser's copy.
+    assert.deepEqual(await load(), { dropped: 0, fromCache: true });
+    // A new version of the file: the kept parts are dropped and read anew.
+    models.setEtag('v2');
+    const changed = await load();
+    console.log(`  after the change: ${changed.dropped} kept parts dropped`);
+    assert.ok(changed.dropped > 0 && !changed.fromCache, JSON.stringify(changed));
+    // The file changes while it is read: the load stops and says so, rather than mix two files.
+    let parts = 0;
+    models.setEtag((req) => (req.method === 'GET' && req.headers.range && ++parts > 3 ? 'v4' : 'v3'));
+    const page = await profile.newPage();
+    await page.goto(server.url + `?nosw&stream&engine=gpu&model=${encodeURIComponent(models.url)}`);
+    assert.match(await pageError(page, 300_000), /changed on the server while it was being read.*load it again/);
+  } finally {
+    await profile.close();
+    await models.stop();
   }
 });
 
