@@ -851,7 +851,7 @@ async function fitActivationsFile() {
       recordPlan: (info) => recordPlan(store, JSON.parse(analysis_plan(dataset.name, dataset.csv, info.model_sha256,
         info.pooling, split, [info.prompt], permutations, SEED, Boolean(randomFile)))),
       onInfo: (info) => {
-        status.textContent = `${file.name}: ${info.n_layers + 1} layers × ${info.names.length} entities × ${info.d_model} dimensions; fitting…`;
+        status.textContent = `${file.name}: ${info.n_layers + 1} layers × ${info.n_entities} entities × ${info.d_model} dimensions; fitting…`;
         $('probe-panel').hidden = false;
         bar.hidden = false; bar.value = 0;
       },

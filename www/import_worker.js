@@ -1,8 +1,8 @@
 // Activations made elsewhere, read and fitted by the core off the page's thread, in a worker of
 // their own: the page starts one per fit and ends it after, so the file's memory (WebAssembly
 // memory never shrinks) goes with it and the model workers keep theirs.
-// Messages in: read {file, randomFile?, dataset, csv}, fit {dataset, csv, split, permutations,
-// seed, splitSeeds, plan}. Out: read {info}, fit-progress {stage, done, total}, fitted {report,
+// Messages in: read {file, randomFile?, dataset, csv}, fit {split, permutations, seed,
+// splitSeeds, plan}. Out: read {info}, fit-progress {stage, done, total}, fitted {report,
 // scenes}, error {message}.
 import init, { ImportedActs } from './pkg/probelab.js';
 
@@ -13,8 +13,7 @@ async function read(msg) {
   // Each file is copied into WebAssembly memory and parsed there; its JS copy is dropped here.
   const bytes = new Uint8Array(await msg.file.arrayBuffer());
   const random = msg.randomFile ? new Uint8Array(await msg.randomFile.arrayBuffer()) : undefined;
-  acts = new ImportedActs(msg.file.name, bytes, msg.randomFile?.name, random);
-  acts.check_dataset(msg.dataset, msg.csv);
+  acts = new ImportedActs(msg.file.name, bytes, msg.randomFile?.name, random, msg.dataset, msg.csv);
   return JSON.parse(acts.info());
 }
 
@@ -23,7 +22,7 @@ self.onmessage = async ({ data: msg }) => {
     await ready;
     if (msg.type === 'read') self.postMessage({ type: 'read', info: await read(msg) });
     else if (msg.type === 'fit') {
-      const report = acts.fit(msg.dataset, msg.csv, msg.split, msg.permutations, msg.seed, msg.splitSeeds, msg.plan,
+      const report = acts.fit(msg.split, msg.permutations, msg.seed, msg.splitSeeds, msg.plan,
         (stage, done, total) => self.postMessage({ type: 'fit-progress', stage, done, total }));
       try {
         self.postMessage({ type: 'fitted', report: report.to_json(), scenes: report.scenes() });

@@ -24,9 +24,10 @@ export function checkImportSize(files) {
 
 /**
  * Reads `file` (and `randomFile`, the random-init model's activations, when given) in a worker
- * of its own, checks its names against the dataset, asks `recordPlan(info)` for the plan's
- * record (info: the file's {source, random_init, names, n_layers, d_model, model_name,
- * model_sha256, prompt, pooling}), then fits. onProgress({stage, done, total}); onInfo(info)
+ * of its own as activations of `dataset`'s names (the file's own names, when it has them, must
+ * be the dataset's), asks `recordPlan(info)` for the plan's record (info: the file's {source,
+ * random_init, n_entities, n_layers, d_model, model_name, model_sha256, prompt, pooling}), then
+ * fits. onProgress({stage, done, total}); onInfo(info)
  * once the file is read. Resolves with {report, scenes} (JSON texts) and info.
  */
 export async function fitImported({ file, randomFile, dataset, split, permutations, seed, splitSeeds, recordPlan, onInfo = () => {}, onProgress = () => {} }) {
@@ -46,7 +47,7 @@ export async function fitImported({ file, randomFile, dataset, split, permutatio
     const { info } = await ask({ type: 'read', file, randomFile, dataset: dataset.name, csv: dataset.csv }, 'read');
     onInfo(info);
     const plan = await recordPlan(info);
-    const m = await ask({ type: 'fit', dataset: dataset.name, csv: dataset.csv, split, permutations, seed, splitSeeds, plan }, 'fitted');
+    const m = await ask({ type: 'fit', split, permutations, seed, splitSeeds, plan }, 'fitted');
     return { report: m.report, scenes: m.scenes, info };
   } finally {
     worker.terminate();

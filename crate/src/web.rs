@@ -921,44 +921,58 @@ fn fit_sweep(
 }
 
 /// Activations made elsewhere, from the bytes of one file the page was given (and of the
-/// random-init control's, when given), read by the core's importer
-/// ([`crate::extract::import::run_from_bytes`]: the formats, checks and provenance of
-/// `probelab fit`). Sharded directories are the command line's.
+/// random-init control's, when given), of a dataset's entities in its row order, read by the
+/// core's importer ([`crate::extract::import::run_from_bytes`]: the formats, checks and
+/// provenance of `probelab fit`). Sharded directories are the command line's.
 #[wasm_bindgen]
 pub struct ImportedActs {
     run: crate::extract::import::ImportedRun,
+    dataset: data::Dataset,
 }
 
 #[wasm_bindgen]
 impl ImportedActs {
-    /// Reads the file (its name tells the format); an error says what is wrong (the format,
-    /// the shape against the names, a NaN by layer and entity…).
+    /// Reads the file (its name tells the format) as activations of the dataset's names (a
+    /// built-in dataset, or CSV bytes): a file without names takes the dataset's, a file with
+    /// names must have the dataset's, row by row. An error says what is wrong (the format, the
+    /// first row whose names differ, the shape against the names, a NaN by layer and entity…).
     #[wasm_bindgen(constructor)]
     pub fn new(
         file_name: &str,
         bytes: &[u8],
         random_name: Option<String>,
         random_bytes: Option<Vec<u8>>,
+        dataset_name: &str,
+        csv: Option<Vec<u8>>,
     ) -> Result<ImportedActs, JsError> {
+        let (dataset, _) =
+            crate::run::dataset_from(dataset_name, csv.as_deref(), data::OnBadRows::Skip)
+                .map_err(js_err)?;
+        let opts = crate::extract::import::ImportOptions {
+            names: Some(dataset.names.clone()),
+            names_from: Some(format!("dataset '{}'", dataset.name)),
+            ..Default::default()
+        };
         let random = random_name.as_deref().zip(random_bytes.as_deref());
         let run = crate::extract::import::run_from_bytes(
             (file_name, bytes),
             random,
-            &Default::default(),
+            &opts,
             "the page's second activations file, for the random-init control",
         )
         .map_err(js_err)?;
-        Ok(ImportedActs { run })
+        crate::extract::import::check_dataset(&run.real.meta, &dataset).map_err(js_err)?;
+        Ok(ImportedActs { run, dataset })
     }
 
-    /// What the page shows and plans with: `{source, random_init, names, n_layers, d_model,
-    /// model_name, model_sha256, prompt, pooling}`.
+    /// What the page shows and plans with: `{source, random_init, n_entities, n_layers,
+    /// d_model, model_name, model_sha256, prompt, pooling}`.
     pub fn info(&self) -> Result<String, JsError> {
         let (real, meta) = (&self.run.real, &self.run.real.meta);
         let value = serde_json::json!({
             "source": real.source.to_string(),
             "random_init": self.run.random_init_note,
-            "names": meta.names,
+            "n_entities": real.acts.n_entities,
             "n_layers": real.acts.n_layers,
             "d_model": real.acts.d_model,
             "model_name": meta.model_name,
@@ -969,23 +983,11 @@ impl ImportedActs {
         Ok(value.to_string())
     }
 
-    /// The activations' names must be the dataset's (a built-in one, or CSV bytes), row by
-    /// row; the error names the first row that differs.
-    pub fn check_dataset(&self, dataset_name: &str, csv: Option<Vec<u8>>) -> Result<(), JsError> {
-        let (dataset, _) =
-            crate::run::dataset_from(dataset_name, csv.as_deref(), data::OnBadRows::Skip)
-                .map_err(js_err)?;
-        crate::extract::import::check_dataset(&self.run.real.meta, &dataset).map_err(js_err)
-    }
-
     /// Fits the probes and every control as [`fit_probes`] does, and records in the report
     /// where the activations came from and where the control's did (or that it is missing),
     /// as `probelab fit` records them.
-    #[allow(clippy::too_many_arguments)]
     pub fn fit(
         &self,
-        dataset_name: &str,
-        csv: Option<Vec<u8>>,
         split: &str,
         permutations: usize,
         seed: u64,
@@ -993,11 +995,7 @@ impl ImportedActs {
         plan: Option<String>,
         on_progress: Option<js_sys::Function>,
     ) -> Result<Report, JsError> {
-        let (dataset, _) =
-            crate::run::dataset_from(dataset_name, csv.as_deref(), data::OnBadRows::Skip)
-                .map_err(js_err)?;
         let run = &self.run;
-        crate::extract::import::check_dataset(&run.real.meta, &dataset).map_err(js_err)?;
         let mut report = fit_sweep(
             &Sweep {
                 prompts: std::slice::from_ref(&run.real.meta.prompt_template),
@@ -1006,7 +1004,7 @@ impl ImportedActs {
                 meta: &run.real.meta,
                 surprisal: run.name_surprisal.as_deref(),
             },
-            &dataset,
+            &self.dataset,
             &PageFit {
                 split,
                 permutations,

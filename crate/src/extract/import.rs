@@ -75,6 +75,8 @@ pub struct ImportOptions {
     pub layout: Layout,
     /// The names, in the file's entity order (from a names file).
     pub names: Option<Vec<String>>,
+    /// Where `names` came from, as messages say it (default: "the names file").
+    pub names_from: Option<String>,
     /// Which tensor or array holds the activations, when the file has several.
     pub tensor: Option<String>,
     pub tool: Option<String>,
@@ -185,10 +187,14 @@ fn whole(path: &Path, format: Format, bytes: &[u8], opts: &ImportOptions) -> Res
     }
 }
 
+fn names_from(opts: &ImportOptions) -> &str {
+    opts.names_from.as_deref().unwrap_or("the names file")
+}
+
 /// Names given beside the file must be the file's, row by row.
 fn check_given_names(path: &Path, in_file: &[String], opts: &ImportOptions) -> Result<()> {
     match &opts.names {
-        Some(names) => check_same_names(in_file, names, "the file", "the names file")
+        Some(names) => check_same_names(in_file, names, "the file", names_from(opts))
             .map_err(|e| within(path, e)),
         None => Ok(()),
     }
@@ -254,6 +260,7 @@ fn missing_note(how: &str) -> String {
 fn control_options(real: &ActsMeta, opts: &ImportOptions) -> ImportOptions {
     ImportOptions {
         names: Some(real.names.clone()),
+        names_from: Some("the activations".into()),
         ..opts.clone()
     }
 }
@@ -502,7 +509,7 @@ fn from_arrays(
     let (tensor, shape, values) = floats.swap_remove(chosen);
     let names = match (&opts.names, file_names) {
         (Some(given), Some(in_file)) => {
-            check_same_names(&in_file, given, "the file", "the names file")
+            check_same_names(&in_file, given, "the file", names_from(opts))
                 .map_err(|e| within(path, e))?;
             in_file
         }
