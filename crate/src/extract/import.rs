@@ -14,7 +14,7 @@
 //!
 //! Files on disk (and shard directories) are opened by path ([`open`], [`read`], [`read_run`];
 //! native only, in `files`); one file's bytes, as the page has them, go through [`from_bytes`]
-//! and [`run_from_bytes`]. Both read a file's contents with the same functions ([`whole`]).
+//! and [`run_from_bytes`]. Both read a file's contents with the same functions (`whole`).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -122,7 +122,7 @@ pub struct ImportedRun {
     pub random_init: Option<Activations>,
     /// Where the control came from, or that it is missing and why.
     pub random_init_note: String,
-    /// The names' surprisals ([`SURPRISAL_FILE`] beside a Probelab file), when saved.
+    /// The names' surprisals ([`acts::SURPRISAL_FILE`] beside a Probelab file), when saved.
     pub name_surprisal: Option<Vec<Option<f64>>>,
 }
 

@@ -1,5 +1,5 @@
 //! Activations on disk, by path: one file (Probelab's own opened layer by layer, any other
-//! read whole through the parent's [`super::whole`]) or a directory of shards.
+//! read whole through the parent's `whole`) or a directory of shards.
 
 use std::path::{Path, PathBuf};
 
@@ -36,8 +36,9 @@ fn read_bytes(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| Error::io(path.display().to_string(), e))
 }
 
-/// Opens activations in any of the [`FORMATS`], chosen by what `path` is: a directory (or a
-/// `manifest.json`) of shards, else by the file's extension. NaNs are found as layers are read.
+/// Opens activations in any of the [`super::FORMATS`], chosen by what `path` is: a directory
+/// (or a `manifest.json`) of shards, else by the file's extension. NaNs are found as layers are
+/// read.
 pub fn open(path: &Path, opts: &ImportOptions) -> Result<Opened> {
     let is_manifest = path.file_name().is_some_and(|n| n == MANIFEST_FILE);
     let opened = if path.is_dir() || is_manifest {
@@ -70,8 +71,8 @@ fn in_memory(i: Imported) -> Opened {
     }
 }
 
-/// Reads activations in any of the [`FORMATS`] whole into memory ([`open`], then every layer);
-/// a NaN or infinity is an error naming its layer and entity.
+/// Reads activations in any of the [`super::FORMATS`] whole into memory ([`open`], then every
+/// layer); a NaN or infinity is an error naming its layer and entity.
 pub fn read(path: &Path, opts: &ImportOptions) -> Result<Imported> {
     into_memory(open(path, opts)?)
 }
