@@ -53,7 +53,8 @@ function setBusy() {
   $('plan-lock').disabled = state.extracting || !state.info;
   $('plan-unlock').disabled = state.extracting;
   $('shipped-prompts').disabled = state.extracting || state.loading || !state.info;
-  $('causal-run').disabled = state.extracting || state.loading || !state.info || !state.report;
+  // The causal test edits the model's own activations: not those of a file.
+  $('causal-run').disabled = state.extracting || state.loading || !state.info || !state.report || Boolean(state.shown?.imported);
   $('acts-fit').disabled = state.extracting || !$('acts-file').files.length;
 }
 
@@ -885,7 +886,7 @@ async function fitActivationsFile() {
  * as it was.
  */
 async function runCausal() {
-  if (!state.report || !state.shown || state.extracting || !state.info) return;
+  if (!state.report || !state.shown || state.extracting || !state.info || state.shown.imported) return;
   const status = $('causal-status');
   const dataset = await currentDataset();
   const { names, opts } = currentRequest();
@@ -986,7 +987,8 @@ $('extract').addEventListener('click', runExtraction);
 $('cancel').addEventListener('click', () => workers.cancel());
 $('download-acts').addEventListener('click', downloadActivations);
 $('export-acts').addEventListener('click', downloadActivations);
-$('split').addEventListener('change', async () => { await showPlanState(); await refit(); });
+// A result fitted on a file is re-fitted from the file; any other from the run it came from.
+$('split').addEventListener('change', async () => { await showPlanState(); await (state.shown?.imported ? fitActivationsFile() : refit()); });
 $('color-by').addEventListener('change', colourBySurprisal);
 $('causal-run').addEventListener('click', runCausal);
 $('plan-lock').addEventListener('click', lockPlan);

@@ -10,7 +10,9 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { ROOT, launch, nativeBinary, openLab, pageError, readSafetensors, startServer, waitForReport } from './harness.mjs';
+import {
+  ROOT, launch, nativeBinary, openLab, pageError, readSafetensors, startServer, waitForProgress, waitForReport,
+} from './harness.mjs';
 
 const HF = path.join(ROOT, 'tests/fixtures/hf_hidden_states_smollm2.safetensors');
 const QUERY = '?permutations=10&split_seeds=0&nosw';
@@ -85,6 +87,19 @@ test('an HF hidden_states file beside a CSV: the page fits what probelab fit fit
   assert.equal(await page.isHidden('#acts-provenance'), false);
   assert.equal(rep.model.name, cli.model.name);
   assert.equal(await page.evaluate(() => window.probelab.workers.entitiesComputed), 0, 'the model did not run');
+
+  // Another split re-fits the file, as probelab fit --split does.
+  execFileSync(nativeBinary(), ['fit', HF, '--dataset', csvPath, '--permutations', '10', '--split-seeds', '0',
+    '--split', 'group:continent', '--ledger', path.join(dir, 'ledger.json'), '--out', `${out}-continent`], { stdio: 'ignore' });
+  const cliContinent = JSON.parse(readFileSync(path.join(`${out}-continent`, 'report.json'), 'utf8'));
+  await page.evaluate(() => { window.probelab.report = null; });
+  await page.selectOption('#split', 'group:continent');
+  await waitForReport(page);
+  const continent = await page.evaluate(() => window.probelab.report);
+  assert.deepEqual(continent.split, cliContinent.split);
+  assertSameFit(continent, cliContinent, 'leave each continent out, the page against probelab fit');
+  await page.selectOption('#split', 'random');
+  await waitForProgress(page, () => window.probelab.report?.split.kind === 'random');
 
   // The same data as an .npy (names from the CSV): the same report, the tool not stated.
   const hs = readSafetensors(HF, 'hidden_states');
