@@ -435,6 +435,32 @@ fn safetensors_whole(path: &Path, bytes: &[u8], opts: &ImportOptions) -> Result<
     from_arrays(path, "safetensors", arrays, meta, opts)
 }
 
+/// Transposes in place a `rows × cols` matrix whose elements are blocks of `d` values (the
+/// block at (r, c) moves to (c, r)), following each cycle of the permutation with one spare
+/// block: the array is never held twice, so a file read whole needs its activations' memory
+/// once whichever way round it is (the page's memory limit counts on that).
+fn transpose_blocks(v: &mut [f32], rows: usize, cols: usize, d: usize) {
+    let n = rows * cols;
+    let mut moved = vec![false; n];
+    let mut carry = vec![0f32; d];
+    for start in 0..n {
+        if moved[start] {
+            continue;
+        }
+        carry.copy_from_slice(&v[start * d..(start + 1) * d]);
+        let mut at = start;
+        loop {
+            moved[at] = true;
+            let to = (at % cols) * rows + at / cols;
+            v[to * d..(to + 1) * d].swap_with_slice(&mut carry);
+            at = to;
+            if at == start {
+                break;
+            }
+        }
+    }
+}
+
 /// Fills provenance and the entity-list metadata from a file's key/value metadata.
 fn apply_meta(imported: &mut Imported, meta: &Meta, opts: &ImportOptions) {
     let s = &mut imported.source;
@@ -579,19 +605,10 @@ fn from_arrays(
     if layers1 == 0 || d == 0 {
         return Err(bad(path, format!("'{tensor}' has shape {shape:?}: empty")));
     }
-    let data = if layout == Layout::EntitiesFirst {
-        let mut out = vec![0.0; values.len()];
-        for e in 0..entities {
-            for l in 0..layers1 {
-                let from = (e * layers1 + l) * d;
-                let to = (l * entities + e) * d;
-                out[to..to + d].copy_from_slice(&values[from..from + d]);
-            }
-        }
-        out
-    } else {
-        values
-    };
+    let mut data = values;
+    if layout == Layout::EntitiesFirst {
+        transpose_blocks(&mut data, entities, layers1, d);
+    }
     let pool = opts
         .pool
         .map(|p| p.to_string())
@@ -641,4 +658,32 @@ fn from_arrays(
     };
     apply_meta(&mut imported, &meta, opts);
     Ok(imported)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn transpose_blocks_is_the_plain_transpose() {
+        for (rows, cols, d) in [
+            (1, 1, 2),
+            (1, 7, 1),
+            (7, 1, 3),
+            (5, 4, 3),
+            (4, 5, 1),
+            (6, 6, 2),
+            (13, 31, 4),
+        ] {
+            let v: Vec<f32> = (0..rows * cols * d).map(|i| i as f32).collect();
+            let mut want = vec![0.0; v.len()];
+            for r in 0..rows {
+                for c in 0..cols {
+                    let (from, to) = ((r * cols + c) * d, (c * rows + r) * d);
+                    want[to..to + d].copy_from_slice(&v[from..from + d]);
+                }
+            }
+            let mut got = v.clone();
+            super::transpose_blocks(&mut got, rows, cols, d);
+            assert_eq!(got, want, "{rows} × {cols} × {d}");
+        }
+    }
 }
