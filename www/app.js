@@ -846,13 +846,14 @@ async function fitActivationsFile() {
   try {
     const store = await storeReady;
     status.textContent = `Reading ${file.name}${randomFile ? ` and ${randomFile.name}` : ''}…`;
-    const { report, scenes } = await fitImported({
+    const { report, scenes, memory } = await fitImported({
       file, randomFile, dataset, split, permutations, seed: SEED,
       splitSeeds: params.has('split_seeds') ? Number(params.get('split_seeds')) : 10,
       recordPlan: (info) => recordPlan(store, JSON.parse(analysis_plan(dataset.name, dataset.csv, info.model_sha256,
         info.pooling, split, [info.prompt], permutations, SEED, Boolean(randomFile)))),
-      onInfo: (info) => {
-        status.textContent = `${file.name}: ${info.n_layers + 1} layers × ${info.n_entities} entities × ${info.d_model} dimensions; fitting…`;
+      onInfo: (info, memory) => {
+        status.textContent = `${file.name}: ${info.n_layers + 1} layers × ${info.n_entities} entities × ${info.d_model} dimensions `
+          + `(WebAssembly memory ${mb(memory)}); fitting…`;
         $('probe-panel').hidden = false;
         bar.hidden = false; bar.value = 0;
       },
@@ -865,7 +866,7 @@ async function fitActivationsFile() {
       },
     });
     show({ reportJson: report, scenes }, null, null, true);
-    const done = `Fitted ${file.name} in ${((performance.now() - t) / 1000).toFixed(1)} s.`;
+    const done = `Fitted ${file.name} in ${((performance.now() - t) / 1000).toFixed(1)} s (WebAssembly memory ${mb(memory)}).`;
     status.textContent = done;
     $('probe-status').textContent = done;
   } catch (e) {

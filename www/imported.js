@@ -27,8 +27,8 @@ export function checkImportSize(files) {
  * of its own as activations of `dataset`'s names (the file's own names, when it has them, must
  * be the dataset's), asks `recordPlan(info)` for the plan's record (info: the file's {source,
  * random_init, n_entities, n_layers, d_model, model_name, model_sha256, prompt, pooling}), then
- * fits. onProgress({stage, done, total}); onInfo(info)
- * once the file is read. Resolves with {report, scenes} (JSON texts) and info.
+ * fits. onProgress({stage, done, total}); onInfo(info, memory) once the file is read (memory:
+ * the worker's WebAssembly memory in bytes). Resolves with {report, scenes} (JSON texts), info and memory (the worker's peak).
  */
 export async function fitImported({ file, randomFile, dataset, split, permutations, seed, splitSeeds, recordPlan, onInfo = () => {}, onProgress = () => {} }) {
   checkImportSize([file, ...(randomFile ? [randomFile] : [])]);
@@ -44,11 +44,11 @@ export async function fitImported({ file, randomFile, dataset, split, permutatio
     worker.postMessage(msg);
   });
   try {
-    const { info } = await ask({ type: 'read', file, randomFile, dataset: dataset.name, csv: dataset.csv }, 'read');
-    onInfo(info);
+    const { info, memory } = await ask({ type: 'read', file, randomFile, dataset: dataset.name, csv: dataset.csv }, 'read');
+    onInfo(info, memory);
     const plan = await recordPlan(info);
     const m = await ask({ type: 'fit', split, permutations, seed, splitSeeds, plan }, 'fitted');
-    return { report: m.report, scenes: m.scenes, info };
+    return { report: m.report, scenes: m.scenes, info, memory: m.memory };
   } finally {
     worker.terminate();
   }
