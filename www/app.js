@@ -4,6 +4,7 @@
 import { DEFAULT_MODEL_URL } from './config.js';
 import { WorkerPool } from './workers.js';
 import { gatherActivations, readStoredRun } from './activations.js';
+import { fitImported, provenanceText } from './imported.js';
 import { fillCausal, linkToLab, showResults } from './results.js';
 import { Store, reportKey, runKey, sha256Hex } from './store.js';
 import { cachedSize, versionOf } from './source.js';
@@ -52,7 +53,9 @@ function setBusy() {
   $('plan-lock').disabled = state.extracting || !state.info;
   $('plan-unlock').disabled = state.extracting;
   $('shipped-prompts').disabled = state.extracting || state.loading || !state.info;
-  $('causal-run').disabled = state.extracting || state.loading || !state.info || !state.report;
+  // The causal test edits the model's own activations: not those of a file.
+  $('causal-run').disabled = state.extracting || state.loading || !state.info || !state.report || Boolean(state.shown?.imported);
+  $('acts-fit').disabled = state.extracting || !$('acts-file').files.length;
 }
 
 const mb = (n) => (n / 1e6).toFixed(1) + ' MB';
@@ -662,19 +665,24 @@ async function fitAndShow(dataset, sweep) {
   show(stored, state.info.sha256, key);
 }
 
-/** Draws a stored result ({reportJson, scenes}); `key` is where the store keeps it. */
-function show(stored, sha256, key) {
-  state.shown = { stored, key };
+/**
+ * Draws a stored result ({reportJson, scenes}); `key` is where the store keeps it. `imported`:
+ * fitted on a file's activations, which this tab does not hold as a run.
+ */
+function show(stored, sha256, key, imported = false) {
+  state.shown = { stored, key, imported };
   // Read once into the core: the slider, the summary and the exports ask this handle.
   const report = Report.from_json(stored.reportJson);
   state.report = showResults(report, stored.reportJson, JSON.parse(stored.scenes), params.has('layer') ? Number(params.get('layer')) : undefined);
   state.shownFrom = sha256;
   $('probe-panel').hidden = false;
   $('summary').textContent = report.summary();
+  $('acts-provenance').textContent = provenanceText(state.report);
+  $('acts-provenance').hidden = !$('acts-provenance').textContent;
   fillCausal(state.report);
   resultsFirst(true);
   // The activations go with the result when this tab holds them (not on a revisit from the store).
-  $('export-acts').disabled = !shownRun()?.data;
+  $('export-acts').disabled = imported || !shownRun()?.data;
   if (embedded) showTitle(state.report.dataset.target);
   linkToLab();
 }
@@ -824,6 +832,63 @@ async function refit() {
   }
 }
 
+// ---- Activations made elsewhere: a file beside the CSV, fitted without the model -------------
+
+/**
+ * Fits the chosen activations file (and the random-init control's, when given) on the current
+ * dataset: the core reads it and checks it against the dataset's names, the plan is recorded as
+ * for any fit, and the report says where the activations came from.
+ */
+async function fitActivationsFile() {
+  clearError();
+  const file = $('acts-file').files[0];
+  const randomFile = $('acts-random-file').files[0];
+  const status = $('acts-status');
+  const dataset = await currentDataset();
+  if (!file) return;
+  if (!dataset) {
+    showError('Fitting activations needs targets: choose a built-in dataset or a CSV with latitude/longitude or years (its names in the file\'s order).');
+    return;
+  }
+  state.extracting = true; setBusy();
+  const bar = $('fit-progress');
+  const t = performance.now();
+  const split = currentSplit();
+  try {
+    const store = await storeReady;
+    status.textContent = `Reading ${file.name}${randomFile ? ` and ${randomFile.name}` : ''}…`;
+    const { report, scenes, memory } = await fitImported({
+      file, randomFile, dataset, split, permutations, seed: SEED,
+      splitSeeds: params.has('split_seeds') ? Number(params.get('split_seeds')) : 10,
+      recordPlan: (info) => recordPlan(store, JSON.parse(analysis_plan(dataset.name, dataset.csv, info.model_sha256,
+        info.pooling, split, [info.prompt], permutations, SEED, Boolean(randomFile)))),
+      onInfo: (info, memory) => {
+        status.textContent = `${file.name}: ${info.n_layers + 1} layers × ${info.n_entities} entities × ${info.d_model} dimensions `
+          + `(WebAssembly memory ${mb(memory)}); fitting…`;
+        $('probe-panel').hidden = false;
+        bar.hidden = false; bar.value = 0;
+      },
+      onProgress: (p) => {
+        if (p.stage !== 'layers' && p.stage !== 'split seeds') return;
+        bar.max = p.total; bar.value = p.done;
+        $('probe-status').textContent = p.stage === 'layers'
+          ? `Fitting ${file.name}: layer ${p.done} of ${p.total} done.`
+          : `Re-drawing the split over other seeds: ${p.done} of ${p.total} done.`;
+      },
+    });
+    show({ reportJson: report, scenes }, null, null, true);
+    const done = `Fitted ${file.name} in ${((performance.now() - t) / 1000).toFixed(1)} s (WebAssembly memory ${mb(memory)}).`;
+    status.textContent = done;
+    $('probe-status').textContent = done;
+  } catch (e) {
+    status.textContent = '';
+    showError(e.planRefused ? e.message : `Could not fit ${file.name}: ${e.message}`);
+  } finally {
+    bar.hidden = true;
+    state.extracting = false; setBusy();
+  }
+}
+
 // ---- Does the model use it? (the causal test) ------------------------------------------------
 
 /**
@@ -833,7 +898,7 @@ async function refit() {
  * as it was.
  */
 async function runCausal() {
-  if (!state.report || !state.shown || state.extracting || !state.info) return;
+  if (!state.report || !state.shown || state.extracting || !state.info || state.shown.imported) return;
   const status = $('causal-status');
   const dataset = await currentDataset();
   const { names, opts } = currentRequest();
@@ -928,11 +993,14 @@ $('data-panel').addEventListener('drop', (e) => {
   const f = e.dataTransfer.files[0];
   if (f) importFile(f);
 });
+$('acts-file').addEventListener('change', setBusy);
+$('acts-fit').addEventListener('click', fitActivationsFile);
 $('extract').addEventListener('click', runExtraction);
 $('cancel').addEventListener('click', () => workers.cancel());
 $('download-acts').addEventListener('click', downloadActivations);
 $('export-acts').addEventListener('click', downloadActivations);
-$('split').addEventListener('change', async () => { await showPlanState(); await refit(); });
+// A result fitted on a file is re-fitted from the file; any other from the run it came from.
+$('split').addEventListener('change', async () => { await showPlanState(); await (state.shown?.imported ? fitActivationsFile() : refit()); });
 $('color-by').addEventListener('change', colourBySurprisal);
 $('causal-run').addEventListener('click', runCausal);
 $('plan-lock').addEventListener('click', lockPlan);

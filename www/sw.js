@@ -7,7 +7,7 @@ const APP_CACHE = 'probelab-app-v1';
 const MODEL_CACHE = 'probelab-models';
 const APP_FILES = [
   './', 'index.html', 'style.css', 'favicon.svg', 'config.js', 'app.js', 'workers.js', 'worker.js',
-  'activations.js', 'store.js', 'results.js', 'scene.js', 'source.js', 'pkg/probelab.js', 'pkg/probelab_bg.wasm',
+  'activations.js', 'imported.js', 'import_worker.js', 'store.js', 'results.js', 'scene.js', 'source.js', 'pkg/probelab.js', 'pkg/probelab_bg.wasm',
 ];
 
 self.addEventListener('install', (event) => {

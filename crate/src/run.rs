@@ -431,7 +431,6 @@ pub fn peak_memory_mib() -> Option<f64> {
 
 /// Records in the report where the activations came from and where the random-initialised
 /// control's came from (or that it is missing), for activations read from files.
-#[cfg(not(target_arch = "wasm32"))]
 pub fn note_source(report: &mut Report, imported: &crate::extract::import::ImportedRun) {
     report.notes.insert(
         "activations.source".into(),

@@ -783,10 +783,7 @@ pub fn fit_probes(
         crate::run::dataset_from(dataset_name, csv.as_deref(), data::OnBadRows::Skip)
             .map_err(js_err)?;
     crate::extract::prompts::prompt_set(&prompts).map_err(js_err)?;
-    let plan: Option<crate::probe::preregistration::PlanRecord> = plan
-        .map(|text| serde_json::from_str(&text))
-        .transpose()
-        .map_err(|e| JsError::new(&format!("the plan's ledger record: {e}")))?;
+    let plan = plan_record(plan)?;
     let n = dataset.len();
     let per_template = (n_layers + 1) * n * d_model;
     let shaped = |v: Vec<f32>, what: &str| -> Result<Vec<Activations>, JsError> {
@@ -816,14 +813,64 @@ pub fn fit_probes(
         .transpose()?;
     let pooling: Pooling = pooling.parse().map_err(js_err)?;
     let meta = ActsMeta::for_dataset(model_name, model_sha256, &prompts[0], pooling, &dataset);
-    let split = crate::run::parse_split(split, seed).map_err(js_err)?;
     // NaN marks a name the model could not score.
     let surprisal: Option<Vec<Option<f64>>> =
         surprisal.map(|v| v.into_iter().map(|x| x.is_finite().then_some(x)).collect());
-    let sweep: Vec<_> = prompts
+    let report = fit_sweep(
+        &Sweep {
+            prompts: &prompts,
+            acts: &acts,
+            random: random.as_deref(),
+            meta: &meta,
+            surprisal: surprisal.as_deref(),
+        },
+        &dataset,
+        &PageFit {
+            split,
+            permutations,
+            seed,
+            split_seeds,
+            plan,
+        },
+        on_progress,
+    )?;
+    Ok(Report { report })
+}
+
+/// A prompt sweep's activations as the page fits them: one per template, the random-init
+/// model's for every template or none.
+struct Sweep<'a> {
+    prompts: &'a [String],
+    acts: &'a [Activations],
+    random: Option<&'a [Activations]>,
+    meta: &'a ActsMeta,
+    surprisal: Option<&'a [Option<f64>]>,
+}
+
+/// The page's fit settings.
+struct PageFit<'a> {
+    split: &'a str,
+    permutations: usize,
+    seed: u64,
+    split_seeds: usize,
+    plan: Option<crate::probe::preregistration::PlanRecord>,
+}
+
+/// The page's fit: the probes and every control on a sweep, re-drawn over `split_seeds` more
+/// seeds, with the plan's record; `on_progress(stage, done, total)` hears each stage. Shared by
+/// activations from the page's extraction ([`fit_probes`]) and from a file ([`ImportedActs`]).
+fn fit_sweep(
+    sweep: &Sweep,
+    dataset: &data::Dataset,
+    fit: &PageFit,
+    on_progress: Option<js_sys::Function>,
+) -> Result<analysis::Report, JsError> {
+    let split = crate::run::parse_split(fit.split, fit.seed).map_err(js_err)?;
+    let templates: Vec<_> = sweep
+        .prompts
         .iter()
         .enumerate()
-        .map(|(i, t)| (t.as_str(), &acts[i], random.as_ref().map(|r| &r[i])))
+        .map(|(i, t)| (t.as_str(), &sweep.acts[i], sweep.random.map(|r| &r[i])))
         .collect();
     let tell = |stage: &str, done: usize, total: usize| {
         if let Some(f) = &on_progress {
@@ -840,16 +887,16 @@ pub fn fit_probes(
                   opts: &analysis::AnalysisOptions,
                   progress: &mut analysis::StageProgress| {
         crate::run::fit_prompts(
-            &sweep,
-            &meta,
-            surprisal.as_deref(),
-            &dataset,
+            &templates,
+            sweep.meta,
+            sweep.surprisal,
+            dataset,
             split,
             opts,
             progress,
         )
     };
-    let opts = page_options(permutations, seed);
+    let opts = page_options(fit.permutations, fit.seed);
     // (stage, done, total) to the caller, e.g. a worker posting progress to the page.
     let mut report = fit_on(&split, &opts, &mut |stage, done, total| {
         tell(stage, done, total);
@@ -862,15 +909,123 @@ pub fn fit_probes(
         &mut report,
         &split,
         &opts,
-        split_seeds,
+        fit.split_seeds,
         &mut |split, opts| {
-            tell("split seeds", seeds_done, split_seeds);
+            tell("split seeds", seeds_done, fit.split_seeds);
             seeds_done += 1;
             fit_on(split, opts, &mut |_, _, _| true)
         },
     );
-    report.plan = plan;
-    Ok(Report { report })
+    report.plan = fit.plan.clone();
+    Ok(report)
+}
+
+/// Activations made elsewhere, from the bytes of one file the page was given (and of the
+/// random-init control's, when given), of a dataset's entities in its row order, read by the
+/// core's importer ([`crate::extract::import::run_from_bytes`]: the formats, checks and
+/// provenance of `probelab fit`). Sharded directories are the command line's.
+#[wasm_bindgen]
+pub struct ImportedActs {
+    run: crate::extract::import::ImportedRun,
+    dataset: data::Dataset,
+}
+
+#[wasm_bindgen]
+impl ImportedActs {
+    /// Reads the file (its name tells the format) as activations of the dataset's names (a
+    /// built-in dataset, or CSV bytes): a file without names takes the dataset's, a file with
+    /// names must have the dataset's, row by row. An error says what is wrong (the format, the
+    /// first row whose names differ, the shape against the names, a NaN by layer and entity…).
+    #[wasm_bindgen(constructor)]
+    pub fn new(
+        file_name: &str,
+        bytes: &[u8],
+        random_name: Option<String>,
+        random_bytes: Option<Vec<u8>>,
+        dataset_name: &str,
+        csv: Option<Vec<u8>>,
+    ) -> Result<ImportedActs, JsError> {
+        let (dataset, _) =
+            crate::run::dataset_from(dataset_name, csv.as_deref(), data::OnBadRows::Skip)
+                .map_err(js_err)?;
+        let opts = crate::extract::import::ImportOptions {
+            names: Some(dataset.names.clone()),
+            names_from: Some(format!("dataset '{}'", dataset.name)),
+            ..Default::default()
+        };
+        let random = random_name.as_deref().zip(random_bytes.as_deref());
+        let run = crate::extract::import::run_from_bytes(
+            (file_name, bytes),
+            random,
+            &opts,
+            "the page's second activations file, for the random-init control",
+        )
+        .map_err(js_err)?;
+        crate::extract::import::check_dataset(&run.real.meta, &dataset).map_err(js_err)?;
+        Ok(ImportedActs { run, dataset })
+    }
+
+    /// What the page shows and plans with: `{source, random_init, n_entities, n_layers,
+    /// d_model, model_name, model_sha256, prompt, pooling}`.
+    pub fn info(&self) -> Result<String, JsError> {
+        let (real, meta) = (&self.run.real, &self.run.real.meta);
+        let value = serde_json::json!({
+            "source": real.source.to_string(),
+            "random_init": self.run.random_init_note,
+            "n_entities": real.acts.n_entities,
+            "n_layers": real.acts.n_layers,
+            "d_model": real.acts.d_model,
+            "model_name": meta.model_name,
+            "model_sha256": meta.model_sha256,
+            "prompt": meta.prompt_template,
+            "pooling": meta.pooling.to_string(),
+        });
+        Ok(value.to_string())
+    }
+
+    /// Fits the probes and every control as [`fit_probes`] does, and records in the report
+    /// where the activations came from and where the control's did (or that it is missing),
+    /// as `probelab fit` records them.
+    pub fn fit(
+        &self,
+        split: &str,
+        permutations: usize,
+        seed: u64,
+        split_seeds: usize,
+        plan: Option<String>,
+        on_progress: Option<js_sys::Function>,
+    ) -> Result<Report, JsError> {
+        let run = &self.run;
+        let mut report = fit_sweep(
+            &Sweep {
+                prompts: std::slice::from_ref(&run.real.meta.prompt_template),
+                acts: std::slice::from_ref(&run.real.acts),
+                random: run.random_init.as_ref().map(std::slice::from_ref),
+                meta: &run.real.meta,
+                surprisal: run.name_surprisal.as_deref(),
+            },
+            &self.dataset,
+            &PageFit {
+                split,
+                permutations,
+                seed,
+                split_seeds,
+                plan: plan_record(plan)?,
+            },
+            on_progress,
+        )?;
+        crate::run::note_source(&mut report, run);
+        Ok(Report { report })
+    }
+}
+
+/// The plan's ledger record (from [`ledger_record`]) as the report's `plan` block.
+fn plan_record(
+    plan: Option<String>,
+) -> Result<Option<crate::probe::preregistration::PlanRecord>, JsError> {
+    plan.map(|text| serde_json::from_str(&text))
+        .transpose()
+        .map_err(|e| JsError::new(&format!("the plan's ledger record: {e}")))
 }
 
 /// The page's prompt templates from its text box (one per line, blank lines skipped), checked

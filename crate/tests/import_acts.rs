@@ -732,3 +732,122 @@ fn fit_on_an_imported_array_records_where_it_came_from() {
         "{stderr}"
     );
 }
+
+/// What a read gave, for comparing two readers: the activations, what they are of and where
+/// they came from, or the error's text.
+fn outcome(r: probelab::Result<import::Imported>) -> String {
+    match r {
+        Ok(i) => format!(
+            "{:?} {:?} {:?} {:?} {:?} {:?}",
+            (i.acts.n_layers, i.acts.n_entities, i.acts.d_model),
+            i.acts.data.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+            i.acts.first_token_ids,
+            i.acts.tokens_per_entity,
+            i.meta,
+            i.source
+        ),
+        Err(e) => format!("error: {e}"),
+    }
+}
+
+#[test]
+fn bytes_read_as_the_path_reader_reads_them() {
+    // The page's entry point (a file's name and bytes) against the path reader on the same
+    // files: every single-file format, Probelab's own file, and the errors (names, NaN, format).
+    let d = tmp("bytes");
+    let (a, m) = probelab_sample(6);
+    let probelab_file = d.join("acts.safetensors");
+    std::fs::write(
+        &probelab_file,
+        acts::to_safetensors(&a, &m, StoreAs::F32).unwrap(),
+    )
+    .unwrap();
+    let mut wrong = names();
+    wrong[2] = "Alexandria".into();
+    let cases: Vec<(PathBuf, ImportOptions)> = vec![
+        (
+            fixture("hf_hidden_states_smollm2.safetensors"),
+            Default::default(),
+        ),
+        (fixture("import/layers_first_f32.npy"), with_names()),
+        (fixture("import/layers_first_f32_be.npy"), with_names()),
+        (fixture("import/entities_first_f64.npz"), Default::default()),
+        (fixture("import/bytes_names_v2.npz"), Default::default()),
+        (probelab_file.clone(), Default::default()),
+        (fixture("import/nan_at_l2_e3.npz"), Default::default()),
+        (fixture("import/ambiguous_f16.npy"), with_names()),
+        (fixture("import/names.txt"), with_names()),
+        (
+            fixture("import/entities_first_f64.npz"),
+            ImportOptions {
+                names: Some(wrong),
+                ..Default::default()
+            },
+        ),
+    ];
+    for (path, opts) in &cases {
+        let bytes = std::fs::read(path).unwrap();
+        let by_path = outcome(import::read(path, opts));
+        let by_bytes = outcome(import::from_bytes(path.to_str().unwrap(), &bytes, opts));
+        assert_eq!(by_bytes, by_path, "{}", path.display());
+    }
+    // The errors are the ones the path reader's tests expect.
+    let at = |p: &str, o: &ImportOptions| {
+        let path = fixture(p);
+        err(import::from_bytes(
+            path.to_str().unwrap(),
+            &std::fs::read(&path).unwrap(),
+            o,
+        ))
+    };
+    let e = at("import/nan_at_l2_e3.npz", &Default::default());
+    assert!(e.contains("NaN at layer 2, entity 4 ('Oslo')"), "{e}");
+    let e = at("import/names.txt", &with_names());
+    assert!(
+        e.contains("'.txt' is not a format") && e.contains(".npz"),
+        "{e}"
+    );
+    let e = import::from_bytes("a.npy", b"hello", &with_names())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("a.npy") && e.contains("not an .npy file"), "{e}");
+
+    // A run: the control from a second file's bytes, or missing, as read_run has it.
+    let lf = fixture("import/layers_first_f32.npy");
+    let npz = fixture("import/entities_first_f64.npz");
+    let (lf_bytes, npz_bytes) = (std::fs::read(&lf).unwrap(), std::fs::read(&npz).unwrap());
+    let by_path = import::read_run(&lf, Some(&npz), &with_names()).unwrap();
+    let by_bytes = import::run_from_bytes(
+        (lf.to_str().unwrap(), &lf_bytes),
+        Some((npz.to_str().unwrap(), &npz_bytes)),
+        &with_names(),
+        "fit --random-init FILE",
+    )
+    .unwrap();
+    assert_eq!(
+        by_bytes.random_init.unwrap().data,
+        by_path.random_init.unwrap().data
+    );
+    assert_eq!(by_bytes.random_init_note, by_path.random_init_note);
+    assert_eq!(outcome(Ok(by_bytes.real)), outcome(Ok(by_path.real)));
+    let missing = import::run_from_bytes(
+        (lf.to_str().unwrap(), &lf_bytes),
+        None,
+        &with_names(),
+        "fit --random-init FILE",
+    )
+    .unwrap();
+    let by_path = import::read_run(&lf, None, &with_names()).unwrap();
+    assert_eq!(missing.random_init_note, by_path.random_init_note);
+    // A control of another width is refused as read_run refuses it.
+    let narrow = npy_bytes(&[4, 5, 2], &(0..40).map(|i| i as f32).collect::<Vec<_>>());
+    let e = import::run_from_bytes(
+        ("acts.npy", &lf_bytes),
+        Some(("narrow.npy", &narrow)),
+        &with_names(),
+        "",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("width 2, the model's 3 of width 3"), "{e}");
+}

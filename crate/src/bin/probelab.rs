@@ -322,6 +322,7 @@ impl ImportArgs {
         Ok(import::ImportOptions {
             layout: self.layout.parse()?,
             names,
+            names_from: None,
             tensor: self.tensor.clone(),
             tool: self.tool.clone(),
             model_id: self.model_id.clone(),

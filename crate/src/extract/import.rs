@@ -11,16 +11,24 @@
 //! Names come from the file (safetensors metadata `names`, a JSON list; an `.npz` array
 //! `names`) or from a names file, and must agree when both are given. A NaN or infinity is an
 //! error naming its layer and entity.
+//!
+//! Files on disk (and shard directories) are opened by path ([`open`], [`read`], [`read_run`];
+//! native only, in `files`); one file's bytes, as the page has them, go through [`from_bytes`]
+//! and [`run_from_bytes`]. Both read a file's contents with the same functions (`whole`).
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use super::acts::{self, ActsMeta, RANDOM_INIT_FILE, SURPRISAL_FILE};
-use super::layers::{self, FileLayers, LayerSource, Layers};
+use super::acts::{self, ActsMeta};
 use super::npy::{self, NpyArray, NpyData};
 use super::{Activations, Pooling};
 use crate::data;
 use crate::error::{Error, Result};
+
+#[cfg(not(target_arch = "wasm32"))]
+mod files;
+#[cfg(not(target_arch = "wasm32"))]
+pub use files::{open, open_run, read, read_run, Manifest, Opened, OpenedRun, ShardEntry};
 
 /// The shard list in a directory of shards.
 pub const MANIFEST_FILE: &str = "manifest.json";
@@ -67,6 +75,8 @@ pub struct ImportOptions {
     pub layout: Layout,
     /// The names, in the file's entity order (from a names file).
     pub names: Option<Vec<String>>,
+    /// Where `names` came from, as messages say it (default: "the names file").
+    pub names_from: Option<String>,
     /// Which tensor or array holds the activations, when the file has several.
     pub tensor: Option<String>,
     pub tool: Option<String>,
@@ -112,26 +122,7 @@ pub struct ImportedRun {
     pub random_init: Option<Activations>,
     /// Where the control came from, or that it is missing and why.
     pub random_init_note: String,
-    /// The names' surprisals ([`SURPRISAL_FILE`] beside a Probelab file), when saved.
-    pub name_surprisal: Option<Vec<Option<f64>>>,
-}
-
-/// Activations opened for a fit: Probelab's safetensors (one file or shards) are read layer
-/// by layer as the fit asks (only headers and token tables are read here); other formats are
-/// read whole.
-#[derive(Debug)]
-pub struct Opened {
-    pub layers: Layers,
-    pub meta: ActsMeta,
-    pub source: Source,
-}
-
-/// [`ImportedRun`] with its activations opened, not read.
-#[derive(Debug)]
-pub struct OpenedRun {
-    pub real: Opened,
-    pub random_init: Option<Opened>,
-    pub random_init_note: String,
+    /// The names' surprisals ([`acts::SURPRISAL_FILE`] beside a Probelab file), when saved.
     pub name_surprisal: Option<Vec<Option<f64>>>,
 }
 
@@ -147,97 +138,161 @@ fn within(path: &Path, e: Error) -> Error {
     }
 }
 
-fn read_bytes(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|e| Error::io(path.display().to_string(), e))
+const PROBELAB_FORMAT: &str = "probelab safetensors";
+
+/// The single-file formats, told by the file's extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Safetensors,
+    Npy,
+    Npz,
 }
 
-/// Opens activations in any of the [`FORMATS`], chosen by what `path` is: a directory (or a
-/// `manifest.json`) of shards, else by the file's extension. NaNs are found as layers are read.
-pub fn open(path: &Path, opts: &ImportOptions) -> Result<Opened> {
-    let is_manifest = path.file_name().is_some_and(|n| n == MANIFEST_FILE);
-    let whole = |i: Imported| Opened {
-        layers: Layers::Memory(i.acts),
-        meta: i.meta,
-        source: i.source,
-    };
-    let opened = if path.is_dir() || is_manifest {
-        let manifest = if is_manifest {
-            path.to_path_buf()
-        } else {
-            path.join(MANIFEST_FILE)
-        };
-        open_shards(&manifest, opts)?
-    } else {
-        let ext = path
-            .extension()
-            .map(|e| e.to_string_lossy().to_lowercase())
-            .unwrap_or_default();
-        match ext.as_str() {
-            "safetensors" => open_safetensors(path, opts)?,
-            "npy" => {
-                let array = npy::read_npy(&read_bytes(path)?).map_err(|e| within(path, e))?;
-                whole(from_arrays(
-                    path,
-                    "npy",
-                    vec![("array".into(), array)],
-                    Meta::new(),
-                    opts,
-                )?)
-            }
-            "npz" => {
-                let arrays = npy::read_npz(&read_bytes(path)?).map_err(|e| within(path, e))?;
-                whole(from_arrays(path, "npz", arrays, Meta::new(), opts)?)
-            }
-            _ if !path.exists() => return Err(bad(path, "no such file or directory")),
-            other => {
-                return Err(bad(
-                    path,
-                    format!("'.{other}' is not a format Probelab reads; it reads {FORMATS}"),
-                ))
-            }
-        }
-    };
-    if let Some(names) = &opts.names {
-        check_same_names(&opened.meta.names, names, "the file", "the names file")
-            .map_err(|e| within(path, e))?;
+/// The format `path`'s extension names; any other is an error listing the [`FORMATS`].
+fn format_of(path: &Path) -> Result<Format> {
+    let ext = path
+        .extension()
+        .map(|e| e.to_string_lossy().to_lowercase())
+        .unwrap_or_default();
+    match ext.as_str() {
+        "safetensors" => Ok(Format::Safetensors),
+        "npy" => Ok(Format::Npy),
+        "npz" => Ok(Format::Npz),
+        other => Err(bad(
+            path,
+            format!("'.{other}' is not a format Probelab reads; it reads {FORMATS}"),
+        )),
     }
-    Ok(opened)
 }
 
-/// Reads activations in any of the [`FORMATS`] whole into memory ([`open`], then every layer);
-/// a NaN or infinity is an error naming its layer and entity.
-pub fn read(path: &Path, opts: &ImportOptions) -> Result<Imported> {
-    into_memory(open(path, opts)?)
+/// One file's contents read whole, `path` naming it in messages and in the [`Source`]: the
+/// path reader and the bytes reader both come here.
+fn whole(path: &Path, format: Format, bytes: &[u8], opts: &ImportOptions) -> Result<Imported> {
+    match format {
+        Format::Safetensors => safetensors_whole(path, bytes, opts),
+        Format::Npy => {
+            let array = npy::read_npy(bytes).map_err(|e| within(path, e))?;
+            from_arrays(
+                path,
+                "npy",
+                vec![("array".into(), array)],
+                Meta::new(),
+                opts,
+            )
+        }
+        Format::Npz => {
+            let arrays = npy::read_npz(bytes).map_err(|e| within(path, e))?;
+            from_arrays(path, "npz", arrays, Meta::new(), opts)
+        }
+    }
 }
 
-fn into_memory(o: Opened) -> Result<Imported> {
-    let acts = o.layers.into_activations()?;
-    check_finite(&acts, &o.meta.names).map_err(|e| within(Path::new(&o.source.path), e))?;
-    Ok(Imported {
-        acts,
-        meta: o.meta,
-        source: o.source,
-    })
+fn names_from(opts: &ImportOptions) -> &str {
+    opts.names_from.as_deref().unwrap_or("the names file")
 }
 
-/// [`read`], and the random-initialised control: from `random_init` when given, else the
-/// twin Probelab writes beside its own file ([`RANDOM_INIT_FILE`]), else missing.
-pub fn read_run(
-    path: &Path,
-    random_init: Option<&Path>,
+/// Names given beside the file must be the file's, row by row.
+fn check_given_names(path: &Path, in_file: &[String], opts: &ImportOptions) -> Result<()> {
+    match &opts.names {
+        Some(names) => check_same_names(in_file, names, "the file", names_from(opts))
+            .map_err(|e| within(path, e)),
+        None => Ok(()),
+    }
+}
+
+/// Reads one file's bytes in any single-file format of the [`FORMATS`] (told by `file_name`'s
+/// extension), as [`read`] reads the file at a path: the same parsing, checks and provenance,
+/// `file_name` standing for the path. A NaN or infinity is an error naming its layer and
+/// entity. (A directory of shards has no bytes: it is read by path only.)
+pub fn from_bytes(file_name: &str, bytes: &[u8], opts: &ImportOptions) -> Result<Imported> {
+    let path = Path::new(file_name);
+    let imported = whole(path, format_of(path)?, bytes, opts)?;
+    check_given_names(path, &imported.meta.names, opts)?;
+    check_finite(&imported.acts, &imported.meta.names).map_err(|e| within(path, e))?;
+    Ok(imported)
+}
+
+/// [`from_bytes`], and the random-initialised control from a second file's bytes when given,
+/// else missing (`missing_how` says how the caller would have given it, e.g. "fit
+/// --random-init FILE"). The control is checked against the activations as [`read_run`]
+/// checks it.
+pub fn run_from_bytes(
+    real: (&str, &[u8]),
+    random_init: Option<(&str, &[u8])>,
     opts: &ImportOptions,
+    missing_how: &str,
 ) -> Result<ImportedRun> {
-    let run = open_run(path, random_init, opts)?;
-    let random_init = match run.random_init {
-        Some(r) => Some(into_memory(r).map_err(random_err)?.acts),
-        None => None,
+    let real_run = from_bytes(real.0, real.1, opts)?;
+    let Some((name, bytes)) = random_init else {
+        return Ok(ImportedRun {
+            real: real_run,
+            random_init: None,
+            random_init_note: missing_note(missing_how),
+            name_surprisal: None,
+        });
     };
+    let r = from_bytes(name, bytes, &control_options(&real_run.meta, opts)).map_err(random_err)?;
+    let shape = |a: &Activations| (a.n_layers, a.d_model);
+    check_twin(
+        Path::new(name),
+        Path::new(real.0),
+        (&real_run.meta, shape(&real_run.acts)),
+        (&r.meta, shape(&r.acts)),
+    )?;
     Ok(ImportedRun {
-        real: into_memory(run.real)?,
-        random_init,
-        random_init_note: run.random_init_note,
-        name_surprisal: run.name_surprisal,
+        random_init_note: format!("from {name}"),
+        real: real_run,
+        random_init: Some(r.acts),
+        name_surprisal: None,
     })
+}
+
+/// The report's note when no random-initialised activations were given.
+fn missing_note(how: &str) -> String {
+    format!(
+        "missing: no random-initialised model's activations were given ({how}), so that \
+         control was not run"
+    )
+}
+
+/// The control's reading options: it is of the same entities, so names it does not carry are
+/// the real file's.
+fn control_options(real: &ActsMeta, opts: &ImportOptions) -> ImportOptions {
+    ImportOptions {
+        names: Some(real.names.clone()),
+        names_from: Some("the activations".into()),
+        ..opts.clone()
+    }
+}
+
+/// The random-init control at `from` must be of the model of the activations at `real_path`
+/// (when both say which) and of their shape, `(layers, width)`.
+fn check_twin(
+    from: &Path,
+    real_path: &Path,
+    real: (&ActsMeta, (usize, usize)),
+    twin: (&ActsMeta, (usize, usize)),
+) -> Result<()> {
+    let (rs, ms) = (&twin.0.model_sha256, &real.0.model_sha256);
+    if !rs.is_empty() && !ms.is_empty() && rs != ms {
+        return Err(bad(
+            from,
+            format!(
+                "is not the random-init twin of {}: another model (sha256 {rs} vs {ms})",
+                real_path.display()
+            ),
+        ));
+    }
+    let ((al, ad), (bl, bd)) = (real.1, twin.1);
+    if (al, ad) != (bl, bd) {
+        return Err(bad(
+            from,
+            format!(
+                "the random-init activations have {bl} layers + embedding of width {bd}, the model's {al} of width {ad}"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn random_err(e: Error) -> Error {
@@ -247,87 +302,28 @@ fn random_err(e: Error) -> Error {
     }
 }
 
-/// [`open`], and the random-initialised control as [`read_run`] finds it; every check that
-/// needs no activations (names, model, shapes) is done here.
-pub fn open_run(
-    path: &Path,
-    random_init: Option<&Path>,
-    opts: &ImportOptions,
-) -> Result<OpenedRun> {
-    let real = open(path, opts)?;
-    let name_surprisal = if real.source.format == PROBELAB_FORMAT {
-        read_surprisal(&path.with_file_name(SURPRISAL_FILE), real.meta.names.len())?
-    } else {
-        None
-    };
-    let twin = path.with_file_name(RANDOM_INIT_FILE);
-    let from = match random_init {
-        Some(p) => Some(p.to_path_buf()),
-        None if real.source.format == PROBELAB_FORMAT && twin.exists() => Some(twin),
-        None => None,
-    };
-    let Some(from) = from else {
-        return Ok(OpenedRun {
-            real,
-            random_init: None,
-            random_init_note: "missing: no random-initialised model's activations were given \
-                               (fit --random-init FILE), so that control was not run"
-                .into(),
-            name_surprisal,
-        });
-    };
-    // The control is of the same entities: names it does not carry are the real file's.
-    let r_opts = ImportOptions {
-        names: Some(real.meta.names.clone()),
-        ..opts.clone()
-    };
-    let r = open(&from, &r_opts).map_err(random_err)?;
-    let (rs, ms) = (&r.meta.model_sha256, &real.meta.model_sha256);
-    if !rs.is_empty() && !ms.is_empty() && rs != ms {
-        return Err(bad(
-            &from,
-            format!(
-                "is not the random-init twin of {}: another model (sha256 {rs} vs {ms})",
-                path.display()
-            ),
-        ));
-    }
-    let (a, b) = (&real.layers, &r.layers);
-    if (a.n_layers(), a.d_model()) != (b.n_layers(), b.d_model()) {
-        return Err(bad(
-            &from,
-            format!(
-                "the random-init activations have {} layers + embedding of width {}, the model's {} of width {}",
-                b.n_layers(), b.d_model(), a.n_layers(), a.d_model()
-            ),
-        ));
-    }
-    Ok(OpenedRun {
-        random_init_note: format!("from {}", from.display()),
-        real,
-        random_init: Some(r),
-        name_surprisal,
-    })
+/// Whether a safetensors file's metadata is Probelab's own (and its `activations` are wanted).
+fn is_probelab(meta: &Meta, opts: &ImportOptions) -> bool {
+    meta.contains_key("layer_convention")
+        && meta.contains_key("model_sha256")
+        && opts.tensor.as_deref().unwrap_or("activations") == "activations"
 }
 
-/// The surprisals saved beside a Probelab activation file of `n` entities, if there.
-fn read_surprisal(path: &Path, n: usize) -> Result<Option<Vec<Option<f64>>>> {
-    if !path.exists() {
-        return Ok(None);
+/// Where a Probelab file's activations came from: its own metadata says.
+fn probelab_source(path: &Path, meta: &Meta, ameta: &ActsMeta, opts: &ImportOptions) -> Source {
+    Source {
+        tool: opts
+            .tool
+            .clone()
+            .or_else(|| meta.get("tool").cloned())
+            .unwrap_or_else(|| "probelab".into()),
+        model_id: format!("{} (sha256 {})", ameta.model_name, ameta.model_sha256),
+        prompt: ameta.prompt_template.clone(),
+        pool: ameta.pooling.to_string(),
+        format: PROBELAB_FORMAT.into(),
+        path: path.display().to_string(),
     }
-    let text =
-        std::fs::read_to_string(path).map_err(|e| Error::io(path.display().to_string(), e))?;
-    let v: Vec<Option<f64>> = serde_json::from_str(&text).map_err(|e| bad(path, e))?;
-    if v.len() != n {
-        return Err(bad(
-            path,
-            format!("holds {} surprisals for {n} entities", v.len()),
-        ));
-    }
-    Ok(Some(v))
 }
-
-const PROBELAB_FORMAT: &str = "probelab safetensors";
 
 /// `got` must equal `want` entity by entity; the error shows the first row that differs.
 pub fn check_same_names(
@@ -392,48 +388,20 @@ fn stated(opt: &Option<String>, meta: &Meta, keys: &[&str]) -> String {
         .unwrap_or_else(|| NOT_STATED.into())
 }
 
-/// A safetensors file: Probelab's own opened layer by layer (its metadata says everything, its
-/// token tables come along), any other read whole.
-fn open_safetensors(path: &Path, opts: &ImportOptions) -> Result<Opened> {
-    let (data_start, header) = layers::read_header(path)?;
+/// A safetensors file read whole: Probelab's own as it wrote it, any other as its float
+/// tensors (arrays).
+fn safetensors_whole(path: &Path, bytes: &[u8], opts: &ImportOptions) -> Result<Imported> {
+    let (_, header) = safetensors::SafeTensors::read_metadata(bytes).map_err(|e| bad(path, e))?;
     let meta: Meta = header.metadata().clone().unwrap_or_default();
-    if !(meta.contains_key("layer_convention")
-        && meta.contains_key("model_sha256")
-        && opts.tensor.as_deref().unwrap_or("activations") == "activations")
-    {
-        let i = read_safetensors(path, opts)?;
-        return Ok(Opened {
-            layers: Layers::Memory(i.acts),
-            meta: i.meta,
-            source: i.source,
+    if is_probelab(&meta, opts) {
+        let (acts, ameta) = acts::from_safetensors(bytes).map_err(|e| within(path, e))?;
+        return Ok(Imported {
+            source: probelab_source(path, &meta, &ameta, opts),
+            acts,
+            meta: ameta,
         });
     }
-    let (files, ameta) = FileLayers::from_header(path, data_start, &header)?;
-    let source = Source {
-        tool: opts
-            .tool
-            .clone()
-            .or_else(|| meta.get("tool").cloned())
-            .unwrap_or_else(|| "probelab".into()),
-        model_id: format!("{} (sha256 {})", ameta.model_name, ameta.model_sha256),
-        prompt: ameta.prompt_template.clone(),
-        pool: ameta.pooling.to_string(),
-        format: PROBELAB_FORMAT.into(),
-        path: path.display().to_string(),
-    };
-    Ok(Opened {
-        layers: Layers::Files(files),
-        meta: ameta,
-        source,
-    })
-}
-
-/// A safetensors file that is not Probelab's: its float tensors as arrays.
-fn read_safetensors(path: &Path, opts: &ImportOptions) -> Result<Imported> {
-    let bytes = read_bytes(path)?;
-    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| bad(path, e))?;
-    let meta: Meta = header.metadata().clone().unwrap_or_default();
-    let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| bad(path, e))?;
+    let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| bad(path, e))?;
     let mut arrays = Vec::new();
     for (name, t) in st.tensors() {
         // Token tables and the like are not activations.
@@ -465,6 +433,32 @@ fn read_safetensors(path: &Path, opts: &ImportOptions) -> Result<Imported> {
         ));
     }
     from_arrays(path, "safetensors", arrays, meta, opts)
+}
+
+/// Transposes in place a `rows × cols` matrix whose elements are blocks of `d` values (the
+/// block at (r, c) moves to (c, r)), following each cycle of the permutation with one spare
+/// block: the array is never held twice, so a file read whole needs its activations' memory
+/// once whichever way round it is (the page's memory limit counts on that).
+fn transpose_blocks(v: &mut [f32], rows: usize, cols: usize, d: usize) {
+    let n = rows * cols;
+    let mut moved = vec![false; n];
+    let mut carry = vec![0f32; d];
+    for start in 0..n {
+        if moved[start] {
+            continue;
+        }
+        carry.copy_from_slice(&v[start * d..(start + 1) * d]);
+        let mut at = start;
+        loop {
+            moved[at] = true;
+            let to = (at % cols) * rows + at / cols;
+            v[to * d..(to + 1) * d].swap_with_slice(&mut carry);
+            at = to;
+            if at == start {
+                break;
+            }
+        }
+    }
 }
 
 /// Fills provenance and the entity-list metadata from a file's key/value metadata.
@@ -541,7 +535,7 @@ fn from_arrays(
     let (tensor, shape, values) = floats.swap_remove(chosen);
     let names = match (&opts.names, file_names) {
         (Some(given), Some(in_file)) => {
-            check_same_names(&in_file, given, "the file", "the names file")
+            check_same_names(&in_file, given, "the file", names_from(opts))
                 .map_err(|e| within(path, e))?;
             in_file
         }
@@ -611,19 +605,10 @@ fn from_arrays(
     if layers1 == 0 || d == 0 {
         return Err(bad(path, format!("'{tensor}' has shape {shape:?}: empty")));
     }
-    let data = if layout == Layout::EntitiesFirst {
-        let mut out = vec![0.0; values.len()];
-        for e in 0..entities {
-            for l in 0..layers1 {
-                let from = (e * layers1 + l) * d;
-                let to = (l * entities + e) * d;
-                out[to..to + d].copy_from_slice(&values[from..from + d]);
-            }
-        }
-        out
-    } else {
-        values
-    };
+    let mut data = values;
+    if layout == Layout::EntitiesFirst {
+        transpose_blocks(&mut data, entities, layers1, d);
+    }
     let pool = opts
         .pool
         .map(|p| p.to_string())
@@ -675,169 +660,30 @@ fn from_arrays(
     Ok(imported)
 }
 
-/// One shard in a manifest.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct ShardEntry {
-    /// The shard's file, relative to the manifest.
-    pub file: String,
-    /// The entities it holds: `start..end` of the whole list.
-    pub start: usize,
-    pub end: usize,
-}
-
-/// `manifest.json`: the shards of one extraction and where it came from.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct Manifest {
-    pub n_entities: usize,
-    pub shards: Vec<ShardEntry>,
-    #[serde(default)]
-    pub tool: Option<String>,
-    #[serde(default)]
-    pub dataset_name: Option<String>,
-}
-
-/// A shard directory's manifest, checked (the shards tile the entities), and each shard opened
-/// for reading layer by layer.
-fn open_shards(manifest_path: &Path, opts: &ImportOptions) -> Result<Opened> {
-    let dir = manifest_path.parent().unwrap_or(Path::new("."));
-    if !manifest_path.exists() {
-        return Err(bad(
-            dir,
-            format!("a directory of shards needs a {MANIFEST_FILE}; it has none"),
-        ));
-    }
-    let manifest: Manifest = serde_json::from_slice(&read_bytes(manifest_path)?)
-        .map_err(|e| bad(manifest_path, format!("not a shard manifest: {e}")))?;
-    let mut shards = manifest.shards.clone();
-    shards.sort_by_key(|s| (s.start, s.end));
-    // The shards must tile 0..n_entities: no gap, no overlap.
-    let mut next = 0;
-    for (i, s) in shards.iter().enumerate() {
-        if s.end <= s.start {
-            return Err(bad(
-                manifest_path,
-                format!(
-                    "shard '{}' has an empty range {}..{}",
-                    s.file, s.start, s.end
-                ),
-            ));
-        }
-        if s.start < next {
-            let prev = &shards[i - 1];
-            return Err(bad(
-                manifest_path,
-                format!(
-                    "shards '{}' (entities {}..{}) and '{}' ({}..{}) overlap",
-                    prev.file, prev.start, prev.end, s.file, s.start, s.end
-                ),
-            ));
-        }
-        if s.start > next {
-            return Err(bad(
-                manifest_path,
-                format!("no shard holds entities {next}..{}", s.start),
-            ));
-        }
-        next = s.end;
-    }
-    if next != manifest.n_entities {
-        return Err(bad(
-            manifest_path,
-            format!(
-                "the manifest lists {} entities but its shards end at {next}",
-                manifest.n_entities
-            ),
-        ));
-    }
-    // Headers only: each shard's layers are read when the fit asks for them.
-    let n = manifest.n_entities;
-    let mut first: Option<(PathBuf, ActsMeta, usize, usize)> = None;
-    let mut parts = Vec::with_capacity(shards.len());
-    let mut names = Vec::with_capacity(n);
-    for s in &shards {
-        let p = dir.join(&s.file);
-        if !p.exists() {
-            return Err(bad(
-                manifest_path,
-                format!(
-                    "shard '{}' (entities {}..{}) is missing: {}",
-                    s.file,
-                    s.start,
-                    s.end,
-                    p.display()
-                ),
-            ));
-        }
-        let (a, m) = FileLayers::open(&p)?;
-        if a.n_entities() != s.end - s.start {
-            return Err(bad(
-                &p,
-                format!(
-                    "holds {} entities but the manifest says {}..{} ({})",
-                    a.n_entities(),
-                    s.start,
-                    s.end,
-                    s.end - s.start
-                ),
-            ));
-        }
-        match &first {
-            None => first = Some((p.clone(), m.clone(), a.n_layers(), a.d_model())),
-            Some((p0, m0, layers0, d0)) => {
-                let same = (
-                    a.n_layers(),
-                    a.d_model(),
-                    &m.model_sha256,
-                    &m.prompt_template,
-                    m.pooling,
-                ) == (
-                    *layers0,
-                    *d0,
-                    &m0.model_sha256,
-                    &m0.prompt_template,
-                    m0.pooling,
-                );
-                if !same {
-                    return Err(bad(
-                        &p,
-                        format!(
-                            "is not of the same extraction as {}: model, prompt, pool or shape differ",
-                            p0.display()
-                        ),
-                    ));
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn transpose_blocks_is_the_plain_transpose() {
+        for (rows, cols, d) in [
+            (1, 1, 2),
+            (1, 7, 1),
+            (7, 1, 3),
+            (5, 4, 3),
+            (4, 5, 1),
+            (6, 6, 2),
+            (13, 31, 4),
+        ] {
+            let v: Vec<f32> = (0..rows * cols * d).map(|i| i as f32).collect();
+            let mut want = vec![0.0; v.len()];
+            for r in 0..rows {
+                for c in 0..cols {
+                    let (from, to) = ((r * cols + c) * d, (c * rows + r) * d);
+                    want[to..to + d].copy_from_slice(&v[from..from + d]);
                 }
             }
+            let mut got = v.clone();
+            super::transpose_blocks(&mut got, rows, cols, d);
+            assert_eq!(got, want, "{rows} × {cols} × {d}");
         }
-        names.extend(m.names);
-        parts.push(a);
     }
-    let Some((_, m0, _, _)) = first else {
-        return Err(bad(manifest_path, "the manifest lists no shards"));
-    };
-    let meta = ActsMeta {
-        dataset_name: manifest
-            .dataset_name
-            .clone()
-            .unwrap_or_else(|| m0.dataset_name.clone()),
-        dataset_hash: data::names_hash(&names),
-        names,
-        ..m0.clone()
-    };
-    let source = Source {
-        tool: opts
-            .tool
-            .clone()
-            .or(manifest.tool.clone())
-            .unwrap_or_else(|| "probelab".into()),
-        model_id: format!("{} (sha256 {})", meta.model_name, meta.model_sha256),
-        prompt: meta.prompt_template.clone(),
-        pool: meta.pooling.to_string(),
-        format: format!("{} probelab shards", shards.len()),
-        path: manifest_path.display().to_string(),
-    };
-    Ok(Opened {
-        layers: Layers::Files(FileLayers::join(parts)),
-        meta,
-        source,
-    })
 }

@@ -6,7 +6,6 @@
 //! small; results return in the input order, and batching never changes them.
 
 pub mod acts;
-#[cfg(not(target_arch = "wasm32"))]
 pub mod import;
 pub mod layers;
 pub mod npy;

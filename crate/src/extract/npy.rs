@@ -191,7 +191,6 @@ pub fn read_npy(bytes: &[u8]) -> Result<NpyArray> {
 
 /// Reads every array of an `.npz` file, by name (the member's name without `.npy`), in the
 /// archive's order.
-#[cfg(not(target_arch = "wasm32"))]
 pub fn read_npz(bytes: &[u8]) -> Result<Vec<(String, NpyArray)>> {
     use std::io::Read;
     let bad_zip = |m: String| Error::Input(format!("npz file: {m}"));
