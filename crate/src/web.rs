@@ -12,7 +12,7 @@ use crate::data;
 use crate::extract::acts::{self, ActsMeta, StoreAs};
 use crate::extract::{self, Activations, EntityTokens, Pooling, Template};
 use crate::model::gguf::Config;
-use crate::model::load::{LoadedModel, ModelSummary};
+use crate::model::load::{LoadedModel, ModelHeader, ModelSummary};
 use crate::model::tokenizer::Tokenizer;
 use crate::model::LoadOptions;
 use crate::probe::analysis;
@@ -31,10 +31,7 @@ pub fn start() {
 /// [`GpuLoader`]) only its tokenizer and shape, the weights being on the GPU alone.
 enum Model {
     Cpu(LoadedModel),
-    GpuOnly {
-        tokenizer: Tokenizer,
-        summary: ModelSummary,
-    },
+    GpuOnly(ModelHeader),
 }
 
 /// A loaded model plus the current extraction job. Batches are streamed: each finished batch's
@@ -71,21 +68,21 @@ impl Lab {
     fn tokenizer(&self) -> &Tokenizer {
         match &self.loaded {
             Model::Cpu(l) => &l.tokenizer,
-            Model::GpuOnly { tokenizer, .. } => tokenizer,
+            Model::GpuOnly(h) => &h.tokenizer,
         }
     }
 
     fn config(&self) -> &Config {
         match &self.loaded {
             Model::Cpu(l) => &l.model.config,
-            Model::GpuOnly { summary, .. } => &summary.config,
+            Model::GpuOnly(h) => &h.summary.config,
         }
     }
 
     fn sha256(&self) -> &str {
         match &self.loaded {
             Model::Cpu(l) => &l.sha256,
-            Model::GpuOnly { summary, .. } => &summary.sha256,
+            Model::GpuOnly(h) => &h.summary.sha256,
         }
     }
 
@@ -98,11 +95,11 @@ impl Lab {
 fn cpu_of<'a>(m: &'a Model, what: &str) -> Result<&'a LoadedModel, JsError> {
     match m {
         Model::Cpu(l) => Ok(l),
-        Model::GpuOnly { summary, .. } => Err(JsError::new(&format!(
+        Model::GpuOnly(h) => Err(JsError::new(&format!(
             "{what} needs the model's weights on the CPU, and this model ({:.1} GiB) was \
              streamed to the GPU alone (the CPU engine holds models up to 2 GiB); run it on the \
              command line (probelab), or load a smaller model",
-            summary.file_size as f64 / (1u64 << 30) as f64
+            h.summary.file_size as f64 / (1u64 << 30) as f64
         ))),
     }
 }
@@ -120,7 +117,7 @@ impl Lab {
     pub fn info(&self) -> Result<JsValue, JsError> {
         let info = match &self.loaded {
             Model::Cpu(l) => l.info(),
-            Model::GpuOnly { summary, .. } => summary.clone(),
+            Model::GpuOnly(h) => h.summary.clone(),
         };
         // JSON-compatible: objects become plain JS objects, not Maps.
         info.serialize(&serde_wasm_bindgen::Serializer::json_compatible())
@@ -690,9 +687,10 @@ impl GpuLoader {
     /// on the GPU with [`Lab::run_batch_gpu`]; what needs CPU weights says so).
     pub fn lab(&mut self) -> Result<Lab, JsError> {
         match (self.tokenizer.take(), self.summary.take()) {
-            (Some(tokenizer), Some(summary)) => {
-                Ok(Lab::with(Model::GpuOnly { tokenizer, summary }))
-            }
+            (Some(tokenizer), Some(summary)) => Ok(Lab::with(Model::GpuOnly(ModelHeader {
+                tokenizer,
+                summary,
+            }))),
             _ => Err(JsError::new("finish the streamed load first (once)")),
         }
     }
