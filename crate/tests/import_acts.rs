@@ -851,3 +851,78 @@ fn bytes_read_as_the_path_reader_reads_them() {
     .to_string();
     assert!(e.contains("width 2, the model's 3 of width 3"), "{e}");
 }
+
+#[test]
+fn npy_files_and_other_tools_safetensors_are_read_a_layer_at_a_time() {
+    // A file far larger than memory must not be read whole: `open` reads the header, and each
+    // layer is read when asked (entities first: one vector per entity, a row of layers apart).
+    // Every layer equals the whole-file reader's (the page's), in f32, f16 and big-endian f32.
+    use probelab::extract::layers::{LayerSource, Layers};
+    let d = tmp("by-layer");
+    let names_json = serde_json::to_string(&names()).unwrap();
+    let mut files = Vec::new();
+    for entities_first in [false, true] {
+        let values = fixture_values(entities_first);
+        let shape = if entities_first {
+            vec![5, 4, 3]
+        } else {
+            vec![4, 5, 3]
+        };
+        let npy = d.join(format!("acts_{entities_first}.npy"));
+        std::fs::write(&npy, npy_bytes(&shape, &values)).unwrap();
+        let st = d.join(format!("acts_{entities_first}.safetensors"));
+        write_safetensors(
+            &st,
+            &[("acts", shape.clone(), &values, entities_first)],
+            &[("names", &names_json), ("tool", "transformers")],
+        );
+        files.push((npy, with_names()));
+        files.push((st, Default::default()));
+    }
+    files.push((fixture("import/layers_first_f32_be.npy"), with_names()));
+    files.push((
+        fixture("hf_hidden_states_smollm2.safetensors"),
+        Default::default(),
+    ));
+    for (path, opts) in &files {
+        let whole = import::from_bytes(path.to_str().unwrap(), &std::fs::read(path).unwrap(), opts)
+            .unwrap();
+        let opened = import::open(path, opts).unwrap();
+        assert_eq!(opened.meta.names, whole.meta.names);
+        assert_eq!(opened.source, whole.source, "{}", path.display());
+        let Layers::Files(by_layer) = &opened.layers else {
+            panic!("{} was read whole", path.display());
+        };
+        let a = &whole.acts;
+        for l in (0..=a.n_layers).rev() {
+            let got = by_layer.layer(l).unwrap();
+            let want = &a.data[l * a.n_entities * a.d_model..(l + 1) * a.n_entities * a.d_model];
+            assert_eq!(&got[..], want, "{} layer {l}", path.display());
+        }
+        let stats = by_layer.stats();
+        assert_eq!(stats.layers_read as usize, a.n_layers + 1);
+        assert!(
+            stats.bytes_read <= std::fs::metadata(path).unwrap().len(),
+            "{stats:?}"
+        );
+    }
+    // A file cut short is refused when opened, before any fit.
+    let cut = d.join("cut.npy");
+    let full = std::fs::read(&files[0].0).unwrap();
+    std::fs::write(&cut, &full[..full.len() - 4]).unwrap();
+    let e = import::open(&cut, &with_names()).unwrap_err().to_string();
+    assert!(
+        e.contains("cut.npy") && e.contains("needs 240 bytes"),
+        "{e}"
+    );
+    let cut = d.join("cut.safetensors");
+    let full = std::fs::read(&files[1].0).unwrap();
+    std::fs::write(&cut, &full[..full.len() - 4]).unwrap();
+    let e = import::open(&cut, &Default::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("cut.safetensors") && e.contains("cut short"),
+        "{e}"
+    );
+}

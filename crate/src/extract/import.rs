@@ -461,61 +461,46 @@ fn transpose_blocks(v: &mut [f32], rows: usize, cols: usize, d: usize) {
     }
 }
 
-/// Fills provenance and the entity-list metadata from a file's key/value metadata.
-fn apply_meta(imported: &mut Imported, meta: &Meta, opts: &ImportOptions) {
-    let s = &mut imported.source;
-    s.tool = stated(&opts.tool, meta, &["tool"]);
-    s.model_id = stated(&opts.model_id, meta, &["model_id", "model_name"]);
-    s.prompt = stated(&opts.prompt, meta, &["prompt_template", "prompt"]);
-    let m = &mut imported.meta;
-    m.model_name = s.model_id.clone();
-    m.model_sha256 = meta.get("model_sha256").cloned().unwrap_or_default();
-    m.prompt_template = s.prompt.clone();
-    m.dataset_name = meta.get("dataset_name").cloned().unwrap_or_default();
+/// What a file's arrays say before any value is read: the float array that holds the
+/// activations, the names of its entities, and which axis holds the layers. The whole-file
+/// reader and the layer-by-layer one both start here, so they refuse the same files alike.
+pub(crate) struct ArrayPlan {
+    /// The chosen array's place in the list given to [`plan_arrays`].
+    pub index: usize,
+    pub tensor: String,
+    pub names: Vec<String>,
+    pub entities_first: bool,
+    /// (layers + 1, entities, d).
+    pub dims: (usize, usize, usize),
 }
 
-/// Activations from named float arrays and text arrays (`names`; in an `.npz`, provenance
-/// such as `tool` too) with the file's metadata. Names are needed before the layout can be
-/// told from the shape.
-fn from_arrays(
+/// Plans the reading of `floats` (each float array's name and shape) with the names the file
+/// carries, its metadata and the caller's options.
+pub(crate) fn plan_arrays(
     path: &Path,
-    kind: &str,
-    arrays: Vec<(String, NpyArray)>,
-    mut meta: Meta,
+    floats: &[(String, Vec<usize>)],
+    file_names: Option<Vec<String>>,
+    meta: &Meta,
     opts: &ImportOptions,
-) -> Result<Imported> {
-    let mut file_names = None;
-    let mut floats = Vec::new();
-    for (name, a) in arrays {
-        match a.data {
-            NpyData::Text(t) if name == "names" => file_names = Some(t),
-            NpyData::Text(t) => {
-                meta.insert(name, t.join(" "));
-            }
-            NpyData::Float(v) => floats.push((name, a.shape, v)),
-        }
-    }
+) -> Result<ArrayPlan> {
     let listing = || {
         floats
             .iter()
-            .map(|(n, s, _)| format!("'{n}' {s:?}"))
+            .map(|(n, s)| format!("'{n}' {s:?}"))
             .collect::<Vec<_>>()
             .join(", ")
     };
     let chosen =
         match &opts.tensor {
-            Some(want) => floats
-                .iter()
-                .position(|(n, _, _)| n == want)
-                .ok_or_else(|| {
-                    bad(
-                        path,
-                        format!("no float array '{want}'; it holds {}", listing()),
-                    )
-                })?,
+            Some(want) => floats.iter().position(|(n, _)| n == want).ok_or_else(|| {
+                bad(
+                    path,
+                    format!("no float array '{want}'; it holds {}", listing()),
+                )
+            })?,
             None => ["activations", "hidden_states"]
                 .iter()
-                .find_map(|want| floats.iter().position(|(n, _, _)| n == want))
+                .find_map(|want| floats.iter().position(|(n, _)| n == want))
                 .or_else(|| {
                     let rank3: Vec<usize> = (0..floats.len())
                         .filter(|&i| floats[i].1.len() == 3)
@@ -532,7 +517,7 @@ fn from_arrays(
                     )
                 })?,
         };
-    let (tensor, shape, values) = floats.swap_remove(chosen);
+    let (tensor, shape) = floats[chosen].clone();
     let names = match (&opts.names, file_names) {
         (Some(given), Some(in_file)) => {
             check_same_names(&in_file, given, "the file", names_from(opts))
@@ -605,30 +590,35 @@ fn from_arrays(
     if layers1 == 0 || d == 0 {
         return Err(bad(path, format!("'{tensor}' has shape {shape:?}: empty")));
     }
-    let mut data = values;
-    if layout == Layout::EntitiesFirst {
-        transpose_blocks(&mut data, entities, layers1, d);
-    }
+    Ok(ArrayPlan {
+        index: chosen,
+        tensor,
+        names,
+        entities_first: layout == Layout::EntitiesFirst,
+        dims: (layers1, entities, d),
+    })
+}
+
+/// The entity list and provenance of a planned array (`kind`: the format, for the report).
+pub(crate) fn described(
+    path: &Path,
+    kind: &str,
+    plan: &ArrayPlan,
+    meta: &Meta,
+    opts: &ImportOptions,
+) -> (ActsMeta, Source) {
     let pool = opts
         .pool
         .map(|p| p.to_string())
         .or_else(|| meta.get("pool").cloned())
         .unwrap_or_else(|| NOT_STATED.into());
-    let pooling = pool.parse::<Pooling>().unwrap_or_default();
-    let acts = Activations {
-        n_layers: layers1 - 1,
-        n_entities: entities,
-        d_model: d,
-        data,
-        tokens_per_entity: vec![0; entities],
-        first_token_ids: Vec::new(),
-    };
-    let mut layout_text = match layout {
-        Layout::EntitiesFirst => "[entities, layers+1, d]",
-        _ => "[layers+1, entities, d]",
+    let mut layout_text = if plan.entities_first {
+        "[entities, layers+1, d]"
+    } else {
+        "[layers+1, entities, d]"
     }
     .to_string();
-    if tensor == "hidden_states" {
+    if plan.tensor == "hidden_states" {
         // transformers puts the final norm's output at the last index; Probelab's last layer is
         // the residual stream before it (crate/tests/import_hf.rs measures both).
         layout_text.push_str(
@@ -636,28 +626,70 @@ fn from_arrays(
              after the model's final norm",
         );
     }
-    let mut imported = Imported {
-        acts,
-        meta: ActsMeta {
-            model_name: String::new(),
-            model_sha256: String::new(),
-            dataset_name: String::new(),
-            dataset_hash: data::names_hash(&names),
-            prompt_template: String::new(),
-            pooling,
-            names,
-        },
-        source: Source {
-            tool: String::new(),
-            model_id: String::new(),
-            prompt: String::new(),
-            pool,
-            format: format!("{kind} '{tensor}' {layout_text}"),
-            path: path.display().to_string(),
-        },
+    let source = Source {
+        tool: stated(&opts.tool, meta, &["tool"]),
+        model_id: stated(&opts.model_id, meta, &["model_id", "model_name"]),
+        prompt: stated(&opts.prompt, meta, &["prompt_template", "prompt"]),
+        format: format!("{kind} '{}' {layout_text}", plan.tensor),
+        path: path.display().to_string(),
+        pool: pool.clone(),
     };
-    apply_meta(&mut imported, &meta, opts);
-    Ok(imported)
+    let ameta = ActsMeta {
+        model_name: source.model_id.clone(),
+        model_sha256: meta.get("model_sha256").cloned().unwrap_or_default(),
+        dataset_name: meta.get("dataset_name").cloned().unwrap_or_default(),
+        dataset_hash: data::names_hash(&plan.names),
+        prompt_template: source.prompt.clone(),
+        pooling: pool.parse::<Pooling>().unwrap_or_default(),
+        names: plan.names.clone(),
+    };
+    (ameta, source)
+}
+
+/// Activations from named float arrays and text arrays (`names`; in an `.npz`, provenance
+/// such as `tool` too) with the file's metadata, read whole.
+fn from_arrays(
+    path: &Path,
+    kind: &str,
+    arrays: Vec<(String, NpyArray)>,
+    mut meta: Meta,
+    opts: &ImportOptions,
+) -> Result<Imported> {
+    let mut file_names = None;
+    let mut floats = Vec::new();
+    let mut values = Vec::new();
+    for (name, a) in arrays {
+        match a.data {
+            NpyData::Text(t) if name == "names" => file_names = Some(t),
+            NpyData::Text(t) => {
+                meta.insert(name, t.join(" "));
+            }
+            NpyData::Float(v) => {
+                floats.push((name, a.shape));
+                values.push(v);
+            }
+        }
+    }
+    let plan = plan_arrays(path, &floats, file_names, &meta, opts)?;
+    let (layers1, entities, d) = plan.dims;
+    let mut data = values.swap_remove(plan.index);
+    drop(values);
+    if plan.entities_first {
+        transpose_blocks(&mut data, entities, layers1, d);
+    }
+    let (meta, source) = described(path, kind, &plan, &meta, opts);
+    Ok(Imported {
+        acts: Activations {
+            n_layers: layers1 - 1,
+            n_entities: entities,
+            d_model: d,
+            data,
+            tokens_per_entity: vec![0; entities],
+            first_token_ids: Vec::new(),
+        },
+        meta,
+        source,
+    })
 }
 
 #[cfg(test)]

@@ -47,7 +47,7 @@ impl LayerSource for Activations {
 }
 
 #[cfg(not(target_arch = "wasm32"))]
-pub(crate) use files::read_header;
+pub(crate) use files::{read_header, Floats};
 #[cfg(not(target_arch = "wasm32"))]
 pub use files::{FileLayers, Layers, ReadStats};
 
@@ -63,21 +63,51 @@ mod files {
     use super::LayerSource;
     use crate::error::{Error, Result};
     use crate::extract::acts::{self, ActsMeta};
+    use crate::extract::npy::NpyFloat;
     use crate::extract::Activations;
 
     /// Bytes decoded per read: a layer is read in slices of this size, so reading adds little
     /// beyond the layer itself.
     const CHUNK: usize = 4 << 20;
 
-    /// One file's part of every layer: entities `start..end`, whose layer `l` lies at
-    /// `data_start + l × (end - start) × d × size` in `path`.
+    /// How a file stores its floats: a safetensors dtype (little-endian), or NumPy's float16,
+    /// float32 or float64 in either byte order.
+    #[derive(Debug, Clone, Copy)]
+    pub(crate) enum Floats {
+        Safetensors(Dtype),
+        Npy(NpyFloat),
+    }
+
+    impl Floats {
+        fn size(self) -> usize {
+            match self {
+                Floats::Safetensors(d) => d.size(),
+                Floats::Npy(f) => f.size,
+            }
+        }
+
+        fn decode(self, bytes: &[u8], out: &mut [f32]) {
+            match self {
+                Floats::Safetensors(d) => {
+                    acts::floats_into(d, bytes, out);
+                }
+                Floats::Npy(f) => f.decode_into(bytes, out),
+            }
+        }
+    }
+
+    /// One file's part of every layer: entities `start..end`. Layers first (Probelab's
+    /// layout), layer `l` lies at `data_start + l × (end - start) × d × size` in `path`;
+    /// entities first (`[entities, layers+1, d]`, `entities_first` = layers + 1), entity `e`'s
+    /// vector of layer `l` at `data_start + ((e - start) × (layers + 1) + l) × d × size`.
     #[derive(Debug, Clone)]
     struct Piece {
         path: PathBuf,
         data_start: u64,
-        dtype: Dtype,
+        floats: Floats,
         start: usize,
         end: usize,
+        entities_first: Option<usize>,
     }
 
     /// What a [`FileLayers`] has read so far: a check that it reads layer by layer.
@@ -246,9 +276,10 @@ mod files {
                     pieces: vec![Piece {
                         path: path.to_path_buf(),
                         data_start: acts_start,
-                        dtype: info.dtype,
+                        floats: Floats::Safetensors(info.dtype),
                         start: 0,
                         end: n,
+                        entities_first: None,
                     }],
                     n_layers: layers1 - 1,
                     n_entities: n,
@@ -260,6 +291,35 @@ mod files {
                 },
                 meta,
             ))
+        }
+
+        /// A float array of `[layers+1, n, d]` (or, `entities_first`, `[n, layers+1, d]`) at
+        /// `data_start` in `path`, read one layer at a time: another tool's safetensors or
+        /// `.npy`, whose header the caller has checked against the file's length.
+        pub(crate) fn array(
+            path: &Path,
+            data_start: u64,
+            floats: Floats,
+            (layers1, n, d): (usize, usize, usize),
+            entities_first: bool,
+        ) -> Self {
+            FileLayers {
+                pieces: vec![Piece {
+                    path: path.to_path_buf(),
+                    data_start,
+                    floats,
+                    start: 0,
+                    end: n,
+                    entities_first: entities_first.then_some(layers1),
+                }],
+                n_layers: layers1 - 1,
+                n_entities: n,
+                d_model: d,
+                tokens_per_entity: vec![0; n],
+                first_token_ids: Vec::new(),
+                layers_read: AtomicU64::new(0),
+                bytes_read: AtomicU64::new(0),
+            }
         }
 
         /// Shards side by side, in entity order (each already checked to be of the same
@@ -346,31 +406,47 @@ mod files {
             let mut buf = Vec::new();
             let mut bytes = 0u64;
             for p in &self.pieces {
-                let size = p.dtype.size();
+                let size = p.floats.size();
                 let layer_bytes = ((p.end - p.start) * d * size) as u64;
                 let mut f = std::fs::File::open(&p.path)
                     .map_err(|e| Error::io(p.path.display().to_string(), e))?;
-                f.seek(SeekFrom::Start(p.data_start + l as u64 * layer_bytes))
-                    .and_then(|_| {
-                        // Slices of whole values, decoded as they come.
-                        let per = (CHUNK / size).max(1);
-                        for dst in out[p.start * d..p.end * d].chunks_mut(per) {
-                            buf.resize(dst.len() * size, 0);
+                let dst = &mut out[p.start * d..p.end * d];
+                match p.entities_first {
+                    // A layer is one stretch of the file: slices of whole values, decoded as
+                    // they come.
+                    None => f
+                        .seek(SeekFrom::Start(p.data_start + l as u64 * layer_bytes))
+                        .and_then(|_| {
+                            let per = (CHUNK / size).max(1);
+                            for dst in dst.chunks_mut(per) {
+                                buf.resize(dst.len() * size, 0);
+                                f.read_exact(&mut buf)?;
+                                p.floats.decode(&buf, dst);
+                            }
+                            Ok(())
+                        }),
+                    // A layer is one vector per entity, a row of layers apart.
+                    Some(layers1) => (|| {
+                        buf.resize(d * size, 0);
+                        for (i, dst) in dst.chunks_mut(d).enumerate() {
+                            let at = ((i * layers1 + l) * d * size) as u64;
+                            f.seek(SeekFrom::Start(p.data_start + at))?;
                             f.read_exact(&mut buf)?;
-                            acts::floats_into(p.dtype, &buf, dst);
+                            p.floats.decode(&buf, dst);
                         }
                         Ok(())
-                    })
-                    .map_err(|e| {
-                        bad(
-                            &p.path,
-                            format!(
-                                "cannot read layer {l} (entities {}..{}): {e}; was the file cut \
-                                 or changed since the fit opened it?",
-                                p.start, p.end
-                            ),
-                        )
-                    })?;
+                    })(),
+                }
+                .map_err(|e: std::io::Error| {
+                    bad(
+                        &p.path,
+                        format!(
+                            "cannot read layer {l} (entities {}..{}): {e}; was the file cut \
+                             or changed since the fit opened it?",
+                            p.start, p.end
+                        ),
+                    )
+                })?;
                 bytes += layer_bytes;
             }
             self.layers_read.fetch_add(1, Ordering::Relaxed);

@@ -93,20 +93,31 @@ fn parse_descr(descr: &str) -> Result<Elem> {
     }
 }
 
-/// Reads one `.npy` file.
-pub fn read_npy(bytes: &[u8]) -> Result<NpyArray> {
+/// An `.npy` file's header: the array's shape and element type, and where its data starts.
+#[derive(Debug, Clone)]
+struct Header {
+    shape: Vec<usize>,
+    elem: Elem,
+    data_start: usize,
+}
+
+/// Bytes of the file's start that hold the whole header (the fixed part gives its length).
+fn header_len(bytes: &[u8]) -> Result<(usize, usize)> {
     if !bytes.starts_with(MAGIC) || bytes.len() < 10 {
         return Err(bad("not an .npy file (no \\x93NUMPY magic)"));
     }
-    let major = bytes[6];
-    let (header_len, start) = match major {
-        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
-        2 | 3 if bytes.len() >= 12 => (
+    match bytes[6] {
+        1 => Ok((u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10)),
+        2 | 3 if bytes.len() >= 12 => Ok((
             u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
             12,
-        ),
-        v => return Err(bad(format!("format version {v} is not known"))),
-    };
+        )),
+        v => Err(bad(format!("format version {v} is not known"))),
+    }
+}
+
+fn parse_header(bytes: &[u8]) -> Result<Header> {
+    let (header_len, start) = header_len(bytes)?;
     let header = bytes
         .get(start..start + header_len)
         .ok_or_else(|| bad("the file ends inside its header"))?;
@@ -126,37 +137,107 @@ pub fn read_npy(bytes: &[u8]) -> Result<NpyArray> {
         .map(|s| s.parse::<usize>())
         .collect::<std::result::Result<_, _>>()
         .map_err(|_| bad(format!("shape {shape_text} is not a tuple of sizes")))?;
-    let count: usize = shape.iter().product();
-    let body = &bytes[start + header_len..];
-    let elem_size = match elem {
+    Ok(Header {
+        shape,
+        elem,
+        data_start: start + header_len,
+    })
+}
+
+fn elem_size(elem: Elem) -> usize {
+    match elem {
         Elem::Float { size, .. } => size,
         Elem::Unicode { chars, .. } => 4 * chars,
         Elem::Bytes { len } => len,
+    }
+}
+
+/// A float `.npy` array's layout in its file, from the header alone: for reading it a layer at
+/// a time (the file's length is checked against the shape, as [`read_npy`] checks it).
+#[derive(Debug, Clone)]
+pub struct FloatArrayInFile {
+    pub shape: Vec<usize>,
+    pub encoding: NpyFloat,
+    pub data_start: u64,
+}
+
+/// NumPy's float16, float32 or float64, in either byte order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NpyFloat {
+    pub size: usize,
+    pub big_endian: bool,
+}
+
+impl NpyFloat {
+    /// Decodes `bytes` (whole values) into `out`, widened or narrowed to f32.
+    pub fn decode_into(self, bytes: &[u8], out: &mut [f32]) {
+        for (o, c) in out.iter_mut().zip(bytes.chunks_exact(self.size)) {
+            let mut b = [0u8; 8];
+            b[..self.size].copy_from_slice(c);
+            if self.big_endian {
+                b[..self.size].reverse();
+            }
+            *o = match self.size {
+                2 => half::f16::from_le_bytes([b[0], b[1]]).to_f32(),
+                4 => f32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+                _ => f64::from_le_bytes(b) as f32,
+            };
+        }
+    }
+}
+
+/// The header of the `.npy` file at `path`, when it holds floats (`None` for a text array,
+/// which is read whole); errors as [`read_npy`] gives them.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn float_array_in_file(path: &std::path::Path) -> Result<Option<FloatArrayInFile>> {
+    use std::io::Read;
+    let io = |e| Error::io(path.display().to_string(), e);
+    let mut f = std::fs::File::open(path).map_err(io)?;
+    let file_len = f.metadata().map_err(io)?.len();
+    let mut fixed = Vec::new();
+    (&mut f).take(12).read_to_end(&mut fixed).map_err(io)?;
+    let (len, start) = header_len(&fixed)?;
+    let mut head = fixed;
+    (&mut f)
+        .take((start + len) as u64 - head.len() as u64)
+        .read_to_end(&mut head)
+        .map_err(io)?;
+    let h = parse_header(&head)?;
+    let Elem::Float { size, big_endian } = h.elem else {
+        return Ok(None);
     };
-    if body.len() != count * elem_size {
+    check_body_len(&h, file_len - h.data_start as u64)?;
+    Ok(Some(FloatArrayInFile {
+        shape: h.shape,
+        encoding: NpyFloat { size, big_endian },
+        data_start: h.data_start as u64,
+    }))
+}
+
+fn check_body_len(h: &Header, body_len: u64) -> Result<()> {
+    let need = h.shape.iter().product::<usize>() as u64 * elem_size(h.elem) as u64;
+    if body_len != need {
         return Err(bad(format!(
-            "shape {shape:?} needs {} bytes of data but the file holds {}",
-            count * elem_size,
-            body.len()
+            "shape {:?} needs {need} bytes of data but the file holds {body_len}",
+            h.shape
         )));
     }
+    Ok(())
+}
+
+/// Reads one `.npy` file.
+pub fn read_npy(bytes: &[u8]) -> Result<NpyArray> {
+    let h = parse_header(bytes)?;
+    check_body_len(&h, (bytes.len() - h.data_start) as u64)?;
+    let count: usize = h.shape.iter().product();
+    let body = &bytes[h.data_start..];
+    let (shape, elem) = (h.shape, h.elem);
     let data = match elem {
-        Elem::Float { size, big_endian } => NpyData::Float(
-            body.chunks_exact(size)
-                .map(|c| {
-                    let mut b = [0u8; 8];
-                    b[..size].copy_from_slice(c);
-                    if big_endian {
-                        b[..size].reverse();
-                    }
-                    match size {
-                        2 => half::f16::from_le_bytes([b[0], b[1]]).to_f32(),
-                        4 => f32::from_le_bytes([b[0], b[1], b[2], b[3]]),
-                        _ => f64::from_le_bytes(b) as f32,
-                    }
-                })
-                .collect(),
-        ),
+        Elem::Float { size, big_endian } => {
+            let mut out = vec![0f32; count];
+            NpyFloat { size, big_endian }.decode_into(body, &mut out);
+            NpyData::Float(out)
+        }
         Elem::Unicode { chars, big_endian } => NpyData::Text(
             body.chunks_exact((4 * chars).max(1))
                 .map(|c| {

@@ -1,21 +1,24 @@
-//! Activations on disk, by path: one file (Probelab's own opened layer by layer, any other
-//! read whole through the parent's `whole`) or a directory of shards.
+//! Activations on disk, by path: one file, or a directory of shards. Probelab's safetensors,
+//! another tool's safetensors and `.npy` files are opened layer by layer (their headers read
+//! now, a layer when the fit asks for it); an `.npz`, whose members may be compressed, is read
+//! whole through the parent's `whole`.
 
 use std::path::{Path, PathBuf};
 
 use super::{
-    bad, check_finite, check_given_names, check_twin, control_options, format_of, is_probelab,
-    missing_note, probelab_source, random_err, whole, within, ImportOptions, Imported, ImportedRun,
-    Meta, Source, MANIFEST_FILE, PROBELAB_FORMAT,
+    bad, check_finite, check_given_names, check_twin, control_options, described, format_of,
+    is_probelab, missing_note, plan_arrays, probelab_source, random_err, whole, within, Format,
+    ImportOptions, Imported, ImportedRun, Meta, Source, MANIFEST_FILE, PROBELAB_FORMAT,
 };
 use crate::data;
 use crate::error::{Error, Result};
 use crate::extract::acts::{ActsMeta, RANDOM_INIT_FILE, SURPRISAL_FILE};
-use crate::extract::layers::{self, FileLayers, LayerSource, Layers};
+use crate::extract::layers::{self, FileLayers, Floats, LayerSource, Layers};
+use crate::extract::npy;
 
-/// Activations opened for a fit: Probelab's safetensors (one file or shards) are read layer
-/// by layer as the fit asks (only headers and token tables are read here); other formats are
-/// read whole.
+/// Activations opened for a fit: safetensors (Probelab's, one file or shards, and other
+/// tools') and `.npy` files are read layer by layer as the fit asks (only headers and token
+/// tables are read here); an `.npz` is read whole.
 #[derive(Debug)]
 pub struct Opened {
     pub layers: Layers,
@@ -53,10 +56,10 @@ pub fn open(path: &Path, opts: &ImportOptions) -> Result<Opened> {
             Err(_) if !path.exists() => return Err(bad(path, "no such file or directory")),
             f => f?,
         };
-        if format == super::Format::Safetensors {
-            open_safetensors(path, opts)?
-        } else {
-            in_memory(whole(path, format, &read_bytes(path)?, opts)?)
+        match format {
+            Format::Safetensors => open_safetensors(path, opts)?,
+            Format::Npy => open_npy(path, opts)?,
+            Format::Npz => in_memory(whole(path, format, &read_bytes(path)?, opts)?),
         }
     };
     check_given_names(path, &opened.meta.names, opts)?;
@@ -167,24 +170,109 @@ fn read_surprisal(path: &Path, n: usize) -> Result<Option<Vec<Option<f64>>>> {
     Ok(Some(v))
 }
 
-/// A safetensors file: Probelab's own opened layer by layer (its metadata says everything, its
-/// token tables come along), any other read whole.
+/// A safetensors file opened layer by layer: Probelab's own (its metadata says everything, its
+/// token tables come along) or another tool's float tensor.
 fn open_safetensors(path: &Path, opts: &ImportOptions) -> Result<Opened> {
     let (data_start, header) = layers::read_header(path)?;
     let meta: Meta = header.metadata().clone().unwrap_or_default();
     if !is_probelab(&meta, opts) {
-        return Ok(in_memory(whole(
-            path,
-            super::Format::Safetensors,
-            &read_bytes(path)?,
-            opts,
-        )?));
+        return open_tensor(path, data_start, &header, meta, opts);
     }
     let (files, ameta) = FileLayers::from_header(path, data_start, &header)?;
     Ok(Opened {
         layers: Layers::Files(files),
         source: probelab_source(path, &meta, &ameta, opts),
         meta: ameta,
+    })
+}
+
+/// Another tool's safetensors: the float tensor the plan picks (as the whole-file reader picks
+/// it), checked against the file's length before any value is read.
+fn open_tensor(
+    path: &Path,
+    data_start: u64,
+    header: &safetensors::tensor::Metadata,
+    meta: Meta,
+    opts: &ImportOptions,
+) -> Result<Opened> {
+    use safetensors::tensor::Dtype;
+    let mut tensors: Vec<_> = header
+        .tensors()
+        .into_iter()
+        .filter(|(_, t)| matches!(t.dtype, Dtype::F32 | Dtype::F16 | Dtype::BF16 | Dtype::F64))
+        .collect();
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    let shapes: Vec<_> = tensors
+        .iter()
+        .map(|(n, t)| (n.clone(), t.shape.clone()))
+        .collect();
+    let names = match meta.get("names") {
+        Some(text) => Some(serde_json::from_str::<Vec<String>>(text).map_err(|e| {
+            bad(
+                path,
+                format!("metadata 'names' is not a JSON list of strings: {e}"),
+            )
+        })?),
+        None => None,
+    };
+    let plan = plan_arrays(path, &shapes, names, &meta, opts)?;
+    let info = tensors[plan.index].1;
+    let (from, to) = info.data_offsets;
+    let (layers1, n, d) = plan.dims;
+    let want = (layers1 * n * d * info.dtype.size()) as u64;
+    let len = std::fs::metadata(path)
+        .map_err(|e| Error::io(path.display().to_string(), e))?
+        .len();
+    if (to - from) as u64 != want || len < data_start + to as u64 {
+        return Err(bad(
+            path,
+            format!(
+                "not a safetensors file: '{}' needs {want} bytes at {}..{} but the file is {len} \
+                 bytes long (cut short?)",
+                plan.tensor,
+                data_start + from as u64,
+                data_start + to as u64
+            ),
+        ));
+    }
+    let (ameta, source) = described(path, "safetensors", &plan, &meta, opts);
+    Ok(Opened {
+        layers: Layers::Files(FileLayers::array(
+            path,
+            data_start + from as u64,
+            Floats::Safetensors(info.dtype),
+            plan.dims,
+            plan.entities_first,
+        )),
+        meta: ameta,
+        source,
+    })
+}
+
+/// An `.npy` of floats, opened layer by layer (a text array goes to the whole-file reader,
+/// which says why it is not activations).
+fn open_npy(path: &Path, opts: &ImportOptions) -> Result<Opened> {
+    let Some(a) = npy::float_array_in_file(path).map_err(|e| within(path, e))? else {
+        return Ok(in_memory(whole(
+            path,
+            Format::Npy,
+            &read_bytes(path)?,
+            opts,
+        )?));
+    };
+    let meta = Meta::new();
+    let plan = plan_arrays(path, &[("array".into(), a.shape)], None, &meta, opts)?;
+    let (ameta, source) = described(path, "npy", &plan, &meta, opts);
+    Ok(Opened {
+        layers: Layers::Files(FileLayers::array(
+            path,
+            a.data_start,
+            Floats::Npy(a.encoding),
+            plan.dims,
+            plan.entities_first,
+        )),
+        meta: ameta,
+        source,
     })
 }
 
