@@ -183,6 +183,8 @@ def main(argv=None):
         sys.exit(f"{args.names}: entity {names.index('') + 1} has an empty name")
     n = len(names)
     hf = args.engine in HF_ENGINES
+    if args.remote and args.engine != "nnsight":
+        sys.exit("--remote runs the trace on NDIF through nnsight: use --engine nnsight")
     model = os.path.abspath(args.model) if os.path.exists(args.model) else args.model
     if not hf and not os.path.isfile(model):
         sys.exit(f"{args.model}: no such GGUF file")

@@ -84,8 +84,6 @@ class HFModel:
 
             self.lm = TransformersModel(self.model, tokenizer=self.tok)
             self.tool = f"nnsight {nnsight.__version__}{' on NDIF' if remote else ''}, {self.tool}"
-        elif remote:
-            raise ValueError("--remote runs on NDIF through nnsight: use --engine nnsight")
         self.model_name = getattr(self.model.config, "_name_or_path", "") or p.name
 
     def _layers(self, ids):
@@ -160,7 +158,8 @@ def extract_shard(names, cfg, path):
         "names": json.dumps(names, ensure_ascii=False),
         "tool": m.tool,
     }
-    tmp = f"{path}.{os.getpid()}.partial"
+    # Beside the probelab engine's partial files: a killed worker's is cleared with them.
+    tmp = os.path.join(os.path.dirname(path), "tmp", f"{os.path.basename(path)}.{os.getpid()}.partial")
     save_file({"activations": acts, "tokens_per_entity": tokens, "first_token_ids": first},
               tmp, metadata=meta)
     os.replace(tmp, path)
