@@ -69,7 +69,7 @@ export async function byteSource({ file, url, size, version = null }) {
       const hit = cache && await cache.match(key).catch(() => null);
       if (hit) return new Uint8Array(await hit.arrayBuffer());
       source.fromCache = false;
-      const bytes = await fetchRange(url, start, len, version);
+      const bytes = await fetchRange(url, start, len, size, version);
       // A full disk only costs the offline copy.
       if (cache) await cache.put(key, new Response(bytes)).catch(() => {});
       return bytes;
@@ -86,7 +86,7 @@ async function dropParts(cache, url) {
   return keys.length;
 }
 
-async function fetchRange(url, start, len, version) {
+async function fetchRange(url, start, len, size, version) {
   let res;
   try {
     res = await fetch(url, { cache: 'no-store', headers: { Range: `bytes=${start}-${start + len - 1}` } });
@@ -99,7 +99,7 @@ async function fetchRange(url, start, len, version) {
   }
   if (res.status !== 206) throw new Error(`could not fetch bytes ${start}–${start + len} of ${url}: HTTP ${res.status} ${res.statusText}`);
   const total = Number((res.headers.get('content-range') || '').split('/')[1]);
-  if (versionOf(res, total || version.split(' ')[0]) !== version) {
+  if (versionOf(res, total || size) !== version) {
     res.body?.cancel();
     throw new Error(`the file at ${url} changed on the server while it was being read (it was ${version}, `
       + `now ${versionOf(res, total)}): load it again`);

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+# As Probelab writes it (crate/src/model/mod.rs, LAYER_CONVENTION).
 LAYER_CONVENTION = "layer 0 = embedding output; layer i (1..=L) = residual stream after block i"
 PLACEHOLDERS = ("{name}", "{NAME}")
 
@@ -146,6 +147,7 @@ def extract_shard(names, cfg, path):
                                cfg["hf_device"], cfg["hf_dtype"])
     m = _LOADED[key]
     acts, tokens, first = m.extract(names, cfg["prompt"], cfg["pool"])
+    # Probelab's dataset hash of a names list (crate/src/data.rs, names_hash).
     names_hash = hashlib.sha256("".join(n + "\n" for n in names).encode()).hexdigest()
     meta = {
         "model_name": m.model_name,

@@ -11,7 +11,7 @@ use probelab::engine::{Engine, EngineChoice};
 use probelab::extract::acts::{self, ActsMeta, StoreAs};
 use probelab::extract::import;
 use probelab::extract::{self, prompts, ExtractOptions, Pooling, Template};
-use probelab::model::load::{LoadedModel, ModelHeader};
+use probelab::model::load::{LoadedModel, ModelHeader, ModelSummary};
 use probelab::model::{LoadOptions, Matmul};
 use probelab::probe::analysis::{AnalysisOptions, Report};
 use probelab::probe::preregistration::{self, AnalysisPlan, PlanRecord};
@@ -570,19 +570,7 @@ fn open_for_extract(
             bar.set_position(done as u64);
         })?;
         bar.finish_and_clear();
-        let s = &header.summary;
-        eprintln!(
-            "streamed {} ({}, {} layers, d_model {}, {}) to the GPU in {:.1}s",
-            s.name,
-            path.display(),
-            s.n_layers,
-            s.d_model,
-            s.quantization,
-            t.elapsed().as_secs_f64()
-        );
-        for w in &header.tokenizer.warnings {
-            eprintln!("warning: {w}");
-        }
+        say_opened("streamed to the GPU", &header.summary, path, t);
         return Ok((None, header, engine));
     }
     let m = load_with(path, matmul)?;
@@ -603,19 +591,24 @@ fn load_with(path: &Path, matmul: Matmul) -> Result<LoadedModel> {
         ..LoadOptions::default()
     };
     let m = LoadedModel::open(path, &opts)?;
+    say_opened("loaded", &m.info(), path, t);
+    Ok(m)
+}
+
+/// "loaded NAME (PATH, shape, quant) in X s", then the tokenizer's warnings.
+fn say_opened(how: &str, s: &ModelSummary, path: &Path, since: Instant) {
     eprintln!(
-        "loaded {} ({}, {} layers, d_model {}, {}) in {:.1}s",
-        m.model.config.name,
+        "{how} {} ({}, {} layers, d_model {}, {}) in {:.1}s",
+        s.name,
         path.display(),
-        m.model.config.n_layers,
-        m.model.config.d_model,
-        m.quant_summary,
-        t.elapsed().as_secs_f64()
+        s.n_layers,
+        s.d_model,
+        s.quantization,
+        since.elapsed().as_secs_f64()
     );
-    for w in &m.tokenizer.warnings {
+    for w in &s.warnings {
         eprintln!("warning: {w}");
     }
-    Ok(m)
 }
 
 fn run(cli: Cli) -> Result<()> {

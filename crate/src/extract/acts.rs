@@ -90,6 +90,11 @@ pub(crate) fn float_values(t: &TensorView<'_>) -> Option<Vec<f32>> {
     floats_into(t.dtype(), t.data(), &mut out).then_some(out)
 }
 
+/// Whether [`floats_into`] decodes `dtype`.
+pub(crate) fn is_float(dtype: Dtype) -> bool {
+    matches!(dtype, Dtype::F32 | Dtype::F16 | Dtype::BF16 | Dtype::F64)
+}
+
 /// Decodes little-endian `bytes` of a float `dtype` into `out` (one value per element); false
 /// for any other dtype. Shared by whole-file reads and the layer-by-layer reader.
 pub(crate) fn floats_into(dtype: Dtype, bytes: &[u8], out: &mut [f32]) -> bool {

@@ -417,13 +417,7 @@ fn safetensors_whole(path: &Path, bytes: &[u8], opts: &ImportOptions) -> Result<
         ));
     }
     arrays.sort_by(|a, b| a.0.cmp(&b.0));
-    if let Some(names) = meta.get("names") {
-        let names: Vec<String> = serde_json::from_str(names).map_err(|e| {
-            bad(
-                path,
-                format!("metadata 'names' is not a JSON list of strings: {e}"),
-            )
-        })?;
+    if let Some(names) = names_in_metadata(path, &meta)? {
         arrays.push((
             "names".into(),
             NpyArray {
@@ -433,6 +427,20 @@ fn safetensors_whole(path: &Path, bytes: &[u8], opts: &ImportOptions) -> Result<
         ));
     }
     from_arrays(path, "safetensors", arrays, meta, opts)
+}
+
+/// The names a safetensors file's metadata carries (`names`, a JSON list), if it has them.
+pub(crate) fn names_in_metadata(path: &Path, meta: &Meta) -> Result<Option<Vec<String>>> {
+    meta.get("names")
+        .map(|text| {
+            serde_json::from_str(text).map_err(|e| {
+                bad(
+                    path,
+                    format!("metadata 'names' is not a JSON list of strings: {e}"),
+                )
+            })
+        })
+        .transpose()
 }
 
 /// Transposes in place a `rows × cols` matrix whose elements are blocks of `d` values (the

@@ -110,6 +110,44 @@ mod files {
         entities_first: Option<usize>,
     }
 
+    impl Piece {
+        /// Decodes this piece's part of layer `l` into `dst` (`buf`: the bytes, reused).
+        fn read_layer(
+            &self,
+            l: usize,
+            d: usize,
+            dst: &mut [f32],
+            buf: &mut Vec<u8>,
+        ) -> std::io::Result<()> {
+            let size = self.floats.size();
+            let mut f = std::fs::File::open(&self.path)?;
+            match self.entities_first {
+                // A layer is one stretch of the file: slices of whole values, decoded as they
+                // come.
+                None => {
+                    let layer_bytes = (dst.len() * size) as u64;
+                    f.seek(SeekFrom::Start(self.data_start + l as u64 * layer_bytes))?;
+                    for dst in dst.chunks_mut((CHUNK / size).max(1)) {
+                        buf.resize(dst.len() * size, 0);
+                        f.read_exact(buf)?;
+                        self.floats.decode(buf, dst);
+                    }
+                }
+                // A layer is one vector per entity, a row of layers apart.
+                Some(layers1) => {
+                    buf.resize(d * size, 0);
+                    for (i, dst) in dst.chunks_mut(d).enumerate() {
+                        let at = ((i * layers1 + l) * d * size) as u64;
+                        f.seek(SeekFrom::Start(self.data_start + at))?;
+                        f.read_exact(buf)?;
+                        self.floats.decode(buf, dst);
+                    }
+                }
+            }
+            Ok(())
+        }
+    }
+
     /// What a [`FileLayers`] has read so far: a check that it reads layer by layer.
     #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
     pub struct ReadStats {
@@ -406,47 +444,18 @@ mod files {
             let mut buf = Vec::new();
             let mut bytes = 0u64;
             for p in &self.pieces {
-                let size = p.floats.size();
-                let layer_bytes = ((p.end - p.start) * d * size) as u64;
-                let mut f = std::fs::File::open(&p.path)
-                    .map_err(|e| Error::io(p.path.display().to_string(), e))?;
-                let dst = &mut out[p.start * d..p.end * d];
-                match p.entities_first {
-                    // A layer is one stretch of the file: slices of whole values, decoded as
-                    // they come.
-                    None => f
-                        .seek(SeekFrom::Start(p.data_start + l as u64 * layer_bytes))
-                        .and_then(|_| {
-                            let per = (CHUNK / size).max(1);
-                            for dst in dst.chunks_mut(per) {
-                                buf.resize(dst.len() * size, 0);
-                                f.read_exact(&mut buf)?;
-                                p.floats.decode(&buf, dst);
-                            }
-                            Ok(())
-                        }),
-                    // A layer is one vector per entity, a row of layers apart.
-                    Some(layers1) => (|| {
-                        buf.resize(d * size, 0);
-                        for (i, dst) in dst.chunks_mut(d).enumerate() {
-                            let at = ((i * layers1 + l) * d * size) as u64;
-                            f.seek(SeekFrom::Start(p.data_start + at))?;
-                            f.read_exact(&mut buf)?;
-                            p.floats.decode(&buf, dst);
-                        }
-                        Ok(())
-                    })(),
-                }
-                .map_err(|e: std::io::Error| {
-                    bad(
-                        &p.path,
-                        format!(
-                            "cannot read layer {l} (entities {}..{}): {e}; was the file cut \
-                             or changed since the fit opened it?",
-                            p.start, p.end
-                        ),
-                    )
-                })?;
+                let layer_bytes = ((p.end - p.start) * d * p.floats.size()) as u64;
+                p.read_layer(l, d, &mut out[p.start * d..p.end * d], &mut buf)
+                    .map_err(|e| {
+                        bad(
+                            &p.path,
+                            format!(
+                                "cannot read layer {l} (entities {}..{}): {e}; was the file cut \
+                                 or changed since the fit opened it?",
+                                p.start, p.end
+                            ),
+                        )
+                    })?;
                 bytes += layer_bytes;
             }
             self.layers_read.fetch_add(1, Ordering::Relaxed);

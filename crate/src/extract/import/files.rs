@@ -7,12 +7,13 @@ use std::path::{Path, PathBuf};
 
 use super::{
     bad, check_finite, check_given_names, check_twin, control_options, described, format_of,
-    is_probelab, missing_note, plan_arrays, probelab_source, random_err, whole, within, Format,
-    ImportOptions, Imported, ImportedRun, Meta, Source, MANIFEST_FILE, PROBELAB_FORMAT,
+    is_probelab, missing_note, names_in_metadata, plan_arrays, probelab_source, random_err, whole,
+    within, Format, ImportOptions, Imported, ImportedRun, Meta, Source, MANIFEST_FILE,
+    PROBELAB_FORMAT,
 };
 use crate::data;
 use crate::error::{Error, Result};
-use crate::extract::acts::{ActsMeta, RANDOM_INIT_FILE, SURPRISAL_FILE};
+use crate::extract::acts::{self, ActsMeta, RANDOM_INIT_FILE, SURPRISAL_FILE};
 use crate::extract::layers::{self, FileLayers, Floats, LayerSource, Layers};
 use crate::extract::npy;
 
@@ -195,27 +196,18 @@ fn open_tensor(
     meta: Meta,
     opts: &ImportOptions,
 ) -> Result<Opened> {
-    use safetensors::tensor::Dtype;
+    // The tensors the whole-file reader decodes (token tables and the like are not activations).
     let mut tensors: Vec<_> = header
         .tensors()
         .into_iter()
-        .filter(|(_, t)| matches!(t.dtype, Dtype::F32 | Dtype::F16 | Dtype::BF16 | Dtype::F64))
+        .filter(|(_, t)| acts::is_float(t.dtype))
         .collect();
     tensors.sort_by(|a, b| a.0.cmp(&b.0));
     let shapes: Vec<_> = tensors
         .iter()
         .map(|(n, t)| (n.clone(), t.shape.clone()))
         .collect();
-    let names = match meta.get("names") {
-        Some(text) => Some(serde_json::from_str::<Vec<String>>(text).map_err(|e| {
-            bad(
-                path,
-                format!("metadata 'names' is not a JSON list of strings: {e}"),
-            )
-        })?),
-        None => None,
-    };
-    let plan = plan_arrays(path, &shapes, names, &meta, opts)?;
+    let plan = plan_arrays(path, &shapes, names_in_metadata(path, &meta)?, &meta, opts)?;
     let info = tensors[plan.index].1;
     let (from, to) = info.data_offsets;
     let (layers1, n, d) = plan.dims;
